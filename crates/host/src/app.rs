@@ -1,0 +1,183 @@
+//! Loading the application: compiling (or loading from the cache) every routed
+//! component, linking it against WASI, wasi:http and the Spin interfaces, and
+//! pre-instantiating it so a request only has to create a fresh instance.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::manifest::Manifest;
+use crate::outbound::OutboundPolicy;
+use crate::router::Router;
+use crate::state::{ComponentContext, RequestState};
+use crate::variables::{AppVariables, ComponentVariables};
+
+/// How many component instances may be alive at once. Requests beyond this
+/// wait for a free slot rather than fail.
+pub const MAX_INSTANCES: u32 = 512;
+
+pub struct LoadedComponent {
+    pub context: Arc<ComponentContext>,
+    pub pre: ProxyPre<RequestState>,
+}
+
+pub struct App {
+    pub engine: Engine,
+    pub router: Router,
+    pub components: HashMap<String, LoadedComponent>,
+}
+
+impl App {
+    pub fn load(manifest: &Manifest, variables: &AppVariables) -> anyhow::Result<Self> {
+        let engine = new_engine()?;
+        let router = Router::new(&manifest.routes)?;
+        let mut linker = Linker::<RequestState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
+        crate::spin_api::add_to_linker(&mut linker).map_err(wasm_err)?;
+
+        let cache = CompileCache::new(&engine);
+        let mut components = HashMap::new();
+        for decl in manifest.routed_components() {
+            let id = &decl.id;
+            let context = (|| -> anyhow::Result<ComponentContext> {
+                let component_variables =
+                    ComponentVariables::resolve(id, variables, &decl.variables)?;
+                let mut hosts = Vec::new();
+                for entry in &decl.allowed_outbound_hosts {
+                    hosts.push(variables.expand(entry)?);
+                }
+                let outbound = OutboundPolicy::parse(hosts.iter().map(String::as_str))
+                    .context("allowed_outbound_hosts")?;
+                Ok(ComponentContext {
+                    id: id.clone(),
+                    variables: component_variables,
+                    outbound: Arc::new(outbound),
+                    environment: decl.environment.clone().into_iter().collect(),
+                })
+            })()
+            .with_context(|| format!("component `{id}`"))?;
+
+            let component = cache.load(&decl.source).with_context(|| {
+                format!("component `{id}`: cannot load {}", decl.source.display())
+            })?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(wasm_err)
+                .and_then(|pre| ProxyPre::new(pre).map_err(wasm_err))
+                .with_context(|| {
+                    format!("component `{id}` cannot run here (is it a wasi:http component?)")
+                })?;
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    context: Arc::new(context),
+                    pre,
+                },
+            );
+        }
+        Ok(Self {
+            engine,
+            router,
+            components,
+        })
+    }
+}
+
+/// wasmtime has its own error type; the CLI reports with `anyhow`.
+pub fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:?}")
+}
+
+fn new_engine() -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_INSTANCES)
+        .total_core_instances(MAX_INSTANCES * 8)
+        .total_memories(MAX_INSTANCES * 2)
+        .total_tables(MAX_INSTANCES * 4)
+        .total_stacks(MAX_INSTANCES)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        // Components built for the edge stay small; 128 MiB of linear memory
+        // per instance keeps the reserved address space modest.
+        .max_memory_size(128 << 20)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .table_elements(20_000);
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(wasm_err)
+}
+
+/// Compiled components, keyed by the wasm's digest and the engine's settings,
+/// so only the first start after a change pays for compilation.
+struct CompileCache {
+    dir: Option<PathBuf>,
+    engine: Engine,
+}
+
+impl CompileCache {
+    fn new(engine: &Engine) -> Self {
+        let dir = std::env::var_os("FLASHSPIN_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .map(|d| d.join("flashspin"))
+            })
+            .filter(|d| std::fs::create_dir_all(d).is_ok());
+        Self {
+            dir,
+            engine: engine.clone(),
+        }
+    }
+
+    fn load(&self, source: &Path) -> anyhow::Result<Component> {
+        let wasm = std::fs::read(source)?;
+        let Some(dir) = &self.dir else {
+            return Component::new(&self.engine, &wasm).map_err(wasm_err);
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(&wasm);
+        std::hash::Hash::hash(
+            &self.engine.precompile_compatibility_hash(),
+            &mut HashWriter(&mut hasher),
+        );
+        let path = dir.join(format!("{}.cwasm", hex::encode(hasher.finalize())));
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an
+            // engine with the same compatibility hash (it is in the name), into
+            // a cache directory only this tool writes.
+            if let Ok(component) = unsafe { Component::deserialize_file(&self.engine, &path) } {
+                return Ok(component);
+            }
+        }
+        let compiled = self.engine.precompile_component(&wasm).map_err(wasm_err)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::write(tmp.path(), &compiled)?;
+        tmp.persist(&path)?;
+        // SAFETY: just produced by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(wasm_err)
+    }
+}
+
+/// Feeds `Hash` output into a SHA-256 digest.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::hash::Hasher for HashWriter<'_> {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

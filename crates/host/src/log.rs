@@ -1,0 +1,34 @@
+//! What the host prints while serving: one line per request, the guests'
+//! output labelled with their component, and denied outbound attempts.
+
+use std::io::Write;
+use std::time::Duration;
+
+pub fn request(method: &str, path: &str, component: &str, status: u16, elapsed: Duration) {
+    println!(
+        "{method} {path} -> {component} {status} {:.1}ms",
+        elapsed.as_secs_f64() * 1000.0
+    );
+}
+
+pub fn guest_output(component: &str, bytes: &[u8], is_stderr: bool) {
+    if bytes.is_empty() {
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let mut buf = String::with_capacity(text.len() + 32);
+    for line in text.lines() {
+        buf.push_str(&format!("[{component}] {line}\n"));
+    }
+    if is_stderr {
+        let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+    } else {
+        let _ = std::io::stdout().lock().write_all(buf.as_bytes());
+    }
+}
+
+pub fn denied(component: &str, what: &str, target: &str) {
+    eprintln!(
+        "[{component}] {what} access to {target} denied: not in the component's allowed_outbound_hosts"
+    );
+}

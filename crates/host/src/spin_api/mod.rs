@@ -1,0 +1,29 @@
+//! Host side of the Spin platform interfaces (`fermyon:spin/redis@2.0.0` and
+//! `fermyon:spin/variables@2.0.0`), generated from `wit/` and implemented on
+//! the per-request store state.
+
+mod redis;
+mod variables;
+
+pub use self::redis::RedisConnection;
+
+wasmtime::component::bindgen!({
+    path: "wit",
+    world: "flashspin:host/spin-imports",
+    imports: { default: async | trappable },
+    with: {
+        "fermyon:spin/redis.connection": RedisConnection,
+    },
+});
+
+use crate::state::RequestState;
+
+/// Makes the Spin interfaces available to components linked by `linker`.
+pub fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<RequestState>,
+) -> wasmtime::Result<()> {
+    SpinImports::add_to_linker::<RequestState, wasmtime::component::HasSelf<RequestState>>(
+        linker,
+        |state| state,
+    )
+}

@@ -1,0 +1,271 @@
+//! `fermyon:spin/redis`: outbound Redis as Spin provides it. A connection is
+//! opened when the guest asks for one and closed when the guest drops it or
+//! the request's store goes away; nothing is pooled across requests, so the
+//! costs measured on this host are the costs on Spin.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, Value};
+use wasmtime::component::Resource;
+
+use super::fermyon::spin::redis::{
+    Error, Host, HostConnection, Payload, RedisParameter, RedisResult,
+};
+use crate::state::RequestState;
+
+/// Connections one request may hold open at once.
+const MAX_CONNECTIONS_PER_REQUEST: usize = 8;
+/// Bounds how long a guest waits for an unreachable or stalled server, so a
+/// Redis outage turns into an error the component can answer with, not a hang.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The host state behind a guest's `connection` resource.
+pub struct RedisConnection {
+    conn: MultiplexedConnection,
+}
+
+type HostResult<T> = wasmtime::Result<Result<T, Error>>;
+
+impl Host for RequestState {}
+
+impl RequestState {
+    fn connection(
+        &mut self,
+        res: &Resource<RedisConnection>,
+    ) -> wasmtime::Result<MultiplexedConnection> {
+        // A multiplexed connection is a cheap handle; cloning it lets the
+        // command run without holding a borrow of the table.
+        Ok(self.table.get(res)?.conn.clone())
+    }
+
+    async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        res: &Resource<RedisConnection>,
+        cmd: redis::Cmd,
+    ) -> HostResult<T> {
+        let mut conn = self.connection(res)?;
+        Ok(cmd.query_async::<T>(&mut conn).await.map_err(to_wit_error))
+    }
+}
+
+impl HostConnection for RequestState {
+    async fn open(&mut self, address: String) -> HostResult<Resource<RedisConnection>> {
+        if !self.component.outbound.allows_url(&address) {
+            self.log_denied("redis", &address);
+            return Ok(Err(Error::InvalidAddress));
+        }
+        if self.redis_connections >= MAX_CONNECTIONS_PER_REQUEST {
+            return Ok(Err(Error::TooManyConnections));
+        }
+        let client = match redis::Client::open(address.as_str()) {
+            Ok(client) => client,
+            Err(_) => return Ok(Err(Error::InvalidAddress)),
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(to_wit_error(e))),
+        };
+        self.redis_connections += 1;
+        Ok(Ok(self.table.push(RedisConnection { conn })?))
+    }
+
+    async fn publish(
+        &mut self,
+        res: Resource<RedisConnection>,
+        channel: String,
+        payload: Payload,
+    ) -> HostResult<()> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(payload);
+        self.query::<Value>(&res, cmd).await.map(|r| r.map(drop))
+    }
+
+    async fn get(
+        &mut self,
+        res: Resource<RedisConnection>,
+        key: String,
+    ) -> HostResult<Option<Payload>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.query(&res, cmd).await
+    }
+
+    async fn set(
+        &mut self,
+        res: Resource<RedisConnection>,
+        key: String,
+        value: Payload,
+    ) -> HostResult<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        self.query::<Value>(&res, cmd).await.map(|r| r.map(drop))
+    }
+
+    async fn incr(&mut self, res: Resource<RedisConnection>, key: String) -> HostResult<i64> {
+        let mut cmd = redis::cmd("INCRBY");
+        cmd.arg(key).arg(1);
+        self.query(&res, cmd).await
+    }
+
+    async fn del(&mut self, res: Resource<RedisConnection>, keys: Vec<String>) -> HostResult<u32> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(keys);
+        self.query(&res, cmd).await
+    }
+
+    async fn sadd(
+        &mut self,
+        res: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> HostResult<u32> {
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(key).arg(values);
+        self.query(&res, cmd).await
+    }
+
+    async fn smembers(
+        &mut self,
+        res: Resource<RedisConnection>,
+        key: String,
+    ) -> HostResult<Vec<String>> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(key);
+        self.query(&res, cmd).await
+    }
+
+    async fn srem(
+        &mut self,
+        res: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> HostResult<u32> {
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(key).arg(values);
+        self.query(&res, cmd).await
+    }
+
+    async fn execute(
+        &mut self,
+        res: Resource<RedisConnection>,
+        command: String,
+        arguments: Vec<RedisParameter>,
+    ) -> HostResult<Vec<RedisResult>> {
+        let mut cmd = redis::cmd(&command);
+        for arg in arguments {
+            match arg {
+                RedisParameter::Int64(i) => cmd.arg(i),
+                RedisParameter::Binary(b) => cmd.arg(b),
+            };
+        }
+        Ok(self.query::<Value>(&res, cmd).await?.and_then(|value| {
+            let mut out = Vec::new();
+            flatten(value, &mut out).map(|()| out)
+        }))
+    }
+
+    async fn drop(&mut self, res: Resource<RedisConnection>) -> wasmtime::Result<()> {
+        self.table.delete(res)?;
+        self.redis_connections = self.redis_connections.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Spin's mapping of a reply to `execute`'s flat result list: arrays and
+/// sets are flattened in order, `OK` and other simple strings become
+/// `status`, RESP3 doubles and big numbers travel as text and booleans as
+/// 0/1. Maps, attributes, verbatim strings and pushes are refused, as in Spin.
+pub fn flatten(value: Value, out: &mut Vec<RedisResult>) -> Result<(), Error> {
+    let unsupported = |what: &str| {
+        Err(Error::Other(format!(
+            "Could not convert Redis response - TypeError: Redis {what} is not supported"
+        )))
+    };
+    match value {
+        Value::Nil => out.push(RedisResult::Nil),
+        Value::Int(i) => out.push(RedisResult::Int64(i)),
+        Value::BulkString(b) => out.push(RedisResult::Binary(b)),
+        Value::SimpleString(s) => out.push(RedisResult::Status(s)),
+        Value::Okay => out.push(RedisResult::Status("OK".to_string())),
+        Value::Array(items) | Value::Set(items) => {
+            for item in items {
+                flatten(item, out)?;
+            }
+        }
+        Value::Double(d) => out.push(RedisResult::Binary(d.to_string().into_bytes())),
+        Value::Boolean(b) => out.push(RedisResult::Int64(i64::from(b))),
+        // Without the `num-bigint` feature the number arrives as its digits.
+        Value::BigNumber(digits) => out.push(RedisResult::Binary(digits)),
+        Value::ServerError(e) => return Err(to_wit_error(e.into())),
+        Value::Map(_) => return unsupported("Map type"),
+        Value::Attribute { .. } => return unsupported("Attribute type"),
+        Value::VerbatimString { .. } => return unsupported("string with format attribute"),
+        Value::Push { .. } => return unsupported("Pub/Sub types"),
+        #[allow(unreachable_patterns)]
+        _ => return unsupported("reply type"),
+    }
+    Ok(())
+}
+
+/// Maps a client error to the WIT error text Spin (redis-rs 0.32) produces,
+/// so guests can recognise e.g. a missing script (`NoScriptError`) the same
+/// way on both hosts.
+pub fn to_wit_error(e: RedisError) -> Error {
+    let Some(code) = e.code() else {
+        // I/O errors read as the OS reports them: "Connection refused (os error 111)".
+        return Error::Other(e.to_string());
+    };
+    let detail = e.detail().unwrap_or_default();
+    let kind = match code {
+        "ERR" => "ResponseError",
+        "NOSCRIPT" => "NoScriptError",
+        "EXECABORT" => "ExecAbortError",
+        "LOADING" => "BusyLoadingError",
+        "TRYAGAIN" => "TryAgain",
+        "CLUSTERDOWN" => "ClusterDown",
+        "CROSSSLOT" => "CrossSlot",
+        "MASTERDOWN" => "MasterDown",
+        "READONLY" => "ReadOnly",
+        "NOTBUSY" => "NotBusy",
+        _ => return Error::Other(format!("{code}: {detail}")),
+    };
+    Error::Other(format!(
+        "An error was signalled by the server - {kind}: {detail}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_replies_are_flattened_in_order() {
+        let reply = Value::Array(vec![
+            Value::Int(1),
+            Value::Array(vec![Value::BulkString(b"a".to_vec()), Value::Nil]),
+            Value::Okay,
+            Value::SimpleString("QUEUED".into()),
+        ]);
+        let mut out = Vec::new();
+        flatten(reply, &mut out).unwrap();
+        let debug: Vec<String> = out.iter().map(|r| format!("{r:?}")).collect();
+        assert_eq!(
+            debug,
+            vec![
+                format!("{:?}", RedisResult::Int64(1)),
+                format!("{:?}", RedisResult::Binary(b"a".to_vec())),
+                format!("{:?}", RedisResult::Nil),
+                format!("{:?}", RedisResult::Status("OK".into())),
+                format!("{:?}", RedisResult::Status("QUEUED".into())),
+            ]
+        );
+    }
+}

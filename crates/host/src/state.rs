@@ -1,0 +1,88 @@
+//! The data of one request's store: WASI and wasi:http contexts, the
+//! resource table, and the component's resolved configuration.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::outbound::OutboundPolicy;
+use crate::outbound_http::OutboundHttp;
+use crate::variables::ComponentVariables;
+
+/// Everything about a component that is fixed once the app has started.
+#[derive(Debug)]
+pub struct ComponentContext {
+    pub id: String,
+    pub variables: ComponentVariables,
+    pub outbound: Arc<OutboundPolicy>,
+    pub environment: Vec<(String, String)>,
+}
+
+/// The guest's stdout and stderr are captured per request and forwarded,
+/// line by line and labelled with the component, when the request ends.
+const OUTPUT_CAPACITY: usize = 1 << 20;
+
+pub struct RequestState {
+    pub component: Arc<ComponentContext>,
+    pub table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: OutboundHttp,
+    pub redis_connections: usize,
+    pub stdout: MemoryOutputPipe,
+    pub stderr: MemoryOutputPipe,
+}
+
+impl RequestState {
+    pub fn new(component: Arc<ComponentContext>) -> Self {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        for (k, v) in &component.environment {
+            wasi.env(k, v);
+        }
+        Self {
+            http_hooks: OutboundHttp::new(component.id.clone(), component.outbound.clone()),
+            component,
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            redis_connections: 0,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn log_denied(&self, what: &str, target: &str) {
+        crate::log::denied(&self.component.id, what, target);
+    }
+
+    /// Forwards what the guest printed, each line prefixed with its name.
+    pub fn forward_output(&self) {
+        crate::log::guest_output(&self.component.id, &self.stdout.contents(), false);
+        crate::log::guest_output(&self.component.id, &self.stderr.contents(), true);
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}

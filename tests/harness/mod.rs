@@ -1,0 +1,343 @@
+//! The black-box test harness: every test starts its own `redis-server` and
+//! its own copy of the app on free loopback ports and talks HTTP to it.
+//!
+//! The app runs under `flashspin up`, or under a real Spin when `SPIN_BIN`
+//! names its binary (`spin up --listen ADDR`), so the same suite checks that
+//! the app behaves the same on both hosts.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The app's own manifest.
+pub fn app_manifest() -> PathBuf {
+    repo_root().join("spin.toml")
+}
+
+/// The manifest of the host test fixtures.
+pub fn fixture_manifest() -> PathBuf {
+    repo_root().join("tests/fixtures/spin.toml")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Which host runs the app.
+enum Host {
+    Flashspin(PathBuf),
+    Spin(PathBuf),
+}
+
+fn host() -> Host {
+    match std::env::var_os("SPIN_BIN") {
+        Some(spin) => Host::Spin(PathBuf::from(spin)),
+        None => Host::Flashspin(PathBuf::from(env!("CARGO_BIN_EXE_flashspin"))),
+    }
+}
+
+pub fn is_real_spin() -> bool {
+    matches!(host(), Host::Spin(_))
+}
+
+/// Builds the components of `manifest` once per test process.
+fn build_once(manifest: &Path) {
+    static BUILT: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|m| m == manifest) {
+        return;
+    }
+    let mut cmd = match host() {
+        Host::Flashspin(bin) => Command::new(bin),
+        Host::Spin(bin) => Command::new(bin),
+    };
+    let status = cmd
+        .arg("build")
+        .arg("-f")
+        .arg(manifest)
+        .stdout(Stdio::null())
+        .status()
+        .expect("cannot run the build");
+    assert!(status.success(), "building {} failed", manifest.display());
+    built.push(manifest.to_path_buf());
+}
+
+/// A private `redis-server`, stopped when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (see README)");
+            let mut server = RedisServer {
+                child: Some(child),
+                port,
+                _dir: dir,
+            };
+            if server.wait_ready() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = &mut self.child
+                && child.try_wait().unwrap().is_some()
+            {
+                return false;
+            }
+            if let Ok(mut conn) = self.client().get_connection()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).unwrap()
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        self.client().get_connection().unwrap()
+    }
+
+    /// Stops the server now (to test how the app copes with an outage).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running app, stopped when dropped.
+pub struct App {
+    child: Child,
+    pub base: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// How to start an app: manifest and variables.
+pub struct AppConfig {
+    manifest: PathBuf,
+    vars: BTreeMap<String, String>,
+}
+
+impl AppConfig {
+    pub fn new(manifest: PathBuf) -> Self {
+        Self {
+            manifest,
+            vars: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a Spin variable (through `SPIN_VARIABLE_<NAME>`).
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(name.to_string(), value.into());
+        self
+    }
+
+    pub async fn start(self) -> App {
+        match self.try_start().await {
+            Ok(app) => app,
+            Err(log) => panic!("the app did not start:\n{log}"),
+        }
+    }
+
+    /// Starts the app; on failure returns what it printed.
+    pub async fn try_start(self) -> Result<App, String> {
+        build_once(&self.manifest);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = match host() {
+            Host::Flashspin(bin) => {
+                let mut cmd = Command::new(bin);
+                cmd.arg("up").arg("--no-build");
+                cmd
+            }
+            Host::Spin(bin) => {
+                let mut cmd = Command::new(bin);
+                cmd.arg("up");
+                cmd
+            }
+        };
+        cmd.arg("-f")
+            .arg(&self.manifest)
+            .arg("--listen")
+            .arg(&listen);
+        for (name, value) in &self.vars {
+            cmd.env(
+                format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+                value,
+            );
+        }
+        let out = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("cannot start the host");
+        let mut app = App {
+            child,
+            base: format!("http://{listen}"),
+            log,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if app.child.try_wait().unwrap().is_some() {
+                return Err(app.logs());
+            }
+            let probe = app
+                .http
+                .get(app.url("/.well-known/spin/health"))
+                .send()
+                .await;
+            if probe.is_ok_and(|r| r.status().is_success()) {
+                return Ok(app);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("timed out waiting for the app\n{}", app.logs()))
+    }
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything the host and the components printed so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::from(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
+        Reply::from(
+            self.http
+                .post(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Waits for the process to exit (after it was stopped).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends SIGINT, as Ctrl-C would.
+    pub fn interrupt(&self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub async fn from(r: reqwest::Response) -> Self {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.unwrap().to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}

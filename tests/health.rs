@@ -1,0 +1,54 @@
+//! `GET /api/health`.
+
+use crate::harness::{AppConfig, RedisServer, app_manifest};
+
+#[tokio::test]
+async fn healthy_when_redis_answers() {
+    let redis = RedisServer::start();
+    let app = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    let reply = app.get("/api/health").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({"status": "ok", "redis": "ok"})
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+}
+
+#[tokio::test]
+async fn degraded_when_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let app = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    redis.stop();
+    let reply = app.get("/api/health").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["status"], "degraded");
+    assert!(
+        body["redis"].as_str().unwrap().contains("refused"),
+        "{body}"
+    );
+    assert!(reply.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn other_methods_are_not_allowed() {
+    let redis = RedisServer::start();
+    let app = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    let reply = app.post_json("/api/health", &serde_json::json!({})).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET"));
+    assert_eq!(reply.json()["error"]["code"], "method_not_allowed");
+}

@@ -1,0 +1,396 @@
+//! The host itself, through the probe fixture (`tests/fixtures`): routing,
+//! Spin's request headers, variables, outbound rules, Redis result mapping,
+//! fresh instances, traps, and start-up and shutdown behaviour.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{App, AppConfig, RedisServer, app_manifest, fixture_manifest, is_real_spin};
+
+async fn fixture_app(redis: &RedisServer) -> App {
+    fixture_config(redis).start().await
+}
+
+fn fixture_config(redis: &RedisServer) -> AppConfig {
+    AppConfig::new(fixture_manifest())
+        .var("redis_address", redis.url())
+        .var("fixture_secret", "s3cret")
+}
+
+async fn echo(app: &App, path: &str) -> Value {
+    let reply = app.get(path).await;
+    assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    reply.json()
+}
+
+fn header<'a>(echo: &'a Value, name: &str) -> &'a str {
+    echo["headers"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} header in {echo}"))
+}
+
+#[tokio::test]
+async fn routes_follow_spin_precedence() {
+    let redis = RedisServer::start();
+    let app = fixture_app(&redis).await;
+    for (path, route) in [
+        ("/api/exact", "/api/exact"),
+        ("/api/exact/more", "/api/..."),
+        ("/api", "/api/..."),
+        ("/api/other/thing", "/api/..."),
+        ("/api/items/42", "/api/items/:item_id"),
+        ("/api/items/42/parts/a/b", "/api/items/:item_id/parts/..."),
+        ("/elsewhere", "/..."),
+        ("/", "/..."),
+    ] {
+        let e = echo(&app, path).await;
+        assert_eq!(header(&e, "spin-raw-component-route"), route, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn requests_carry_spin_headers() {
+    let redis = RedisServer::start();
+    let app = fixture_app(&redis).await;
+
+    let e = echo(&app, "/api/other/thing?action=echo&x=1").await;
+    assert_eq!(header(&e, "spin-path-info"), "/other/thing");
+    assert_eq!(header(&e, "spin-matched-route"), "/api/...");
+    assert_eq!(header(&e, "spin-component-route"), "/api");
+    assert_eq!(header(&e, "spin-base-path"), "/");
+    let full = app.url("/api/other/thing?action=echo&x=1");
+    assert_eq!(header(&e, "spin-full-url"), full);
+    assert!(header(&e, "spin-client-addr").starts_with("127.0.0.1:"));
+    // A WASI 0.2 guest sees an absolute URI and no `host` header.
+    assert_eq!(e["uri"], full.as_str());
+    assert!(e["headers"].get("host").is_none(), "{e}");
+
+    let e = echo(&app, "/api/items/42/parts/a/b").await;
+    assert_eq!(header(&e, "spin-path-match-item-id"), "42");
+    assert_eq!(header(&e, "spin-path-info"), "/a/b");
+    assert_eq!(
+        header(&e, "spin-component-route"),
+        "/api/items/:item_id/parts"
+    );
+
+    let e = echo(&app, "/api/exact").await;
+    assert_eq!(header(&e, "spin-path-info"), "");
+    assert_eq!(header(&e, "spin-component-route"), "/api/exact");
+
+    let e = echo(&app, "/api").await;
+    assert_eq!(header(&e, "spin-path-info"), "");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_with_an_empty_body() {
+    let redis = RedisServer::start();
+    let app = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    let reply = app.get("/no/such/route").await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.body.is_empty());
+}
+
+#[tokio::test]
+async fn variables_resolve_from_templates_env_and_defaults() {
+    let redis = RedisServer::start();
+    let app = fixture_config(&redis).var("who", "tests").start().await;
+    let var = |name: &'static str| {
+        let app = &app;
+        async move { echo(app, &format!("/api/x?action=var&name={name}")).await }
+    };
+    assert_eq!(var("greeting").await["value"], "hello tests");
+    assert_eq!(var("secret").await["value"], "s3cret");
+    // App variables are only visible through the component's own variables.
+    assert!(
+        var("who").await["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error::Undefined(")
+    );
+    assert!(
+        var("Bad-Name").await["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error::InvalidName(")
+    );
+    let env = echo(&app, "/api/x?action=env&name=PROBE_ENV").await;
+    assert_eq!(env["value"], "from-manifest");
+}
+
+#[tokio::test]
+async fn a_missing_required_variable_stops_start_up() {
+    let redis = RedisServer::start();
+    let result = AppConfig::new(fixture_manifest())
+        .var("redis_address", redis.url())
+        .try_start()
+        .await;
+    let log = result.err().expect("the app must not start");
+    assert!(log.contains("fixture_secret"), "{log}");
+}
+
+/// A one-shot HTTP server standing in for an outside service.
+async fn sink() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nsink")
+                .await;
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn outbound_access_follows_allowed_outbound_hosts() {
+    let redis = RedisServer::start();
+    let (sink_port, _sink) = sink().await;
+    let other_port = crate::harness::free_port();
+    let app = fixture_config(&redis)
+        .var("sink_origin", format!("http://127.0.0.1:{sink_port}"))
+        .start()
+        .await;
+
+    let allowed = echo(
+        &app,
+        &format!("/api/x?action=http&url=http://127.0.0.1:{sink_port}/hi"),
+    )
+    .await;
+    assert_eq!(allowed["status"], 200, "{allowed}");
+    assert_eq!(allowed["body"], "sink");
+
+    let denied = echo(
+        &app,
+        &format!("/api/x?action=http&url=http://127.0.0.1:{other_port}/hi"),
+    )
+    .await;
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied"),
+        "{denied}"
+    );
+    let denied = echo(
+        &app,
+        &format!("/locked/x?action=http&url=http://127.0.0.1:{sink_port}/hi"),
+    )
+    .await;
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied"),
+        "{denied}"
+    );
+
+    let ping = json!({"address": redis.url(), "command": "PING", "args": []});
+    let reply = app.post_json("/api/x?action=redis", &ping).await.json();
+    assert_eq!(reply["results"], json!([{"status": "PONG"}]));
+    let reply = app.post_json("/locked/x?action=redis", &ping).await.json();
+    assert_eq!(reply["error"], "Error::InvalidAddress");
+    // Same server, another spelling of the address that is not allowed.
+    let other = json!({"address": format!("redis://localhost:{}", redis.port), "command": "PING", "args": []});
+    let reply = app.post_json("/api/x?action=redis", &other).await.json();
+    assert_eq!(reply["error"], "Error::InvalidAddress");
+}
+
+async fn execute(app: &App, redis: &RedisServer, command: &str, args: Value) -> Value {
+    let body = json!({"address": redis.url(), "command": command, "args": args});
+    app.post_json("/api/x?action=redis", &body).await.json()
+}
+
+#[tokio::test]
+async fn redis_execute_maps_results_like_spin() {
+    let redis = RedisServer::start();
+    let app = fixture_app(&redis).await;
+    let ok = |v: Value| json!({"results": v});
+
+    assert_eq!(
+        execute(&app, &redis, "SET", json!(["k", "v"])).await,
+        ok(json!([{"status": "OK"}]))
+    );
+    assert_eq!(
+        execute(&app, &redis, "GET", json!(["nope"])).await,
+        ok(json!([{"nil": null}]))
+    );
+    assert_eq!(
+        execute(&app, &redis, "INCRBY", json!(["n", 5])).await,
+        ok(json!([{"int64": 5}]))
+    );
+    execute(&app, &redis, "RPUSH", json!(["l", "a", "b"])).await;
+    assert_eq!(
+        execute(&app, &redis, "LRANGE", json!(["l", 0, -1])).await,
+        ok(json!([{"binary": "a"}, {"binary": "b"}]))
+    );
+    // Nested Lua tables come back flattened, in order.
+    assert_eq!(
+        execute(
+            &app,
+            &redis,
+            "EVAL",
+            json!(["return {1, {2, 'x', {'y'}}, 'z'}", 0])
+        )
+        .await,
+        ok(json!([{"int64": 1}, {"int64": 2}, {"binary": "x"}, {"binary": "y"}, {"binary": "z"}]))
+    );
+    assert_eq!(
+        execute(
+            &app,
+            &redis,
+            "EVAL",
+            json!(["return redis.status_reply('FINE')", 0])
+        )
+        .await,
+        ok(json!([{"status": "FINE"}]))
+    );
+
+    let err = |v: Value| v["error"].as_str().unwrap_or_default().to_string();
+    let lua_error = err(execute(
+        &app,
+        &redis,
+        "EVAL",
+        json!(["return redis.error_reply('boom')", 0]),
+    )
+    .await);
+    assert!(
+        lua_error.starts_with("Error::Other(") && lua_error.contains("boom"),
+        "{lua_error}"
+    );
+    let unknown = err(execute(&app, &redis, "NOSUCHCOMMAND", json!([])).await);
+    assert!(unknown.contains("ResponseError"), "{unknown}");
+    let noscript = err(execute(
+        &app,
+        &redis,
+        "EVALSHA",
+        json!(["0000000000000000000000000000000000000000", 0]),
+    )
+    .await);
+    assert!(noscript.contains("NoScriptError"), "{noscript}");
+}
+
+#[tokio::test]
+async fn redis_typed_functions_work() {
+    let redis = RedisServer::start();
+    let app = fixture_app(&redis).await;
+    let body = json!({"address": redis.url(), "key": "probe"});
+    let r = app.post_json("/api/x?action=redis-ops", &body).await.json();
+    assert_eq!(r["set"], "Ok(())");
+    assert_eq!(r["get"], "Ok(Some(\"value\"))");
+    assert_eq!(r["get_missing"], "Ok(None)");
+    assert_eq!(r["incr"], "Ok(1)");
+    assert_eq!(r["incr_again"], "Ok(2)");
+    assert!(
+        r["incr_wrong_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("Err(Error::Other("),
+        "{r}"
+    );
+    assert_eq!(r["sadd"], "Ok(2)");
+    assert_eq!(r["smembers"], "Ok([\"a\", \"b\"])");
+    assert_eq!(r["srem"], "Ok(1)");
+    assert_eq!(r["publish"], "Ok(())");
+    assert_eq!(r["del"], "Ok(2)");
+}
+
+#[tokio::test]
+async fn redis_down_is_an_error_the_guest_sees() {
+    let mut redis = RedisServer::start();
+    let app = fixture_app(&redis).await;
+    redis.stop();
+    let reply = app
+        .post_json(
+            "/api/x?action=redis",
+            &json!({"address": redis.url(), "command": "PING", "args": []}),
+        )
+        .await
+        .json();
+    let error = reply["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("Error::Other(") && error.contains("refused"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn every_request_gets_a_fresh_instance() {
+    let redis = RedisServer::start();
+    let app = fixture_app(&redis).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let http = app.http.clone();
+        let url = app.url("/api/x?action=count");
+        tasks.push(tokio::spawn(async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap()["count"], 1);
+    }
+}
+
+#[tokio::test]
+async fn a_trapping_component_fails_only_its_request() {
+    let redis = RedisServer::start();
+    let app = fixture_app(&redis).await;
+    let reply = app.get("/api/x?action=trap").await;
+    assert_eq!(reply.status, 500);
+    let after = app.get("/api/x?action=echo").await;
+    assert_eq!(after.status, 200);
+    if !is_real_spin() {
+        let logs = app.logs();
+        assert!(logs.contains("the probe was asked to trap"), "{logs}");
+        assert!(logs.contains("GET /api/x -> probe 500"), "{logs}");
+        assert!(logs.contains("GET /api/x -> probe 200"), "{logs}");
+    }
+}
+
+#[tokio::test]
+async fn embedded_redis_is_the_default() {
+    if is_real_spin() {
+        return; // Spin has no embedded Redis; it needs redis_address.
+    }
+    let mut app = AppConfig::new(app_manifest()).start().await;
+    let reply = app.get("/api/health").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let logs = app.logs();
+    assert!(
+        logs.contains("Started embedded Redis at redis://127.0.0.1:"),
+        "{logs}"
+    );
+    assert!(logs.contains("Serving http://127.0.0.1:"), "{logs}");
+    assert!(logs.contains("health: http://127.0.0.1:"), "{logs}");
+
+    // Ctrl-C stops the app and its Redis cleanly.
+    let redis_url = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("Started embedded Redis at "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    app.interrupt();
+    let status = app
+        .wait_exit(Duration::from_secs(10))
+        .expect("the app must stop on SIGINT");
+    assert!(status.success(), "{status}");
+    let client = redis::Client::open(redis_url).unwrap();
+    assert!(
+        client.get_connection().is_err(),
+        "the embedded Redis must stop with the app"
+    );
+}

@@ -1,0 +1,8 @@
+//! Black-box tests: the components compiled to Wasm, served by a real host,
+//! against a real `redis-server`, over real HTTP. See `harness` for how an
+//! app is started and how to run the suite against a real Spin.
+
+mod harness;
+
+mod health;
+mod host;

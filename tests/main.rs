@@ -6,3 +6,5 @@ mod harness;
 
 mod health;
 mod host;
+mod login;
+mod ratelimit;

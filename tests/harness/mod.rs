@@ -8,11 +8,15 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+pub use flashspin_testkit::{RedisServer, free_port};
+
+mod sms;
+pub use sms::{SinkMode, SmsSink};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -30,14 +34,6 @@ pub fn app_manifest() -> PathBuf {
 /// The manifest of the host test fixtures.
 pub fn fixture_manifest() -> PathBuf {
     repo_root().join("tests/fixtures/spin.toml")
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Which host runs the app.
@@ -78,83 +74,6 @@ fn build_once(manifest: &Path) {
         .expect("cannot run the build");
     assert!(status.success(), "building {} failed", manifest.display());
     built.push(manifest.to_path_buf());
-}
-
-/// A private `redis-server`, stopped when dropped.
-pub struct RedisServer {
-    child: Option<Child>,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (see README)");
-            let mut server = RedisServer {
-                child: Some(child),
-                port,
-                _dir: dir,
-            };
-            if server.wait_ready() {
-                return server;
-            }
-        }
-        panic!("could not start redis-server");
-    }
-
-    fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(child) = &mut self.child
-                && child.try_wait().unwrap().is_some()
-            {
-                return false;
-            }
-            if let Ok(mut conn) = self.client().get_connection()
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).unwrap()
-    }
-
-    pub fn conn(&self) -> redis::Connection {
-        self.client().get_connection().unwrap()
-    }
-
-    /// Stops the server now (to test how the app copes with an outage).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// A running app, stopped when dropped.
@@ -279,6 +198,12 @@ impl App {
                 .unwrap(),
         )
         .await
+    }
+
+    /// A request with a bearer token, for the signed-in routes.
+    pub async fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> Reply {
+        let request = self.http.request(method, self.url(path)).bearer_auth(token);
+        Reply::from(request.send().await.unwrap()).await
     }
 
     /// Waits for the process to exit (after it was stopped).

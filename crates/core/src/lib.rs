@@ -3,5 +3,17 @@
 //! types defined here, call in, and map the outcome to a response. All Redis
 //! traffic goes through the [`redis::Redis`] seam.
 
+pub mod client_ip;
+pub mod config;
+pub mod error;
+pub mod gate;
 pub mod health;
+pub mod keys;
+pub mod login;
+pub mod phone;
+pub mod ratelimit;
 pub mod redis;
+pub mod script;
+pub mod session;
+
+pub use error::ApiError;

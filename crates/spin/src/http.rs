@@ -1,7 +1,12 @@
-//! JSON responses in the shape the API promises, including its error body
-//! `{"error": {"code": "...", "message": "..."}}`.
+//! Responses in the shape the API promises: JSON bodies, the error body
+//! `{"error": {"code", "message"}}` with the headers each error needs
+//! (`allow`, `retry-after`, the RateLimit fields), and the RateLimit fields
+//! on allowed responses too.
 
+use flashspin_core::ApiError;
+use flashspin_core::ratelimit::Verdict;
 use serde::Serialize;
+use serde_json::json;
 use spin_sdk::http::Response;
 
 const JSON: &str = "application/json; charset=utf-8";
@@ -14,4 +19,64 @@ pub fn json(status: u16, body: &impl Serialize) -> Response {
         .header("content-type", JSON)
         .body(bytes)
         .build()
+}
+
+/// 204 with no body.
+pub fn no_content() -> Response {
+    Response::builder().status(204).build()
+}
+
+/// The response for `error`. Server-side causes go to the component's log,
+/// not to the client.
+pub fn error(error: &ApiError) -> Response {
+    if matches!(error, ApiError::Unavailable(_) | ApiError::Internal(_)) {
+        eprintln!("{error}");
+    }
+    let mut response = json(
+        error.status(),
+        &json!({"error": {"code": error.code(), "message": error.message()}}),
+    );
+    match error {
+        ApiError::MethodNotAllowed(allow) => response.set_header("allow", *allow),
+        ApiError::RateLimited(verdict) => {
+            response.set_header("retry-after", verdict.retry_after_secs().to_string());
+            add_ratelimit_headers(&mut response, verdict);
+        }
+        ApiError::Unavailable(_) => response.set_header("retry-after", "1"),
+        _ => {}
+    }
+    response
+}
+
+/// Adds `ratelimit-policy` and `ratelimit` describing `verdict`.
+pub fn add_ratelimit_headers(response: &mut Response, verdict: &Verdict) {
+    if let Some(policy) = verdict.policy_header() {
+        response.set_header("ratelimit-policy", policy);
+    }
+    if let Some(state) = verdict.ratelimit_header() {
+        response.set_header("ratelimit", state);
+    }
+}
+
+/// Turns a handler's outcome into the response.
+pub fn respond(outcome: Result<Response, ApiError>) -> Response {
+    outcome.unwrap_or_else(|e| error(&e))
+}
+
+/// A user as responses show it: id as a string, phone masked.
+pub fn user_json(id: u64, phone: &str, nickname: &str) -> serde_json::Value {
+    json!({"id": id.to_string(), "phone": flashspin_core::phone::mask(phone), "nickname": nickname})
+}
+
+/// `set-cookie` for a new session.
+pub fn session_cookie(token: &flashspin_core::session::SessionToken, max_age_secs: u32) -> String {
+    format!(
+        "token={}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age={max_age_secs}",
+        token.as_str()
+    )
+}
+
+/// `set-cookie` that removes the session cookie.
+pub fn clear_session_cookie() -> String {
+    "token=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0".to_string()
 }

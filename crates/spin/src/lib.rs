@@ -1,6 +1,10 @@
 //! The Spin side of Flashspin's seam: the only crate besides the components
-//! that touches `spin_sdk`. It adapts Spin's outbound Redis to the core's
-//! [`flashspin_core::redis::Redis`] trait and builds JSON responses.
+//! that touches `spin_sdk`. It adapts Spin's outbound Redis and variables to
+//! the core's traits, reads requests and builds JSON responses.
 
+pub mod gate;
 pub mod http;
 pub mod redis;
+pub mod request;
+pub mod sms;
+pub mod variables;

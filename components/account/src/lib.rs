@@ -1,0 +1,46 @@
+//! The signed-in user's own routes: `GET /api/me` and
+//! `POST /api/auth/logout`.
+
+use flashspin_core::ApiError;
+use flashspin_core::gate::Access;
+use flashspin_core::login::logout;
+use flashspin_spin::gate::enter;
+use flashspin_spin::http::{
+    add_ratelimit_headers, clear_session_cookie, json, no_content, respond, user_json,
+};
+use flashspin_spin::request::ApiRequest;
+use serde_json::json;
+use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(req: IncomingRequest) -> Response {
+    respond(run(req).await)
+}
+
+async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
+    let req = ApiRequest::read(req).await?;
+    match req.header("spin-component-route").unwrap_or_default() {
+        "/api/auth/logout" => {
+            req.expect_method("POST")?;
+            let (mut redis, passed) = enter(&req, "account", Access::User)?;
+            let token = req.token().ok_or(ApiError::Unauthorized)?;
+            logout(&mut redis, &token)?;
+            let mut response = no_content();
+            response.set_header("set-cookie", clear_session_cookie());
+            add_ratelimit_headers(&mut response, &passed.verdict);
+            Ok(response)
+        }
+        _ => {
+            req.expect_method("GET")?;
+            let (_redis, passed) = enter(&req, "account", Access::User)?;
+            let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
+            let mut response = json(
+                200,
+                &json!({"user": user_json(user.id, &user.phone, &user.nickname)}),
+            );
+            add_ratelimit_headers(&mut response, &passed.verdict);
+            Ok(response)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `POST /api/auth/login`: exchanges a phone and its login code for a
+//! session token (in the body and as an HttpOnly cookie).
+
+use flashspin_core::ApiError;
+use flashspin_core::config::{RateLimits, trust_forwarded_for};
+use flashspin_core::login::{CodeSettings, login};
+use flashspin_core::phone::Phone;
+use flashspin_core::session::SessionSettings;
+use flashspin_spin::http::{add_ratelimit_headers, json, respond, session_cookie, user_json};
+use flashspin_spin::redis::SpinRedis;
+use flashspin_spin::request::ApiRequest;
+use flashspin_spin::variables::SpinVariables;
+use serde::Deserialize;
+use serde_json::json;
+use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http_component;
+
+#[derive(Deserialize)]
+struct Body {
+    phone: String,
+    code: String,
+}
+
+#[http_component]
+async fn handle(req: IncomingRequest) -> Response {
+    respond(run(req).await)
+}
+
+async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
+    let req = ApiRequest::read(req).await?;
+    req.expect_method("POST")?;
+    let body: Body = req.json()?;
+    let phone = Phone::parse(&body.phone)?;
+
+    let vars = SpinVariables;
+    let settings = CodeSettings::from_vars(&vars)?;
+    let session = SessionSettings::from_vars(&vars)?;
+    let limits = RateLimits::from_vars(&vars)?;
+    let ip = req.client_ip(trust_forwarded_for(&vars)?);
+
+    let mut redis = SpinRedis::connect()?;
+    let signed_in = login(
+        &mut redis,
+        &phone,
+        &body.code,
+        ip.as_ref(),
+        &settings,
+        &session,
+        &limits,
+    )?;
+    let mut response = json(
+        200,
+        &json!({
+            "token": signed_in.token.as_str(),
+            "expires_in": session.idle_secs,
+            "user": user_json(signed_in.user_id, phone.as_str(), &signed_in.nickname),
+        }),
+    );
+    response.set_header(
+        "set-cookie",
+        session_cookie(&signed_in.token, session.idle_secs),
+    );
+    add_ratelimit_headers(&mut response, &signed_in.verdict);
+    Ok(response)
+}

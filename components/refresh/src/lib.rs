@@ -1,0 +1,35 @@
+//! `POST /api/auth/refresh`: slides the session's expiry (the gate does that
+//! for every request with a token) and reports it.
+
+use flashspin_core::ApiError;
+use flashspin_core::gate::Access;
+use flashspin_core::session::SessionSettings;
+use flashspin_spin::gate::enter;
+use flashspin_spin::http::{add_ratelimit_headers, json, respond, user_json};
+use flashspin_spin::request::ApiRequest;
+use flashspin_spin::variables::SpinVariables;
+use serde_json::json;
+use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(req: IncomingRequest) -> Response {
+    respond(run(req).await)
+}
+
+async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
+    let req = ApiRequest::read(req).await?;
+    req.expect_method("POST")?;
+    let (_redis, passed) = enter(&req, "refresh", Access::User)?;
+    let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
+    let session = SessionSettings::from_vars(&SpinVariables)?;
+    let mut response = json(
+        200,
+        &json!({
+            "expires_in": session.idle_secs,
+            "user": user_json(user.id, &user.phone, &user.nickname),
+        }),
+    );
+    add_ratelimit_headers(&mut response, &passed.verdict);
+    Ok(response)
+}

@@ -1,0 +1,128 @@
+//! [`ApiError`]: every way a request can fail, each with exactly one HTTP
+//! status and one error code of the API contract.
+
+use std::fmt;
+
+use crate::ratelimit::Verdict;
+use crate::redis::RedisError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// Malformed JSON, a wrong type, a missing field, a number out of range.
+    /// The message names the field.
+    InvalidRequest(String),
+    InvalidPhone,
+    /// No valid session (or admin key) for a route that needs one.
+    Unauthorized,
+    /// A login code that is wrong, expired or was never sent.
+    InvalidCode,
+    NotFound,
+    /// The route exists but not for this method; lists the allowed ones.
+    MethodNotAllowed(&'static str),
+    PayloadTooLarge,
+    RateLimited(Verdict),
+    /// The SMS gateway refused the code or did not answer in time.
+    SmsFailed,
+    /// Redis could not be used; nothing was changed.
+    Unavailable(RedisError),
+    /// The app is misconfigured (e.g. a malformed limit variable).
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::InvalidPhone => 400,
+            ApiError::Unauthorized | ApiError::InvalidCode => 401,
+            ApiError::NotFound => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::PayloadTooLarge => 413,
+            ApiError::RateLimited(_) => 429,
+            ApiError::Internal(_) => 500,
+            ApiError::SmsFailed => 502,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::InvalidPhone => "invalid_phone",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidCode => "invalid_code",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::SmsFailed => "sms_failed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// Text for the client. Internal details (Redis errors, configuration)
+    /// stay in the logs.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::InvalidRequest(m) => m.clone(),
+            ApiError::InvalidPhone => {
+                "phone must be a mainland China mobile number: 11 digits starting 13-19".into()
+            }
+            ApiError::Unauthorized => "log in first".into(),
+            ApiError::InvalidCode => "the code is wrong or has expired".into(),
+            ApiError::NotFound => "no such resource".into(),
+            ApiError::MethodNotAllowed(allow) => format!("use {allow}"),
+            ApiError::PayloadTooLarge => "the request body is larger than 16 KiB".into(),
+            ApiError::RateLimited(v) => {
+                format!("too many requests; retry in {} s", v.retry_after_secs())
+            }
+            ApiError::SmsFailed => "the SMS could not be sent; try again".into(),
+            ApiError::Unavailable(_) => "the service is busy; try again shortly".into(),
+            ApiError::Internal(_) => "internal error".into(),
+        }
+    }
+}
+
+impl From<RedisError> for ApiError {
+    fn from(e: RedisError) -> Self {
+        ApiError::Unavailable(e)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Unavailable(e) => write!(f, "unavailable: {e}"),
+            ApiError::Internal(m) => write!(f, "internal: {m}"),
+            other => write!(f, "{}: {}", other.code(), other.message()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_client_status_or_a_server_one_for_server_faults() {
+        let client_errors = [
+            ApiError::InvalidRequest("x".into()),
+            ApiError::InvalidPhone,
+            ApiError::Unauthorized,
+            ApiError::InvalidCode,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed("GET"),
+            ApiError::PayloadTooLarge,
+            ApiError::RateLimited(Verdict::unlimited()),
+        ];
+        for e in client_errors {
+            assert!((400..500).contains(&e.status()), "{e}");
+        }
+        let unavailable = ApiError::from(RedisError::Unreachable("refused".into()));
+        assert_eq!(
+            (unavailable.status(), unavailable.code()),
+            (503, "unavailable")
+        );
+        assert!(!unavailable.message().contains("refused"));
+    }
+}

@@ -1,0 +1,338 @@
+//! Phone login: sending a one-time code and signing in with it.
+//!
+//! Codes are six digits from the CSPRNG. Redis keeps only a digest of the
+//! code, in the code's own key, with a lifetime, an attempt counter and a
+//! resend gap; a new code replaces the old one. Every check is one script
+//! (`send_code.lua`, `login.lua`), so concurrent requests cannot race past
+//! a limit.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::client_ip::ClientIp;
+use crate::config::{RateLimits, Variables, read};
+use crate::error::ApiError;
+use crate::keys;
+use crate::phone::Phone;
+use crate::ratelimit::{Limit, Rate, Scope, Verdict, read_states};
+use crate::redis::{Arg, Redis, RedisError};
+use crate::script::{ReplyReader, script};
+use crate::session::{SessionSettings, SessionToken, hex};
+
+script!(SEND_CODE, "send_code", ["gcra.lua", "send_code.lua"]);
+script!(LOGIN, "login", ["gcra.lua", "login.lua"]);
+
+/// A six-digit login code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginCode(String);
+
+impl LoginCode {
+    /// A uniformly random code from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        // Rejection sampling keeps every code equally likely.
+        const LIMIT: u32 = u32::MAX - u32::MAX % 1_000_000;
+        loop {
+            let mut b = [0u8; 4];
+            getrandom::fill(&mut b).expect("the CSPRNG is available");
+            let n = u32::from_le_bytes(b);
+            if n < LIMIT {
+                return Self(format!("{:06}", n % 1_000_000));
+            }
+        }
+    }
+
+    /// Exactly six ASCII digits; anything else can never be right.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit())).then(|| Self(s.to_string()))
+    }
+
+    /// Only for the SMS sender: the one place the code leaves the core.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+
+    /// What Redis stores and compares: SHA-256 of phone and code, so the
+    /// code itself appears nowhere in Redis.
+    fn digest(&self, phone: &Phone) -> String {
+        let mut h = Sha256::new();
+        h.update(phone.as_str().as_bytes());
+        h.update(b":");
+        h.update(self.0.as_bytes());
+        hex(&h.finalize())
+    }
+}
+
+// Codes are secrets: never print them.
+impl fmt::Debug for LoginCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LoginCode(..)")
+    }
+}
+
+/// The login settings from the `code_*` variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeSettings {
+    pub ttl_secs: u32,
+    pub resend_secs: u32,
+    pub max_attempts: u32,
+    pub daily_per_phone: u32,
+    pub hourly_per_ip: u32,
+}
+
+impl CodeSettings {
+    pub fn from_vars(vars: &impl Variables) -> Result<Self, ApiError> {
+        let settings = Self {
+            ttl_secs: read(vars, "code_ttl_secs", "300")?,
+            resend_secs: read(vars, "code_resend_secs", "60")?,
+            max_attempts: read(vars, "code_max_attempts", "5")?,
+            daily_per_phone: read(vars, "code_daily_limit_per_phone", "10")?,
+            hourly_per_ip: read(vars, "code_hourly_limit_per_ip", "30")?,
+        };
+        let zero = [
+            ("code_ttl_secs", settings.ttl_secs),
+            ("code_resend_secs", settings.resend_secs),
+            ("code_max_attempts", settings.max_attempts),
+            ("code_daily_limit_per_phone", settings.daily_per_phone),
+            ("code_hourly_limit_per_ip", settings.hourly_per_ip),
+        ]
+        .into_iter()
+        .find(|(_, v)| *v == 0);
+        match zero {
+            Some((name, _)) => Err(ApiError::Internal(format!(
+                "variable {name} must be at least 1"
+            ))),
+            None => Ok(settings),
+        }
+    }
+}
+
+/// How long a phone stays locked after too many wrong codes, unless a new
+/// code is requested first.
+const LOCK_MS: i64 = 24 * 3600 * 1000;
+
+const SEND_CODE_ENDPOINT: &str = "send-code";
+const LOGIN_ENDPOINT: &str = "login";
+
+fn shared_limits(endpoint: &str, ip: Option<&ClientIp>, limits: &RateLimits) -> Vec<Limit> {
+    let mut out = Vec::with_capacity(2);
+    if let Some(ip) = ip {
+        out.push(Limit::per_ip(endpoint, ip, limits.ip));
+    }
+    out.push(Limit::global(endpoint, limits.global));
+    out
+}
+
+fn push_limits<'a>(args: &mut Vec<Arg<'a>>, limits: &[Limit]) {
+    for limit in limits {
+        args.push(Arg::Int(i64::from(limit.rate.quota.get())));
+        args.push(Arg::Int(i64::from(limit.rate.window_secs.get()) * 1000));
+    }
+}
+
+/// A code stored and ready to send.
+#[derive(Debug)]
+pub struct CodeSent {
+    pub code: LoginCode,
+    pub verdict: Verdict,
+}
+
+/// Generates and stores a new code for `phone`, unless the resend gap or a
+/// cap (per phone per day, per IP per hour, per IP, global) refuses.
+pub fn send_code(
+    redis: &mut impl Redis,
+    phone: &Phone,
+    ip: Option<&ClientIp>,
+    settings: &CodeSettings,
+    limits: &RateLimits,
+) -> Result<CodeSent, ApiError> {
+    let code = LoginCode::generate();
+    let p = phone.as_str();
+    let mut all = vec![Limit {
+        scope: Scope::User,
+        key: keys::rate_limit(SEND_CODE_ENDPOINT, &format!("phone-day:{p}")),
+        rate: Rate::new(settings.daily_per_phone, 86_400).expect("checked non-zero"),
+    }];
+    if let Some(ip) = ip {
+        all.push(Limit {
+            scope: Scope::Ip,
+            key: keys::rate_limit(SEND_CODE_ENDPOINT, &format!("ip-hour:{}", ip.limit_key())),
+            rate: Rate::new(settings.hourly_per_ip, 3_600).expect("checked non-zero"),
+        });
+    }
+    all.extend(shared_limits(SEND_CODE_ENDPOINT, ip, limits));
+
+    let code_key = keys::login_code(p);
+    let gap_key = keys::login_code_gap(p);
+    let lock_key = keys::login_lock(p);
+    let mut key_list = vec![code_key.as_str(), gap_key.as_str(), lock_key.as_str()];
+    key_list.extend(all.iter().map(|l| l.key.as_str()));
+    let digest = code.digest(phone);
+    let mut args = vec![
+        Arg::from(digest.as_str()),
+        Arg::Int(i64::from(settings.ttl_secs) * 1000),
+        Arg::Int(i64::from(settings.resend_secs) * 1000),
+    ];
+    push_limits(&mut args, &all);
+
+    let reply = SEND_CODE.run(redis, &key_list, &args)?;
+    let mut reader = ReplyReader::new(&SEND_CODE, reply);
+    let outcome = reader.int()?;
+    let retry_after_ms = reader.int()?.max(0) as u64;
+    let mut verdict = read_verdict_tail(&mut reader, &all, outcome == 1, retry_after_ms)?;
+    match outcome {
+        1 => Ok(CodeSent { code, verdict }),
+        2 | 3 => {
+            verdict.allowed = false;
+            Err(ApiError::RateLimited(verdict))
+        }
+        other => Err(unexpected(&SEND_CODE, other)),
+    }
+}
+
+/// Removes the code for `phone` (and its resend gap), after the SMS could
+/// not be sent, so the user can ask again at once.
+pub fn withdraw_code(redis: &mut impl Redis, phone: &Phone) -> Result<(), RedisError> {
+    let code = keys::login_code(phone.as_str());
+    let gap = keys::login_code_gap(phone.as_str());
+    redis.execute("DEL", &[Arg::from(code.as_str()), Arg::from(gap.as_str())])?;
+    Ok(())
+}
+
+/// A successful sign-in.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub token: SessionToken,
+    pub user_id: u64,
+    pub nickname: String,
+    pub verdict: Verdict,
+}
+
+/// Checks `code` for `phone` and, when right, opens a session, creating the
+/// user on first login.
+pub fn login(
+    redis: &mut impl Redis,
+    phone: &Phone,
+    code: &str,
+    ip: Option<&ClientIp>,
+    settings: &CodeSettings,
+    session: &SessionSettings,
+    limits: &RateLimits,
+) -> Result<SignedIn, ApiError> {
+    // A malformed code is checked like a wrong one, so it counts as an attempt.
+    let digest = match LoginCode::parse(code) {
+        Some(code) => code.digest(phone),
+        None => String::from("-"),
+    };
+    let token = SessionToken::generate();
+    let p = phone.as_str();
+    let shared = shared_limits(LOGIN_ENDPOINT, ip, limits);
+    let code_key = keys::login_code(p);
+    let lock_key = keys::login_lock(p);
+    let uid_key = keys::user_id_by_phone(p);
+    let session_key = token.redis_key();
+    let mut key_list = vec![
+        code_key.as_str(),
+        lock_key.as_str(),
+        uid_key.as_str(),
+        keys::USER_SEQUENCE,
+        session_key.as_str(),
+    ];
+    key_list.extend(shared.iter().map(|l| l.key.as_str()));
+    let nickname = format!("user{}", &p[7..]);
+    let mut args = vec![
+        Arg::from(digest.as_str()),
+        Arg::Int(i64::from(settings.max_attempts)),
+        Arg::Int(LOCK_MS),
+        Arg::from(p),
+        Arg::from(nickname.as_str()),
+        Arg::Int(i64::from(session.idle_secs) * 1000),
+    ];
+    push_limits(&mut args, &shared);
+
+    let reply = LOGIN.run(redis, &key_list, &args)?;
+    let mut reader = ReplyReader::new(&LOGIN, reply);
+    let outcome = reader.int()?;
+    let retry_after_ms = reader.int()?.max(0) as u64;
+    let user_id = reader.int()?;
+    let nickname = reader.string()?;
+    let mut verdict = read_verdict_tail(&mut reader, &shared, outcome == 1, retry_after_ms)?;
+    match outcome {
+        1 => Ok(SignedIn {
+            token,
+            user_id: user_id as u64,
+            nickname,
+            verdict,
+        }),
+        2 => Err(ApiError::InvalidCode),
+        3 | 4 => {
+            verdict.allowed = false;
+            Err(ApiError::RateLimited(verdict))
+        }
+        other => Err(unexpected(&LOGIN, other)),
+    }
+}
+
+/// Ends the session of `token`; it stops working at once, everywhere.
+pub fn logout(redis: &mut impl Redis, token: &SessionToken) -> Result<(), RedisError> {
+    let key = token.redis_key();
+    redis.execute("DEL", &[Arg::from(key.as_str())])?;
+    Ok(())
+}
+
+/// Reads the per-limiter states at the end of a script's reply.
+fn read_verdict_tail(
+    reader: &mut ReplyReader,
+    limits: &[Limit],
+    allowed: bool,
+    retry_after_ms: u64,
+) -> Result<Verdict, RedisError> {
+    Ok(Verdict {
+        allowed,
+        retry_after_ms,
+        states: read_states(reader, limits)?,
+    })
+}
+
+fn unexpected(script: &crate::script::Script, outcome: i64) -> ApiError {
+    ApiError::Unavailable(RedisError::UnexpectedReply(format!(
+        "script {}: outcome {outcome}",
+        script.name
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_six_digits_and_vary() {
+        let codes: std::collections::HashSet<String> = (0..50)
+            .map(|_| LoginCode::generate().reveal().to_string())
+            .collect();
+        assert!(codes.len() > 40);
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()))
+        );
+    }
+
+    #[test]
+    fn only_six_digits_parse() {
+        assert!(LoginCode::parse("012345").is_some());
+        for bad in ["", "12345", "1234567", "12345a", " 12345"] {
+            assert!(LoginCode::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_digest_hides_the_code_and_depends_on_the_phone() {
+        let code = LoginCode::parse("123456").unwrap();
+        let a = code.digest(&Phone::parse("13812345678").unwrap());
+        let b = code.digest(&Phone::parse("13912345678").unwrap());
+        assert_ne!(a, b);
+        assert!(!a.contains("123456"));
+        assert!(!format!("{code:?}").contains("123456"));
+    }
+}

@@ -1,0 +1,291 @@
+//! Rate limits: parsing `N/S` settings, naming limiter keys, running the
+//! check (`scripts/ratelimit.lua`, GCRA) and describing the outcome in the
+//! IETF RateLimit header fields.
+//!
+//! Why GCRA: a limit of N per S lets a burst of N through and then refills
+//! continuously, one request every S/N, so there is no window edge at which
+//! 2N requests can pass (fixed windows) and no estimate (sliding-window
+//! counters); it is exact, needs one small key per limit, and that key
+//! expires by itself once the limit is full again.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+
+use crate::keys;
+use crate::redis::{Arg, Redis, RedisError};
+use crate::script::{ReplyReader, script};
+
+script!(RATE_LIMIT, "ratelimit", ["gcra.lua", "ratelimit.lua"]);
+
+/// `quota` requests per `window_secs` seconds, written `N/S`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub quota: NonZeroU32,
+    pub window_secs: NonZeroU32,
+}
+
+impl Rate {
+    pub fn new(quota: u32, window_secs: u32) -> Option<Self> {
+        Some(Self {
+            quota: NonZeroU32::new(quota)?,
+            window_secs: NonZeroU32::new(window_secs)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRate(pub String);
+
+impl fmt::Display for InvalidRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` is not a rate: write N/S, e.g. 50/1", self.0)
+    }
+}
+
+impl FromStr for Rate {
+    type Err = InvalidRate;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidRate(s.to_string());
+        let (n, secs) = s.trim().split_once('/').ok_or_else(invalid)?;
+        let n: u32 = n.trim().parse().map_err(|_| invalid())?;
+        let secs: u32 = secs.trim().parse().map_err(|_| invalid())?;
+        // A day is the longest window anyone needs; it also keeps the
+        // script's microsecond arithmetic far from float precision limits.
+        if secs > 86_400 {
+            return Err(invalid());
+        }
+        Rate::new(n, secs).ok_or_else(invalid)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.quota, self.window_secs)
+    }
+}
+
+/// Which clients a limit counts together; also its policy name in headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    Ip,
+    Global,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Ip => "ip",
+            Scope::Global => "global",
+        }
+    }
+}
+
+/// One limit to check: its scope, its Redis key and its rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub scope: Scope,
+    pub key: String,
+    pub rate: Rate,
+}
+
+impl Limit {
+    pub fn per_ip(endpoint: &str, ip: &crate::client_ip::ClientIp, rate: Rate) -> Self {
+        Self {
+            scope: Scope::Ip,
+            key: keys::rate_limit(endpoint, &format!("ip:{}", ip.limit_key())),
+            rate,
+        }
+    }
+
+    pub fn global(endpoint: &str, rate: Rate) -> Self {
+        Self {
+            scope: Scope::Global,
+            key: keys::rate_limit(endpoint, "all"),
+            rate,
+        }
+    }
+
+    pub fn per_user(endpoint: &str, user_id: u64, rate: Rate) -> Self {
+        Self {
+            scope: Scope::User,
+            key: keys::rate_limit(endpoint, &format!("u:{user_id}")),
+            rate,
+        }
+    }
+}
+
+/// Where one limit stands after a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitState {
+    pub scope: Scope,
+    pub rate: Rate,
+    /// Requests still allowed right now.
+    pub remaining: u32,
+    /// Milliseconds until the limit is full again.
+    pub reset_ms: u64,
+}
+
+/// The outcome of checking a set of limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// When refused: milliseconds until the request would be allowed.
+    pub retry_after_ms: u64,
+    pub states: Vec<LimitState>,
+}
+
+impl Verdict {
+    /// A verdict with no limits: allowed, nothing to report.
+    pub fn unlimited() -> Self {
+        Self {
+            allowed: true,
+            retry_after_ms: 0,
+            states: Vec::new(),
+        }
+    }
+
+    /// Seconds for `retry-after`, rounded up and at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after_ms.div_ceil(1000).max(1)
+    }
+
+    /// `ratelimit-policy`: every limit that applied, e.g.
+    /// `"ip";q=50;w=1, "global";q=10000;w=1`.
+    pub fn policy_header(&self) -> Option<String> {
+        if self.states.is_empty() {
+            return None;
+        }
+        let items: Vec<String> = self
+            .states
+            .iter()
+            .map(|s| {
+                format!(
+                    "\"{}\";q={};w={}",
+                    s.scope.name(),
+                    s.rate.quota,
+                    s.rate.window_secs
+                )
+            })
+            .collect();
+        Some(items.join(", "))
+    }
+
+    /// `ratelimit`: the limit closest to refusing, e.g. `"ip";r=49;t=1`.
+    pub fn ratelimit_header(&self) -> Option<String> {
+        let tightest = self
+            .states
+            .iter()
+            .min_by_key(|s| (s.remaining, std::cmp::Reverse(s.reset_ms)))?;
+        Some(format!(
+            "\"{}\";r={};t={}",
+            tightest.scope.name(),
+            tightest.remaining,
+            tightest.reset_ms.div_ceil(1000)
+        ))
+    }
+}
+
+/// Checks `limits` in one round trip; a refused request consumes nothing.
+pub fn check(redis: &mut impl Redis, limits: &[Limit]) -> Result<Verdict, RedisError> {
+    if limits.is_empty() {
+        return Ok(Verdict::unlimited());
+    }
+    let keys: Vec<&str> = limits.iter().map(|l| l.key.as_str()).collect();
+    let mut args = Vec::with_capacity(limits.len() * 2);
+    for limit in limits {
+        args.push(Arg::Int(i64::from(limit.rate.quota.get())));
+        args.push(Arg::Int(i64::from(limit.rate.window_secs.get()) * 1000));
+    }
+    let reply = RATE_LIMIT.run(redis, &keys, &args)?;
+    let mut reader = ReplyReader::new(&RATE_LIMIT, reply);
+    read_verdict(&mut reader, limits)
+}
+
+/// Reads `allowed, retry_after_ms, (remaining, reset_ms) per limit`.
+pub(crate) fn read_verdict(
+    reader: &mut ReplyReader,
+    limits: &[Limit],
+) -> Result<Verdict, RedisError> {
+    let allowed = reader.int()? == 1;
+    let retry_after_ms = reader.int()?.max(0) as u64;
+    Ok(Verdict {
+        allowed,
+        retry_after_ms,
+        states: read_states(reader, limits)?,
+    })
+}
+
+/// Reads `(remaining, reset_ms)` for each of `limits`.
+pub(crate) fn read_states(
+    reader: &mut ReplyReader,
+    limits: &[Limit],
+) -> Result<Vec<LimitState>, RedisError> {
+    let mut states = Vec::with_capacity(limits.len());
+    for limit in limits {
+        let remaining = reader.int()?.clamp(0, i64::from(u32::MAX)) as u32;
+        let reset_ms = reader.int()?.max(0) as u64;
+        states.push(LimitState {
+            scope: limit.scope,
+            rate: limit.rate,
+            remaining,
+            reset_ms,
+        });
+    }
+    Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rates() {
+        assert_eq!("50/1".parse::<Rate>().unwrap(), Rate::new(50, 1).unwrap());
+        assert_eq!(" 1 / 5 ".parse::<Rate>().unwrap(), Rate::new(1, 5).unwrap());
+        for bad in ["", "5", "0/1", "1/0", "-1/5", "a/b", "1/86401", "1/5/2"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn headers_describe_the_tightest_limit() {
+        let rate = |q, w| Rate::new(q, w).unwrap();
+        let verdict = Verdict {
+            allowed: true,
+            retry_after_ms: 0,
+            states: vec![
+                LimitState {
+                    scope: Scope::Ip,
+                    rate: rate(50, 1),
+                    remaining: 49,
+                    reset_ms: 20,
+                },
+                LimitState {
+                    scope: Scope::Global,
+                    rate: rate(10000, 1),
+                    remaining: 9000,
+                    reset_ms: 100,
+                },
+            ],
+        };
+        assert_eq!(
+            verdict.policy_header().unwrap(),
+            "\"ip\";q=50;w=1, \"global\";q=10000;w=1"
+        );
+        assert_eq!(verdict.ratelimit_header().unwrap(), "\"ip\";r=49;t=1");
+        assert_eq!(Verdict::unlimited().ratelimit_header(), None);
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let mut v = Verdict::unlimited();
+        v.retry_after_ms = 1;
+        assert_eq!(v.retry_after_secs(), 1);
+        v.retry_after_ms = 4001;
+        assert_eq!(v.retry_after_secs(), 5);
+    }
+}

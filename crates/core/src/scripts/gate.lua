@@ -1,0 +1,65 @@
+-- The request gate, one round trip before (or instead of) a request's
+-- action: finds the session and slides its expiry, then applies the
+-- endpoint's rate limits. gcra.lua is prepended to this file.
+--
+-- KEYS[1]    session key {gate}:sess:<sha256 of token>; ignored when ARGV[1] is 0
+-- KEYS[2..]  limiter keys applied to every request (per IP, global)
+-- ARGV[1]    1 when the request carries a token, else 0
+-- ARGV[2]    session idle timeout, ms
+-- ARGV[3]    session absolute lifetime, ms
+-- ARGV[4]    per-user limiter key prefix; the user id is appended, so the
+--            key ({gate}:rl:<endpoint>:u:<id>) lives in this slot. '' = none
+-- ARGV[5,6]  quota and window (ms) of the per-user limit
+-- ARGV[7..]  quota and window (ms) of each limit in KEYS[2..]
+--
+-- Reply: {user_id (0: no valid session), phone, nickname, allowed (1|0),
+--         retry_after_ms, then remaining and reset_ms of each applied limit:
+--         the per-user one first when a user was found, then KEYS[2..]}
+--
+-- Sessions are hashes {uid, created (ms)}; users are {gate}:user:<id>
+-- hashes {phone, nickname}. The per-user limit only counts signed-in users;
+-- the other limits count every request, signed in or not.
+
+local now = now_us()
+local now_ms = math.floor(now / 1000)
+
+local uid, phone, nickname = 0, '', ''
+if ARGV[1] == '1' then
+  local session = redis.call('HMGET', KEYS[1], 'uid', 'created')
+  if session[1] then
+    local created = tonumber(session[2]) or 0
+    local max_left = created + tonumber(ARGV[3]) - now_ms
+    if max_left <= 0 then
+      redis.call('DEL', KEYS[1])
+    else
+      redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[2]), max_left))
+      uid = tonumber(session[1])
+      local user = redis.call('HMGET', '{gate}:user:' .. session[1], 'phone', 'nickname')
+      phone, nickname = user[1] or '', user[2] or ''
+    end
+  end
+end
+
+local limits = {}
+if uid ~= 0 and ARGV[4] ~= '' then
+  limits[#limits + 1] = {
+    key = ARGV[4] .. uid,
+    quota = tonumber(ARGV[5]),
+    window_us = tonumber(ARGV[6]) * 1000,
+  }
+end
+for i = 2, #KEYS do
+  limits[#limits + 1] = {
+    key = KEYS[i],
+    quota = tonumber(ARGV[2 * i + 3]),
+    window_us = tonumber(ARGV[2 * i + 4]) * 1000,
+  }
+end
+
+local allowed, retry_after, states = gcra_check(now, limits)
+local reply = { uid, phone, nickname, allowed and 1 or 0, math.ceil(retry_after / 1000) }
+for i = 1, #limits do
+  reply[#reply + 1] = states[2 * i - 1]
+  reply[#reply + 1] = math.ceil(states[2 * i] / 1000)
+end
+return reply

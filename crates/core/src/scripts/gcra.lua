@@ -1,0 +1,48 @@
+-- Rate limiting by GCRA (generic cell rate algorithm), shared by every script
+-- that limits requests: this file is prepended to them.
+--
+-- A limit of `quota` requests per `window` lets `quota` requests through at
+-- once and then one every window/quota: each key holds the limit's
+-- theoretical arrival time (TAT, microseconds since the epoch) and expires
+-- when that time is reached, at which point the limit is back to full.
+--
+-- gcra_check(now, limits): `limits` is a list of {key, quota, window_us}.
+-- All limits are checked first and updated only if every one allows the
+-- request, so a refused request consumes nothing. Returns
+-- allowed (boolean), retry_after_us, and a flat list with remaining and
+-- reset_us for each limit, in order.
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function gcra_check(now, limits)
+  local allowed = true
+  local retry_after = 0
+  local new_tats = {}
+  local states = {}
+  for i, limit in ipairs(limits) do
+    local interval = math.max(1, math.floor(limit.window_us / limit.quota))
+    local tat = tonumber(redis.call('GET', limit.key)) or now
+    if tat < now then tat = now end
+    local new_tat = tat + interval
+    if new_tat - now > limit.window_us then
+      allowed = false
+      retry_after = math.max(retry_after, new_tat - limit.window_us - now)
+      states[2 * i - 1] = 0
+      states[2 * i] = tat - now
+    else
+      new_tats[i] = new_tat
+      states[2 * i - 1] = math.floor((limit.window_us - (new_tat - now)) / interval)
+      states[2 * i] = new_tat - now
+    end
+  end
+  if allowed then
+    for i, limit in ipairs(limits) do
+      local ttl_ms = math.max(1, math.ceil((new_tats[i] - now) / 1000))
+      redis.call('SET', limit.key, string.format('%d', new_tats[i]), 'PX', ttl_ms)
+    end
+  end
+  return allowed, retry_after, states
+end

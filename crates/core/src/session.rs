@@ -1,0 +1,133 @@
+//! Session tokens: 256 random bits, given to the client as 64 hex digits and
+//! stored in Redis only as the SHA-256 of the token, so a copy of the
+//! database does not let anyone sign in.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::keys;
+
+/// A well-formed session token (whether it is valid is Redis's business).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+const TOKEN_HEX_LEN: usize = 64;
+
+impl SessionToken {
+    /// A fresh token from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the CSPRNG is available");
+        Self(hex(&bytes))
+    }
+
+    /// Accepts exactly 64 lower-case hex digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        let valid = s.len() == TOKEN_HEX_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| Self(s.to_string()))
+    }
+
+    /// From `Authorization: Bearer <token>` or, failing that, the `token`
+    /// cookie. A malformed token counts as none.
+    pub fn from_headers(authorization: Option<&str>, cookie: Option<&str>) -> Option<Self> {
+        if let Some(token) = authorization
+            .and_then(|a| a.trim().strip_prefix("Bearer "))
+            .and_then(|t| Self::parse(t.trim()))
+        {
+            return Some(token);
+        }
+        cookie?
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == "token")
+            .and_then(|(_, value)| Self::parse(value.trim()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The Redis key of this token's session: `{gate}:sess:<sha256 hex>`.
+    pub fn redis_key(&self) -> String {
+        keys::session(&hex(&Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+// Tokens are secrets: never print them.
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(..)")
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+/// Session lifetimes: sliding idle timeout and absolute cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSettings {
+    pub idle_secs: u32,
+    pub max_secs: u32,
+}
+
+impl SessionSettings {
+    pub fn from_vars(vars: &impl crate::config::Variables) -> Result<Self, crate::ApiError> {
+        Ok(Self {
+            idle_secs: crate::config::read(vars, "session_idle_secs", "1800")?,
+            max_secs: crate::config::read(vars, "session_max_secs", "604800")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_unique_and_parse() {
+        let a = SessionToken::generate();
+        let b = SessionToken::generate();
+        assert_ne!(a, b);
+        assert_eq!(SessionToken::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(a.as_str().len(), 64);
+        assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn only_well_formed_tokens_parse() {
+        assert!(SessionToken::parse(&"a".repeat(64)).is_some());
+        for bad in ["", "abc", &"A".repeat(64), &"g".repeat(64), &"a".repeat(65)] {
+            assert!(SessionToken::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_come_from_bearer_or_cookie() {
+        let t = "0".repeat(64);
+        let bearer = format!("Bearer {t}");
+        let cookie = format!("theme=dark; token={t}; other=1");
+        assert!(SessionToken::from_headers(Some(&bearer), None).is_some());
+        assert!(SessionToken::from_headers(None, Some(&cookie)).is_some());
+        assert!(SessionToken::from_headers(Some("Basic x"), Some(&cookie)).is_some());
+        assert!(SessionToken::from_headers(Some("Bearer nope"), None).is_none());
+        assert!(SessionToken::from_headers(None, Some("token=short")).is_none());
+    }
+
+    #[test]
+    fn the_redis_key_hides_the_token() {
+        let t = SessionToken::generate();
+        let key = t.redis_key();
+        assert!(key.starts_with("{gate}:sess:"));
+        assert!(!key.contains(t.as_str()));
+    }
+}

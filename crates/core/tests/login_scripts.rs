@@ -1,0 +1,296 @@
+//! `send_code.lua`, `login.lua` and `gate.lua` run directly against a real
+//! Redis through the core's functions.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use flashspin_core::ApiError;
+use flashspin_core::config::RateLimits;
+use flashspin_core::gate::{Access, GateRequest, pass};
+use flashspin_core::login::{CodeSettings, login, logout, send_code};
+use flashspin_core::phone::Phone;
+use flashspin_core::ratelimit::Rate;
+use flashspin_core::session::{SessionSettings, SessionToken};
+use flashspin_testkit::{NativeRedis, RedisServer};
+
+const SETTINGS: CodeSettings = CodeSettings {
+    ttl_secs: 300,
+    resend_secs: 60,
+    max_attempts: 5,
+    daily_per_phone: 10,
+    hourly_per_ip: 30,
+};
+
+const SESSION: SessionSettings = SessionSettings {
+    idle_secs: 1800,
+    max_secs: 604_800,
+};
+
+fn limits(user: &str) -> RateLimits {
+    RateLimits {
+        user: user.parse().unwrap(),
+        ip: Rate::new(1000, 1).unwrap(),
+        global: Rate::new(100_000, 1).unwrap(),
+    }
+}
+
+fn phone(n: u32) -> Phone {
+    Phone::parse(&format!("138{n:08}")).unwrap()
+}
+
+fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> (SessionToken, u64) {
+    let sent = send_code(redis, phone, None, &SETTINGS, &limits("1/5")).unwrap();
+    let signed = login(
+        redis,
+        phone,
+        sent.code.reveal(),
+        None,
+        &SETTINGS,
+        &SESSION,
+        &limits("1/5"),
+    )
+    .unwrap();
+    (signed.token, signed.user_id)
+}
+
+fn gate(
+    redis: &mut NativeRedis,
+    endpoint: &'static str,
+    access: Access,
+    token: Option<&SessionToken>,
+    limits: RateLimits,
+) -> Result<flashspin_core::gate::Passed, ApiError> {
+    pass(
+        redis,
+        &GateRequest {
+            endpoint,
+            access,
+            token,
+            ip: None,
+            limits,
+            session: SESSION,
+        },
+    )
+}
+
+#[test]
+fn users_are_created_once_per_phone() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let (t1, a) = sign_in(&mut redis, &phone(1));
+    redis::cmd("DEL")
+        .arg("{gate}:code-gap:13800000001")
+        .exec(&mut server.conn())
+        .unwrap();
+    let (t2, b) = sign_in(&mut redis, &phone(1));
+    let (_, c) = sign_in(&mut redis, &phone(2));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_ne!(t1, t2);
+    let passed = gate(
+        &mut redis,
+        "account",
+        Access::User,
+        Some(&t1),
+        limits("1/5"),
+    )
+    .unwrap();
+    let user = passed.user.unwrap();
+    assert_eq!((user.id, user.phone.as_str()), (a, "13800000001"));
+}
+
+#[test]
+fn concurrent_logins_with_one_code_open_exactly_one_session() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let p = phone(3);
+    let code = send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5"))
+        .unwrap()
+        .code;
+    let barrier = Arc::new(Barrier::new(20));
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let mut redis = server.native();
+            let barrier = barrier.clone();
+            let code = code.reveal().to_string();
+            let p = p.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                login(
+                    &mut redis,
+                    &p,
+                    &code,
+                    None,
+                    &SETTINGS,
+                    &SESSION,
+                    &limits("1/5"),
+                )
+                .is_ok()
+            })
+        })
+        .collect();
+    let successes = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(successes, 1);
+}
+
+#[test]
+fn per_user_limits_do_not_leak_across_users_or_endpoints() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let (alice, _) = sign_in(&mut redis, &phone(4));
+    let (bob, _) = sign_in(&mut redis, &phone(5));
+    let l = limits("1/60");
+
+    assert!(
+        gate(
+            &mut redis,
+            "buy-voucher",
+            Access::UserLimited,
+            Some(&alice),
+            l
+        )
+        .is_ok()
+    );
+    let second = gate(
+        &mut redis,
+        "buy-voucher",
+        Access::UserLimited,
+        Some(&alice),
+        l,
+    );
+    assert!(
+        matches!(second, Err(ApiError::RateLimited(_))),
+        "{second:?}"
+    );
+    assert!(
+        gate(
+            &mut redis,
+            "buy-voucher",
+            Access::UserLimited,
+            Some(&bob),
+            l
+        )
+        .is_ok()
+    );
+    assert!(
+        gate(
+            &mut redis,
+            "buy-lottery-shares",
+            Access::UserLimited,
+            Some(&alice),
+            l
+        )
+        .is_ok()
+    );
+    // Endpoints without a per-user limit are not affected by it.
+    assert!(gate(&mut redis, "account", Access::User, Some(&alice), l).is_ok());
+    assert!(gate(&mut redis, "account", Access::User, Some(&alice), l).is_ok());
+    let limiter_keys_without_ttl: Vec<String> = server
+        .keys_without_ttl()
+        .into_iter()
+        .filter(|k| k.contains(":rl:"))
+        .collect();
+    assert!(
+        limiter_keys_without_ttl.is_empty(),
+        "{limiter_keys_without_ttl:?}"
+    );
+}
+
+#[test]
+fn the_gate_refuses_missing_and_ended_sessions() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let l = limits("1/5");
+    let stranger = SessionToken::generate();
+    assert_eq!(
+        gate(&mut redis, "account", Access::User, None, l),
+        Err(ApiError::Unauthorized)
+    );
+    assert_eq!(
+        gate(&mut redis, "account", Access::User, Some(&stranger), l),
+        Err(ApiError::Unauthorized)
+    );
+    let public = gate(&mut redis, "catalog", Access::Public, Some(&stranger), l).unwrap();
+    assert_eq!(public.user, None);
+
+    let (token, _) = sign_in(&mut redis, &phone(6));
+    assert!(gate(&mut redis, "account", Access::User, Some(&token), l).is_ok());
+    logout(&mut redis, &token).unwrap();
+    assert_eq!(
+        gate(&mut redis, "account", Access::User, Some(&token), l),
+        Err(ApiError::Unauthorized)
+    );
+}
+
+#[test]
+fn the_session_slides_but_not_past_its_absolute_lifetime() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let (token, _) = sign_in(&mut redis, &phone(7));
+    let key = token.redis_key();
+    let pttl = |server: &RedisServer| -> i64 {
+        redis::cmd("PTTL")
+            .arg(&key)
+            .query(&mut server.conn())
+            .unwrap()
+    };
+
+    redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(1000)
+        .exec(&mut server.conn())
+        .unwrap();
+    gate(
+        &mut redis,
+        "account",
+        Access::User,
+        Some(&token),
+        limits("1/5"),
+    )
+    .unwrap();
+    assert!(pttl(&server) > 1_700_000, "slid back to the idle timeout");
+
+    // Pretend the session was created 604,790 s ago: 10 s of life left.
+    let created: i64 = redis::cmd("HGET")
+        .arg(&key)
+        .arg("created")
+        .query(&mut server.conn())
+        .unwrap();
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("created")
+        .arg(created - 604_790_000)
+        .exec(&mut server.conn())
+        .unwrap();
+    gate(
+        &mut redis,
+        "account",
+        Access::User,
+        Some(&token),
+        limits("1/5"),
+    )
+    .unwrap();
+    assert!(pttl(&server) <= 10_000, "capped by the absolute lifetime");
+
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("created")
+        .arg(created - 604_800_001)
+        .exec(&mut server.conn())
+        .unwrap();
+    assert_eq!(
+        gate(
+            &mut redis,
+            "account",
+            Access::User,
+            Some(&token),
+            limits("1/5")
+        ),
+        Err(ApiError::Unauthorized)
+    );
+    assert_eq!(pttl(&server), -2, "an expired session is deleted");
+}

@@ -1,0 +1,38 @@
+//! Runs the core's request gate for a component: reads the limit and
+//! session variables, connects to Redis and passes the request through
+//! `flashspin_core::gate`. The connection is handed back for the action.
+
+use flashspin_core::ApiError;
+use flashspin_core::config::{RateLimits, trust_forwarded_for};
+use flashspin_core::gate::{Access, GateRequest, Passed, pass};
+use flashspin_core::session::SessionSettings;
+
+use crate::redis::SpinRedis;
+use crate::request::ApiRequest;
+use crate::variables::SpinVariables;
+
+/// Authenticates `req` and applies `endpoint`'s limits in one round trip.
+pub fn enter(
+    req: &ApiRequest,
+    endpoint: &'static str,
+    access: Access,
+) -> Result<(SpinRedis, Passed), ApiError> {
+    let vars = SpinVariables;
+    let limits = RateLimits::from_vars(&vars)?;
+    let session = SessionSettings::from_vars(&vars)?;
+    let ip = req.client_ip(trust_forwarded_for(&vars)?);
+    let token = req.token();
+    let mut redis = SpinRedis::connect()?;
+    let passed = pass(
+        &mut redis,
+        &GateRequest {
+            endpoint,
+            access,
+            token: token.as_ref(),
+            ip,
+            limits,
+            session,
+        },
+    )?;
+    Ok((redis, passed))
+}

@@ -1,0 +1,152 @@
+//! Reading an incoming request into what the core needs: method, path
+//! captures, the headers the gate uses, and a body of at most 16 KiB
+//! (bigger bodies are refused without being read to the end).
+
+use flashspin_core::ApiError;
+use flashspin_core::client_ip::ClientIp;
+use flashspin_core::session::SessionToken;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use spin_sdk::http::{IncomingRequest, Method};
+
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A request read and ready for the core.
+pub struct ApiRequest {
+    pub method: Method,
+    headers: Vec<(String, Vec<u8>)>,
+    pub query: String,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    /// Reads `req`, refusing bodies over [`MAX_BODY_BYTES`].
+    pub async fn read(req: IncomingRequest) -> Result<Self, ApiError> {
+        let method = req.method();
+        let headers = req.headers().entries();
+        let query = req
+            .path_with_query()
+            .and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()))
+            .unwrap_or_default();
+        let declared = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let mut body = Vec::new();
+        let mut stream = req.into_body_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::InvalidRequest(format!("unreadable body: {e:?}")))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Self {
+            method,
+            headers,
+            query,
+            body,
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// A `:name` capture of the route, from Spin's `spin-path-match-<name>`.
+    pub fn path_param(&self, name: &str) -> Option<&str> {
+        self.header(&format!("spin-path-match-{name}"))
+    }
+
+    /// What `/...` matched, e.g. `/orders` under `/api/me/...`.
+    pub fn path_info(&self) -> &str {
+        self.header("spin-path-info").unwrap_or_default()
+    }
+
+    /// A query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| percent_decode(v))
+        })
+    }
+
+    pub fn token(&self) -> Option<SessionToken> {
+        SessionToken::from_headers(self.header("authorization"), self.header("cookie"))
+    }
+
+    pub fn client_ip(&self, trust_forwarded_for: bool) -> Option<ClientIp> {
+        ClientIp::from_headers(
+            self.header("spin-client-addr"),
+            self.header("x-forwarded-for"),
+            trust_forwarded_for,
+        )
+    }
+
+    /// Refuses any method but `allowed` (e.g. `"POST"`).
+    pub fn expect_method(&self, allowed: &'static str) -> Result<(), ApiError> {
+        if self.method.to_string() == allowed {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed(allowed))
+        }
+    }
+
+    /// The body as JSON of type `T`; serde's message names the field.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::InvalidRequest("a JSON body is required".into()));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid body: {e}")))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some((hi, lo)), _) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,140 @@
+//! Sending login codes: a JSON POST to the SMS gateway named by the
+//! `sms_webhook_origin` and `sms_webhook_path` variables, through Spin's
+//! outbound HTTP with a 5 s limit on connecting and on the answer. With no
+//! gateway configured the code goes to the component's log instead, which
+//! is for development only.
+
+use std::time::Duration;
+
+use flashspin_core::ApiError;
+use flashspin_core::config::{Variables, read};
+use flashspin_core::login::LoginCode;
+use flashspin_core::phone::Phone;
+use serde_json::json;
+use spin_sdk::http::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+use spin_sdk::wit::wasi::http0_2_0::types::RequestOptions;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where codes go.
+pub enum SmsSender {
+    Gateway {
+        scheme: Scheme,
+        authority: String,
+        path: String,
+    },
+    Log,
+}
+
+impl SmsSender {
+    pub fn from_vars(vars: &impl Variables) -> Result<Self, ApiError> {
+        let origin: String = read(vars, "sms_webhook_origin", "")?;
+        let path: String = read(vars, "sms_webhook_path", "/sms")?;
+        if origin.is_empty() {
+            return Ok(SmsSender::Log);
+        }
+        let bad = || {
+            ApiError::Internal(format!(
+                "sms_webhook_origin={origin:?} is not scheme://host[:port]"
+            ))
+        };
+        let (scheme, authority) = origin.split_once("://").ok_or_else(bad)?;
+        let scheme = match scheme {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            _ => return Err(bad()),
+        };
+        let authority = authority.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err(bad());
+        }
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
+        Ok(SmsSender::Gateway {
+            scheme,
+            authority: authority.to_string(),
+            path,
+        })
+    }
+
+    /// Delivers `code` to `phone`; `Err` carries the reason for the log.
+    pub fn send(&self, phone: &Phone, code: &LoginCode, ttl_secs: u32) -> Result<(), String> {
+        let text = format!(
+            "Your login code is {}. It expires in {} minutes. Never share it.",
+            code.reveal(),
+            ttl_secs.div_ceil(60)
+        );
+        match self {
+            SmsSender::Log => {
+                println!(
+                    "login code for {}: {} (no SMS gateway configured)",
+                    phone.masked(),
+                    code.reveal()
+                );
+                Ok(())
+            }
+            SmsSender::Gateway {
+                scheme,
+                authority,
+                path,
+            } => {
+                let body = json!({"phone": phone.as_str(), "code": code.reveal(), "text": text});
+                post_json(scheme, authority, path, body.to_string().as_bytes())
+            }
+        }
+    }
+}
+
+fn post_json(scheme: &Scheme, authority: &str, path: &str, body: &[u8]) -> Result<(), String> {
+    let headers = Fields::from_list(&[
+        ("content-type".to_string(), b"application/json".to_vec()),
+        (
+            "content-length".to_string(),
+            body.len().to_string().into_bytes(),
+        ),
+    ])
+    .map_err(|e| format!("headers: {e:?}"))?;
+    let request = OutgoingRequest::new(headers);
+    let set = request.set_method(&Method::Post).is_ok()
+        && request.set_scheme(Some(scheme)).is_ok()
+        && request.set_authority(Some(authority)).is_ok()
+        && request.set_path_with_query(Some(path)).is_ok();
+    if !set {
+        return Err("invalid gateway address".into());
+    }
+    let outgoing = request
+        .body()
+        .map_err(|()| "request body unavailable".to_string())?;
+    let options = RequestOptions::new();
+    let nanos = TIMEOUT.as_nanos() as u64;
+    // Unsupported options are not fatal: the host may enforce its own.
+    let _ = options.set_connect_timeout(Some(nanos));
+    let _ = options.set_first_byte_timeout(Some(nanos));
+    let _ = options.set_between_bytes_timeout(Some(nanos));
+    let pending = outgoing_handler::handle(request, Some(options)).map_err(|e| format!("{e:?}"))?;
+    {
+        let stream = outgoing
+            .write()
+            .map_err(|()| "request body stream unavailable".to_string())?;
+        stream
+            .blocking_write_and_flush(body)
+            .map_err(|e| format!("writing the request: {e:?}"))?;
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| format!("finishing the request: {e:?}"))?;
+    pending.subscribe().block();
+    let response = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+        Some(Err(())) | None => return Err("no response".into()),
+    };
+    let status = response.status();
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("gateway answered {status}"))
+    }
+}

@@ -1,0 +1,152 @@
+//! Test support shared by the core's script tests and the black-box suite:
+//! a private `redis-server` per test, and [`NativeRedis`], the core's Redis
+//! seam over the native `redis` client, so scripts can be run directly.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flashspin_core::redis::{Arg, Redis, RedisError, Reply};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private `redis-server` on a free loopback port, stopped when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (see README)");
+            let mut server = RedisServer {
+                child: Some(child),
+                port,
+                _dir: dir,
+            };
+            if server.wait_ready() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = &mut self.child
+                && child.try_wait().unwrap().is_some()
+            {
+                return false;
+            }
+            if let Ok(mut conn) = self.client().get_connection()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).unwrap()
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        self.client().get_connection().unwrap()
+    }
+
+    /// The core's Redis seam over a fresh connection.
+    pub fn native(&self) -> NativeRedis {
+        NativeRedis(self.conn())
+    }
+
+    /// Stops the server now, to see how callers cope with an outage.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every key with no expiry: the tests' way of proving that nothing
+    /// they wrote can linger for ever.
+    pub fn keys_without_ttl(&self) -> Vec<String> {
+        let mut conn = self.conn();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        keys.into_iter()
+            .filter(|k| redis::cmd("TTL").arg(k).query::<i64>(&mut conn).unwrap() == -1)
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The core's [`Redis`] seam over the native client, with the same reply
+/// flattening Spin's `execute` does.
+pub struct NativeRedis(pub redis::Connection);
+
+impl Redis for NativeRedis {
+    fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError> {
+        let mut cmd = redis::cmd(command);
+        for arg in args {
+            match *arg {
+                Arg::Int(i) => cmd.arg(i),
+                Arg::Bytes(b) => cmd.arg(b),
+            };
+        }
+        let value: redis::Value = cmd.query(&mut self.0).map_err(|e| match e.code() {
+            Some(code) => RedisError::Server(format!("{code} {}", e.detail().unwrap_or_default())),
+            None => RedisError::Unreachable(e.to_string()),
+        })?;
+        let mut out = Vec::new();
+        flatten(value, &mut out)?;
+        Ok(out)
+    }
+}
+
+fn flatten(value: redis::Value, out: &mut Vec<Reply>) -> Result<(), RedisError> {
+    use redis::Value;
+    match value {
+        Value::Nil => out.push(Reply::Nil),
+        Value::Int(i) => out.push(Reply::Int(i)),
+        Value::BulkString(b) => out.push(Reply::Bytes(b)),
+        Value::SimpleString(s) => out.push(Reply::Status(s)),
+        Value::Okay => out.push(Reply::Status("OK".into())),
+        Value::Array(items) | Value::Set(items) => {
+            for item in items {
+                flatten(item, out)?;
+            }
+        }
+        other => {
+            return Err(RedisError::UnexpectedReply(format!("{other:?}")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,542 @@
+//! Phone login over HTTP: send-code, login, refresh, /api/me, logout, with a
+//! local sink standing in for the SMS gateway.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{App, AppConfig, RedisServer, Reply, SinkMode, SmsSink, app_manifest};
+
+const PHONE: &str = "13812345678";
+
+fn config(redis: &RedisServer, sink: &SmsSink) -> AppConfig {
+    AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .var("sms_webhook_origin", sink.origin())
+}
+
+async fn send_code(app: &App, phone: &str) -> Reply {
+    app.post_json("/api/auth/code", &json!({"phone": phone}))
+        .await
+}
+
+async fn login(app: &App, phone: &str, code: &str) -> Reply {
+    app.post_json("/api/auth/login", &json!({"phone": phone, "code": code}))
+        .await
+}
+
+/// Signs `phone` in and returns the token.
+pub async fn sign_in(app: &App, sink: &SmsSink, phone: &str) -> String {
+    let sent = send_code(app, phone).await;
+    assert_eq!(sent.status, 202, "{}", sent.text());
+    let code = sink.last_code(phone).expect("the sink got a code");
+    let reply = login(app, phone, &code).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["token"].as_str().unwrap().to_string()
+}
+
+fn error_code(reply: &Reply) -> String {
+    reply.json()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_happy_path() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink).start().await;
+
+    let sent = send_code(&app, &format!("+86{PHONE}")).await;
+    assert_eq!(sent.status, 202, "{}", sent.text());
+    assert_eq!(sent.json(), json!({"expires_in": 300, "resend_after": 60}));
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    let code = messages[0]["code"].as_str().unwrap().to_string();
+    assert_eq!(messages[0]["phone"], PHONE);
+    assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()));
+    assert!(messages[0]["text"].as_str().unwrap().contains(&code));
+    assert!(!sent.text().contains(&code));
+
+    let reply = login(&app, PHONE, &code).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    let token = body["token"].as_str().unwrap().to_string();
+    assert_eq!(body["expires_in"], 1800);
+    assert_eq!(body["user"]["phone"], "138****5678");
+    let user_id = body["user"]["id"].as_str().unwrap().to_string();
+    assert!(user_id.parse::<u64>().is_ok());
+    assert!(!body["user"]["nickname"].as_str().unwrap().is_empty());
+    let cookie = reply.header("set-cookie").unwrap();
+    assert_eq!(
+        cookie,
+        format!("token={token}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=1800")
+    );
+    assert!(
+        !app.logs().contains(&code),
+        "codes never reach the logs when a gateway is set"
+    );
+
+    // Bearer and cookie both work.
+    let me = app.authed(Method::GET, "/api/me", &token).await;
+    assert_eq!(me.status, 200, "{}", me.text());
+    assert_eq!(me.json()["user"], body["user"]);
+    let by_cookie = app
+        .http
+        .get(app.url("/api/me"))
+        .header("cookie", format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), 200);
+
+    let refreshed = app.authed(Method::POST, "/api/auth/refresh", &token).await;
+    assert_eq!(refreshed.status, 200);
+    assert_eq!(refreshed.json()["expires_in"], 1800);
+    assert_eq!(refreshed.json()["user"]["id"], user_id.as_str());
+
+    // The same phone later is the same user.
+    let second = sign_in_again(&app, &sink, &redis).await;
+    assert_eq!(second["user"]["id"], user_id.as_str());
+}
+
+/// Signs PHONE in a second time (clearing the resend gap first).
+async fn sign_in_again(app: &App, sink: &SmsSink, redis: &RedisServer) -> Value {
+    redis::cmd("DEL")
+        .arg(format!("{{gate}}:code-gap:{PHONE}"))
+        .exec(&mut redis.conn())
+        .unwrap();
+    assert_eq!(send_code(app, PHONE).await.status, 202);
+    let code = sink.last_code(PHONE).unwrap();
+    let reply = login(app, PHONE, &code).await;
+    assert_eq!(reply.status, 200);
+    reply.json()
+}
+
+#[tokio::test]
+async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink)
+        .var("code_ttl_secs", "1")
+        .start()
+        .await;
+
+    let never = login(&app, PHONE, "123456").await;
+    assert_eq!(
+        (never.status, error_code(&never)),
+        (401, "invalid_code".into())
+    );
+
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let code = sink.last_code(PHONE).unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let reply = login(&app, PHONE, wrong).await;
+    assert_eq!(
+        (reply.status, error_code(&reply)),
+        (401, "invalid_code".into())
+    );
+    let malformed = login(&app, PHONE, "12ab").await;
+    assert_eq!(malformed.status, 401);
+
+    assert_eq!(login(&app, PHONE, &code).await.status, 200);
+    let reused = login(&app, PHONE, &code).await;
+    assert_eq!(
+        (reused.status, error_code(&reused)),
+        (401, "invalid_code".into())
+    );
+
+    let other = "13900001111";
+    assert_eq!(send_code(&app, other).await.status, 202);
+    let code = sink.last_code(other).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let expired = login(&app, other, &code).await;
+    assert_eq!(
+        (expired.status, error_code(&expired)),
+        (401, "invalid_code".into())
+    );
+}
+
+#[tokio::test]
+async fn too_many_wrong_codes_void_the_code_until_a_new_one() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink)
+        .var("code_resend_secs", "1")
+        .start()
+        .await;
+
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let code = sink.last_code(PHONE).unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for attempt in 1..=4 {
+        let reply = login(&app, PHONE, wrong).await;
+        assert_eq!(reply.status, 401, "attempt {attempt}");
+    }
+    let fifth = login(&app, PHONE, wrong).await;
+    assert_eq!(
+        (fifth.status, error_code(&fifth)),
+        (429, "rate_limited".into())
+    );
+    assert!(fifth.header("retry-after").is_some());
+    let right_too_late = login(&app, PHONE, &code).await;
+    assert_eq!(right_too_late.status, 429);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let fresh = sink.last_code(PHONE).unwrap();
+    assert_eq!(login(&app, PHONE, &fresh).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_new_code_replaces_the_old_and_resends_wait_for_the_gap() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink)
+        .var("code_resend_secs", "1")
+        .start()
+        .await;
+
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let first = sink.last_code(PHONE).unwrap();
+    let early = send_code(&app, PHONE).await;
+    assert_eq!(
+        (early.status, error_code(&early)),
+        (429, "rate_limited".into())
+    );
+    assert_eq!(early.header("retry-after"), Some("1"));
+    assert_eq!(sink.messages().len(), 1);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let second = sink.last_code(PHONE).unwrap();
+    if first != second {
+        assert_eq!(login(&app, PHONE, &first).await.status, 401);
+    }
+    assert_eq!(login(&app, PHONE, &second).await.status, 200);
+}
+
+#[tokio::test]
+async fn daily_per_phone_and_hourly_per_ip_caps() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink)
+        .var("code_resend_secs", "1")
+        .var("code_daily_limit_per_phone", "2")
+        .var("code_hourly_limit_per_ip", "4")
+        .start()
+        .await;
+
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let capped = send_code(&app, PHONE).await;
+    assert_eq!(
+        (capped.status, error_code(&capped)),
+        (429, "rate_limited".into())
+    );
+    assert!(
+        capped
+            .header("ratelimit-policy")
+            .unwrap()
+            .contains("q=2;w=86400")
+    );
+
+    // Two codes from this IP so far; two more phones reach the hourly cap.
+    assert_eq!(send_code(&app, "13900000001").await.status, 202);
+    assert_eq!(send_code(&app, "13900000002").await.status, 202);
+    let ip_capped = send_code(&app, "13900000003").await;
+    assert_eq!(ip_capped.status, 429);
+    assert_eq!(sink.messages().len(), 4);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_everywhere() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink).start().await;
+    let token = sign_in(&app, &sink, PHONE).await;
+
+    let out = app.authed(Method::POST, "/api/auth/logout", &token).await;
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    for (method, path) in [
+        (Method::GET, "/api/me"),
+        (Method::POST, "/api/auth/refresh"),
+    ] {
+        let reply = app.authed(method, path, &token).await;
+        assert_eq!(
+            (reply.status, error_code(&reply)),
+            (401, "unauthorized".into()),
+            "{path}"
+        );
+    }
+    let again = app.authed(Method::POST, "/api/auth/logout", &token).await;
+    assert_eq!(again.status, 401);
+}
+
+#[tokio::test]
+async fn sessions_slide_and_end_at_the_absolute_limit() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink)
+        .var("session_idle_secs", "2")
+        .var("session_max_secs", "5")
+        .start()
+        .await;
+    let token = sign_in(&app, &sink, PHONE).await;
+
+    // Each request slides the 2 s idle expiry...
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let me = app.authed(Method::GET, "/api/me", &token).await;
+        assert_eq!(me.status, 200);
+    }
+    // ...until the 5 s absolute lifetime is over.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 401);
+
+    // Idle for longer than 2 s ends a session too.
+    let token = sign_in_again(&app, &sink, &redis).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 401);
+}
+
+#[tokio::test]
+async fn redis_holds_no_raw_token_and_no_code() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink).start().await;
+    let token = sign_in(&app, &sink, PHONE).await;
+    assert_eq!(send_code(&app, "13900002222").await.status, 202);
+    let code = sink.last_code("13900002222").unwrap();
+
+    let dump = dump_redis(&redis);
+    assert!(!dump.contains(&token), "raw token in Redis:\n{dump}");
+    assert!(!dump.contains(&code), "raw code in Redis:\n{dump}");
+}
+
+/// Every key and value in Redis as text.
+fn dump_redis(redis: &RedisServer) -> String {
+    let mut conn = redis.conn();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    let mut out = String::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+        let value = match kind.as_str() {
+            "string" => redis::cmd("GET")
+                .arg(&key)
+                .query::<String>(&mut conn)
+                .unwrap(),
+            "hash" => format!(
+                "{:?}",
+                redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query::<Vec<String>>(&mut conn)
+                    .unwrap()
+            ),
+            other => other.to_string(),
+        };
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink).start().await;
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "not json",
+            app.http.post(app.url("/api/auth/code")).body("{"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "no phone",
+            app.http.post(app.url("/api/auth/code")).json(&json!({})),
+            400,
+            "invalid_request",
+        ),
+        (
+            "number phone",
+            app.http
+                .post(app.url("/api/auth/code"))
+                .json(&json!({"phone": 13812345678u64})),
+            400,
+            "invalid_request",
+        ),
+        (
+            "bad phone",
+            app.http
+                .post(app.url("/api/auth/code"))
+                .json(&json!({"phone": "12345"})),
+            400,
+            "invalid_phone",
+        ),
+        (
+            "empty body",
+            app.http.post(app.url("/api/auth/code")),
+            400,
+            "invalid_request",
+        ),
+        (
+            "huge body",
+            app.http
+                .post(app.url("/api/auth/code"))
+                .body(vec![b' '; 17 * 1024]),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "login no code",
+            app.http
+                .post(app.url("/api/auth/login"))
+                .json(&json!({"phone": PHONE})),
+            400,
+            "invalid_request",
+        ),
+        (
+            "login bad phone",
+            app.http
+                .post(app.url("/api/auth/login"))
+                .json(&json!({"phone": "x", "code": "123456"})),
+            400,
+            "invalid_phone",
+        ),
+        (
+            "wrong method",
+            app.http.get(app.url("/api/auth/code")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "no token",
+            app.http.get(app.url("/api/me")),
+            401,
+            "unauthorized",
+        ),
+        (
+            "junk token",
+            app.http.get(app.url("/api/me")).bearer_auth("nope"),
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (name, request, status, code) in cases {
+        let reply = Reply::from(request.send().await.unwrap()).await;
+        assert_eq!(reply.status, status, "{name}: {}", reply.text());
+        assert_eq!(error_code(&reply), code, "{name}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/json; charset=utf-8"),
+            "{name}"
+        );
+        assert!(
+            !reply.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let wrong_method = app
+        .http
+        .get(app.url("/api/auth/code"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.headers()["allow"], "POST");
+    assert!(sink.messages().is_empty());
+    let codes: Vec<String> = redis::cmd("KEYS")
+        .arg("{gate}:code*")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(codes.is_empty(), "{codes:?}");
+}
+
+#[tokio::test]
+async fn a_failing_gateway_gives_502_and_keeps_no_code() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink).start().await;
+
+    sink.set_mode(SinkMode::Answer(500));
+    let reply = send_code(&app, PHONE).await;
+    assert_eq!(
+        (reply.status, error_code(&reply)),
+        (502, "sms_failed".into())
+    );
+    let code = sink.last_code(PHONE).unwrap();
+    assert_eq!(
+        login(&app, PHONE, &code).await.status,
+        401,
+        "the code was removed"
+    );
+
+    // No gap either: asking again at once works.
+    sink.set_mode(SinkMode::Answer(200));
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+}
+
+#[tokio::test]
+async fn a_silent_gateway_times_out_with_502() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink).start().await;
+    sink.set_mode(SinkMode::Stall(Duration::from_secs(8)));
+    let started = std::time::Instant::now();
+    let reply = send_code(&app, PHONE).await;
+    assert_eq!(
+        (reply.status, error_code(&reply)),
+        (502, "sms_failed".into())
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn without_a_gateway_the_code_goes_to_the_log() {
+    let redis = RedisServer::start();
+    let app = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let logs = app.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("login code for 138****5678"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    let code = line.split(": ").nth(1).unwrap().split(' ').next().unwrap();
+    assert_eq!(login(&app, PHONE, code).await.status, 200);
+}
+
+#[tokio::test]
+async fn redis_down_gives_503() {
+    let mut redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink).start().await;
+    let token = sign_in(&app, &sink, PHONE).await;
+    redis.stop();
+    for reply in [
+        send_code(&app, "13900003333").await,
+        login(&app, PHONE, "123456").await,
+        app.authed(Method::GET, "/api/me", &token).await,
+        app.authed(Method::POST, "/api/auth/refresh", &token).await,
+    ] {
+        assert_eq!(
+            (reply.status, error_code(&reply)),
+            (503, "unavailable".into())
+        );
+        assert!(reply.header("retry-after").is_some());
+    }
+    assert_eq!(sink.messages().len(), 1, "no SMS without a stored code");
+}

@@ -1,0 +1,163 @@
+//! Rate limits over HTTP: per IP and global per endpoint, headers, refill,
+//! independence of endpoints, and no limiter key left without a TTL.
+
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::harness::{App, AppConfig, RedisServer, Reply, SmsSink, app_manifest};
+use crate::login::sign_in;
+
+/// Sends `n` requests to `GET /api/me` at once and returns them.
+async fn burst(app: &App, token: &str, n: usize, forwarded_for: Option<&str>) -> Vec<Reply> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let mut request = app.http.get(app.url("/api/me")).bearer_auth(token);
+            if let Some(ip) = forwarded_for {
+                request = request.header("x-forwarded-for", ip);
+            }
+            tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(n);
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    replies
+}
+
+fn count(replies: &[Reply], status: u16) -> usize {
+    replies.iter().filter(|r| r.status == status).count()
+}
+
+async fn signed_in_app(vars: &[(&str, &str)]) -> (RedisServer, SmsSink, App, String) {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let mut config = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .var("sms_webhook_origin", sink.origin());
+    for (name, value) in vars {
+        config = config.var(name, *value);
+    }
+    let app = config.start().await;
+    let token = sign_in(&app, &sink, "13812345678").await;
+    (redis, sink, app, token)
+}
+
+#[tokio::test]
+async fn a_burst_gets_exactly_the_per_ip_quota() {
+    let (redis, _sink, app, token) = signed_in_app(&[("rate_limit_ip", "7/60")]).await;
+    for round in 0..2 {
+        if round == 1 {
+            // A fresh window: forget the limiter state.
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("{gate}:rl:account:*")
+                .query(&mut redis.conn())
+                .unwrap();
+            redis::cmd("DEL").arg(keys).exec(&mut redis.conn()).unwrap();
+        }
+        let replies = burst(&app, &token, 100, None).await;
+        assert_eq!(count(&replies, 200), 7, "round {round}");
+        assert_eq!(count(&replies, 429), 93, "round {round}");
+        for reply in &replies {
+            assert!(reply.header("ratelimit").is_some());
+            let policy = reply.header("ratelimit-policy").unwrap();
+            assert!(policy.contains("\"ip\";q=7;w=60"), "{policy}");
+            if reply.status == 429 {
+                assert_eq!(reply.json()["error"]["code"], "rate_limited");
+                let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=9).contains(&retry), "{retry}");
+                assert!(
+                    reply
+                        .header("ratelimit")
+                        .unwrap()
+                        .starts_with("\"ip\";r=0;")
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_global_limit_counts_all_clients_together() {
+    let (_redis, _sink, app, token) = signed_in_app(&[
+        ("rate_limit_global", "5/60"),
+        ("trust_forwarded_for", "true"),
+    ])
+    .await;
+    let mut allowed = 0;
+    for i in 0..10 {
+        let ip = format!("10.0.0.{i}");
+        allowed += count(&burst(&app, &token, 2, Some(&ip)).await, 200);
+    }
+    assert_eq!(allowed, 5);
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_when_trusted() {
+    let (_redis, _sink, app, token) = signed_in_app(&[("rate_limit_ip", "3/60")]).await;
+    // Not trusted: every request is the same peer, whatever the header says.
+    let mut allowed = 0;
+    for i in 0..3 {
+        allowed += count(
+            &burst(&app, &token, 2, Some(&format!("10.0.0.{i}"))).await,
+            200,
+        );
+    }
+    assert_eq!(allowed, 3);
+
+    let (_redis, _sink, app, token) =
+        signed_in_app(&[("rate_limit_ip", "3/60"), ("trust_forwarded_for", "true")]).await;
+    let a = burst(&app, &token, 5, Some("10.0.0.1")).await;
+    let b = burst(&app, &token, 5, Some("spoofed, 10.0.0.2")).await;
+    assert_eq!((count(&a, 200), count(&b, 200)), (3, 3));
+}
+
+#[tokio::test]
+async fn the_limit_refills_on_time() {
+    let (_redis, _sink, app, token) = signed_in_app(&[("rate_limit_ip", "2/1")]).await;
+    let first = burst(&app, &token, 3, None).await;
+    assert_eq!(count(&first, 200), 2);
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    let again = app.authed(Method::GET, "/api/me", &token).await;
+    assert_eq!(again.status, 200, "one request refills every 500 ms");
+    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 429);
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    assert_eq!(count(&burst(&app, &token, 3, None).await, 200), 2);
+}
+
+#[tokio::test]
+async fn endpoints_are_limited_separately_and_every_limiter_key_expires() {
+    let (redis, _sink, app, token) = signed_in_app(&[("rate_limit_ip", "2/60")]).await;
+    assert_eq!(count(&burst(&app, &token, 4, None).await, 200), 2);
+    let refresh = app.authed(Method::POST, "/api/auth/refresh", &token).await;
+    assert_eq!(refresh.status, 200, "another endpoint has its own quota");
+    assert_eq!(
+        refresh.header("ratelimit").unwrap(),
+        "\"ip\";r=1;t=30",
+        "one of two used; full again in 30 s"
+    );
+
+    let limiter_keys: Vec<String> = redis::cmd("KEYS")
+        .arg("{gate}:rl:*")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(limiter_keys.len() >= 4, "{limiter_keys:?}");
+    let without_ttl = redis.keys_without_ttl();
+    let limiters_without_ttl: Vec<_> = without_ttl.iter().filter(|k| k.contains(":rl:")).collect();
+    assert!(limiters_without_ttl.is_empty(), "{limiters_without_ttl:?}");
+}
+
+#[tokio::test]
+async fn unauthenticated_floods_are_limited_too() {
+    let (_redis, _sink, app, _token) = signed_in_app(&[("rate_limit_ip", "3/60")]).await;
+    let replies = burst(
+        &app,
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        10,
+        None,
+    )
+    .await;
+    assert_eq!(count(&replies, 401), 3);
+    assert_eq!(count(&replies, 429), 7);
+}

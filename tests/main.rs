@@ -8,3 +8,4 @@ mod health;
 mod host;
 mod login;
 mod ratelimit;
+mod vouchers;

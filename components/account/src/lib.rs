@@ -1,9 +1,10 @@
-//! The signed-in user's own routes: `GET /api/me` and
-//! `POST /api/auth/logout`.
+//! The signed-in user's own routes: `GET /api/me`, `GET /api/me/orders`
+//! and `POST /api/auth/logout`.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::Access;
 use flashspin_core::login::logout;
+use flashspin_core::voucher;
 use flashspin_spin::gate::enter;
 use flashspin_spin::http::{
     add_ratelimit_headers, clear_session_cookie, json, no_content, respond, user_json,
@@ -28,6 +29,18 @@ async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
             logout(&mut redis, &token)?;
             let mut response = no_content();
             response.set_header("set-cookie", clear_session_cookie());
+            add_ratelimit_headers(&mut response, &passed.verdict);
+            Ok(response)
+        }
+        "/api/me/orders" => {
+            req.expect_method("GET")?;
+            let (mut redis, passed) = enter(&req, "account", Access::User)?;
+            let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
+            let orders: Vec<_> = voucher::orders_of(&mut redis, user.id)?
+                .iter()
+                .map(|o| o.to_json())
+                .collect();
+            let mut response = json(200, &json!({"orders": orders}));
             add_ratelimit_headers(&mut response, &passed.verdict);
             Ok(response)
         }

@@ -10,16 +10,9 @@ use flashspin_spin::http::{add_ratelimit_headers, json, respond, session_cookie,
 use flashspin_spin::redis::SpinRedis;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::variables::SpinVariables;
-use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
-
-#[derive(Deserialize)]
-struct Body {
-    phone: String,
-    code: String,
-}
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
@@ -29,8 +22,11 @@ async fn handle(req: IncomingRequest) -> Response {
 async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
     let req = ApiRequest::read(req).await?;
     req.expect_method("POST")?;
-    let body: Body = req.json()?;
-    let phone = Phone::parse(&body.phone)?;
+    let mut body = req.json()?;
+    let phone = body.string("phone")?;
+    let code = body.string("code")?;
+    body.finish()?;
+    let phone = Phone::parse(&phone)?;
 
     let vars = SpinVariables;
     let settings = CodeSettings::from_vars(&vars)?;
@@ -42,7 +38,7 @@ async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
     let signed_in = login(
         &mut redis,
         &phone,
-        &body.code,
+        &code,
         ip.as_ref(),
         &settings,
         &session,

@@ -10,15 +10,9 @@ use flashspin_spin::redis::SpinRedis;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::sms::SmsSender;
 use flashspin_spin::variables::SpinVariables;
-use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
-
-#[derive(Deserialize)]
-struct Body {
-    phone: String,
-}
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
@@ -28,8 +22,10 @@ async fn handle(req: IncomingRequest) -> Response {
 async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
     let req = ApiRequest::read(req).await?;
     req.expect_method("POST")?;
-    let body: Body = req.json()?;
-    let phone = Phone::parse(&body.phone)?;
+    let mut body = req.json()?;
+    let phone = body.string("phone")?;
+    body.finish()?;
+    let phone = Phone::parse(&phone)?;
 
     let vars = SpinVariables;
     let settings = CodeSettings::from_vars(&vars)?;

@@ -6,6 +6,14 @@ use std::fmt;
 use crate::ratelimit::Verdict;
 use crate::redis::RedisError;
 
+/// The 409 answers other than `already_purchased`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    SaleNotStarted,
+    SaleEnded,
+    SoldOut,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     /// Malformed JSON, a wrong type, a missing field, a number out of range.
@@ -17,6 +25,11 @@ pub enum ApiError {
     /// A login code that is wrong, expired or was never sent.
     InvalidCode,
     NotFound,
+    /// The request is well formed but the resource's state refuses it.
+    Conflict(Conflict),
+    /// The buyer already holds an order for this voucher (the order, as
+    /// the API shows it).
+    AlreadyPurchased(serde_json::Value),
     /// The route exists but not for this method; lists the allowed ones.
     MethodNotAllowed(&'static str),
     PayloadTooLarge,
@@ -35,6 +48,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) | ApiError::InvalidPhone => 400,
             ApiError::Unauthorized | ApiError::InvalidCode => 401,
             ApiError::NotFound => 404,
+            ApiError::Conflict(_) | ApiError::AlreadyPurchased(_) => 409,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge => 413,
             ApiError::RateLimited(_) => 429,
@@ -51,6 +65,10 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidCode => "invalid_code",
             ApiError::NotFound => "not_found",
+            ApiError::Conflict(Conflict::SaleNotStarted) => "sale_not_started",
+            ApiError::Conflict(Conflict::SaleEnded) => "sale_ended",
+            ApiError::Conflict(Conflict::SoldOut) => "sold_out",
+            ApiError::AlreadyPurchased(_) => "already_purchased",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::RateLimited(_) => "rate_limited",
@@ -71,6 +89,10 @@ impl ApiError {
             ApiError::Unauthorized => "log in first".into(),
             ApiError::InvalidCode => "the code is wrong or has expired".into(),
             ApiError::NotFound => "no such resource".into(),
+            ApiError::Conflict(Conflict::SaleNotStarted) => "the sale has not started yet".into(),
+            ApiError::Conflict(Conflict::SaleEnded) => "the sale has ended".into(),
+            ApiError::Conflict(Conflict::SoldOut) => "sold out".into(),
+            ApiError::AlreadyPurchased(_) => "you already bought this voucher".into(),
             ApiError::MethodNotAllowed(allow) => format!("use {allow}"),
             ApiError::PayloadTooLarge => "the request body is larger than 16 KiB".into(),
             ApiError::RateLimited(v) => {
@@ -111,6 +133,8 @@ mod tests {
             ApiError::Unauthorized,
             ApiError::InvalidCode,
             ApiError::NotFound,
+            ApiError::Conflict(Conflict::SoldOut),
+            ApiError::AlreadyPurchased(serde_json::Value::Null),
             ApiError::MethodNotAllowed("GET"),
             ApiError::PayloadTooLarge,
             ApiError::RateLimited(Verdict::unlimited()),

@@ -35,6 +35,18 @@ pub struct GateRequest<'a> {
     pub ip: Option<ClientIp>,
     pub limits: RateLimits,
     pub session: SessionSettings,
+    /// Note the request in one of the user's sets before the action, so
+    /// reads know where to look (see `gate.lua`).
+    pub note: Option<Note<'a>>,
+    /// Allocate a number from today's order sequence.
+    pub allocate_sequence: bool,
+}
+
+/// A member to add to one of the signed-in user's sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Note<'a> {
+    pub set: &'static str,
+    pub member: &'a str,
 }
 
 /// The signed-in caller, as the gate found it.
@@ -51,6 +63,10 @@ pub struct Passed {
     pub user: Option<SessionUser>,
     /// Where the limits stand, for the `ratelimit` headers.
     pub verdict: Verdict,
+    /// Redis's clock when the gate ran, seconds since the Unix epoch.
+    pub unix_secs: u64,
+    /// The order sequence number allocated, when asked for one.
+    pub sequence: Option<u32>,
 }
 
 /// Runs the gate: `Err(RateLimited)` when a limit refuses,
@@ -78,6 +94,9 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         Arg::from(user_prefix.as_str()),
         Arg::Int(i64::from(req.limits.user.quota.get())),
         Arg::Int(i64::from(req.limits.user.window_secs.get()) * 1000),
+        Arg::from(req.note.map_or("", |n| n.set)),
+        Arg::from(req.note.map_or("", |n| n.member)),
+        Arg::Int(i64::from(req.allocate_sequence)),
     ];
     for limit in &shared {
         args.push(Arg::Int(i64::from(limit.rate.quota.get())));
@@ -89,6 +108,10 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
     let uid = reader.int()?;
     let phone = reader.string()?;
     let nickname = reader.string()?;
+    let allowed_flag = reader.int()?;
+    let retry_after_ms = reader.int()?;
+    let unix_secs = reader.int()?.max(0) as u64;
+    let sequence = u32::try_from(reader.int()?).ok().filter(|s| *s > 0);
     let user = (uid > 0).then_some(SessionUser {
         id: uid as u64,
         phone,
@@ -101,7 +124,11 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         applied.push(Limit::per_user(req.endpoint, user.id, req.limits.user));
     }
     applied.extend(shared);
-    let verdict = crate::ratelimit::read_verdict(&mut reader, &applied)?;
+    let verdict = Verdict {
+        allowed: allowed_flag == 1,
+        retry_after_ms: retry_after_ms.max(0) as u64,
+        states: crate::ratelimit::read_states(&mut reader, &applied)?,
+    };
 
     // Limits first: a client hammering without a valid token is slowed
     // down like anyone else rather than told 401 for ever.
@@ -111,7 +138,19 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
     if user.is_none() && req.access != Access::Public {
         return Err(ApiError::Unauthorized);
     }
-    Ok(Passed { user, verdict })
+    if req.allocate_sequence && sequence.is_none() {
+        return Err(ApiError::Unavailable(
+            crate::redis::RedisError::UnexpectedReply(
+                "the gate allocated no order sequence number".into(),
+            ),
+        ));
+    }
+    Ok(Passed {
+        user,
+        verdict,
+        unix_secs,
+        sequence,
+    })
 }
 
 impl Passed {

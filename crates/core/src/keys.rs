@@ -52,6 +52,30 @@ pub fn user(id: u64) -> String {
     format!("{GATE}:user:{id}")
 }
 
+/// A set of the user's noted by the gate before an action, e.g. the
+/// vouchers they tried to buy: `{gate}:user:<id>:<name>`.
+pub fn user_set(id: u64, name: &str) -> String {
+    format!("{GATE}:user:{id}:{name}")
+}
+
+/// The last voucher id handed out.
+pub const VOUCHER_SEQUENCE: &str = "{catalog}:voucher-seq";
+
+/// A shop's voucher ids (sorted set, score = id).
+pub fn shop_vouchers(shop_id: u64) -> String {
+    format!("{{catalog}}:shop:{shop_id}:vouchers")
+}
+
+/// A voucher: hash {shop_id, title, ..., stock, remaining, begin, end}.
+pub fn voucher_info(id: u64) -> String {
+    format!("{{v:{id}}}:info")
+}
+
+/// A voucher's buyers: hash user id -> "<order id>:<created ms>".
+pub fn voucher_buyers(id: u64) -> String {
+    format!("{{v:{id}}}:buyers")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +84,11 @@ mod tests {
     fn limiter_keys_share_the_gate_tag() {
         assert_eq!(rate_limit("catalog", "all"), "{gate}:rl:catalog:all");
         assert!(rate_limit("login", "ip:127.0.0.1").starts_with(GATE));
+    }
+
+    #[test]
+    fn a_vouchers_keys_share_its_tag() {
+        assert_eq!(voucher_info(42), "{v:42}:info");
+        assert_eq!(voucher_buyers(42), "{v:42}:buyers");
     }
 }

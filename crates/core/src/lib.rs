@@ -3,11 +3,14 @@
 //! types defined here, call in, and map the outcome to a response. All Redis
 //! traffic goes through the [`redis::Redis`] seam.
 
+pub mod admin;
+pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod gate;
 pub mod health;
+pub mod ids;
 pub mod keys;
 pub mod login;
 pub mod phone;
@@ -15,5 +18,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod script;
 pub mod session;
+pub mod time;
+pub mod voucher;
 
 pub use error::ApiError;

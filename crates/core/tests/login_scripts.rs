@@ -69,6 +69,8 @@ fn gate(
             ip: None,
             limits,
             session: SESSION,
+            note: None,
+            allocate_sequence: false,
         },
     )
 }

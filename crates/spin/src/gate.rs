@@ -4,7 +4,7 @@
 
 use flashspin_core::ApiError;
 use flashspin_core::config::{RateLimits, trust_forwarded_for};
-use flashspin_core::gate::{Access, GateRequest, Passed, pass};
+use flashspin_core::gate::{Access, GateRequest, Note, Passed, pass};
 use flashspin_core::session::SessionSettings;
 
 use crate::redis::SpinRedis;
@@ -16,6 +16,18 @@ pub fn enter(
     req: &ApiRequest,
     endpoint: &'static str,
     access: Access,
+) -> Result<(SpinRedis, Passed), ApiError> {
+    enter_with(req, endpoint, access, None, false)
+}
+
+/// [`enter`], also noting the request in one of the user's sets and/or
+/// allocating an order sequence number (see `flashspin_core::gate`).
+pub fn enter_with(
+    req: &ApiRequest,
+    endpoint: &'static str,
+    access: Access,
+    note: Option<Note<'_>>,
+    allocate_sequence: bool,
 ) -> Result<(SpinRedis, Passed), ApiError> {
     let vars = SpinVariables;
     let limits = RateLimits::from_vars(&vars)?;
@@ -32,6 +44,8 @@ pub fn enter(
             ip,
             limits,
             session,
+            note,
+            allocate_sequence,
         },
     )?;
     Ok((redis, passed))

@@ -32,10 +32,11 @@ pub fn error(error: &ApiError) -> Response {
     if matches!(error, ApiError::Unavailable(_) | ApiError::Internal(_)) {
         eprintln!("{error}");
     }
-    let mut response = json(
-        error.status(),
-        &json!({"error": {"code": error.code(), "message": error.message()}}),
-    );
+    let mut body = json!({"error": {"code": error.code(), "message": error.message()}});
+    if let ApiError::AlreadyPurchased(order) = error {
+        body["order"] = order.clone();
+    }
+    let mut response = json(error.status(), &body);
     match error {
         ApiError::MethodNotAllowed(allow) => response.set_header("allow", *allow),
         ApiError::RateLimited(verdict) => {

@@ -3,10 +3,10 @@
 //! (bigger bodies are refused without being read to the end).
 
 use flashspin_core::ApiError;
+use flashspin_core::body::JsonObject;
 use flashspin_core::client_ip::ClientIp;
 use flashspin_core::session::SessionToken;
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
 use spin_sdk::http::{IncomingRequest, Method};
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -99,13 +99,9 @@ impl ApiRequest {
         }
     }
 
-    /// The body as JSON of type `T`; serde's message names the field.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if self.body.is_empty() {
-            return Err(ApiError::InvalidRequest("a JSON body is required".into()));
-        }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::InvalidRequest(format!("invalid body: {e}")))
+    /// The body as a JSON object, to be read field by field.
+    pub fn json(&self) -> Result<JsonObject, ApiError> {
+        JsonObject::parse(&self.body)
     }
 }
 

@@ -10,11 +10,22 @@
 -- ARGV[4]    per-user limiter key prefix; the user id is appended, so the
 --            key ({gate}:rl:<endpoint>:u:<id>) lives in this slot. '' = none
 -- ARGV[5,6]  quota and window (ms) of the per-user limit
--- ARGV[7..]  quota and window (ms) of each limit in KEYS[2..]
+-- ARGV[7]    name of a set of the user's to note the request in before its
+--            action ('' = none), e.g. 'vouchers' for {gate}:user:<id>:vouchers
+-- ARGV[8]    the member to add to that set (e.g. the voucher id)
+-- ARGV[9]    1 to allocate a number from today's order sequence
+-- ARGV[10..] quota and window (ms) of each limit in KEYS[2..]
 --
 -- Reply: {user_id (0: no valid session), phone, nickname, allowed (1|0),
---         retry_after_ms, then remaining and reset_ms of each applied limit:
---         the per-user one first when a user was found, then KEYS[2..]}
+--         retry_after_ms, unix_seconds, sequence (0 if none allocated),
+--         then remaining and reset_ms of each applied limit: the per-user
+--         one first when a user was found, then KEYS[2..]}
+--
+-- The noted set and the sequence are only touched for a signed-in user
+-- whose request every limit allowed. The set is written ahead of the
+-- action, so it may name items the action then refused; readers treat it
+-- as "where to look", never as the record. The sequence key
+-- {gate}:order-seq:<day> expires two days after its day.
 --
 -- Sessions are hashes {uid, created (ms)}; users are {gate}:user:<id>
 -- hashes {phone, nickname}. The per-user limit only counts signed-in users;
@@ -51,13 +62,28 @@ end
 for i = 2, #KEYS do
   limits[#limits + 1] = {
     key = KEYS[i],
-    quota = tonumber(ARGV[2 * i + 3]),
-    window_us = tonumber(ARGV[2 * i + 4]) * 1000,
+    quota = tonumber(ARGV[2 * i + 6]),
+    window_us = tonumber(ARGV[2 * i + 7]) * 1000,
   }
 end
 
 local allowed, retry_after, states = gcra_check(now, limits)
-local reply = { uid, phone, nickname, allowed and 1 or 0, math.ceil(retry_after / 1000) }
+local now_secs = math.floor(now / 1000000)
+local sequence = 0
+if allowed and uid ~= 0 then
+  if ARGV[7] ~= '' then
+    redis.call('SADD', '{gate}:user:' .. uid .. ':' .. ARGV[7], ARGV[8])
+  end
+  if ARGV[9] == '1' then
+    local day = math.floor(now_secs / 86400)
+    local seq_key = '{gate}:order-seq:' .. day
+    sequence = redis.call('INCR', seq_key)
+    if sequence == 1 then
+      redis.call('EXPIREAT', seq_key, (day + 2) * 86400)
+    end
+  end
+end
+local reply = { uid, phone, nickname, allowed and 1 or 0, math.ceil(retry_after / 1000), now_secs, sequence }
 for i = 1, #limits do
   reply[#reply + 1] = states[2 * i - 1]
   reply[#reply + 1] = math.ceil(states[2 * i] / 1000)

@@ -1,0 +1,167 @@
+//! Order ids: 64-bit, unique, roughly time-ordered, and silent about how
+//! many orders there are.
+//!
+//! Layout, high bit first: `0 | 31 bits of seconds since 2026-01-01 UTC |
+//! 32 bits of permuted sequence`. The sequence counts orders per UTC day
+//! (Redis `INCR`, see `gate.lua`); a keyed permutation of it keeps
+//! neighbouring orders from having neighbouring ids, so an id does not tell
+//! how many orders came before it. Within a day the permutation is a
+//! bijection, so distinct sequence numbers give distinct ids whatever the
+//! seconds; across days the seconds differ. 31 bits of seconds last until
+//! 2094, and the id is always a positive `i64`.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// 2026-01-01T00:00:00Z.
+pub const EPOCH_UNIX_SECS: u64 = 1_767_225_600;
+
+const ROUNDS: usize = 6;
+
+/// The key of the sequence permutation: round keys for a Feistel network.
+#[derive(Clone)]
+pub struct IdKey([u32; ROUNDS]);
+
+impl IdKey {
+    /// Derives the round keys from a secret (the `id_secret` variable).
+    pub fn from_secret(secret: &str) -> Self {
+        let digest = Sha256::digest(format!("flashspin order ids:{secret}").as_bytes());
+        let mut keys = [0u32; ROUNDS];
+        for (i, k) in keys.iter_mut().enumerate() {
+            *k = u32::from_le_bytes(digest[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        }
+        Self(keys)
+    }
+
+    /// The keyed permutation of 32-bit values: a balanced Feistel network on
+    /// 16-bit halves, a bijection by construction.
+    pub fn permute(&self, x: u32) -> u32 {
+        let (mut left, mut right) = ((x >> 16) as u16, x as u16);
+        for &k in &self.0 {
+            (left, right) = (right, left ^ round(right, k));
+        }
+        (u32::from(left) << 16) | u32::from(right)
+    }
+
+    /// The inverse of [`IdKey::permute`].
+    pub fn unpermute(&self, y: u32) -> u32 {
+        let (mut left, mut right) = ((y >> 16) as u16, y as u16);
+        for &k in self.0.iter().rev() {
+            (left, right) = (right ^ round(left, k), left);
+        }
+        (u32::from(left) << 16) | u32::from(right)
+    }
+}
+
+/// The round function: mixes a half with the round key.
+fn round(half: u16, key: u32) -> u16 {
+    let mut x = u32::from(half) ^ key;
+    x = x.wrapping_mul(0x9E37_79B1);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x85EB_CA77);
+    x ^= x >> 13;
+    (x >> 8) as u16
+}
+
+/// An order id. Shown to clients as a decimal string: it does not fit in a
+/// JavaScript number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderId(u64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdError {
+    /// Before the epoch or after 2094.
+    TimeOutOfRange(u64),
+}
+
+impl OrderId {
+    /// The id of the `sequence`-th order of the day, created at `unix_secs`.
+    pub fn new(unix_secs: u64, sequence: u32, key: &IdKey) -> Result<Self, IdError> {
+        let secs = unix_secs
+            .checked_sub(EPOCH_UNIX_SECS)
+            .filter(|s| *s < 1 << 31)
+            .ok_or(IdError::TimeOutOfRange(unix_secs))?;
+        Ok(Self((secs << 32) | u64::from(key.permute(sequence))))
+    }
+
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// Seconds since the Unix epoch at which the order was made.
+    pub fn unix_secs(self) -> u64 {
+        EPOCH_UNIX_SECS + (self.0 >> 32)
+    }
+
+    /// The day's sequence number, given the key.
+    pub fn sequence(self, key: &IdKey) -> u32 {
+        key.unpermute(self.0 as u32)
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn permute_and_unpermute_are_inverse() {
+        let key = IdKey::from_secret("test");
+        for x in (0..=u32::MAX).step_by(65_537).chain([0, 1, u32::MAX]) {
+            assert_eq!(key.unpermute(key.permute(x)), x);
+        }
+    }
+
+    #[test]
+    fn a_days_worth_of_sequence_numbers_gives_distinct_ids() {
+        // A million orders in the same second: every id differs.
+        let key = IdKey::from_secret("test");
+        let secs = EPOCH_UNIX_SECS + 86_400 * 300;
+        let ids: HashSet<OrderId> = (1..=1_000_000u32)
+            .map(|seq| OrderId::new(secs, seq, &key).unwrap())
+            .collect();
+        assert_eq!(ids.len(), 1_000_000);
+    }
+
+    #[test]
+    fn neighbouring_orders_do_not_get_neighbouring_ids() {
+        let key = IdKey::from_secret("test");
+        let a = key.permute(1000);
+        let b = key.permute(1001);
+        assert!(a.abs_diff(b) > 1 << 16, "{a} {b}");
+        assert_ne!(IdKey::from_secret("other").permute(1000), a);
+    }
+
+    #[test]
+    fn bit_layout() {
+        let key = IdKey::from_secret("test");
+        let secs = EPOCH_UNIX_SECS + 12_345;
+        let id = OrderId::new(secs, 42, &key).unwrap();
+        assert_eq!(id.raw() >> 63, 0, "the top bit stays clear");
+        assert_eq!(id.raw() >> 32, 12_345);
+        assert_eq!(id.raw() as u32, key.permute(42));
+        assert_eq!(id.unix_secs(), secs);
+        assert_eq!(id.sequence(&key), 42);
+        assert!(i64::try_from(id.raw()).is_ok());
+        let last = OrderId::new(EPOCH_UNIX_SECS + (1 << 31) - 1, u32::MAX, &key).unwrap();
+        assert!(i64::try_from(last.raw()).is_ok());
+    }
+
+    #[test]
+    fn times_outside_the_range_are_refused() {
+        let key = IdKey::from_secret("test");
+        assert!(OrderId::new(EPOCH_UNIX_SECS - 1, 1, &key).is_err());
+        assert!(OrderId::new(EPOCH_UNIX_SECS + (1 << 31), 1, &key).is_err());
+    }
+}

@@ -1,0 +1,480 @@
+//! Flash-sale vouchers: creating them, reading them, and buying one.
+//!
+//! Each voucher's data lives under its own hash tag `{v:<id>}` (its record
+//! with the remaining stock, and its buyers), so one script can buy
+//! atomically and vouchers shard freely. The list of a shop's vouchers lives
+//! under `{catalog}`.
+
+use serde_json::{Value, json};
+
+use crate::body::JsonObject;
+use crate::error::{ApiError, Conflict};
+use crate::ids::OrderId;
+use crate::keys;
+use crate::redis::{Arg, Redis, RedisError, Reply};
+use crate::script::{ReplyReader, script};
+use crate::time::{format_rfc3339, parse_rfc3339};
+
+script!(VOUCHER_INDEX, "voucher_index", ["voucher_index.lua"]);
+script!(BUY_VOUCHER, "buy_voucher", ["buy_voucher.lua"]);
+
+/// Parses an id: decimal digits, 1 to `u64::MAX`, no sign or spaces.
+pub fn parse_id(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|id| *id > 0)
+}
+
+/// A voucher id from a URL; anything malformed cannot name a voucher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoucherId(pub u64);
+
+impl VoucherId {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        parse_id(s).map(Self).ok_or(ApiError::NotFound)
+    }
+}
+
+/// Largest money amount accepted, in cents (one billion yuan).
+const MAX_MONEY: i64 = 100_000_000_000;
+/// Largest stock accepted.
+const MAX_STOCK: i64 = 10_000_000;
+const MAX_TITLE: usize = 200;
+const MAX_TEXT: usize = 4000;
+
+/// A voucher to create, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVoucher {
+    pub shop_id: u64,
+    pub title: String,
+    pub sub_title: String,
+    pub rules: String,
+    pub pay_value: i64,
+    pub actual_value: i64,
+    pub stock: i64,
+    pub begin_ms: i64,
+    pub end_ms: i64,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidRequest(message.into())
+}
+
+impl NewVoucher {
+    /// Parses and checks the admin's JSON body.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let mut b = JsonObject::parse(body)?;
+        let shop_id = b.string("shop_id")?;
+        let title = b.string("title")?;
+        let sub_title = b.optional_string("sub_title")?.unwrap_or_default();
+        let rules = b.optional_string("rules")?.unwrap_or_default();
+        let pay_value = b.integer("pay_value")?;
+        let actual_value = b.integer("actual_value")?;
+        let stock = b.integer("stock")?;
+        let begin_time = b.string("begin_time")?;
+        let end_time = b.string("end_time")?;
+        b.finish()?;
+
+        let shop_id = parse_id(&shop_id).ok_or_else(|| invalid("shop_id must be a decimal id"))?;
+        let title = title.trim().to_string();
+        if title.is_empty() || title.chars().count() > MAX_TITLE {
+            return Err(invalid(format!(
+                "title must have 1 to {MAX_TITLE} characters"
+            )));
+        }
+        for (name, text) in [("sub_title", &sub_title), ("rules", &rules)] {
+            if text.chars().count() > MAX_TEXT {
+                return Err(invalid(format!(
+                    "{name} must have at most {MAX_TEXT} characters"
+                )));
+            }
+        }
+        for (name, value) in [("pay_value", pay_value), ("actual_value", actual_value)] {
+            if !(0..=MAX_MONEY).contains(&value) {
+                return Err(invalid(format!("{name} must be 0 to {MAX_MONEY} cents")));
+            }
+        }
+        if !(1..=MAX_STOCK).contains(&stock) {
+            return Err(invalid(format!("stock must be 1 to {MAX_STOCK}")));
+        }
+        let begin_ms = parse_rfc3339(&begin_time)
+            .ok_or_else(|| invalid("begin_time must be an RFC 3339 time"))?;
+        let end_ms =
+            parse_rfc3339(&end_time).ok_or_else(|| invalid("end_time must be an RFC 3339 time"))?;
+        if end_ms <= begin_ms {
+            return Err(invalid("end_time must be after begin_time"));
+        }
+        Ok(Self {
+            shop_id,
+            title,
+            sub_title,
+            rules,
+            pay_value,
+            actual_value,
+            stock,
+            begin_ms,
+            end_ms,
+        })
+    }
+}
+
+/// A stored voucher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voucher {
+    pub id: u64,
+    pub new: NewVoucher,
+    pub remaining: i64,
+}
+
+/// Where a sale stands at a given time.
+pub fn status(v: &Voucher, now_ms: i64) -> &'static str {
+    if now_ms >= v.new.end_ms {
+        "ended"
+    } else if now_ms < v.new.begin_ms {
+        "upcoming"
+    } else if v.remaining <= 0 {
+        "sold_out"
+    } else {
+        "on_sale"
+    }
+}
+
+impl Voucher {
+    /// The voucher as the API shows it, with its status at `now_ms`.
+    pub fn to_json(&self, now_ms: i64) -> Value {
+        let n = &self.new;
+        json!({
+            "id": self.id.to_string(),
+            "shop_id": n.shop_id.to_string(),
+            "title": n.title,
+            "sub_title": n.sub_title,
+            "rules": n.rules,
+            "pay_value": n.pay_value,
+            "actual_value": n.actual_value,
+            "stock": n.stock,
+            "remaining": self.remaining.max(0),
+            "begin_time": format_rfc3339(n.begin_ms),
+            "end_time": format_rfc3339(n.end_ms),
+            "status": status(self, now_ms),
+        })
+    }
+}
+
+const FIELDS: [&str; 10] = [
+    "shop_id",
+    "title",
+    "sub_title",
+    "rules",
+    "pay_value",
+    "actual_value",
+    "stock",
+    "remaining",
+    "begin",
+    "end",
+];
+
+/// Creates a voucher: lists a new id under the shop, then writes the
+/// voucher in one command. Returns the stored voucher.
+pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiError> {
+    let shop_key = keys::shop_vouchers(new.shop_id);
+    let reply = VOUCHER_INDEX.run(redis, &[keys::VOUCHER_SEQUENCE, &shop_key], &[])?;
+    let id = ReplyReader::new(&VOUCHER_INDEX, reply).int()? as u64;
+    let info_key = keys::voucher_info(id);
+    let numbers = [
+        new.shop_id.to_string(),
+        new.pay_value.to_string(),
+        new.actual_value.to_string(),
+        new.stock.to_string(),
+        new.begin_ms.to_string(),
+        new.end_ms.to_string(),
+    ];
+    let args: Vec<Arg<'_>> = vec![
+        Arg::from(info_key.as_str()),
+        Arg::from("shop_id"),
+        Arg::from(numbers[0].as_str()),
+        Arg::from("title"),
+        Arg::from(new.title.as_str()),
+        Arg::from("sub_title"),
+        Arg::from(new.sub_title.as_str()),
+        Arg::from("rules"),
+        Arg::from(new.rules.as_str()),
+        Arg::from("pay_value"),
+        Arg::from(numbers[1].as_str()),
+        Arg::from("actual_value"),
+        Arg::from(numbers[2].as_str()),
+        Arg::from("stock"),
+        Arg::from(numbers[3].as_str()),
+        Arg::from("remaining"),
+        Arg::from(numbers[3].as_str()),
+        Arg::from("begin"),
+        Arg::from(numbers[4].as_str()),
+        Arg::from("end"),
+        Arg::from(numbers[5].as_str()),
+    ];
+    redis.execute("HSET", &args)?;
+    let remaining = new.stock;
+    Ok(Voucher { id, new, remaining })
+}
+
+/// Reads one voucher; `None` when there is no such voucher.
+pub fn get(redis: &mut impl Redis, id: u64) -> Result<Option<Voucher>, RedisError> {
+    let key = keys::voucher_info(id);
+    let mut args = vec![Arg::from(key.as_str())];
+    args.extend(FIELDS.iter().map(|f| Arg::from(*f)));
+    let reply = redis.execute("HMGET", &args)?;
+    parse_record(id, reply)
+}
+
+fn parse_record(id: u64, reply: Vec<Reply>) -> Result<Option<Voucher>, RedisError> {
+    if reply.len() != FIELDS.len() {
+        return Err(RedisError::UnexpectedReply(format!(
+            "voucher {id}: {} fields",
+            reply.len()
+        )));
+    }
+    if reply.iter().all(|r| *r == Reply::Nil) {
+        return Ok(None);
+    }
+    let text = |i: usize| -> Result<String, RedisError> {
+        match &reply[i] {
+            Reply::Bytes(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+            other => Err(RedisError::UnexpectedReply(format!(
+                "voucher {id} field {}: {other:?}",
+                FIELDS[i]
+            ))),
+        }
+    };
+    let number = |i: usize| -> Result<i64, RedisError> {
+        text(i)?
+            .parse()
+            .map_err(|_| RedisError::UnexpectedReply(format!("voucher {id} field {}", FIELDS[i])))
+    };
+    Ok(Some(Voucher {
+        id,
+        new: NewVoucher {
+            shop_id: number(0)? as u64,
+            title: text(1)?,
+            sub_title: text(2)?,
+            rules: text(3)?,
+            pay_value: number(4)?,
+            actual_value: number(5)?,
+            stock: number(6)?,
+            begin_ms: number(8)?,
+            end_ms: number(9)?,
+        },
+        remaining: number(7)?,
+    }))
+}
+
+/// A shop's vouchers, newest first (at most `limit`).
+pub fn list_by_shop(
+    redis: &mut impl Redis,
+    shop_id: u64,
+    limit: usize,
+) -> Result<Vec<Voucher>, RedisError> {
+    let key = keys::shop_vouchers(shop_id);
+    let ids = redis.execute(
+        "ZRANGE",
+        &[
+            Arg::from(key.as_str()),
+            Arg::Int(0),
+            Arg::Int(limit as i64 - 1),
+            Arg::from("REV"),
+        ],
+    )?;
+    let mut vouchers = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Reply::Bytes(b) = id else {
+            return Err(RedisError::UnexpectedReply(format!("voucher list: {id:?}")));
+        };
+        let Some(id) = std::str::from_utf8(&b).ok().and_then(parse_id) else {
+            continue;
+        };
+        // An id listed without a voucher is a creation that did not finish.
+        if let Some(v) = get(redis, id)? {
+            vouchers.push(v);
+        }
+    }
+    Ok(vouchers)
+}
+
+/// An order for a voucher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoucherOrder {
+    pub id: OrderId,
+    pub voucher_id: u64,
+    pub user_id: u64,
+    pub create_ms: i64,
+}
+
+impl VoucherOrder {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id.to_string(),
+            "voucher_id": self.voucher_id.to_string(),
+            "user_id": self.user_id.to_string(),
+            "status": "unpaid",
+            "create_time": format_rfc3339(self.create_ms),
+        })
+    }
+}
+
+/// Buys voucher `voucher_id` for `user_id` as order `order_id`.
+pub fn buy(
+    redis: &mut impl Redis,
+    voucher_id: u64,
+    user_id: u64,
+    order_id: OrderId,
+) -> Result<VoucherOrder, ApiError> {
+    let info = keys::voucher_info(voucher_id);
+    let buyers = keys::voucher_buyers(voucher_id);
+    let uid = user_id.to_string();
+    let oid = order_id.to_string();
+    let reply = BUY_VOUCHER.run(
+        redis,
+        &[&info, &buyers],
+        &[Arg::from(uid.as_str()), Arg::from(oid.as_str())],
+    )?;
+    let mut r = ReplyReader::new(&BUY_VOUCHER, reply);
+    let outcome = r.int()?;
+    let id = r.string()?;
+    let create_ms = r.int()?;
+    let order = || -> Result<VoucherOrder, ApiError> {
+        let raw = id
+            .parse()
+            .map_err(|_| RedisError::UnexpectedReply(format!("order id {id:?}")))?;
+        Ok(VoucherOrder {
+            id: OrderId::from_raw(raw),
+            voucher_id,
+            user_id,
+            create_ms,
+        })
+    };
+    match outcome {
+        1 => order(),
+        2 => Err(ApiError::NotFound),
+        3 => Err(ApiError::Conflict(Conflict::SaleNotStarted)),
+        4 => Err(ApiError::Conflict(Conflict::SaleEnded)),
+        5 => Err(ApiError::Conflict(Conflict::SoldOut)),
+        6 => Err(ApiError::AlreadyPurchased(order()?.to_json())),
+        other => Err(RedisError::UnexpectedReply(format!("buy_voucher outcome {other}")).into()),
+    }
+}
+
+/// The user's voucher orders, newest first. The gate noted every voucher
+/// the user tried to buy (`{gate}:user:<id>:vouchers`); each is checked for
+/// an order, one round trip per voucher.
+pub fn orders_of(redis: &mut impl Redis, user_id: u64) -> Result<Vec<VoucherOrder>, RedisError> {
+    let noted = keys::user_set(user_id, "vouchers");
+    let ids = redis.execute("SMEMBERS", &[Arg::from(noted.as_str())])?;
+    let uid = user_id.to_string();
+    let mut orders = Vec::new();
+    for id in ids {
+        let Reply::Bytes(b) = id else { continue };
+        let Some(voucher_id) = std::str::from_utf8(&b).ok().and_then(parse_id) else {
+            continue;
+        };
+        let buyers = keys::voucher_buyers(voucher_id);
+        let reply = redis.execute(
+            "HGET",
+            &[Arg::from(buyers.as_str()), Arg::from(uid.as_str())],
+        )?;
+        let Some(Reply::Bytes(record)) = reply.into_iter().next() else {
+            continue;
+        };
+        let record = String::from_utf8_lossy(&record);
+        let parsed = record
+            .split_once(':')
+            .and_then(|(oid, ms)| Some((oid.parse::<u64>().ok()?, ms.parse::<i64>().ok()?)));
+        if let Some((oid, create_ms)) = parsed {
+            orders.push(VoucherOrder {
+                id: OrderId::from_raw(oid),
+                voucher_id,
+                user_id,
+                create_ms,
+            });
+        }
+    }
+    orders.sort_by_key(|o| std::cmp::Reverse((o.create_ms, o.id)));
+    Ok(orders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(overrides: &[(&str, Value)]) -> Vec<u8> {
+        let mut b = json!({
+            "shop_id": "1", "title": "Ten off", "sub_title": "s", "rules": "r",
+            "pay_value": 8000, "actual_value": 10000, "stock": 100,
+            "begin_time": "2026-11-22T10:00:00Z", "end_time": "2026-11-22T12:00:00Z",
+        });
+        for (k, v) in overrides {
+            b[*k] = v.clone();
+        }
+        serde_json::to_vec(&b).unwrap()
+    }
+
+    #[test]
+    fn a_good_voucher_parses() {
+        let v = NewVoucher::parse(&body(&[])).unwrap();
+        assert_eq!((v.shop_id, v.stock, v.pay_value), (1, 100, 8000));
+        assert_eq!(v.end_ms - v.begin_ms, 2 * 3600 * 1000);
+    }
+
+    #[test]
+    fn bad_vouchers_name_the_field() {
+        for (field, value, mentions) in [
+            ("stock", json!(0), "stock"),
+            ("stock", json!(-5), "stock"),
+            ("stock", json!(1.5), "stock"),
+            ("pay_value", json!(-1), "pay_value"),
+            ("actual_value", json!("10"), "actual_value"),
+            ("shop_id", json!("abc"), "shop_id"),
+            ("shop_id", json!(1), "shop_id"),
+            ("title", json!(""), "title"),
+            ("begin_time", json!("tomorrow"), "begin_time"),
+            ("end_time", json!("2026-11-22T10:00:00Z"), "end_time"),
+            ("surprise", json!(1), "surprise"),
+        ] {
+            let err = NewVoucher::parse(&body(&[(field, value.clone())])).unwrap_err();
+            let ApiError::InvalidRequest(message) = &err else {
+                panic!("{field}={value}: {err:?}");
+            };
+            assert!(message.contains(mentions), "{field}={value}: {message}");
+        }
+    }
+
+    #[test]
+    fn ids_are_plain_positive_decimals() {
+        assert_eq!(parse_id("42"), Some(42));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1.0",
+            " 1",
+            "abc",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_follows_time_and_stock() {
+        let mut v = Voucher {
+            id: 1,
+            new: NewVoucher::parse(&body(&[])).unwrap(),
+            remaining: 5,
+        };
+        let begin = v.new.begin_ms;
+        assert_eq!(status(&v, begin - 1), "upcoming");
+        assert_eq!(status(&v, begin), "on_sale");
+        v.remaining = 0;
+        assert_eq!(status(&v, begin), "sold_out");
+        assert_eq!(status(&v, v.new.end_ms), "ended");
+    }
+}

@@ -1,0 +1,124 @@
+//! `voucher_index.lua` and `buy_voucher.lua` run directly against a real
+//! Redis through the core's functions.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use flashspin_core::ApiError;
+use flashspin_core::error::Conflict;
+use flashspin_core::ids::{IdKey, OrderId};
+use flashspin_core::voucher::{NewVoucher, buy, create, get, list_by_shop};
+use flashspin_testkit::RedisServer;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn voucher(shop_id: u64, stock: i64, begin_ms: i64, end_ms: i64) -> NewVoucher {
+    NewVoucher {
+        shop_id,
+        title: "t".into(),
+        sub_title: String::new(),
+        rules: String::new(),
+        pay_value: 1,
+        actual_value: 2,
+        stock,
+        begin_ms,
+        end_ms,
+    }
+}
+
+fn order_id(seq: u32) -> OrderId {
+    OrderId::new(
+        flashspin_core::ids::EPOCH_UNIX_SECS + 1000,
+        seq,
+        &IdKey::from_secret("t"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn concurrent_buyers_take_exactly_the_stock() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let v = create(
+        &mut redis,
+        voucher(1, 25, now_ms() - 1000, now_ms() + 60_000),
+    )
+    .unwrap();
+    let barrier = Arc::new(Barrier::new(100));
+    let handles: Vec<_> = (0..100u32)
+        .map(|i| {
+            let mut redis = server.native();
+            let barrier = barrier.clone();
+            // 50 users, two attempts each.
+            thread::spawn(move || {
+                barrier.wait();
+                buy(&mut redis, v.id, u64::from(i % 50) + 1, order_id(i + 1))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let bought = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(bought, 25);
+    for r in &results {
+        match r {
+            Ok(_)
+            | Err(ApiError::Conflict(Conflict::SoldOut))
+            | Err(ApiError::AlreadyPurchased(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(get(&mut redis, v.id).unwrap().unwrap().remaining, 0);
+}
+
+#[test]
+fn the_window_is_checked_against_redis_time() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let later = create(
+        &mut redis,
+        voucher(1, 5, now_ms() + 60_000, now_ms() + 120_000),
+    )
+    .unwrap();
+    let over = create(
+        &mut redis,
+        voucher(1, 5, now_ms() - 120_000, now_ms() - 60_000),
+    )
+    .unwrap();
+    assert_eq!(
+        buy(&mut redis, later.id, 1, order_id(1)),
+        Err(ApiError::Conflict(Conflict::SaleNotStarted))
+    );
+    assert_eq!(
+        buy(&mut redis, over.id, 1, order_id(2)),
+        Err(ApiError::Conflict(Conflict::SaleEnded))
+    );
+    assert_eq!(
+        buy(&mut redis, 999, 1, order_id(3)),
+        Err(ApiError::NotFound)
+    );
+}
+
+#[test]
+fn a_listed_id_without_a_voucher_is_skipped() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let a = create(&mut redis, voucher(7, 5, 0, now_ms() + 60_000)).unwrap();
+    // As if a creation stopped after listing its id.
+    redis::cmd("ZADD")
+        .arg("{catalog}:shop:7:vouchers")
+        .arg(99)
+        .arg(99)
+        .exec(&mut server.conn())
+        .unwrap();
+    let listed: Vec<u64> = list_by_shop(&mut redis, 7, 50)
+        .unwrap()
+        .iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(listed, vec![a.id]);
+}

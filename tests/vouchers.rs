@@ -1,0 +1,445 @@
+//! Flash-sale vouchers over HTTP: admin, catalogue, the purchase under
+//! heavy concurrency, time windows, my orders, bad input and outages.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{App, AppConfig, RedisServer, Reply, SmsSink, app_manifest};
+use crate::login::sign_in;
+
+const ADMIN_KEY: &str = "test-admin-key";
+
+struct Shop {
+    redis: RedisServer,
+    sink: SmsSink,
+    app: App,
+}
+
+/// An app with an admin key and limits loose enough for load tests.
+async fn shop(extra: &[(&str, &str)]) -> Shop {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let mut config = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .var("sms_webhook_origin", sink.origin())
+        .var("admin_key", ADMIN_KEY)
+        .var("rate_limit_user", "1000/1")
+        .var("rate_limit_ip", "100000/1")
+        .var("rate_limit_global", "100000/1")
+        .var("code_hourly_limit_per_ip", "100000");
+    for (name, value) in extra {
+        config = config.var(name, *value);
+    }
+    let app = config.start().await;
+    Shop { redis, sink, app }
+}
+
+fn rfc3339_in(secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t = now + secs;
+    let (days, sod) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+fn voucher_body(stock: i64, begin_in: i64, end_in: i64) -> Value {
+    json!({
+        "shop_id": "1", "title": "50 off 100", "sub_title": "today only", "rules": "one per person",
+        "pay_value": 5000, "actual_value": 10000, "stock": stock,
+        "begin_time": rfc3339_in(begin_in), "end_time": rfc3339_in(end_in),
+    })
+}
+
+async fn create(app: &App, body: &Value) -> Reply {
+    let request = app
+        .http
+        .post(app.url("/api/admin/vouchers"))
+        .bearer_auth(ADMIN_KEY)
+        .json(body);
+    Reply::from(request.send().await.unwrap()).await
+}
+
+async fn create_voucher(app: &App, stock: i64, begin_in: i64, end_in: i64) -> String {
+    let reply = create(app, &voucher_body(stock, begin_in, end_in)).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()["voucher"]["id"].as_str().unwrap().to_string()
+}
+
+async fn buy(app: &App, voucher: &str, token: &str) -> Reply {
+    app.authed(
+        Method::POST,
+        &format!("/api/vouchers/{voucher}/orders"),
+        token,
+    )
+    .await
+}
+
+fn code(reply: &Reply) -> String {
+    reply.json()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Signs in `n` users (phones 139xxxxxxxx) a few at a time.
+async fn users(shop: &Shop, n: usize) -> Vec<String> {
+    let mut tokens = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(20) {
+        let logins = chunk.iter().map(|i| {
+            let phone = format!("139{:08}", i);
+            async move { sign_in(&shop.app, &shop.sink, &phone).await }
+        });
+        tokens.extend(futures::future::join_all(logins).await);
+    }
+    tokens
+}
+
+#[tokio::test]
+async fn admins_create_vouchers_and_everyone_can_read_them() {
+    let shop = shop(&[]).await;
+    let app = &shop.app;
+    let reply = create(app, &voucher_body(100, -60, 3600)).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let v = reply.json()["voucher"].clone();
+    assert_eq!(v["shop_id"], "1");
+    assert_eq!(v["title"], "50 off 100");
+    assert_eq!(
+        (v["stock"].as_i64(), v["remaining"].as_i64()),
+        (Some(100), Some(100))
+    );
+    assert_eq!(v["status"], "on_sale");
+    assert_eq!(
+        (v["pay_value"].as_i64(), v["actual_value"].as_i64()),
+        (Some(5000), Some(10000))
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+
+    let one = app.get(&format!("/api/vouchers/{id}")).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["voucher"], v);
+    assert!(one.header("ratelimit").is_some());
+
+    let later = create_voucher(app, 5, 3600, 7200).await;
+    let list = app.get("/api/vouchers?shop_id=1").await;
+    assert_eq!(list.status, 200);
+    let vouchers = list.json()["vouchers"].as_array().unwrap().clone();
+    let ids: Vec<&str> = vouchers.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![later.as_str(), id.as_str()], "newest first");
+    assert_eq!(vouchers[0]["status"], "upcoming");
+    let other_shop = app.get("/api/vouchers?shop_id=2").await;
+    assert_eq!(other_shop.json(), json!({"vouchers": []}));
+}
+
+#[tokio::test]
+async fn a_thousand_buyers_never_oversell() {
+    let shop = shop(&[]).await;
+    let tokens = users(&shop, 200).await;
+    for round in 0..3 {
+        let voucher = create_voucher(&shop.app, 50, -5, 3600).await;
+        // 1,000 requests at once: each of 200 users tries five times.
+        let tasks: Vec<_> = (0..1000)
+            .map(|i| {
+                let request = shop
+                    .app
+                    .http
+                    .post(shop.app.url(&format!("/api/vouchers/{voucher}/orders")))
+                    .bearer_auth(&tokens[i % 200]);
+                tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+            })
+            .collect();
+        let mut created = Vec::new();
+        let mut others: HashMap<String, usize> = HashMap::new();
+        for task in tasks {
+            let reply = task.await.unwrap();
+            match reply.status {
+                201 => created.push(reply.json()["order"].clone()),
+                409 => *others.entry(code(&reply)).or_default() += 1,
+                status => panic!("round {round}: unexpected {status}: {}", reply.text()),
+            }
+        }
+        assert_eq!(created.len(), 50, "round {round}: {others:?}");
+        assert_eq!(others.values().sum::<usize>(), 950);
+        let buyers: HashSet<&str> = created
+            .iter()
+            .map(|o| o["user_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(buyers.len(), 50, "one order per user");
+        let order_ids: HashSet<&str> = created.iter().map(|o| o["id"].as_str().unwrap()).collect();
+        assert_eq!(order_ids.len(), 50);
+        let v = shop
+            .app
+            .get(&format!("/api/vouchers/{voucher}"))
+            .await
+            .json();
+        assert_eq!(v["voucher"]["remaining"], 0);
+        assert_eq!(v["voucher"]["status"], "sold_out");
+        let remaining: i64 = redis::cmd("HGET")
+            .arg(format!("{{v:{voucher}}}:info"))
+            .arg("remaining")
+            .query(&mut shop.redis.conn())
+            .unwrap();
+        assert_eq!(remaining, 0, "never negative");
+        let recorded: i64 = redis::cmd("HLEN")
+            .arg(format!("{{v:{voucher}}}:buyers"))
+            .query(&mut shop.redis.conn())
+            .unwrap();
+        assert_eq!(recorded, 50);
+    }
+}
+
+#[tokio::test]
+async fn a_second_attempt_returns_the_existing_order() {
+    let shop = shop(&[]).await;
+    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let voucher = create_voucher(&shop.app, 10, -5, 3600).await;
+    let first = buy(&shop.app, &voucher, &token).await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let order = first.json()["order"].clone();
+    assert_eq!(order["voucher_id"], voucher.as_str());
+    assert_eq!(order["status"], "unpaid");
+    let id: u64 = order["id"].as_str().unwrap().parse().unwrap();
+    assert!(id > 1 << 32, "seconds since the epoch sit in the high bits");
+
+    let again = buy(&shop.app, &voucher, &token).await;
+    assert_eq!(
+        (again.status, code(&again)),
+        (409, "already_purchased".into())
+    );
+    assert_eq!(again.json()["order"], order);
+
+    let mine = shop.app.authed(Method::GET, "/api/me/orders", &token).await;
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.json()["orders"], json!([order]));
+}
+
+#[tokio::test]
+async fn my_orders_are_newest_first_and_only_mine() {
+    let shop = shop(&[]).await;
+    let alice = sign_in(&shop.app, &shop.sink, "13800000001").await;
+    let bob = sign_in(&shop.app, &shop.sink, "13800000002").await;
+    let first = create_voucher(&shop.app, 10, -5, 3600).await;
+    let second = create_voucher(&shop.app, 10, -5, 3600).await;
+    let sold_out = create_voucher(&shop.app, 1, -5, 3600).await;
+    assert_eq!(buy(&shop.app, &sold_out, &bob).await.status, 201);
+    assert_eq!(buy(&shop.app, &first, &alice).await.status, 201);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(buy(&shop.app, &second, &alice).await.status, 201);
+    assert_eq!(buy(&shop.app, &sold_out, &alice).await.status, 409);
+
+    let mine = shop
+        .app
+        .authed(Method::GET, "/api/me/orders", &alice)
+        .await
+        .json();
+    let vouchers: Vec<&str> = mine["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["voucher_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(vouchers, vec![second.as_str(), first.as_str()]);
+    let no_token = shop.app.get("/api/me/orders").await;
+    assert_eq!(no_token.status, 401);
+}
+
+#[tokio::test]
+async fn sales_open_and_close_on_time() {
+    let shop = shop(&[]).await;
+    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let soon = create_voucher(&shop.app, 5, 2, 3600).await;
+    let closing = create_voucher(&shop.app, 5, -10, 2).await;
+
+    let early = buy(&shop.app, &soon, &token).await;
+    assert_eq!(
+        (early.status, code(&early)),
+        (409, "sale_not_started".into())
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(buy(&shop.app, &soon, &token).await.status, 201);
+    let late = buy(&shop.app, &closing, &token).await;
+    assert_eq!((late.status, code(&late)), (409, "sale_ended".into()));
+    let status = shop
+        .app
+        .get(&format!("/api/vouchers/{closing}"))
+        .await
+        .json();
+    assert_eq!(status["voucher"]["status"], "ended");
+    assert_eq!(status["voucher"]["remaining"], 5);
+}
+
+#[tokio::test]
+async fn the_per_user_limit_is_per_user_and_per_endpoint() {
+    let shop = shop(&[("rate_limit_user", "1/60")]).await;
+    let alice = sign_in(&shop.app, &shop.sink, "13800000001").await;
+    let bob = sign_in(&shop.app, &shop.sink, "13800000002").await;
+    let a = create_voucher(&shop.app, 10, -5, 3600).await;
+    let b = create_voucher(&shop.app, 10, -5, 3600).await;
+
+    assert_eq!(buy(&shop.app, &a, &alice).await.status, 201);
+    let limited = buy(&shop.app, &b, &alice).await;
+    assert_eq!(
+        (limited.status, code(&limited)),
+        (429, "rate_limited".into())
+    );
+    assert!(
+        limited
+            .header("ratelimit-policy")
+            .unwrap()
+            .contains("\"user\";q=1;w=60")
+    );
+    assert!(
+        limited
+            .header("ratelimit")
+            .unwrap()
+            .starts_with("\"user\";r=0;")
+    );
+    assert_eq!(
+        buy(&shop.app, &b, &bob).await.status,
+        201,
+        "other users are not affected"
+    );
+    let me = shop.app.authed(Method::GET, "/api/me", &alice).await;
+    assert_eq!(me.status, 200, "other endpoints are not affected");
+    // The refused attempt bought nothing.
+    let mine = shop
+        .app
+        .authed(Method::GET, "/api/me/orders", &alice)
+        .await
+        .json();
+    assert_eq!(mine["orders"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let shop = shop(&[]).await;
+    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let app = &shop.app;
+    let keys_before = all_keys(&shop.redis);
+
+    let mut cases: Vec<(String, Value, u16, &str)> = Vec::new();
+    for (field, value) in [
+        ("stock", json!(0)),
+        ("stock", json!(-1)),
+        ("stock", json!("5")),
+        ("pay_value", json!(-100)),
+        ("actual_value", json!(1e20)),
+        ("shop_id", json!(1)),
+        ("end_time", json!(rfc3339_in(-100))),
+        ("begin_time", json!("not a time")),
+    ] {
+        let mut body = voucher_body(10, -5, 3600);
+        body[field] = value;
+        cases.push((field.to_string(), body, 400, "invalid_request"));
+    }
+    for (field, body, status, expected) in cases {
+        let reply = create(app, &body).await;
+        assert_eq!(
+            (reply.status, code(&reply)),
+            (status, expected.to_string()),
+            "{field}"
+        );
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(&field), "{field}: {message}");
+    }
+    for key in [None, Some("wrong")] {
+        let mut request = app
+            .http
+            .post(app.url("/api/admin/vouchers"))
+            .json(&voucher_body(10, -5, 3600));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let reply = Reply::from(request.send().await.unwrap()).await;
+        assert_eq!((reply.status, code(&reply)), (401, "unauthorized".into()));
+    }
+    for path in ["/api/vouchers/abc", "/api/vouchers/0", "/api/vouchers/999"] {
+        assert_eq!(app.get(path).await.status, 404, "{path}");
+    }
+    for voucher in ["abc", "-1", "999"] {
+        let reply = buy(app, voucher, &token).await;
+        assert_eq!(
+            (reply.status, code(&reply)),
+            (404, "not_found".into()),
+            "{voucher}"
+        );
+    }
+    let listing = app.get("/api/vouchers").await;
+    assert_eq!(listing.status, 400);
+    let wrong_method = app
+        .authed(Method::GET, "/api/vouchers/1/orders", &token)
+        .await;
+    assert_eq!(wrong_method.status, 405);
+
+    let created: Vec<String> = all_keys(&shop.redis)
+        .difference(&keys_before)
+        .filter(|k| !k.contains(":rl:") && !k.contains("order-seq") && !k.contains(":vouchers"))
+        .cloned()
+        .collect();
+    assert!(created.is_empty(), "{created:?}");
+}
+
+#[tokio::test]
+async fn admin_routes_stay_shut_without_an_admin_key() {
+    let redis = RedisServer::start();
+    let app = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    let reply = Reply::from(
+        app.http
+            .post(app.url("/api/admin/vouchers"))
+            .bearer_auth("")
+            .json(&voucher_body(10, -5, 3600))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 401);
+}
+
+#[tokio::test]
+async fn redis_down_gives_503_and_buys_nothing() {
+    let mut shop = shop(&[]).await;
+    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let voucher = create_voucher(&shop.app, 10, -5, 3600).await;
+    shop.redis.stop();
+    for reply in [
+        buy(&shop.app, &voucher, &token).await,
+        shop.app.get(&format!("/api/vouchers/{voucher}")).await,
+        create(&shop.app, &voucher_body(10, -5, 3600)).await,
+    ] {
+        assert_eq!((reply.status, code(&reply)), (503, "unavailable".into()));
+    }
+}
+
+fn all_keys(redis: &RedisServer) -> HashSet<String> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut redis.conn())
+        .unwrap();
+    keys.into_iter().collect()
+}

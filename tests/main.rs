@@ -7,5 +7,6 @@ mod harness;
 mod health;
 mod host;
 mod login;
+mod lottery;
 mod ratelimit;
 mod vouchers;

@@ -1,10 +1,12 @@
-//! Admin routes: `POST /api/admin/vouchers` creates a flash sale. Needs
-//! `Authorization: Bearer <admin_key>`.
+//! Admin routes, for shop operators: `POST /api/admin/vouchers` creates a
+//! flash sale, `POST /api/admin/lottery` a lottery goods with period 1 open.
+//! Both need `Authorization: Bearer <admin_key>`.
 
 use flashspin_core::ApiError;
 use flashspin_core::admin::authorize;
 use flashspin_core::config::read;
 use flashspin_core::gate::Access;
+use flashspin_core::lottery::{self, NewGoods};
 use flashspin_core::voucher::{self, NewVoucher};
 use flashspin_spin::gate::enter;
 use flashspin_spin::http::{add_ratelimit_headers, json, respond};
@@ -24,11 +26,24 @@ async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
     req.expect_method("POST")?;
     let admin_key: String = read(&SpinVariables, "admin_key", "")?;
     authorize(&admin_key, req.header("authorization"))?;
-    let new = NewVoucher::parse(&req.body)?;
-    let (mut redis, passed) = enter(&req, "admin", Access::Public)?;
-    let created = voucher::create(&mut redis, new)?;
-    let now_ms = passed.unix_secs as i64 * 1000;
-    let mut response = json(201, &json!({"voucher": created.to_json(now_ms)}));
+    let body = match req.header("spin-component-route").unwrap_or_default() {
+        "/api/admin/lottery" => {
+            let new = NewGoods::parse(&req.body)?;
+            let (mut redis, passed) = enter(&req, "admin", Access::Public)?;
+            let id = lottery::create(&mut redis, &new)?;
+            let goods = lottery::read(&mut redis, id, 0)?.ok_or(ApiError::NotFound)?;
+            (json!({"goods": goods.goods_json()}), passed)
+        }
+        _ => {
+            let new = NewVoucher::parse(&req.body)?;
+            let (mut redis, passed) = enter(&req, "admin", Access::Public)?;
+            let created = voucher::create(&mut redis, new)?;
+            let now_ms = passed.unix_secs as i64 * 1000;
+            (json!({"voucher": created.to_json(now_ms)}), passed)
+        }
+    };
+    let (body, passed) = body;
+    let mut response = json(201, &body);
     add_ratelimit_headers(&mut response, &passed.verdict);
     Ok(response)
 }

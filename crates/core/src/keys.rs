@@ -76,6 +76,33 @@ pub fn voucher_buyers(id: u64) -> String {
     format!("{{v:{id}}}:buyers")
 }
 
+/// The last lottery goods id handed out.
+pub const GOODS_SEQUENCE: &str = "{catalog}:goods-seq";
+
+/// Every lottery goods id (sorted set, score = id).
+pub const GOODS_LIST: &str = "{catalog}:goods";
+
+/// A lottery goods: hash {title, total, price, base, max_periods, period, state}.
+/// Its other keys (`p:<n>`, `p:<n>:purchases`, `u:<user>`) share the prefix.
+pub fn goods_info(id: u64) -> String {
+    format!("{{g:{id}}}:info")
+}
+
+/// Period `n` of a goods.
+pub fn goods_period(id: u64, n: u64) -> String {
+    format!("{{g:{id}}}:p:{n}")
+}
+
+/// A user's purchases of a goods: list of "period|pid|start|count|ms".
+pub fn goods_user_purchases(id: u64, user_id: u64) -> String {
+    format!("{{g:{id}}}:u:{user_id}")
+}
+
+/// The stored answer to a purchase with an idempotency key (24 h).
+pub fn goods_idempotency(id: u64, user_id: u64, key: &str) -> String {
+    format!("{{g:{id}}}:idem:{user_id}:{key}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod catalog;
 pub mod client_ip;
 pub mod config;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod health;
 pub mod ids;
 pub mod keys;
 pub mod login;
+pub mod lottery;
 pub mod phone;
 pub mod ratelimit;
 pub mod redis;

@@ -8,6 +8,8 @@
 use serde_json::{Value, json};
 
 use crate::body::JsonObject;
+use crate::catalog::allocate_listed_id;
+pub use crate::catalog::parse_id;
 use crate::error::{ApiError, Conflict};
 use crate::ids::OrderId;
 use crate::keys;
@@ -15,16 +17,7 @@ use crate::redis::{Arg, Redis, RedisError, Reply};
 use crate::script::{ReplyReader, script};
 use crate::time::{format_rfc3339, parse_rfc3339};
 
-script!(VOUCHER_INDEX, "voucher_index", ["voucher_index.lua"]);
 script!(BUY_VOUCHER, "buy_voucher", ["buy_voucher.lua"]);
-
-/// Parses an id: decimal digits, 1 to `u64::MAX`, no sign or spaces.
-pub fn parse_id(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok().filter(|id| *id > 0)
-}
 
 /// A voucher id from a URL; anything malformed cannot name a voucher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,8 +171,7 @@ const FIELDS: [&str; 10] = [
 /// voucher in one command. Returns the stored voucher.
 pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiError> {
     let shop_key = keys::shop_vouchers(new.shop_id);
-    let reply = VOUCHER_INDEX.run(redis, &[keys::VOUCHER_SEQUENCE, &shop_key], &[])?;
-    let id = ReplyReader::new(&VOUCHER_INDEX, reply).int()? as u64;
+    let id = allocate_listed_id(redis, keys::VOUCHER_SEQUENCE, &shop_key)?;
     let info_key = keys::voucher_info(id);
     let numbers = [
         new.shop_id.to_string(),

@@ -1,0 +1,605 @@
+//! The one-yuan lottery: goods sold in periods of `total_shares` shares,
+//! each share a code from `code_base + 1 ..= code_base + total_shares`,
+//! drawn verifiably when a period sells out.
+//!
+//! A goods' data lives under its own tag `{g:<id>}`. Buying is one script
+//! (`buy_lottery.lua`): it takes an index range, derives the codes from a
+//! keyed permutation (`perm.lua`), extends the period's purchase digest and,
+//! on the last share, draws the winner and opens the next period. See
+//! `docs/LOTTERY.md` for how anyone can recompute a draw.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::body::JsonObject;
+use crate::catalog::{allocate_listed_id, parse_id};
+use crate::error::{ApiError, Conflict};
+use crate::ids::OrderId;
+use crate::keys;
+use crate::phone::mask;
+use crate::redis::{Arg, Redis, RedisError, Reply};
+use crate::script::{ReplyReader, script};
+use crate::session::hex;
+use crate::time::format_rfc3339;
+
+script!(LOTTERY_CREATE, "lottery_create", ["lottery_create.lua"]);
+script!(BUY_LOTTERY, "buy_lottery", ["perm.lua", "buy_lottery.lua"]);
+script!(LOTTERY_READ, "lottery_read", ["lottery_read.lua"]);
+script!(
+    LOTTERY_MINE,
+    "lottery_mine",
+    ["perm.lua", "lottery_mine.lua"]
+);
+
+/// Most shares a period may have: keeps the permutation's arithmetic
+/// exact in Lua's doubles (see `perm.lua`).
+pub const MAX_SHARES: i64 = 10_000_000;
+const DEFAULT_CODE_BASE: i64 = 10_000_001;
+const MAX_CODE_BASE: i64 = 1_000_000_000_000;
+const MAX_PRICE: i64 = 100_000_000_000;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidRequest(message.into())
+}
+
+/// A goods to create, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGoods {
+    pub title: String,
+    pub total_shares: i64,
+    pub share_price: i64,
+    pub code_base: i64,
+    /// `None`: periods follow one another for ever.
+    pub max_periods: Option<i64>,
+}
+
+impl NewGoods {
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let mut b = JsonObject::parse(body)?;
+        let title = b.string("title")?.trim().to_string();
+        let total_shares = b.integer("total_shares")?;
+        let share_price = b.integer("share_price")?;
+        let code_base = b
+            .optional_integer("code_base")?
+            .unwrap_or(DEFAULT_CODE_BASE);
+        let max_periods = b.optional_integer("max_periods")?;
+        b.finish()?;
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(invalid("title must have 1 to 200 characters"));
+        }
+        if !(1..=MAX_SHARES).contains(&total_shares) {
+            return Err(invalid(format!("total_shares must be 1 to {MAX_SHARES}")));
+        }
+        if !(0..=MAX_PRICE).contains(&share_price) {
+            return Err(invalid(format!(
+                "share_price must be 0 to {MAX_PRICE} cents"
+            )));
+        }
+        if !(0..=MAX_CODE_BASE).contains(&code_base) {
+            return Err(invalid(format!("code_base must be 0 to {MAX_CODE_BASE}")));
+        }
+        if max_periods.is_some_and(|m| !(1..=1_000_000).contains(&m)) {
+            return Err(invalid("max_periods must be 1 to 1000000"));
+        }
+        Ok(Self {
+            title,
+            total_shares,
+            share_price,
+            code_base,
+            max_periods,
+        })
+    }
+}
+
+/// A period's secret seed (64 hex digits) and its public commitment,
+/// `hex(SHA-256(seed))`.
+pub struct Seed {
+    pub seed: String,
+    pub commitment: String,
+}
+
+impl Seed {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the CSPRNG is available");
+        let seed = hex(&bytes);
+        let commitment = commitment_of(&seed);
+        Self { seed, commitment }
+    }
+}
+
+/// `hex(SHA-256(seed))`, the commitment published when a period opens.
+pub fn commitment_of(seed: &str) -> String {
+    hex(&Sha256::digest(seed.as_bytes()))
+}
+
+/// The draw, as anyone can recompute it from a period's `calculation`.
+pub fn winning_code(seed: &str, purchases_digest: &str, total_shares: u64, code_base: u64) -> u64 {
+    let h = sha1_smol::Sha1::from(format!("{seed}:{purchases_digest}"))
+        .digest()
+        .to_string();
+    let first = u64::from_str_radix(&h[..12], 16).expect("hex digits");
+    code_base + 1 + first % total_shares
+}
+
+/// The next link of a period's purchase digest.
+pub fn next_digest(digest: &str, record: &str) -> String {
+    sha1_smol::Sha1::from(format!("{digest}|{record}"))
+        .digest()
+        .to_string()
+}
+
+/// An `idempotency-key`: 1 to 64 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(invalid(
+                "idempotency-key must be 1 to 64 visible ASCII characters",
+            ))
+        }
+    }
+}
+
+/// Creates a goods with period 1 open.
+pub fn create(redis: &mut impl Redis, new: &NewGoods) -> Result<u64, ApiError> {
+    let id = allocate_listed_id(redis, keys::GOODS_SEQUENCE, keys::GOODS_LIST)?;
+    let seed = Seed::generate();
+    let info = keys::goods_info(id);
+    let first = keys::goods_period(id, 1);
+    let numbers = [
+        new.total_shares.to_string(),
+        new.share_price.to_string(),
+        new.code_base.to_string(),
+        new.max_periods.unwrap_or(0).to_string(),
+    ];
+    let args: Vec<Arg<'_>> = vec![
+        Arg::from(new.title.as_str()),
+        Arg::from(numbers[0].as_str()),
+        Arg::from(numbers[1].as_str()),
+        Arg::from(numbers[2].as_str()),
+        Arg::from(numbers[3].as_str()),
+        Arg::from(seed.seed.as_str()),
+        Arg::from(seed.commitment.as_str()),
+    ];
+    LOTTERY_CREATE.run(redis, &[&info, &first], &args)?;
+    Ok(id)
+}
+
+/// A goods and one of its periods, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoodsPeriod {
+    pub goods_id: u64,
+    pub title: String,
+    pub total_shares: u64,
+    pub share_price: i64,
+    pub code_base: u64,
+    pub max_periods: u64,
+    pub current_period: u64,
+    pub period: u64,
+    pub sold: u64,
+    pub drawn: bool,
+    pub commitment: String,
+    pub opened_ms: i64,
+    pub draw: Option<Draw>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draw {
+    pub seed: String,
+    pub digest: String,
+    pub winning_code: u64,
+    pub winner: u64,
+    pub winner_purchase: String,
+    pub drawn_ms: i64,
+    pub participants: u64,
+}
+
+/// Reads goods `goods_id` with its period `period` (0: the current one).
+pub fn read(
+    redis: &mut impl Redis,
+    goods_id: u64,
+    period: u64,
+) -> Result<Option<GoodsPeriod>, RedisError> {
+    let info = keys::goods_info(goods_id);
+    let reply = LOTTERY_READ.run(redis, &[&info], &[Arg::Int(period as i64)])?;
+    let mut r = ReplyReader::new(&LOTTERY_READ, reply);
+    if r.int()? == 0 {
+        return Ok(None);
+    }
+    let title = r.string()?;
+    let total_shares = r.int()? as u64;
+    let share_price = r.int()?;
+    let code_base = r.int()? as u64;
+    let max_periods = r.int()? as u64;
+    let current_period = r.int()? as u64;
+    let _state = r.string()?;
+    let period = r.int()? as u64;
+    let sold = r.int()? as u64;
+    let drawn = r.string()? == "drawn";
+    let commitment = r.string()?;
+    let opened_ms = r.int()?;
+    let seed = r.string()?;
+    let digest = r.string()?;
+    let winning_code = r.int()? as u64;
+    let winner = r.string()?;
+    let winner_purchase = r.string()?;
+    let drawn_ms = r.int()?;
+    let participants = r.int()? as u64;
+    let draw = drawn.then(|| Draw {
+        seed,
+        digest,
+        winning_code,
+        winner: winner.parse().unwrap_or(0),
+        winner_purchase,
+        drawn_ms,
+        participants,
+    });
+    Ok(Some(GoodsPeriod {
+        goods_id,
+        title,
+        total_shares,
+        share_price,
+        code_base,
+        max_periods,
+        current_period,
+        period,
+        sold,
+        drawn,
+        commitment,
+        opened_ms,
+        draw,
+    }))
+}
+
+/// The signed-in user shown as a winner.
+pub struct Winner {
+    pub phone: String,
+    pub nickname: String,
+}
+
+impl GoodsPeriod {
+    fn period_summary(&self) -> Value {
+        json!({
+            "number": self.period,
+            "sold": self.sold,
+            "remaining": self.total_shares - self.sold,
+            "status": if self.drawn { "drawn" } else { "selling" },
+            "commitment": self.commitment,
+        })
+    }
+
+    /// `{"id", "title", "total_shares", "share_price", "period": {...}}`.
+    pub fn goods_json(&self) -> Value {
+        json!({
+            "id": self.goods_id.to_string(),
+            "title": self.title,
+            "total_shares": self.total_shares,
+            "share_price": self.share_price,
+            "code_base": self.code_base,
+            "max_periods": (self.max_periods > 0).then_some(self.max_periods),
+            "period": self.period_summary(),
+        })
+    }
+
+    /// The period, with its draw once drawn.
+    pub fn period_json(&self, winner: Option<&Winner>) -> Value {
+        let mut period = self.period_summary();
+        period["goods_id"] = json!(self.goods_id.to_string());
+        period["opened_at"] = json!(format_rfc3339(self.opened_ms));
+        if let Some(d) = &self.draw {
+            period["draw"] = json!({
+                "winning_code": d.winning_code,
+                "winner": {
+                    "id": d.winner.to_string(),
+                    "phone": winner.map(|w| mask(&w.phone)).unwrap_or_default(),
+                    "nickname": winner.map(|w| w.nickname.clone()).unwrap_or_default(),
+                },
+                "winner_purchase_id": d.winner_purchase,
+                "drawn_at": format_rfc3339(d.drawn_ms),
+                "participants": d.participants,
+                "calculation": {
+                    "formula": "winning_code = code_base + 1 + (int(first 12 hex digits of sha1_hex(seed + \":\" + purchases_digest), 16) mod total_shares)",
+                    "seed": d.seed,
+                    "commitment": self.commitment,
+                    "commitment_formula": "commitment = sha256_hex(seed)",
+                    "purchases_digest": d.digest,
+                    "digest_formula": "digest_0 = \"\"; digest_k = sha1_hex(digest_(k-1) + \"|\" + purchase_k) with purchase_k = \"<purchase id>|<user id>|<first share index>|<shares>|<unix ms>\" in the order bought",
+                    "code_base": self.code_base,
+                    "total_shares": self.total_shares,
+                },
+            });
+        }
+        period
+    }
+}
+
+/// Reads the user record of a winner.
+pub fn winner(redis: &mut impl Redis, user_id: u64) -> Result<Option<Winner>, RedisError> {
+    let key = keys::user(user_id);
+    let reply = redis.execute(
+        "HMGET",
+        &[
+            Arg::from(key.as_str()),
+            Arg::from("phone"),
+            Arg::from("nickname"),
+        ],
+    )?;
+    match reply.as_slice() {
+        [Reply::Bytes(phone), Reply::Bytes(nickname)] => Ok(Some(Winner {
+            phone: String::from_utf8_lossy(phone).into_owned(),
+            nickname: String::from_utf8_lossy(nickname).into_owned(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// All goods, newest first (at most `limit`), each with its current period.
+pub fn list(redis: &mut impl Redis, limit: usize) -> Result<Vec<GoodsPeriod>, RedisError> {
+    let ids = redis.execute(
+        "ZRANGE",
+        &[
+            Arg::from(keys::GOODS_LIST),
+            Arg::Int(0),
+            Arg::Int(limit as i64 - 1),
+            Arg::from("REV"),
+        ],
+    )?;
+    let mut goods = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Reply::Bytes(b) = id else { continue };
+        let Some(id) = std::str::from_utf8(&b).ok().and_then(parse_id) else {
+            continue;
+        };
+        if let Some(g) = read(redis, id, 0)? {
+            goods.push(g);
+        }
+    }
+    Ok(goods)
+}
+
+/// A purchase of shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    pub id: String,
+    pub goods_id: u64,
+    pub period: u64,
+    pub requested: u64,
+    pub codes: Vec<u64>,
+    pub period_sold_out: bool,
+    pub create_ms: i64,
+}
+
+impl Purchase {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "goods_id": self.goods_id.to_string(),
+            "period": self.period,
+            "requested": self.requested,
+            "allocated": self.codes.len(),
+            "codes": self.codes,
+            "period_sold_out": self.period_sold_out,
+            "create_time": format_rfc3339(self.create_ms),
+        })
+    }
+}
+
+/// Buys up to `count` shares of the goods' open period.
+pub fn buy(
+    redis: &mut impl Redis,
+    goods_id: u64,
+    user_id: u64,
+    count: u64,
+    purchase_id: OrderId,
+    idempotency_key: Option<&IdempotencyKey>,
+) -> Result<Purchase, ApiError> {
+    let info = keys::goods_info(goods_id);
+    let idem = match idempotency_key {
+        Some(k) => keys::goods_idempotency(goods_id, user_id, &k.0),
+        None => keys::goods_idempotency(goods_id, 0, "-"),
+    };
+    let next = Seed::generate();
+    let uid = user_id.to_string();
+    let pid = purchase_id.to_string();
+    let args = [
+        Arg::from(uid.as_str()),
+        Arg::Int(count as i64),
+        Arg::from(pid.as_str()),
+        Arg::Int(i64::from(idempotency_key.is_some())),
+        Arg::from(next.seed.as_str()),
+        Arg::from(next.commitment.as_str()),
+    ];
+    let reply = BUY_LOTTERY.run(redis, &[&info, &idem], &args)?;
+    let mut r = ReplyReader::new(&BUY_LOTTERY, reply);
+    let outcome = r.int()?;
+    let id = r.string()?;
+    let period = r.int()?;
+    let allocated = r.int()?;
+    let sold_out = r.int()? == 1;
+    let create_ms = r.int()?;
+    let requested = r.int()?;
+    match outcome {
+        1 => {
+            let codes = (0..allocated)
+                .map(|_| r.int().map(|c| c as u64))
+                .collect::<Result<_, _>>()?;
+            Ok(Purchase {
+                id,
+                goods_id,
+                period: period as u64,
+                requested: requested as u64,
+                codes,
+                period_sold_out: sold_out,
+                create_ms,
+            })
+        }
+        2 => Err(ApiError::NotFound),
+        3 => Err(ApiError::Conflict(Conflict::SoldOut)),
+        4 => Err(invalid(format!(
+            "count must be at most total_shares ({period})"
+        ))),
+        other => Err(RedisError::UnexpectedReply(format!("buy_lottery outcome {other}")).into()),
+    }
+}
+
+/// One of the user's purchases, with its codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MyPurchase {
+    pub id: String,
+    pub goods_id: u64,
+    pub period: u64,
+    pub codes: Vec<u64>,
+    pub create_ms: i64,
+}
+
+impl MyPurchase {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "goods_id": self.goods_id.to_string(),
+            "period": self.period,
+            "codes": self.codes,
+            "create_time": format_rfc3339(self.create_ms),
+        })
+    }
+}
+
+/// The user's purchases of one goods (all periods, or `period`).
+pub fn purchases_of(
+    redis: &mut impl Redis,
+    goods_id: u64,
+    user_id: u64,
+    period: Option<u64>,
+) -> Result<Vec<MyPurchase>, RedisError> {
+    let info = keys::goods_info(goods_id);
+    let mine = keys::goods_user_purchases(goods_id, user_id);
+    let reply = LOTTERY_MINE.run(
+        redis,
+        &[&info, &mine],
+        &[Arg::Int(period.unwrap_or(0) as i64)],
+    )?;
+    let mut r = ReplyReader::new(&LOTTERY_MINE, reply);
+    let n = r.int()?;
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let id = r.string()?;
+        let period = r.int()? as u64;
+        let create_ms = r.int()?;
+        let count = r.int()?;
+        let codes = (0..count)
+            .map(|_| r.int().map(|c| c as u64))
+            .collect::<Result<_, _>>()?;
+        out.push(MyPurchase {
+            id,
+            goods_id,
+            period,
+            codes,
+            create_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// The goods the user tried to buy, as the gate noted them.
+pub fn goods_of(redis: &mut impl Redis, user_id: u64) -> Result<Vec<u64>, RedisError> {
+    let key = keys::user_set(user_id, "lottery");
+    let reply = redis.execute("SMEMBERS", &[Arg::from(key.as_str())])?;
+    let mut ids: Vec<u64> = reply
+        .into_iter()
+        .filter_map(|r| match r {
+            Reply::Bytes(b) => std::str::from_utf8(&b).ok().and_then(parse_id),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goods_parse_with_defaults_and_limits() {
+        let g = NewGoods::parse(br#"{"title": "Phone", "total_shares": 6432, "share_price": 100}"#)
+            .unwrap();
+        assert_eq!((g.code_base, g.max_periods), (10_000_001, None));
+        for (body, field) in [
+            (
+                r#"{"title": "x", "total_shares": 0, "share_price": 100}"#,
+                "total_shares",
+            ),
+            (
+                r#"{"title": "x", "total_shares": 10000001, "share_price": 100}"#,
+                "total_shares",
+            ),
+            (
+                r#"{"title": "x", "total_shares": 5, "share_price": -1}"#,
+                "share_price",
+            ),
+            (
+                r#"{"title": "x", "total_shares": 5, "share_price": 1, "max_periods": 0}"#,
+                "max_periods",
+            ),
+            (
+                r#"{"title": "", "total_shares": 5, "share_price": 1}"#,
+                "title",
+            ),
+            (
+                r#"{"title": "x", "total_shares": "5", "share_price": 1}"#,
+                "total_shares",
+            ),
+        ] {
+            match NewGoods::parse(body.as_bytes()) {
+                Err(ApiError::InvalidRequest(m)) => assert!(m.contains(field), "{body}: {m}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_visible_ascii() {
+        assert!(IdempotencyKey::parse("order-42_retry").is_ok());
+        for bad in ["", " a", "a b", "é", &"k".repeat(65)] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn seeds_commit_with_sha256() {
+        let s = Seed::generate();
+        assert_eq!(s.seed.len(), 64);
+        assert_eq!(commitment_of(&s.seed), s.commitment);
+        // sha256("abc")
+        assert_eq!(
+            commitment_of("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn the_worked_example_of_docs_lottery_md() {
+        // The example in docs/LOTTERY.md, recomputed step by step.
+        let d1 = next_digest("", "1001|7|0|3|1767225600000");
+        let d2 = next_digest(&d1, "1002|8|3|2|1767225601000");
+        assert_eq!(
+            d1,
+            sha1_smol::Sha1::from("|1001|7|0|3|1767225600000")
+                .digest()
+                .to_string()
+        );
+        let seed = "5f".repeat(32);
+        let code = winning_code(&seed, &d2, 5, 10_000_001);
+        assert!((10_000_002..=10_000_006).contains(&code));
+        assert_eq!(code, EXAMPLE_WINNING_CODE, "digest {d2}");
+    }
+
+    /// The winning code of the documented example (see the test above).
+    const EXAMPLE_WINNING_CODE: u64 = 10_000_005;
+}

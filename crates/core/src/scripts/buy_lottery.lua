@@ -1,0 +1,139 @@
+-- Buys up to `count` shares of a goods' open period; perm.lua is prepended.
+--
+-- The shares are the index range [sold, sold + allocated) of the period,
+-- taken at once, and their codes are the permuted indexes, so no code is
+-- given twice and the period keeps no list of codes: memory per period is
+-- one record per purchase. When the last share goes, the period is drawn
+-- in this same script and the next one opened (unless max_periods is
+-- reached).
+--
+-- KEYS[1]  {g:<id>}:info   hash {total, base, max_periods, period, state, ...}
+-- KEYS[2]  {g:<id>}:idem:<user>:<key>  the stored answer for an idempotency
+--          key ('{g:<id>}:idem:-' when the request has none)
+-- ARGV[1]  user id
+-- ARGV[2]  shares requested (1..total)
+-- ARGV[3]  purchase id
+-- ARGV[4]  1 when the request has an idempotency key
+-- ARGV[5]  a fresh secret seed and ARGV[6] its commitment, used only if
+--          this purchase sells the period out and a next period opens
+--
+-- Touches, in the same slot: {g:<id>}:p:<n> (the period hash: sold, seed,
+-- commitment, digest, opened, status, and after the draw winning_code,
+-- winner, winner_purchase, drawn, participants), {g:<id>}:p:<n>:purchases
+-- (list of "pid|uid|start|count|ms", in index order), {g:<id>}:p:<n>:users
+-- (set of buyers) and {g:<id>}:u:<user> (list of "period|pid|start|count|ms").
+--
+-- Each purchase extends the period's digest:
+--   digest = sha1hex(digest .. '|' .. record)     (starting from '')
+-- and the draw is
+--   winning_code = base + 1 + (tonumber(first 12 hex digits of
+--                  sha1hex(seed .. ':' .. digest), 16) mod total)
+--
+-- Reply: {outcome, purchase_id, period, allocated, sold_out (1|0), created_ms,
+--         requested, codes...}
+--   1 bought (or the stored answer for a repeated idempotency key)
+--   2 no such goods     3 no open period left (sold out for good)
+--   4 more shares requested than the goods has (the total is in `period`)
+
+local info = redis.call('HMGET', KEYS[1], 'total', 'base', 'max_periods', 'period', 'state')
+if not info[1] then
+  return { 2, '', 0, 0, 0, 0, 0 }
+end
+local total, base = tonumber(info[1]), tonumber(info[2])
+local max_periods, period = tonumber(info[3]), tonumber(info[4])
+local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #'info')
+
+local function codes_of(period_no, start, count)
+  local seed = redis.call('HGET', prefix .. 'p:' .. period_no, 'seed')
+  local p = perm_new(seed, total)
+  local codes = {}
+  for i = 0, count - 1 do
+    codes[#codes + 1] = base + 1 + perm_forward(p, start + i)
+  end
+  return codes
+end
+
+local function answer(record, sold_out, requested)
+  -- record: "period|pid|start|count|ms"
+  local f = {}
+  for part in string.gmatch(record, '[^|]+') do f[#f + 1] = part end
+  local reply = { 1, f[2], tonumber(f[1]), tonumber(f[4]), sold_out, tonumber(f[5]), requested }
+  for _, c in ipairs(codes_of(f[1], tonumber(f[3]), tonumber(f[4]))) do
+    reply[#reply + 1] = c
+  end
+  return reply
+end
+
+if ARGV[4] == '1' then
+  local stored = redis.call('HMGET', KEYS[2], 'record', 'sold_out', 'requested')
+  if stored[1] then
+    return answer(stored[1], tonumber(stored[2]), tonumber(stored[3]))
+  end
+end
+
+if tonumber(ARGV[2]) > total then
+  return { 4, '', total, 0, 0, 0, 0 }
+end
+if info[5] ~= 'selling' then
+  return { 3, '', period, 0, 0, 0, 0 }
+end
+
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local pkey = prefix .. 'p:' .. period
+local sold = tonumber(redis.call('HGET', pkey, 'sold'))
+local allocated = math.min(tonumber(ARGV[2]), total - sold)
+local start = sold
+redis.call('HSET', pkey, 'sold', sold + allocated)
+
+local record = ARGV[3] .. '|' .. ARGV[1] .. '|' .. start .. '|' .. allocated .. '|' .. now_ms
+redis.call('RPUSH', pkey .. ':purchases', record)
+redis.call('SADD', pkey .. ':users', ARGV[1])
+local mine = period .. '|' .. ARGV[3] .. '|' .. start .. '|' .. allocated .. '|' .. now_ms
+redis.call('RPUSH', prefix .. 'u:' .. ARGV[1], mine)
+local digest = redis.sha1hex(redis.call('HGET', pkey, 'digest') .. '|' .. record)
+redis.call('HSET', pkey, 'digest', digest)
+
+local sold_out = 0
+if sold + allocated == total then
+  sold_out = 1
+  local seed = redis.call('HGET', pkey, 'seed')
+  local h = redis.sha1hex(seed .. ':' .. digest)
+  local offset = tonumber(string.sub(h, 1, 12), 16) % total
+  local winning_code = base + 1 + offset
+  -- The winner holds the share whose permuted index is the offset.
+  local index = perm_backward(perm_new(seed, total), offset)
+  local purchases = redis.call('LRANGE', pkey .. ':purchases', 0, -1)
+  local lo, hi = 1, #purchases
+  local winner, winner_purchase
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local pid, uid, s, c = string.match(purchases[mid], '([^|]+)|([^|]+)|([^|]+)|([^|]+)')
+    s, c = tonumber(s), tonumber(c)
+    if index < s then
+      hi = mid - 1
+    elseif index >= s + c then
+      lo = mid + 1
+    else
+      winner, winner_purchase = uid, pid
+      break
+    end
+  end
+  redis.call('HSET', pkey, 'status', 'drawn', 'winning_code', winning_code,
+    'winner', winner, 'winner_purchase', winner_purchase, 'drawn', now_ms,
+    'participants', redis.call('SCARD', pkey .. ':users'))
+  redis.call('DEL', pkey .. ':users')
+  if max_periods == 0 or period < max_periods then
+    redis.call('HSET', prefix .. 'p:' .. (period + 1), 'sold', 0, 'seed', ARGV[5],
+      'commitment', ARGV[6], 'digest', '', 'opened', now_ms, 'status', 'selling')
+    redis.call('HSET', KEYS[1], 'period', period + 1)
+  else
+    redis.call('HSET', KEYS[1], 'state', 'closed')
+  end
+end
+
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[2], 'record', mine, 'sold_out', sold_out, 'requested', ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+end
+return answer(mine, sold_out, tonumber(ARGV[2]))

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use flashspin_core::time::format_rfc3339;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -38,28 +39,12 @@ async fn shop(extra: &[(&str, &str)]) -> Shop {
 }
 
 fn rfc3339_in(secs: i64) -> String {
-    let now = std::time::SystemTime::now()
+    let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    let t = now + secs;
-    let (days, sod) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+        .as_millis() as i64;
+    // Whole seconds, as an operator would write them.
+    format_rfc3339((now_ms / 1000 + secs) * 1000)
 }
 
 fn voucher_body(stock: i64, begin_in: i64, end_in: i64) -> Value {

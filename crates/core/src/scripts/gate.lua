@@ -51,20 +51,13 @@ if ARGV[1] == '1' then
   end
 end
 
-local limits = {}
+local limits = gcra_limits(2, 10)
 if uid ~= 0 and ARGV[4] ~= '' then
-  limits[#limits + 1] = {
+  table.insert(limits, 1, {
     key = ARGV[4] .. uid,
     quota = tonumber(ARGV[5]),
     window_us = tonumber(ARGV[6]) * 1000,
-  }
-end
-for i = 2, #KEYS do
-  limits[#limits + 1] = {
-    key = KEYS[i],
-    quota = tonumber(ARGV[2 * i + 6]),
-    window_us = tonumber(ARGV[2 * i + 7]) * 1000,
-  }
+  })
 end
 
 local allowed, retry_after, states = gcra_check(now, limits)
@@ -84,8 +77,4 @@ if allowed and uid ~= 0 then
   end
 end
 local reply = { uid, phone, nickname, allowed and 1 or 0, math.ceil(retry_after / 1000), now_secs, sequence }
-for i = 1, #limits do
-  reply[#reply + 1] = states[2 * i - 1]
-  reply[#reply + 1] = math.ceil(states[2 * i] / 1000)
-end
-return reply
+return gcra_append_states(reply, #limits, states)

@@ -10,7 +10,8 @@
 -- All limits are checked first and updated only if every one allows the
 -- request, so a refused request consumes nothing. Returns
 -- allowed (boolean), retry_after_us, and a flat list with remaining and
--- reset_us for each limit, in order.
+-- reset_us for each limit, in order. gcra_limits and gcra_append_states
+-- below read limits from KEYS/ARGV and write their states into a reply.
 
 local function now_us()
   local t = redis.call('TIME')
@@ -45,4 +46,29 @@ local function gcra_check(now, limits)
     end
   end
   return allowed, retry_after, states
+end
+
+-- The limits a script was given: KEYS[first_key..] with their quota and
+-- window (ms) in ARGV pairs starting at ARGV[first_arg].
+local function gcra_limits(first_key, first_arg)
+  local limits = {}
+  for i = first_key, #KEYS do
+    local a = first_arg + 2 * (i - first_key)
+    limits[#limits + 1] = {
+      key = KEYS[i],
+      quota = tonumber(ARGV[a]),
+      window_us = tonumber(ARGV[a + 1]) * 1000,
+    }
+  end
+  return limits
+end
+
+-- Appends remaining and reset_ms of `count` limits to `reply` (zeros when
+-- there are no states, i.e. the limits were not checked).
+local function gcra_append_states(reply, count, states)
+  for i = 1, count do
+    reply[#reply + 1] = states and states[2 * i - 1] or 0
+    reply[#reply + 1] = states and math.ceil(states[2 * i] / 1000) or 0
+  end
+  return reply
 end

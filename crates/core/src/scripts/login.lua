@@ -25,22 +25,10 @@
 
 local now = now_us()
 local now_ms = math.floor(now / 1000)
-local limits = {}
-for i = 6, #KEYS do
-  limits[#limits + 1] = {
-    key = KEYS[i],
-    quota = tonumber(ARGV[2 * i - 5]),
-    window_us = tonumber(ARGV[2 * i - 4]) * 1000,
-  }
-end
+local limits = gcra_limits(6, 7)
 
 local function reply(outcome, retry_after_ms, uid, nickname, states)
-  local r = { outcome, retry_after_ms, uid, nickname }
-  for i = 1, #limits do
-    r[#r + 1] = states and states[2 * i - 1] or 0
-    r[#r + 1] = states and math.ceil(states[2 * i] / 1000) or 0
-  end
-  return r
+  return gcra_append_states({ outcome, retry_after_ms, uid, nickname }, #limits, states)
 end
 
 local allowed, retry_after, states = gcra_check(now, limits)

@@ -8,19 +8,6 @@
 -- Reply: {allowed (1 or 0), retry_after_ms,
 --         remaining_1, reset_ms_1, remaining_2, reset_ms_2, ...}
 
-local limits = {}
-for i, key in ipairs(KEYS) do
-  limits[i] = {
-    key = key,
-    quota = tonumber(ARGV[2 * i - 1]),
-    window_us = tonumber(ARGV[2 * i]) * 1000,
-  }
-end
-
+local limits = gcra_limits(1, 1)
 local allowed, retry_after, states = gcra_check(now_us(), limits)
-local reply = { allowed and 1 or 0, math.ceil(retry_after / 1000) }
-for i = 1, #limits do
-  reply[#reply + 1] = states[2 * i - 1]
-  reply[#reply + 1] = math.ceil(states[2 * i] / 1000)
-end
-return reply
+return gcra_append_states({ allowed and 1 or 0, math.ceil(retry_after / 1000) }, #limits, states)

@@ -16,22 +16,10 @@
 --   outcome 3: a limiter refused; nothing counted or stored
 
 local now = now_us()
-local limits = {}
-for i = 4, #KEYS do
-  limits[#limits + 1] = {
-    key = KEYS[i],
-    quota = tonumber(ARGV[2 * i - 4]),
-    window_us = tonumber(ARGV[2 * i - 3]) * 1000,
-  }
-end
+local limits = gcra_limits(4, 4)
 
 local function reply(outcome, retry_after_ms, states)
-  local r = { outcome, retry_after_ms }
-  for i = 1, #limits do
-    r[#r + 1] = states and states[2 * i - 1] or 0
-    r[#r + 1] = states and math.ceil(states[2 * i] / 1000) or 0
-  end
-  return r
+  return gcra_append_states({ outcome, retry_after_ms }, #limits, states)
 end
 
 local gap = redis.call('PTTL', KEYS[2])

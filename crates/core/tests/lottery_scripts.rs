@@ -1,0 +1,116 @@
+//! `lottery_create.lua`, `buy_lottery.lua` (with `perm.lua`), `lottery_read.lua`
+//! and `lottery_mine.lua` run directly against a real Redis.
+
+use std::collections::BTreeSet;
+
+use flashspin_core::ApiError;
+use flashspin_core::error::Conflict;
+use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId};
+use flashspin_core::lottery::{NewGoods, buy, create, purchases_of, read, winning_code};
+use flashspin_testkit::{NativeRedis, RedisServer};
+
+fn goods(total: i64, base: i64, max_periods: Option<i64>) -> NewGoods {
+    NewGoods {
+        title: "g".into(),
+        total_shares: total,
+        share_price: 100,
+        code_base: base,
+        max_periods,
+    }
+}
+
+fn pid(n: u32) -> OrderId {
+    OrderId::new(EPOCH_UNIX_SECS + 10, n, &IdKey::from_secret("t")).unwrap()
+}
+
+fn sell_out_one_by_one(redis: &mut NativeRedis, id: u64, total: u64) -> BTreeSet<u64> {
+    let mut codes = BTreeSet::new();
+    for i in 0..total {
+        let p = buy(redis, id, 1 + i % 3, 1, pid(i as u32 + 1), None).unwrap();
+        for c in p.codes {
+            assert!(codes.insert(c), "code {c} twice");
+        }
+    }
+    codes
+}
+
+#[test]
+fn codes_are_a_permutation_of_the_range_for_any_size() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    for total in [1u64, 2, 3, 5, 16, 17, 100, 257] {
+        let id = create(&mut redis, &goods(total as i64, 500, Some(1))).unwrap();
+        let codes = sell_out_one_by_one(&mut redis, id, total);
+        assert_eq!(
+            codes,
+            (501..=500 + total).collect::<BTreeSet<_>>(),
+            "total {total}"
+        );
+        assert_eq!(
+            buy(&mut redis, id, 1, 1, pid(9999), None),
+            Err(ApiError::Conflict(Conflict::SoldOut))
+        );
+    }
+}
+
+#[test]
+fn the_draw_matches_the_published_formula_and_the_next_period_opens() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let id = create(&mut redis, &goods(50, 10_000_001, None)).unwrap();
+    let first = read(&mut redis, id, 0).unwrap().unwrap();
+    sell_out_one_by_one(&mut redis, id, 50);
+    let drawn = read(&mut redis, id, 1).unwrap().unwrap();
+    let draw = drawn.draw.clone().expect("drawn");
+    assert_eq!(
+        draw.winning_code,
+        winning_code(&draw.seed, &draw.digest, 50, 10_000_001)
+    );
+    assert_eq!(
+        flashspin_core::lottery::commitment_of(&draw.seed),
+        first.commitment
+    );
+    let winner_codes: Vec<u64> = purchases_of(&mut redis, id, draw.winner, Some(1))
+        .unwrap()
+        .into_iter()
+        .flat_map(|p| p.codes)
+        .collect();
+    assert!(winner_codes.contains(&draw.winning_code));
+    assert_eq!(draw.participants, 3);
+    let now = read(&mut redis, id, 0).unwrap().unwrap();
+    assert_eq!((now.period, now.sold, now.drawn), (2, 0, false));
+    assert_ne!(now.commitment, first.commitment);
+}
+
+/// Bytes Redis uses for every key of goods `id`.
+fn goods_memory(server: &RedisServer, id: u64) -> i64 {
+    let mut conn = server.conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{g:{id}}}*"))
+        .query(&mut conn)
+        .unwrap();
+    keys.iter()
+        .map(|k| {
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(k)
+                .query::<i64>(&mut conn)
+                .unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn a_huge_period_costs_no_more_than_a_tiny_one() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let tiny = create(&mut redis, &goods(10, 10_000_001, None)).unwrap();
+    let huge = create(&mut redis, &goods(10_000_000, 10_000_001, None)).unwrap();
+    for id in [tiny, huge] {
+        let p = buy(&mut redis, id, 1, 3, pid(id as u32), None).unwrap();
+        assert_eq!(p.codes.len(), 3);
+    }
+    let (t, h) = (goods_memory(&server, tiny), goods_memory(&server, huge));
+    // Only the numbers' digits differ.
+    assert!(h <= t + 32, "tiny {t} bytes, huge {h} bytes");
+}

@@ -361,6 +361,23 @@ async fn a_trapping_component_fails_only_its_request() {
 }
 
 #[tokio::test]
+async fn a_runaway_component_is_stopped() {
+    if is_real_spin() {
+        return; // Spin's own limits apply there.
+    }
+    let redis = RedisServer::start();
+    let app = fixture_config(&redis)
+        .env("FLASHSPIN_GUEST_TIME_LIMIT_MS", "500")
+        .start()
+        .await;
+    let started = std::time::Instant::now();
+    let reply = app.get("/api/x?action=spin").await;
+    assert_eq!(reply.status, 500);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(app.get("/api/x?action=echo").await.status, 200);
+}
+
+#[tokio::test]
 async fn embedded_redis_is_the_default() {
     if is_real_spin() {
         return; // Spin has no embedded Redis; it needs redis_address.

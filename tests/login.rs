@@ -94,6 +94,11 @@ async fn the_happy_path() {
 
     let refreshed = app.authed(Method::POST, "/api/auth/refresh", &token).await;
     assert_eq!(refreshed.status, 200);
+    assert_eq!(
+        refreshed.header("set-cookie"),
+        Some(cookie),
+        "the cookie is renewed"
+    );
     assert_eq!(refreshed.json()["expires_in"], 1800);
     assert_eq!(refreshed.json()["user"]["id"], user_id.as_str());
 

@@ -13,10 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub use flashspin_testkit::{RedisServer, free_port};
-
-mod sms;
-pub use sms::{SinkMode, SmsSink};
+pub use flashspin_testkit::{RedisServer, SinkMode, SmsSink, free_port};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -89,6 +86,7 @@ pub struct App {
 pub struct AppConfig {
     manifest: PathBuf,
     vars: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
 }
 
 impl AppConfig {
@@ -96,12 +94,19 @@ impl AppConfig {
         Self {
             manifest,
             vars: BTreeMap::new(),
+            env: BTreeMap::new(),
         }
     }
 
     /// Sets a Spin variable (through `SPIN_VARIABLE_<NAME>`).
     pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
         self.vars.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// Sets an environment variable of the host process.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.insert(name.to_string(), value.into());
         self
     }
 
@@ -141,6 +146,7 @@ impl AppConfig {
                 value,
             );
         }
+        cmd.envs(&self.env);
         let out = std::fs::File::create(&log).unwrap();
         let child = cmd
             .stdin(Stdio::null())

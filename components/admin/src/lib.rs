@@ -24,25 +24,23 @@ async fn handle(req: IncomingRequest) -> Response {
 async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
     let req = ApiRequest::read(req).await?;
     req.expect_method("POST")?;
+    // Limits first, so guessing the key is slowed down like anything else.
+    let (mut redis, passed) = enter(&req, "admin", Access::Public)?;
     let admin_key: String = read(&SpinVariables, "admin_key", "")?;
     authorize(&admin_key, req.header("authorization"))?;
     let body = match req.header("spin-component-route").unwrap_or_default() {
         "/api/admin/lottery" => {
             let new = NewGoods::parse(&req.body)?;
-            let (mut redis, passed) = enter(&req, "admin", Access::Public)?;
             let id = lottery::create(&mut redis, &new)?;
             let goods = lottery::read(&mut redis, id, 0)?.ok_or(ApiError::NotFound)?;
-            (json!({"goods": goods.goods_json()}), passed)
+            json!({"goods": goods.goods_json()})
         }
         _ => {
             let new = NewVoucher::parse(&req.body)?;
-            let (mut redis, passed) = enter(&req, "admin", Access::Public)?;
             let created = voucher::create(&mut redis, new)?;
-            let now_ms = passed.unix_secs as i64 * 1000;
-            (json!({"voucher": created.to_json(now_ms)}), passed)
+            json!({"voucher": created.to_json(passed.unix_secs as i64 * 1000)})
         }
     };
-    let (body, passed) = body;
     let mut response = json(201, &body);
     add_ratelimit_headers(&mut response, &passed.verdict);
     Ok(response)

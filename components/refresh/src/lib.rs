@@ -1,11 +1,12 @@
 //! `POST /api/auth/refresh`: slides the session's expiry (the gate does that
-//! for every request with a token) and reports it.
+//! for every request with a token), reports it, and renews the cookie so a
+//! browser keeps it as long as the session lives.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::Access;
 use flashspin_core::session::SessionSettings;
 use flashspin_spin::gate::enter;
-use flashspin_spin::http::{add_ratelimit_headers, json, respond, user_json};
+use flashspin_spin::http::{add_ratelimit_headers, json, respond, session_cookie, user_json};
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
@@ -30,6 +31,9 @@ async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
             "user": user_json(user.id, &user.phone, &user.nickname),
         }),
     );
+    if let Some(token) = req.token() {
+        response.set_header("set-cookie", session_cookie(&token, session.idle_secs));
+    }
     add_ratelimit_headers(&mut response, &passed.verdict);
     Ok(response)
 }

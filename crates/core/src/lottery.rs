@@ -34,6 +34,9 @@ script!(
 /// Most shares a period may have: keeps the permutation's arithmetic
 /// exact in Lua's doubles (see `perm.lua`).
 pub const MAX_SHARES: i64 = 10_000_000;
+/// Most shares one purchase may take: a purchase's codes are computed in
+/// its script, so this bounds how long it holds Redis (and the reply size).
+pub const MAX_SHARES_PER_PURCHASE: u64 = 10_000;
 const DEFAULT_CODE_BASE: i64 = 10_000_001;
 const MAX_CODE_BASE: i64 = 1_000_000_000_000;
 const MAX_PRICE: i64 = 100_000_000_000;
@@ -414,6 +417,7 @@ pub fn buy(
         Arg::Int(i64::from(idempotency_key.is_some())),
         Arg::from(next.seed.as_str()),
         Arg::from(next.commitment.as_str()),
+        Arg::Int(MAX_SHARES_PER_PURCHASE as i64),
     ];
     let reply = BUY_LOTTERY.run(redis, &[&info, &idem], &args)?;
     let mut r = ReplyReader::new(&BUY_LOTTERY, reply);

@@ -82,10 +82,16 @@ pub struct SessionSettings {
 
 impl SessionSettings {
     pub fn from_vars(vars: &impl crate::config::Variables) -> Result<Self, crate::ApiError> {
-        Ok(Self {
+        let settings = Self {
             idle_secs: crate::config::read(vars, "session_idle_secs", "1800")?,
             max_secs: crate::config::read(vars, "session_max_secs", "604800")?,
-        })
+        };
+        if settings.idle_secs == 0 || settings.max_secs == 0 {
+            return Err(crate::ApiError::Internal(
+                "session_idle_secs and session_max_secs must be at least 1".into(),
+            ));
+        }
+        Ok(settings)
     }
 }
 

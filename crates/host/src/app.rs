@@ -113,9 +113,24 @@ fn new_engine() -> anyhow::Result<Engine> {
         .table_elements(20_000);
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Lets the server stop a guest that runs too long (see `server`).
+    config.epoch_interruption(true);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(wasm_err)
+    let engine = Engine::new(&config).map_err(wasm_err)?;
+    // The clock the deadlines count in: one tick per EPOCH_TICK.
+    let ticker = engine.weak();
+    std::thread::spawn(move || {
+        while let Some(engine) = ticker.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
+    Ok(engine)
 }
+
+/// How often the engine's epoch advances.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Compiled components, keyed by the wasm's digest and the engine's settings,
 /// so only the first start after a change pays for compilation.

@@ -28,7 +28,33 @@ pub fn guest_output(component: &str, bytes: &[u8], is_stderr: bool) {
 }
 
 pub fn denied(component: &str, what: &str, target: &str) {
+    let target = without_credentials(target);
     eprintln!(
         "[{component}] {what} access to {target} denied: not in the component's allowed_outbound_hosts"
     );
+}
+
+/// `redis://user:secret@host` becomes `redis://host`: passwords stay out of
+/// logs.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() || !parsed.username().is_empty() => {
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("");
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_are_removed() {
+        assert_eq!(without_credentials("redis://:pw@h:1"), "redis://h:1");
+        assert_eq!(without_credentials("redis://u:pw@h:1/0"), "redis://h:1/0");
+        assert_eq!(without_credentials("http://h/x"), "http://h/x");
+    }
 }

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
@@ -24,18 +24,32 @@ use crate::app::{App, LoadedComponent, MAX_INSTANCES};
 use crate::router::RouteMatch;
 use crate::state::RequestState;
 
+/// A client must send its request head within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A guest still running after this long is stopped (it traps); the
+/// environment variable `FLASHSPIN_GUEST_TIME_LIMIT_MS` changes it.
+const GUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
+
 pub struct Server {
     app: Arc<App>,
     listen: SocketAddr,
     instances: Arc<Semaphore>,
+    /// Epoch ticks a guest may run for.
+    guest_ticks: u64,
 }
 
 impl Server {
     pub fn new(app: App, listen: SocketAddr) -> Arc<Self> {
+        let limit = std::env::var("FLASHSPIN_GUEST_TIME_LIMIT_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(GUEST_TIME_LIMIT);
         Arc::new(Self {
             app: Arc::new(app),
             listen,
             instances: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
+            guest_ticks: (limit.as_millis() / crate::app::EPOCH_TICK.as_millis()).max(1) as u64,
         })
     }
 
@@ -66,6 +80,8 @@ impl Server {
                 });
                 // Errors here are clients going away mid-request; nothing to do.
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
@@ -168,6 +184,8 @@ impl Server {
             &self.app.engine,
             RequestState::new(component.context.clone()),
         );
+        store.set_epoch_deadline(self.guest_ticks);
+        store.epoch_deadline_trap();
         let (sender, receiver) = oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
             let mut http = store.data_mut().http();
@@ -201,7 +219,16 @@ impl Server {
             result
         });
         match receiver.await {
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => {
+                // The guest may still fail while streaming the body.
+                let id = id.clone();
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = task.await {
+                        eprintln!("[{id}] component failed after responding: {e:?}");
+                    }
+                });
+                response
+            }
             Ok(Err(code)) => {
                 eprintln!("[{id}] the component answered with an error: {code:?}");
                 status_only(StatusCode::INTERNAL_SERVER_ERROR)

@@ -1,6 +1,10 @@
-//! Test support shared by the core's script tests and the black-box suite:
-//! a private `redis-server` per test, and [`NativeRedis`], the core's Redis
-//! seam over the native `redis` client, so scripts can be run directly.
+//! Support shared by the core's script tests, the black-box suite and the
+//! benchmark: a private `redis-server`, a stand-in for the SMS gateway
+//! ([`SmsSink`]), and [`NativeRedis`], the core's Redis seam over the native
+//! `redis` client, so scripts can be run directly.
+
+mod sms;
+pub use sms::{SinkMode, SmsSink};
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

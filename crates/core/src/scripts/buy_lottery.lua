@@ -11,16 +11,18 @@
 -- KEYS[2]  {g:<id>}:idem:<user>:<key>  the stored answer for an idempotency
 --          key ('{g:<id>}:idem:-' when the request has none)
 -- ARGV[1]  user id
--- ARGV[2]  shares requested (1..total)
+-- ARGV[2]  shares requested (1..min(total, ARGV[7]))
 -- ARGV[3]  purchase id
 -- ARGV[4]  1 when the request has an idempotency key
 -- ARGV[5]  a fresh secret seed and ARGV[6] its commitment, used only if
 --          this purchase sells the period out and a next period opens
+-- ARGV[7]  the most shares one purchase may take
 --
 -- Touches, in the same slot: {g:<id>}:p:<n> (the period hash: sold, seed,
 -- commitment, digest, opened, status, and after the draw winning_code,
 -- winner, winner_purchase, drawn, participants), {g:<id>}:p:<n>:purchases
--- (list of "pid|uid|start|count|ms", in index order), {g:<id>}:p:<n>:users
+-- (sorted set of "pid|uid|start|count|ms" scored by start, so the draw
+-- finds the winner's purchase in O(log n)), {g:<id>}:p:<n>:users
 -- (set of buyers) and {g:<id>}:u:<user> (list of "period|pid|start|count|ms").
 --
 -- Each purchase extends the period's digest:
@@ -33,7 +35,7 @@
 --         requested, codes...}
 --   1 bought (or the stored answer for a repeated idempotency key)
 --   2 no such goods     3 no open period left (sold out for good)
---   4 more shares requested than the goods has (the total is in `period`)
+--   4 a count below 1 or above the limit (the limit is in `period`)
 
 local info = redis.call('HMGET', KEYS[1], 'total', 'base', 'max_periods', 'period', 'state')
 if not info[1] then
@@ -71,8 +73,10 @@ if ARGV[4] == '1' then
   end
 end
 
-if tonumber(ARGV[2]) > total then
-  return { 4, '', total, 0, 0, 0, 0 }
+local requested = tonumber(ARGV[2])
+local cap = math.min(total, tonumber(ARGV[7]))
+if requested < 1 or requested > cap or requested ~= math.floor(requested) then
+  return { 4, '', cap, 0, 0, 0, 0 }
 end
 if info[5] ~= 'selling' then
   return { 3, '', period, 0, 0, 0, 0 }
@@ -87,7 +91,7 @@ local start = sold
 redis.call('HSET', pkey, 'sold', sold + allocated)
 
 local record = ARGV[3] .. '|' .. ARGV[1] .. '|' .. start .. '|' .. allocated .. '|' .. now_ms
-redis.call('RPUSH', pkey .. ':purchases', record)
+redis.call('ZADD', pkey .. ':purchases', start, record)
 redis.call('SADD', pkey .. ':users', ARGV[1])
 local mine = period .. '|' .. ARGV[3] .. '|' .. start .. '|' .. allocated .. '|' .. now_ms
 redis.call('RPUSH', prefix .. 'u:' .. ARGV[1], mine)
@@ -103,22 +107,9 @@ if sold + allocated == total then
   local winning_code = base + 1 + offset
   -- The winner holds the share whose permuted index is the offset.
   local index = perm_backward(perm_new(seed, total), offset)
-  local purchases = redis.call('LRANGE', pkey .. ':purchases', 0, -1)
-  local lo, hi = 1, #purchases
-  local winner, winner_purchase
-  while lo <= hi do
-    local mid = math.floor((lo + hi) / 2)
-    local pid, uid, s, c = string.match(purchases[mid], '([^|]+)|([^|]+)|([^|]+)|([^|]+)')
-    s, c = tonumber(s), tonumber(c)
-    if index < s then
-      hi = mid - 1
-    elseif index >= s + c then
-      lo = mid + 1
-    else
-      winner, winner_purchase = uid, pid
-      break
-    end
-  end
+  -- The purchase with the greatest first index not above `index` holds it.
+  local holder = redis.call('ZREVRANGEBYSCORE', pkey .. ':purchases', index, '-inf', 'LIMIT', 0, 1)[1]
+  local winner_purchase, winner = string.match(holder, '([^|]+)|([^|]+)|')
   redis.call('HSET', pkey, 'status', 'drawn', 'winning_code', winning_code,
     'winner', winner, 'winner_purchase', winner_purchase, 'drawn', now_ms,
     'participants', redis.call('SCARD', pkey .. ':users'))

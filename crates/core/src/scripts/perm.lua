@@ -21,9 +21,11 @@ local function perm_new(seed, n)
   return { keys = keys, half = 2 ^ half_bits, n = n }
 end
 
--- Stays below 2^53 for halves up to 2^13 (n up to 2^26).
+-- The prime modulus makes every bit of the 24-bit key count (reducing
+-- straight to a power of two would keep only the key's low bits). Stays
+-- below 2^53 for halves up to 2^13 (n up to 2^26).
 local function perm_round(r, k, half)
-  return ((r * r + k) * 104729 + r * 7919) % half
+  return ((r * r + k) * 104729 + r * 7919) % 65521 % half
 end
 
 local function perm_forward(p, x)

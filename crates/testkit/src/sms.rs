@@ -1,6 +1,7 @@
 //! A local stand-in for the SMS gateway: records every JSON message posted
 //! to it and answers with a chosen status, or not at all.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,28 +19,45 @@ pub enum SinkMode {
 pub struct SmsSink {
     pub port: u16,
     received: Arc<Mutex<Vec<Value>>>,
+    latest: Arc<Mutex<HashMap<String, String>>>,
     mode: Arc<Mutex<SinkMode>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SmsSink {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(0).await
+    }
+
+    /// Listens on loopback port `port` (0: any free port).
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let latest = Arc::new(Mutex::new(HashMap::new()));
         let mode = Arc::new(Mutex::new(SinkMode::Answer(200)));
         let task = {
             let received = received.clone();
+            let latest = latest.clone();
             let mode = mode.clone();
             tokio::spawn(async move {
                 while let Ok((mut stream, _)) = listener.accept().await {
                     let received = received.clone();
+                    let latest = latest.clone();
                     let mode = *mode.lock().unwrap();
                     tokio::spawn(async move {
                         let Some(body) = read_request(&mut stream).await else {
                             return;
                         };
                         if let Ok(json) = serde_json::from_slice::<Value>(&body) {
+                            if let (Some(phone), Some(code)) =
+                                (json["phone"].as_str(), json["code"].as_str())
+                            {
+                                latest
+                                    .lock()
+                                    .unwrap()
+                                    .insert(phone.to_string(), code.to_string());
+                            }
                             received.lock().unwrap().push(json);
                         }
                         let status = match mode {
@@ -60,6 +78,7 @@ impl SmsSink {
         SmsSink {
             port,
             received,
+            latest,
             mode,
             task,
         }
@@ -79,11 +98,7 @@ impl SmsSink {
 
     /// The code of the last message sent to `phone`.
     pub fn last_code(&self, phone: &str) -> Option<String> {
-        self.messages()
-            .iter()
-            .rev()
-            .find(|m| m["phone"] == phone)
-            .and_then(|m| m["code"].as_str().map(str::to_string))
+        self.latest.lock().unwrap().get(phone).cloned()
     }
 }
 

@@ -1,0 +1,240 @@
+//! `flashspin-bench`: drives the app with concurrent requests, scenario by
+//! scenario, and reports throughput, latency percentiles, status counts and
+//! Redis commands per request, each scenario also relative to the
+//! `baseline` (an endpoint doing exactly one Redis round trip). Writes
+//! `results.md` and `results.png` to `--out`. See BENCHMARKS.md.
+
+mod chart;
+mod drive;
+mod report;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::drive::{Limit, Request, Step};
+use crate::report::Measured;
+use crate::target::Target;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// `GET /api/health`: one Redis round trip, the floor for any endpoint.
+    Baseline,
+    /// A voucher with far less stock than demand: mostly refusals.
+    BuyVoucherScarce,
+    /// Vouchers with more stock than demand: every request buys.
+    BuyVoucherPlenty,
+    /// Lottery shares, 1 to 5 at a time; periods sell out and draw.
+    Lottery,
+    /// Send a code, then log in with it (two requests per flow).
+    Login,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Baseline => "baseline",
+            Scenario::BuyVoucherScarce => "buy-voucher (scarce)",
+            Scenario::BuyVoucherPlenty => "buy-voucher (plenty)",
+            Scenario::Lottery => "buy-lottery-shares",
+            Scenario::Login => "login flow",
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(about = "Load benchmark for the Flashspin app")]
+struct Args {
+    /// Scenarios to run; the baseline always runs first.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [
+        Scenario::BuyVoucherScarce, Scenario::BuyVoucherPlenty, Scenario::Lottery, Scenario::Login,
+    ])]
+    scenarios: Vec<Scenario>,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Stop each scenario after this many requests instead of a time.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Signed-in users to spread purchases over.
+    #[arg(long, default_value_t = 500)]
+    users: usize,
+    /// Where results.md and results.png go.
+    #[arg(long, default_value = "bench")]
+    out: PathBuf,
+    /// The `flashspin` binary that serves the app (built in release mode
+    /// when missing).
+    #[arg(long, default_value = "target/release/flashspin")]
+    host: PathBuf,
+    /// Benchmark an app that is already running at this URL instead. It must
+    /// send SMS to --sink-port and use the Redis at --redis and the admin
+    /// key in FLASHSPIN_BENCH_ADMIN_KEY.
+    #[arg(long, requires_all = ["redis", "sink_port"])]
+    url: Option<String>,
+    /// With --url: the app's Redis, for INFO commandstats.
+    #[arg(long)]
+    redis: Option<String>,
+    /// With --url: the loopback port to receive the app's SMS on.
+    #[arg(long)]
+    sink_port: Option<u16>,
+    #[arg(
+        long,
+        env = "FLASHSPIN_BENCH_ADMIN_KEY",
+        default_value = "bench-admin-key"
+    )]
+    admin_key: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let target = match &args.url {
+        Some(url) => {
+            Target::existing(
+                url,
+                args.redis.as_deref().unwrap_or_default(),
+                args.sink_port.unwrap_or_default(),
+                &args.admin_key,
+            )
+            .await?
+        }
+        None => Target::start(&args.host, &args.admin_key).await?,
+    };
+    println!("Signing in {} users ...", args.users);
+    let tokens = Arc::new(target.sign_in_users(args.users).await?);
+    let limit = match args.requests {
+        Some(n) => Limit::Requests(n),
+        None => Limit::Time(Duration::from_secs(args.duration)),
+    };
+
+    let mut scenarios = vec![Scenario::Baseline];
+    scenarios.extend(
+        args.scenarios
+            .iter()
+            .copied()
+            .filter(|s| *s != Scenario::Baseline),
+    );
+    let mut results: Vec<Measured> = Vec::new();
+    for scenario in scenarios {
+        let request = prepare(&target, scenario, tokens.clone()).await?;
+        let before = target.command_stats()?;
+        let (samples, elapsed) = drive::run(
+            &target.http,
+            scenario.name(),
+            args.concurrency,
+            limit,
+            request,
+        )
+        .await;
+        let after = target.command_stats()?;
+        let measured = Measured::new(scenario.name(), samples, elapsed, before.delta(&after));
+        println!("{}", measured.one_line());
+        results.push(measured);
+    }
+
+    std::fs::create_dir_all(&args.out)?;
+    let table = report::markdown(&results, args.concurrency, args.users);
+    std::fs::write(args.out.join("results.md"), &table)?;
+    chart::render(&results, &args.out.join("results.png"))?;
+    println!(
+        "\n{table}\nWrote {} and {}",
+        args.out.join("results.md").display(),
+        args.out.join("results.png").display()
+    );
+    Ok(())
+}
+
+/// Sets up what a scenario needs and returns how to make its i-th unit of
+/// work.
+async fn prepare(
+    target: &Target,
+    scenario: Scenario,
+    tokens: Arc<Vec<String>>,
+) -> anyhow::Result<Request> {
+    let base = target.base.clone();
+    let users = tokens.len() as u64;
+    // A signed-in POST of `body` (or none) to `path` as user i.
+    let post = move |path: String, i: u64, body: Option<serde_json::Value>| -> Step {
+        let token = tokens[(i % users) as usize].clone();
+        Box::new(move |http: &reqwest::Client| {
+            let request = http.post(path).bearer_auth(token);
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        })
+    };
+    Ok(match scenario {
+        Scenario::Baseline => Arc::new(move |_| {
+            let url = format!("{base}/api/health");
+            vec![Box::new(move |http: &reqwest::Client| http.get(url)) as Step]
+        }),
+        Scenario::BuyVoucherScarce => {
+            let voucher = target.create_voucher(100).await?;
+            Arc::new(move |i| {
+                vec![post(
+                    format!("{base}/api/vouchers/{voucher}/orders"),
+                    i,
+                    None,
+                )]
+            })
+        }
+        Scenario::BuyVoucherPlenty => {
+            // Each user buys each voucher once: 200 vouchers allow
+            // 200 x users purchases before anyone is refused.
+            let mut vouchers = Vec::new();
+            for _ in 0..200 {
+                vouchers.push(target.create_voucher(1_000_000).await?);
+            }
+            Arc::new(move |i| {
+                let voucher = &vouchers[((i / users) % 200) as usize];
+                vec![post(
+                    format!("{base}/api/vouchers/{voucher}/orders"),
+                    i,
+                    None,
+                )]
+            })
+        }
+        Scenario::Lottery => {
+            let goods = target.create_goods(10_000).await?;
+            Arc::new(move |i| {
+                let body = serde_json::json!({"count": 1 + i % 5});
+                vec![post(
+                    format!("{base}/api/lottery/{goods}/shares"),
+                    i,
+                    Some(body),
+                )]
+            })
+        }
+        Scenario::Login => {
+            let sink = target.sink.clone();
+            Arc::new(move |i| {
+                let phone = format!("166{:08}", i % 100_000_000);
+                let (send_url, login_url) = (
+                    format!("{base}/api/auth/code"),
+                    format!("{base}/api/auth/login"),
+                );
+                let send_phone = phone.clone();
+                let sink = sink.clone();
+                vec![
+                    Box::new(move |http: &reqwest::Client| {
+                        http.post(send_url)
+                            .json(&serde_json::json!({"phone": send_phone}))
+                    }) as Step,
+                    // Built after the first step: the code has arrived by then.
+                    Box::new(move |http: &reqwest::Client| {
+                        let code = sink.last_code(&phone).unwrap_or_default();
+                        http.post(login_url)
+                            .json(&serde_json::json!({"phone": phone, "code": code}))
+                    }),
+                ]
+            })
+        }
+    })
+}

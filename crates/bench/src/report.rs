@@ -1,0 +1,154 @@
+//! Turning samples into figures: throughput, latency percentiles, status
+//! counts and Redis commands per request, and the markdown table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::drive::Sample;
+use crate::target::CommandStats;
+
+pub struct Measured {
+    pub name: &'static str,
+    pub units: u64,
+    pub http_requests: u64,
+    pub elapsed: Duration,
+    /// Milliseconds.
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub commands: CommandStats,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+impl Measured {
+    pub fn new(
+        name: &'static str,
+        samples: Vec<Sample>,
+        elapsed: Duration,
+        commands: CommandStats,
+    ) -> Self {
+        let mut micros: Vec<u64> = samples.iter().map(|s| s.micros).collect();
+        micros.sort_unstable();
+        let mut statuses = BTreeMap::new();
+        for s in &samples {
+            *statuses.entry(s.status).or_default() += 1;
+        }
+        Measured {
+            name,
+            units: samples.len() as u64,
+            http_requests: samples.iter().map(|s| u64::from(s.http_requests)).sum(),
+            elapsed,
+            p50: percentile(&micros, 50.0),
+            p90: percentile(&micros, 90.0),
+            p99: percentile(&micros, 99.0),
+            max: percentile(&micros, 100.0),
+            statuses,
+            commands,
+        }
+    }
+
+    /// Units of work per second (requests, or flows for login).
+    pub fn rate(&self) -> f64 {
+        self.units as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Redis commands per HTTP request: with no pipelining in Spin's Redis
+    /// API, each command is one round trip.
+    pub fn commands_per_request(&self) -> f64 {
+        self.commands.total() as f64 / self.http_requests.max(1) as f64
+    }
+
+    fn statuses_text(&self) -> String {
+        self.statuses
+            .iter()
+            .map(|(s, n)| {
+                format!(
+                    "{}: {n}",
+                    if *s == 0 {
+                        "error".to_string()
+                    } else {
+                        s.to_string()
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn commands_text(&self) -> String {
+        let per = self.http_requests.max(1) as f64;
+        self.commands
+            .0
+            .iter()
+            .map(|(c, n)| format!("{c} {:.2}", *n as f64 / per))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn one_line(&self) -> String {
+        format!(
+            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} Redis commands/request  [{}]",
+            self.name,
+            self.rate(),
+            self.p50,
+            self.p90,
+            self.p99,
+            self.max,
+            self.commands_per_request(),
+            self.statuses_text()
+        )
+    }
+}
+
+/// The results table, relative to the first row (the baseline).
+pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> String {
+    let baseline = &results[0];
+    let mut out = format!(
+        "Concurrency {concurrency}, {users} signed-in users.\n\n\
+         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | Redis commands / request | statuses |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+    );
+    for m in results {
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {} |\n",
+            m.name,
+            m.rate(),
+            100.0 * m.rate() / baseline.rate().max(1e-9),
+            m.p50,
+            m.p90,
+            m.p99,
+            m.p99 / baseline.p99.max(1e-9),
+            m.max,
+            m.commands_per_request(),
+            m.statuses_text(),
+        ));
+    }
+    out.push_str("\nRedis commands per request, by command:\n\n");
+    for m in results {
+        out.push_str(&format!("- {}: {}\n", m.name, m.commands_text()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let sorted: Vec<u64> = (1..=100).map(|ms| ms * 1000).collect();
+        assert_eq!(percentile(&sorted, 50.0), 50.0);
+        assert_eq!(percentile(&sorted, 99.0), 99.0);
+        assert_eq!(percentile(&sorted, 100.0), 100.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+}

@@ -1,0 +1,255 @@
+//! The app under test: started here (a private `redis-server`, an SMS sink
+//! and `flashspin up` with limits opened wide) or already running.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flashspin_testkit::{RedisServer, SmsSink, free_port};
+use serde_json::json;
+
+pub struct Target {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub sink: Arc<SmsSink>,
+    redis_url: String,
+    admin_key: String,
+    _redis: Option<RedisServer>,
+    app: Option<Child>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(app) = &mut self.app {
+            let _ = app.kill();
+            let _ = app.wait();
+        }
+    }
+}
+
+/// Limits high enough that the limiter runs on every request but refuses
+/// none: the benchmark measures the work, not the refusals.
+const VARIABLES: [(&str, &str); 7] = [
+    ("rate_limit_user", "1000000/1"),
+    ("rate_limit_ip", "1000000/1"),
+    ("rate_limit_global", "1000000/1"),
+    ("code_resend_secs", "1"),
+    ("code_daily_limit_per_phone", "1000000"),
+    ("code_hourly_limit_per_ip", "100000000"),
+    ("id_secret", "bench"),
+];
+
+impl Target {
+    pub async fn start(host: &Path, admin_key: &str) -> anyhow::Result<Self> {
+        if !host.exists() {
+            println!("Building {} in release mode ...", host.display());
+            let status = Command::new("cargo")
+                .args(["build", "--release", "-p", "flashspin"])
+                .status()?;
+            if !status.success() {
+                bail!("building the host failed");
+            }
+        }
+        let status = Command::new(host)
+            .arg("build")
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("building the components failed");
+        }
+        let redis = RedisServer::start();
+        let sink = Arc::new(SmsSink::start().await);
+        let port = free_port();
+        let mut cmd = Command::new(host);
+        cmd.args(["up", "--no-build", "--listen", &format!("127.0.0.1:{port}")])
+            .env("SPIN_VARIABLE_REDIS_ADDRESS", redis.url())
+            .env("SPIN_VARIABLE_SMS_WEBHOOK_ORIGIN", sink.origin())
+            .env("SPIN_VARIABLE_ADMIN_KEY", admin_key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in VARIABLES {
+            cmd.env(
+                format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+                value,
+            );
+        }
+        let app = cmd.spawn().context("cannot start the host")?;
+        let target = Target {
+            base: format!("http://127.0.0.1:{port}"),
+            http: client(),
+            sink,
+            redis_url: redis.url(),
+            admin_key: admin_key.to_string(),
+            _redis: Some(redis),
+            app: Some(app),
+        };
+        target.wait_ready().await?;
+        Ok(target)
+    }
+
+    pub async fn existing(
+        url: &str,
+        redis: &str,
+        sink_port: u16,
+        admin_key: &str,
+    ) -> anyhow::Result<Self> {
+        let sink = Arc::new(SmsSink::start_on(sink_port).await);
+        let target = Target {
+            base: url.trim_end_matches('/').to_string(),
+            http: client(),
+            sink,
+            redis_url: redis.to_string(),
+            admin_key: admin_key.to_string(),
+            _redis: None,
+            app: None,
+        };
+        target.wait_ready().await?;
+        Ok(target)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let probe = self
+                .http
+                .get(format!("{}/api/health", self.base))
+                .send()
+                .await;
+            if probe.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the app at {} did not become healthy", self.base)
+    }
+
+    /// Signs in `n` users (phones 150xxxxxxxx), 50 at a time.
+    pub async fn sign_in_users(&self, n: usize) -> anyhow::Result<Vec<String>> {
+        let mut tokens = Vec::with_capacity(n);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+            let logins = chunk.iter().map(|i| self.sign_in(format!("150{i:08}")));
+            for token in futures::future::join_all(logins).await {
+                tokens.push(token?);
+            }
+        }
+        Ok(tokens)
+    }
+
+    async fn sign_in(&self, phone: String) -> anyhow::Result<String> {
+        let sent = self
+            .http
+            .post(format!("{}/api/auth/code", self.base))
+            .json(&json!({"phone": phone}))
+            .send()
+            .await?;
+        if sent.status() != 202 {
+            bail!("send-code for {phone}: {}", sent.status());
+        }
+        let code = self.sink.last_code(&phone).context("no code arrived")?;
+        let reply: serde_json::Value = self
+            .http
+            .post(format!("{}/api/auth/login", self.base))
+            .json(&json!({"phone": phone, "code": code}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        reply["token"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("login for {phone}: {reply}"))
+    }
+
+    async fn admin(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        field: &str,
+    ) -> anyhow::Result<String> {
+        let reply: serde_json::Value = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_key)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        reply[field]["id"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{path}: {reply}"))
+    }
+
+    /// A voucher on sale now for an hour.
+    pub async fn create_voucher(&self, stock: i64) -> anyhow::Result<String> {
+        let body = json!({
+            "shop_id": "1", "title": "bench", "pay_value": 100, "actual_value": 200, "stock": stock,
+            "begin_time": "2026-01-01T00:00:00Z", "end_time": "2093-01-01T00:00:00Z",
+        });
+        self.admin("/api/admin/vouchers", body, "voucher").await
+    }
+
+    pub async fn create_goods(&self, total_shares: i64) -> anyhow::Result<String> {
+        let body = json!({"title": "bench", "total_shares": total_shares, "share_price": 100});
+        self.admin("/api/admin/lottery", body, "goods").await
+    }
+
+    /// Calls per command so far, from `INFO commandstats`.
+    pub fn command_stats(&self) -> anyhow::Result<CommandStats> {
+        let mut conn = redis::Client::open(self.redis_url.as_str())?.get_connection()?;
+        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut conn)?;
+        let mut calls = BTreeMap::new();
+        for line in info.lines() {
+            let Some((name, rest)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let n = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            calls.insert(name.to_string(), n);
+        }
+        Ok(CommandStats(calls))
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Redis command counts.
+#[derive(Debug, Clone, Default)]
+pub struct CommandStats(pub BTreeMap<String, u64>);
+
+impl CommandStats {
+    /// Commands run between `self` and `later`, without our own `INFO`.
+    pub fn delta(&self, later: &CommandStats) -> CommandStats {
+        let mut out = BTreeMap::new();
+        for (name, after) in &later.0 {
+            let before = self.0.get(name).copied().unwrap_or(0);
+            let mut n = after.saturating_sub(before);
+            if name == "info" {
+                n = n.saturating_sub(1);
+            }
+            if n > 0 {
+                out.insert(name.clone(), n);
+            }
+        }
+        CommandStats(out)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}

@@ -428,3 +428,75 @@ fn all_keys(redis: &RedisServer) -> HashSet<String> {
         .unwrap();
     keys.into_iter().collect()
 }
+
+/// Round trips per request of `component`, from the host's request log.
+fn round_trips(logs: &str, component: &str) -> Vec<u32> {
+    logs.lines()
+        .filter(|l| l.contains(&format!("-> {component} ")))
+        .filter_map(|l| l.rsplit_once("redis=")?.1.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn hot_paths_take_at_most_two_round_trips() {
+    if crate::harness::is_real_spin() {
+        return; // The count comes from flashspin's request log.
+    }
+    let shop = shop(&[]).await;
+    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let voucher = create_voucher(&shop.app, 1, -5, 3600).await;
+    assert_eq!(buy(&shop.app, &voucher, &token).await.status, 201);
+    assert_eq!(buy(&shop.app, &voucher, &token).await.status, 409);
+    let goods = shop
+        .app
+        .http
+        .post(shop.app.url("/api/admin/lottery"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"title": "g", "total_shares": 3, "share_price": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let goods = goods["goods"]["id"].as_str().unwrap().to_string();
+    // The second purchase sells the period out: the draw is in the same trip.
+    for count in [1, 2] {
+        let bought = shop
+            .app
+            .http
+            .post(shop.app.url(&format!("/api/lottery/{goods}/shares")))
+            .bearer_auth(&token)
+            .json(&json!({"count": count}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bought.status(), 201);
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            shop.app.authed(Method::GET, "/api/me", &token).await.status,
+            200
+        );
+    }
+    sign_in(&shop.app, &shop.sink, "13900000000").await;
+
+    let logs = shop.app.logs();
+    for (component, most) in [
+        ("buy-voucher", 2),
+        ("buy-lottery-shares", 2),
+        ("send-code", 1),
+        ("login", 1),
+        ("account", 1),
+    ] {
+        let trips = round_trips(&logs, component);
+        // The first use of a script on a fresh Redis costs one more trip
+        // (EVALSHA answers NOSCRIPT, then EVAL loads it); after that, never.
+        let steady = &trips[trips.len().min(1)..];
+        assert!(
+            !steady.is_empty(),
+            "{component} not in the log twice:\n{logs}"
+        );
+        assert!(steady.iter().all(|n| *n <= most), "{component}: {trips:?}");
+    }
+}

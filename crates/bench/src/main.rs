@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, default_value_t = 500)]
     users: usize,
     /// Where results.md and results.png go.
-    #[arg(long, default_value = "bench")]
+    #[arg(long, default_value = "docs/benchmarks")]
     out: PathBuf,
     /// The `flashspin` binary that serves the app (built in release mode
     /// when missing).

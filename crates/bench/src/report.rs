@@ -61,10 +61,14 @@ impl Measured {
         self.units as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    /// Redis commands per HTTP request: with no pipelining in Spin's Redis
-    /// API, each command is one round trip.
+    /// Redis commands per HTTP request, counting those run inside scripts.
     pub fn commands_per_request(&self) -> f64 {
         self.commands.total() as f64 / self.http_requests.max(1) as f64
+    }
+
+    /// Redis round trips per HTTP request (see `CommandStats::round_trips`).
+    pub fn round_trips_per_request(&self) -> f64 {
+        self.commands.round_trips() as f64 / self.http_requests.max(1) as f64
     }
 
     fn statuses_text(&self) -> String {
@@ -96,14 +100,14 @@ impl Measured {
 
     pub fn one_line(&self) -> String {
         format!(
-            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} Redis commands/request  [{}]",
+            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} round trips/request  [{}]",
             self.name,
             self.rate(),
             self.p50,
             self.p90,
             self.p99,
             self.max,
-            self.commands_per_request(),
+            self.round_trips_per_request(),
             self.statuses_text()
         )
     }
@@ -114,12 +118,12 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
     let baseline = &results[0];
     let mut out = format!(
         "Concurrency {concurrency}, {users} signed-in users.\n\n\
-         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | Redis commands / request | statuses |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | round trips / request | commands / request | statuses |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
     );
     for m in results {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {} |\n",
+            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {:.2} | {} |\n",
             m.name,
             m.rate(),
             100.0 * m.rate() / baseline.rate().max(1e-9),
@@ -128,11 +132,12 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
             m.p99,
             m.p99 / baseline.p99.max(1e-9),
             m.max,
+            m.round_trips_per_request(),
             m.commands_per_request(),
             m.statuses_text(),
         ));
     }
-    out.push_str("\nRedis commands per request, by command:\n\n");
+    out.push_str("\nRedis commands per request by command, including those inside scripts:\n\n");
     for m in results {
         out.push_str(&format!("- {}: {}\n", m.name, m.commands_text()));
     }

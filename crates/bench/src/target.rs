@@ -252,4 +252,15 @@ impl CommandStats {
     pub fn total(&self) -> u64 {
         self.0.values().sum()
     }
+
+    /// Commands sent by clients rather than by scripts. Components send only
+    /// EVALSHA and EVAL, except the baseline's PING (and, off the measured
+    /// paths, the catalogue's plain reads), so for these scenarios this is
+    /// exactly the number of round trips.
+    pub fn round_trips(&self) -> u64 {
+        ["evalsha", "eval", "ping"]
+            .iter()
+            .map(|c| self.0.get(*c).copied().unwrap_or(0))
+            .sum()
+    }
 }

@@ -4,9 +4,19 @@
 use std::io::Write;
 use std::time::Duration;
 
-pub fn request(method: &str, path: &str, component: &str, status: u16, elapsed: Duration) {
+/// `POST /api/vouchers/1/orders -> buy-voucher 201 3.2ms redis=2`: redis is
+/// the number of Redis commands (round trips) the component had sent when
+/// its response began.
+pub fn request(
+    method: &str,
+    path: &str,
+    component: &str,
+    status: u16,
+    elapsed: Duration,
+    redis: u32,
+) {
     println!(
-        "{method} {path} -> {component} {status} {:.1}ms",
+        "{method} {path} -> {component} {status} {:.1}ms redis={redis}",
         elapsed.as_secs_f64() * 1000.0
     );
 }

@@ -105,13 +105,14 @@ impl Server {
         }
         let Some(route) = self.app.router.route(&path) else {
             let response = status_only(StatusCode::NOT_FOUND);
-            crate::log::request(&method, &path, "-", 404, started.elapsed());
+            crate::log::request(&method, &path, "-", 404, started.elapsed(), 0);
             return response;
         };
         let id = route.target.component.as_str();
         let component = &self.app.components[id];
+        let redis_commands = Arc::default();
         let response = match self.prepare(req, &route, client) {
-            Ok(req) => self.run(component, req).await,
+            Ok(req) => self.run(component, req, Arc::clone(&redis_commands)).await,
             Err(e) => {
                 eprintln!("[{id}] bad request: {e}");
                 status_only(StatusCode::BAD_REQUEST)
@@ -123,6 +124,7 @@ impl Server {
             id,
             response.status().as_u16(),
             started.elapsed(),
+            redis_commands.load(std::sync::atomic::Ordering::Relaxed),
         );
         response
     }
@@ -176,14 +178,14 @@ impl Server {
         &self,
         component: &LoadedComponent,
         req: Request<Incoming>,
+        redis_commands: Arc<std::sync::atomic::AtomicU32>,
     ) -> Response<HyperOutgoingBody> {
         let Ok(permit) = self.instances.clone().acquire_owned().await else {
             return status_only(StatusCode::SERVICE_UNAVAILABLE);
         };
-        let mut store = Store::new(
-            &self.app.engine,
-            RequestState::new(component.context.clone()),
-        );
+        let mut state = RequestState::new(component.context.clone());
+        state.redis_commands = redis_commands;
+        let mut store = Store::new(&self.app.engine, state);
         store.set_epoch_deadline(self.guest_ticks);
         store.epoch_deadline_trap();
         let (sender, receiver) = oneshot::channel();

@@ -32,6 +32,9 @@ pub struct RequestState {
     http: WasiHttpCtx,
     http_hooks: OutboundHttp,
     pub redis_connections: usize,
+    /// Redis commands the guest has sent (each one is a round trip), shared
+    /// with the server for the request's log line.
+    pub redis_commands: Arc<std::sync::atomic::AtomicU32>,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
 }
@@ -52,6 +55,7 @@ impl RequestState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             redis_connections: 0,
+            redis_commands: Default::default(),
             stdout,
             stderr,
         }

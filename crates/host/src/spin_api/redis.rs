@@ -46,6 +46,8 @@ impl RequestState {
         cmd: redis::Cmd,
     ) -> HostResult<T> {
         let mut conn = self.connection(res)?;
+        self.redis_commands
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(cmd.query_async::<T>(&mut conn).await.map_err(to_wit_error))
     }
 }

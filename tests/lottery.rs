@@ -8,22 +8,11 @@ use flashspin_core::lottery::{commitment_of, next_digest, winning_code};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{App, AppConfig, RedisServer, Reply, SmsSink, app_manifest};
+use crate::harness::{ADMIN_KEY, App, RedisServer, Reply, SmsSink, loose_config};
 use crate::login::sign_in;
 
-const ADMIN_KEY: &str = "test-admin-key";
-
 async fn lottery_app(redis: &RedisServer, sink: &SmsSink) -> App {
-    AppConfig::new(app_manifest())
-        .var("redis_address", redis.url())
-        .var("sms_webhook_origin", sink.origin())
-        .var("admin_key", ADMIN_KEY)
-        .var("rate_limit_user", "1000/1")
-        .var("rate_limit_ip", "100000/1")
-        .var("rate_limit_global", "100000/1")
-        .var("code_hourly_limit_per_ip", "100000")
-        .start()
-        .await
+    loose_config(redis, sink).start().await
 }
 
 async fn create_goods(app: &App, body: Value) -> Value {

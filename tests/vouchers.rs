@@ -8,10 +8,10 @@ use flashspin_core::time::format_rfc3339;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{App, AppConfig, RedisServer, Reply, SmsSink, app_manifest};
+use crate::harness::{
+    ADMIN_KEY, App, AppConfig, RedisServer, Reply, SmsSink, app_manifest, loose_config,
+};
 use crate::login::sign_in;
-
-const ADMIN_KEY: &str = "test-admin-key";
 
 struct Shop {
     redis: RedisServer,
@@ -23,14 +23,7 @@ struct Shop {
 async fn shop(extra: &[(&str, &str)]) -> Shop {
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
-    let mut config = AppConfig::new(app_manifest())
-        .var("redis_address", redis.url())
-        .var("sms_webhook_origin", sink.origin())
-        .var("admin_key", ADMIN_KEY)
-        .var("rate_limit_user", "1000/1")
-        .var("rate_limit_ip", "100000/1")
-        .var("rate_limit_global", "100000/1")
-        .var("code_hourly_limit_per_ip", "100000");
+    let mut config = loose_config(&redis, &sink);
     for (name, value) in extra {
         config = config.var(name, *value);
     }

@@ -180,6 +180,22 @@ impl AppConfig {
     }
 }
 
+/// The admin key of [`loose_config`] apps.
+pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// The app with an SMS sink, an admin key, and limits loose enough for
+/// many users buying at once.
+pub fn loose_config(redis: &RedisServer, sink: &SmsSink) -> AppConfig {
+    AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .var("sms_webhook_origin", sink.origin())
+        .var("admin_key", ADMIN_KEY)
+        .var("rate_limit_user", "1000/1")
+        .var("rate_limit_ip", "100000/1")
+        .var("rate_limit_global", "100000/1")
+        .var("code_hourly_limit_per_ip", "100000")
+}
+
 impl App {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

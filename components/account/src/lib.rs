@@ -9,7 +9,7 @@ use flashspin_core::lottery;
 use flashspin_core::voucher;
 use flashspin_spin::gate::enter;
 use flashspin_spin::http::{
-    add_ratelimit_headers, clear_session_cookie, json, no_content, respond, user_json,
+    add_ratelimit_headers, clear_session_cookie, json, no_content, serve, user_json,
 };
 use flashspin_spin::request::ApiRequest;
 use serde_json::json;
@@ -22,11 +22,10 @@ fn invalid(message: &str) -> ApiError {
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
-    respond(run(req).await)
+    serve(req, run).await
 }
 
-async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
-    let req = ApiRequest::read(req).await?;
+async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     match req.header("spin-component-route").unwrap_or_default() {
         "/api/auth/logout" => {
             req.expect_method("POST")?;

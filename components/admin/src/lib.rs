@@ -9,7 +9,7 @@ use flashspin_core::gate::Access;
 use flashspin_core::lottery::{self, NewGoods};
 use flashspin_core::voucher::{self, NewVoucher};
 use flashspin_spin::gate::enter;
-use flashspin_spin::http::{add_ratelimit_headers, json, respond};
+use flashspin_spin::http::{add_ratelimit_headers, json, serve};
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
@@ -18,11 +18,10 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
-    respond(run(req).await)
+    serve(req, run).await
 }
 
-async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
-    let req = ApiRequest::read(req).await?;
+async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     req.expect_method("POST")?;
     // Limits first, so guessing the key is slowed down like anything else.
     let (mut redis, passed) = enter(&req, "admin", Access::Public)?;

@@ -10,7 +10,7 @@ use flashspin_core::gate::{Access, Note};
 use flashspin_core::ids::{IdKey, OrderId};
 use flashspin_core::lottery::{self, IdempotencyKey};
 use flashspin_spin::gate::enter_with;
-use flashspin_spin::http::{add_ratelimit_headers, error, json, respond};
+use flashspin_spin::http::{add_ratelimit_headers, error, json, serve};
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
@@ -19,11 +19,10 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
-    respond(run(req).await)
+    serve(req, run).await
 }
 
-async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
-    let req = ApiRequest::read(req).await?;
+async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     req.expect_method("POST")?;
     let goods_id = req
         .path_param("goods-id")

@@ -8,7 +8,7 @@ use flashspin_core::gate::{Access, Note};
 use flashspin_core::ids::{IdKey, OrderId};
 use flashspin_core::voucher::{self, VoucherId};
 use flashspin_spin::gate::enter_with;
-use flashspin_spin::http::{add_ratelimit_headers, json, respond};
+use flashspin_spin::http::{add_ratelimit_headers, json, serve};
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
@@ -17,11 +17,10 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
-    respond(run(req).await)
+    serve(req, run).await
 }
 
-async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
-    let req = ApiRequest::read(req).await?;
+async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     req.expect_method("POST")?;
     let id = VoucherId::parse(req.path_param("id").unwrap_or_default())?;
     let member = id.0.to_string();

@@ -8,7 +8,7 @@ use flashspin_core::gate::{Access, Passed};
 use flashspin_core::lottery;
 use flashspin_core::voucher::{self, VoucherId};
 use flashspin_spin::gate::enter;
-use flashspin_spin::http::{add_ratelimit_headers, json, respond};
+use flashspin_spin::http::{add_ratelimit_headers, json, serve};
 use flashspin_spin::redis::SpinRedis;
 use flashspin_spin::request::ApiRequest;
 use serde_json::{Value, json};
@@ -20,11 +20,10 @@ const PAGE: usize = 50;
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
-    respond(run(req).await)
+    serve(req, run).await
 }
 
-async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
-    let req = ApiRequest::read(req).await?;
+async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     req.expect_method("GET")?;
     let route = req
         .header("spin-component-route")

@@ -6,7 +6,7 @@ use flashspin_core::config::{RateLimits, trust_forwarded_for};
 use flashspin_core::login::{CodeSettings, login};
 use flashspin_core::phone::Phone;
 use flashspin_core::session::SessionSettings;
-use flashspin_spin::http::{add_ratelimit_headers, json, respond, session_cookie, user_json};
+use flashspin_spin::http::{add_ratelimit_headers, json, serve, session_cookie, user_json};
 use flashspin_spin::redis::SpinRedis;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::variables::SpinVariables;
@@ -16,11 +16,10 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
-    respond(run(req).await)
+    serve(req, run).await
 }
 
-async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
-    let req = ApiRequest::read(req).await?;
+async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     req.expect_method("POST")?;
     let mut body = req.json()?;
     let phone = body.string("phone")?;

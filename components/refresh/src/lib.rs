@@ -6,7 +6,7 @@ use flashspin_core::ApiError;
 use flashspin_core::gate::Access;
 use flashspin_core::session::SessionSettings;
 use flashspin_spin::gate::enter;
-use flashspin_spin::http::{add_ratelimit_headers, json, respond, session_cookie, user_json};
+use flashspin_spin::http::{add_ratelimit_headers, json, serve, session_cookie, user_json};
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
@@ -15,11 +15,10 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
-    respond(run(req).await)
+    serve(req, run).await
 }
 
-async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
-    let req = ApiRequest::read(req).await?;
+async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     req.expect_method("POST")?;
     let (_redis, passed) = enter(&req, "refresh", Access::User)?;
     let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;

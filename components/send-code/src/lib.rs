@@ -5,7 +5,7 @@ use flashspin_core::ApiError;
 use flashspin_core::config::{RateLimits, trust_forwarded_for};
 use flashspin_core::login::{CodeSettings, send_code, withdraw_code};
 use flashspin_core::phone::Phone;
-use flashspin_spin::http::{add_ratelimit_headers, json, respond};
+use flashspin_spin::http::{add_ratelimit_headers, json, serve};
 use flashspin_spin::redis::SpinRedis;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::sms::SmsSender;
@@ -16,11 +16,10 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
-    respond(run(req).await)
+    serve(req, run).await
 }
 
-async fn run(req: IncomingRequest) -> Result<Response, ApiError> {
-    let req = ApiRequest::read(req).await?;
+async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     req.expect_method("POST")?;
     let mut body = req.json()?;
     let phone = body.string("phone")?;

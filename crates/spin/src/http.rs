@@ -7,7 +7,9 @@ use flashspin_core::ApiError;
 use flashspin_core::ratelimit::Verdict;
 use serde::Serialize;
 use serde_json::json;
-use spin_sdk::http::Response;
+use spin_sdk::http::{IncomingRequest, Response};
+
+use crate::request::ApiRequest;
 
 const JSON: &str = "application/json; charset=utf-8";
 
@@ -59,8 +61,16 @@ pub fn add_ratelimit_headers(response: &mut Response, verdict: &Verdict) {
     }
 }
 
-/// Turns a handler's outcome into the response.
-pub fn respond(outcome: Result<Response, ApiError>) -> Response {
+/// A component's whole request cycle: reads the request (with the 16 KiB
+/// body cap), runs `handler`, and answers with its response or its error.
+pub async fn serve(
+    req: IncomingRequest,
+    handler: impl AsyncFnOnce(ApiRequest) -> Result<Response, ApiError>,
+) -> Response {
+    let outcome = match ApiRequest::read(req).await {
+        Ok(req) => handler(req).await,
+        Err(e) => Err(e),
+    };
     outcome.unwrap_or_else(|e| error(&e))
 }
 

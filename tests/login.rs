@@ -14,6 +14,7 @@ fn config(redis: &RedisServer, sink: &SmsSink) -> AppConfig {
     AppConfig::new(app_manifest())
         .var("redis_address", redis.url())
         .var("sms_webhook_origin", sink.origin())
+        .var("code_secret", "test-code-secret")
 }
 
 async fn send_code(app: &App, phone: &str) -> Reply {

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::client_ip::ClientIp;
@@ -52,14 +53,16 @@ impl LoginCode {
         &self.0
     }
 
-    /// What Redis stores and compares: SHA-256 of phone and code, so the
-    /// code itself appears nowhere in Redis.
-    fn digest(&self, phone: &Phone) -> String {
-        let mut h = Sha256::new();
-        h.update(phone.as_str().as_bytes());
-        h.update(b":");
-        h.update(self.0.as_bytes());
-        hex(&h.finalize())
+    /// What Redis stores and compares: HMAC-SHA256 of phone and code under
+    /// the `code_secret` key. With only a million possible codes a plain
+    /// hash could be reversed by anyone who can read Redis; without the key
+    /// it cannot.
+    fn digest(&self, phone: &Phone, key: &[u8; 32]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(phone.as_str().as_bytes());
+        mac.update(b":");
+        mac.update(self.0.as_bytes());
+        hex(&mac.finalize().into_bytes())
     }
 }
 
@@ -78,6 +81,8 @@ pub struct CodeSettings {
     pub max_attempts: u32,
     pub daily_per_phone: u32,
     pub hourly_per_ip: u32,
+    /// The key code digests are made with, from the `code_secret` variable.
+    pub key: [u8; 32],
 }
 
 impl CodeSettings {
@@ -88,6 +93,7 @@ impl CodeSettings {
             max_attempts: read(vars, "code_max_attempts", "5")?,
             daily_per_phone: read(vars, "code_daily_limit_per_phone", "10")?,
             hourly_per_ip: read(vars, "code_hourly_limit_per_ip", "30")?,
+            key: code_key(&read::<String>(vars, "code_secret", "")?),
         };
         let zero = [
             ("code_ttl_secs", settings.ttl_secs),
@@ -105,6 +111,11 @@ impl CodeSettings {
             None => Ok(settings),
         }
     }
+}
+
+/// The digest key for a `code_secret` (any length, hashed to 32 bytes).
+pub fn code_key(secret: &str) -> [u8; 32] {
+    Sha256::digest(format!("flashspin login codes:{secret}").as_bytes()).into()
 }
 
 /// How long a phone stays locked after too many wrong codes, unless a new
@@ -167,7 +178,7 @@ pub fn send_code(
     let lock_key = keys::login_lock(p);
     let mut key_list = vec![code_key.as_str(), gap_key.as_str(), lock_key.as_str()];
     key_list.extend(all.iter().map(|l| l.key.as_str()));
-    let digest = code.digest(phone);
+    let digest = code.digest(phone, &settings.key);
     let mut args = vec![
         Arg::from(digest.as_str()),
         Arg::Int(i64::from(settings.ttl_secs) * 1000),
@@ -221,7 +232,7 @@ pub fn login(
 ) -> Result<SignedIn, ApiError> {
     // A malformed code is checked like a wrong one, so it counts as an attempt.
     let digest = match LoginCode::parse(code) {
-        Some(code) => code.digest(phone),
+        Some(code) => code.digest(phone, &settings.key),
         None => String::from("-"),
     };
     let token = SessionToken::generate();
@@ -329,8 +340,15 @@ mod tests {
     #[test]
     fn the_digest_hides_the_code_and_depends_on_the_phone() {
         let code = LoginCode::parse("123456").unwrap();
-        let a = code.digest(&Phone::parse("13812345678").unwrap());
-        let b = code.digest(&Phone::parse("13912345678").unwrap());
+        let key = code_key("k");
+        let phone = Phone::parse("13812345678").unwrap();
+        let a = code.digest(&phone, &key);
+        let b = code.digest(&Phone::parse("13912345678").unwrap(), &key);
+        assert_ne!(
+            a,
+            code.digest(&phone, &code_key("other")),
+            "the key matters"
+        );
         assert_ne!(a, b);
         assert!(!a.contains("123456"));
         assert!(!format!("{code:?}").contains("123456"));

@@ -19,6 +19,7 @@ const SETTINGS: CodeSettings = CodeSettings {
     max_attempts: 5,
     daily_per_phone: 10,
     hourly_per_ip: 30,
+    key: [7; 32],
 };
 
 const SESSION: SessionSettings = SessionSettings {

@@ -248,7 +248,7 @@ async fn daily_per_phone_and_hourly_per_ip_caps() {
         capped
             .header("ratelimit-policy")
             .unwrap()
-            .contains("q=2;w=86400")
+            .contains("\"phone-day\";q=2;w=86400")
     );
 
     // Two codes from this IP so far; two more phones reach the hourly cap.

@@ -7,7 +7,7 @@ use crate::client_ip::ClientIp;
 use crate::config::RateLimits;
 use crate::error::ApiError;
 use crate::keys;
-use crate::ratelimit::{Limit, LimitState, Scope, Verdict};
+use crate::ratelimit::{Limit, Verdict};
 use crate::redis::{Arg, Redis};
 use crate::script::{ReplyReader, script};
 use crate::session::{SessionSettings, SessionToken};
@@ -151,11 +151,4 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         unix_secs,
         sequence,
     })
-}
-
-impl Passed {
-    /// The state of the limit of `scope`, if it applied.
-    pub fn limit(&self, scope: Scope) -> Option<&LimitState> {
-        self.verdict.states.iter().find(|s| s.scope == scope)
-    }
 }

@@ -160,13 +160,13 @@ pub fn send_code(
     let code = LoginCode::generate();
     let p = phone.as_str();
     let mut all = vec![Limit {
-        scope: Scope::User,
+        scope: Scope::PhoneDay,
         key: keys::rate_limit(SEND_CODE_ENDPOINT, &format!("phone-day:{p}")),
         rate: Rate::new(settings.daily_per_phone, 86_400).expect("checked non-zero"),
     }];
     if let Some(ip) = ip {
         all.push(Limit {
-            scope: Scope::Ip,
+            scope: Scope::IpHour,
             key: keys::rate_limit(SEND_CODE_ENDPOINT, &format!("ip-hour:{}", ip.limit_key())),
             rate: Rate::new(settings.hourly_per_ip, 3_600).expect("checked non-zero"),
         });

@@ -72,6 +72,10 @@ pub enum Scope {
     User,
     Ip,
     Global,
+    /// Login codes per phone per day.
+    PhoneDay,
+    /// Login codes per client IP per hour.
+    IpHour,
 }
 
 impl Scope {
@@ -80,6 +84,8 @@ impl Scope {
             Scope::User => "user",
             Scope::Ip => "ip",
             Scope::Global => "global",
+            Scope::PhoneDay => "phone-day",
+            Scope::IpHour => "ip-hour",
         }
     }
 }

@@ -31,14 +31,16 @@ pub struct Sample {
     pub http_requests: u32,
 }
 
+/// Runs units `first`, `first + 1`, ... of `request` until `limit` is spent.
 pub async fn run(
     http: &reqwest::Client,
     name: &str,
     concurrency: usize,
     limit: Limit,
     request: Request,
+    first: u64,
 ) -> (Vec<Sample>, Duration) {
-    let next = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(first));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let bar = match limit {
@@ -79,7 +81,7 @@ pub async fn run(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let over = match limit {
                         Limit::Time(d) => started.elapsed() >= d,
-                        Limit::Requests(n) => i >= n,
+                        Limit::Requests(n) => i - first >= n,
                     };
                     if over {
                         break;

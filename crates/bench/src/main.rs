@@ -17,7 +17,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::drive::{Limit, Request, Step};
 use crate::report::Measured;
-use crate::target::Target;
+use crate::target::{CommandStats, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -53,12 +53,19 @@ struct Args {
         Scenario::BuyVoucherScarce, Scenario::BuyVoucherPlenty, Scenario::Lottery, Scenario::Login,
     ])]
     scenarios: Vec<Scenario>,
-    /// Seconds per scenario.
+    /// Seconds per scenario (split over the rounds).
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Stop each scenario after this many requests instead of a time.
+    /// Stop each scenario after this many requests instead of a time
+    /// (split over the rounds).
     #[arg(long)]
     requests: Option<u64>,
+    /// Runs every scenario this many times in turn, each for its share of
+    /// the time, and adds the slices up. Interleaving keeps a slow spell of
+    /// a shared machine from landing on one scenario only, so the ratios to
+    /// the baseline stay comparable.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
@@ -108,9 +115,10 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("Signing in {} users ...", args.users);
     let tokens = Arc::new(target.sign_in_users(args.users).await?);
+    let rounds = args.rounds.max(1);
     let limit = match args.requests {
-        Some(n) => Limit::Requests(n),
-        None => Limit::Time(Duration::from_secs(args.duration)),
+        Some(n) => Limit::Requests(n.div_ceil(u64::from(rounds))),
+        None => Limit::Time(Duration::from_secs(args.duration) / rounds),
     };
 
     let mut scenarios = vec![Scenario::Baseline];
@@ -120,22 +128,43 @@ async fn main() -> anyhow::Result<()> {
             .copied()
             .filter(|s| *s != Scenario::Baseline),
     );
-    let mut results: Vec<Measured> = Vec::new();
-    for scenario in scenarios {
-        let request = prepare(&target, scenario, tokens.clone()).await?;
-        let before = target.command_stats()?;
-        let (samples, elapsed) = drive::run(
-            &target.http,
-            scenario.name(),
-            args.concurrency,
-            limit,
-            request,
-        )
-        .await;
-        let after = target.command_stats()?;
-        let measured = Measured::new(scenario.name(), samples, elapsed, before.delta(&after));
+    let mut runs = Vec::new();
+    for &scenario in &scenarios {
+        runs.push(Run {
+            scenario,
+            request: prepare(&target, scenario, tokens.clone()).await?,
+            samples: Vec::new(),
+            elapsed: Duration::ZERO,
+            commands: CommandStats::default(),
+        });
+    }
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("Round {round} of {rounds}");
+        }
+        for run in &mut runs {
+            let before = target.command_stats()?;
+            let (samples, elapsed) = drive::run(
+                &target.http,
+                run.scenario.name(),
+                args.concurrency,
+                limit,
+                run.request.clone(),
+                run.samples.len() as u64,
+            )
+            .await;
+            let after = target.command_stats()?;
+            run.samples.extend(samples);
+            run.elapsed += elapsed;
+            run.commands.add(&before.delta(&after));
+        }
+    }
+    let results: Vec<Measured> = runs
+        .into_iter()
+        .map(|run| Measured::new(run.scenario.name(), run.samples, run.elapsed, run.commands))
+        .collect();
+    for measured in &results {
         println!("{}", measured.one_line());
-        results.push(measured);
     }
 
     std::fs::create_dir_all(&args.out)?;
@@ -148,6 +177,15 @@ async fn main() -> anyhow::Result<()> {
         args.out.join("results.png").display()
     );
     Ok(())
+}
+
+/// A scenario's slices so far.
+struct Run {
+    scenario: Scenario,
+    request: Request,
+    samples: Vec<drive::Sample>,
+    elapsed: Duration,
+    commands: CommandStats,
 }
 
 /// Sets up what a scenario needs and returns how to make its i-th unit of

@@ -233,6 +233,13 @@ fn client() -> reqwest::Client {
 pub struct CommandStats(pub BTreeMap<String, u64>);
 
 impl CommandStats {
+    /// Adds the counts of `other` (another slice of the same scenario).
+    pub fn add(&mut self, other: &CommandStats) {
+        for (name, n) in &other.0 {
+            *self.0.entry(name.clone()).or_default() += n;
+        }
+    }
+
     /// Commands run between `self` and `later`, without our own `INFO`.
     pub fn delta(&self, later: &CommandStats) -> CommandStats {
         let mut out = BTreeMap::new();

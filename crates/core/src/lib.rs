@@ -20,6 +20,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod script;
 pub mod session;
+pub mod sha1;
 pub mod time;
 pub mod voucher;
 

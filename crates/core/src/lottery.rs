@@ -118,18 +118,14 @@ pub fn commitment_of(seed: &str) -> String {
 
 /// The draw, as anyone can recompute it from a period's `calculation`.
 pub fn winning_code(seed: &str, purchases_digest: &str, total_shares: u64, code_base: u64) -> u64 {
-    let h = sha1_smol::Sha1::from(format!("{seed}:{purchases_digest}"))
-        .digest()
-        .to_string();
+    let h = crate::sha1::hex_string(format!("{seed}:{purchases_digest}").as_bytes());
     let first = u64::from_str_radix(&h[..12], 16).expect("hex digits");
     code_base + 1 + first % total_shares
 }
 
 /// The next link of a period's purchase digest.
 pub fn next_digest(digest: &str, record: &str) -> String {
-    sha1_smol::Sha1::from(format!("{digest}|{record}"))
-        .digest()
-        .to_string()
+    crate::sha1::hex_string(format!("{digest}|{record}").as_bytes())
 }
 
 /// An `idempotency-key`: 1 to 64 visible ASCII characters.

@@ -5,24 +5,30 @@
 
 use crate::redis::{Arg, Redis, RedisError, Reply};
 
-/// A Lua script and its SHA-1, the name Redis caches it under.
+/// A Lua script and its SHA-1, the name Redis caches it under (computed
+/// when the crate is compiled).
 pub struct Script {
     pub name: &'static str,
     source: &'static str,
-    sha1: String,
+    sha1: [u8; 40],
 }
 
 impl Script {
-    pub fn new(name: &'static str, source: &'static str) -> Self {
+    pub const fn new(name: &'static str, source: &'static str) -> Self {
         Self {
             name,
             source,
-            sha1: sha1_smol::Sha1::from(source).digest().to_string(),
+            sha1: crate::sha1::hex_digest(source.as_bytes()),
         }
     }
 
     pub fn source(&self) -> &'static str {
         self.source
+    }
+
+    /// The hex SHA-1 `EVALSHA` names the script by.
+    pub fn sha1(&self) -> &[u8] {
+        &self.sha1
     }
 
     /// Runs the script with `keys` and `args`.
@@ -33,7 +39,7 @@ impl Script {
         args: &[Arg<'_>],
     ) -> Result<Vec<Reply>, RedisError> {
         let mut full: Vec<Arg<'_>> = Vec::with_capacity(2 + keys.len() + args.len());
-        full.push(Arg::from(self.sha1.as_str()));
+        full.push(Arg::Bytes(&self.sha1));
         full.push(Arg::Int(keys.len() as i64));
         full.extend(keys.iter().map(|k| Arg::from(*k)));
         full.extend_from_slice(args);
@@ -57,16 +63,13 @@ fn is_noscript(message: &str) -> bool {
 }
 
 /// Declares a script made of files in `scripts/`, joined in order (shared
-/// Lua such as `gcra.lua` comes first); hashed on first use.
+/// Lua such as `gcra.lua` comes first).
 macro_rules! script {
     ($name:ident, $label:literal, [$($file:literal),+]) => {
-        pub static $name: std::sync::LazyLock<$crate::script::Script> =
-            std::sync::LazyLock::new(|| {
-                $crate::script::Script::new(
-                    $label,
-                    concat!($(include_str!(concat!("scripts/", $file)), "\n"),+),
-                )
-            });
+        pub static $name: $crate::script::Script = $crate::script::Script::new(
+            $label,
+            concat!($(include_str!(concat!("scripts/", $file)), "\n"),+),
+        );
     };
 }
 pub(crate) use script;

@@ -103,6 +103,56 @@ fn users_are_created_once_per_phone() {
 }
 
 #[test]
+fn the_gate_reads_the_profile_from_the_session_or_else_the_user() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let (token, id) = sign_in(&mut redis, &phone(3));
+    let mut conn = server.conn();
+    let session = token.redis_key();
+    let stored: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&session)
+        .arg("uid")
+        .arg("phone")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        stored,
+        vec![Some(id.to_string()), Some("13800000003".to_string())]
+    );
+    let expected = gate(
+        &mut redis,
+        "account",
+        Access::User,
+        Some(&token),
+        limits("1/5"),
+    )
+    .unwrap()
+    .user
+    .unwrap();
+    assert_eq!((expected.id, expected.phone.as_str()), (id, "13800000003"));
+    assert!(!expected.nickname.is_empty());
+
+    // A session written before sessions carried the profile.
+    redis::cmd("HDEL")
+        .arg(&session)
+        .arg("phone")
+        .arg("nickname")
+        .exec(&mut conn)
+        .unwrap();
+    let user = gate(
+        &mut redis,
+        "account",
+        Access::User,
+        Some(&token),
+        limits("1/5"),
+    )
+    .unwrap()
+    .user
+    .unwrap();
+    assert_eq!(user, expected);
+}
+
+#[test]
 fn concurrent_logins_with_one_code_open_exactly_one_session() {
     let server = RedisServer::start();
     let mut redis = server.native();

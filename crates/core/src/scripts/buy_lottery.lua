@@ -45,8 +45,9 @@ local total, base = tonumber(info[1]), tonumber(info[2])
 local max_periods, period = tonumber(info[3]), tonumber(info[4])
 local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #'info')
 
-local function codes_of(period_no, start, count)
-  local seed = redis.call('HGET', prefix .. 'p:' .. period_no, 'seed')
+-- `seed` is the period's when the caller has read it already, else nil.
+local function codes_of(period_no, start, count, seed)
+  seed = seed or redis.call('HGET', prefix .. 'p:' .. period_no, 'seed')
   local p = perm_new(seed, total)
   local codes = {}
   for i = 0, count - 1 do
@@ -55,12 +56,12 @@ local function codes_of(period_no, start, count)
   return codes
 end
 
-local function answer(record, sold_out, requested)
+local function answer(record, sold_out, requested, seed)
   -- record: "period|pid|start|count|ms"
   local f = {}
   for part in string.gmatch(record, '[^|]+') do f[#f + 1] = part end
   local reply = { 1, f[2], tonumber(f[1]), tonumber(f[4]), sold_out, tonumber(f[5]), requested }
-  for _, c in ipairs(codes_of(f[1], tonumber(f[3]), tonumber(f[4]))) do
+  for _, c in ipairs(codes_of(f[1], tonumber(f[3]), tonumber(f[4]), seed)) do
     reply[#reply + 1] = c
   end
   return reply
@@ -85,23 +86,23 @@ end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local pkey = prefix .. 'p:' .. period
-local sold = tonumber(redis.call('HGET', pkey, 'sold'))
+-- One read and one write of the period hash (each redis.call costs).
+local current = redis.call('HMGET', pkey, 'sold', 'digest', 'seed')
+local sold, seed = tonumber(current[1]), current[3]
 local allocated = math.min(tonumber(ARGV[2]), total - sold)
 local start = sold
-redis.call('HSET', pkey, 'sold', sold + allocated)
-
 local record = ARGV[3] .. '|' .. ARGV[1] .. '|' .. start .. '|' .. allocated .. '|' .. now_ms
+local digest = redis.sha1hex(current[2] .. '|' .. record)
+redis.call('HSET', pkey, 'sold', sold + allocated, 'digest', digest)
+
 redis.call('ZADD', pkey .. ':purchases', start, record)
 redis.call('SADD', pkey .. ':users', ARGV[1])
 local mine = period .. '|' .. ARGV[3] .. '|' .. start .. '|' .. allocated .. '|' .. now_ms
 redis.call('RPUSH', prefix .. 'u:' .. ARGV[1], mine)
-local digest = redis.sha1hex(redis.call('HGET', pkey, 'digest') .. '|' .. record)
-redis.call('HSET', pkey, 'digest', digest)
 
 local sold_out = 0
 if sold + allocated == total then
   sold_out = 1
-  local seed = redis.call('HGET', pkey, 'seed')
   local h = redis.sha1hex(seed .. ':' .. digest)
   local offset = tonumber(string.sub(h, 1, 12), 16) % total
   local winning_code = base + 1 + offset
@@ -127,4 +128,4 @@ if ARGV[4] == '1' then
   redis.call('HSET', KEYS[2], 'record', mine, 'sold_out', sold_out, 'requested', ARGV[2])
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end
-return answer(mine, sold_out, tonumber(ARGV[2]))
+return answer(mine, sold_out, tonumber(ARGV[2]), seed)

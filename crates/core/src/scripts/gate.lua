@@ -27,16 +27,17 @@
 -- as "where to look", never as the record. The sequence key
 -- {gate}:order-seq:<day> expires two days after its day.
 --
--- Sessions are hashes {uid, created (ms)}; users are {gate}:user:<id>
--- hashes {phone, nickname}. The per-user limit only counts signed-in users;
--- the other limits count every request, signed in or not.
+-- Sessions are hashes {uid, created (ms), phone, nickname}; users are
+-- {gate}:user:<id> hashes {phone, nickname, created}. The per-user limit
+-- only counts signed-in users; the other limits count every request,
+-- signed in or not.
 
 local now = now_us()
 local now_ms = math.floor(now / 1000)
 
 local uid, phone, nickname = 0, '', ''
 if ARGV[1] == '1' then
-  local session = redis.call('HMGET', KEYS[1], 'uid', 'created')
+  local session = redis.call('HMGET', KEYS[1], 'uid', 'created', 'phone', 'nickname')
   if session[1] then
     local created = tonumber(session[2]) or 0
     local max_left = created + tonumber(ARGV[3]) - now_ms
@@ -45,8 +46,13 @@ if ARGV[1] == '1' then
     else
       redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[2]), max_left))
       uid = tonumber(session[1])
-      local user = redis.call('HMGET', '{gate}:user:' .. session[1], 'phone', 'nickname')
-      phone, nickname = user[1] or '', user[2] or ''
+      if session[3] then
+        phone, nickname = session[3], session[4] or ''
+      else
+        -- A session opened before sessions carried the profile.
+        local user = redis.call('HMGET', '{gate}:user:' .. session[1], 'phone', 'nickname')
+        phone, nickname = user[1] or '', user[2] or ''
+      end
     end
   end
 end

@@ -23,9 +23,15 @@ local function gcra_check(now, limits)
   local retry_after = 0
   local new_tats = {}
   local states = {}
+  -- One MGET for every key: each redis.call has a fixed cost.
+  local keys = {}
+  for i, limit in ipairs(limits) do
+    keys[i] = limit.key
+  end
+  local stored = #keys > 0 and redis.call('MGET', unpack(keys)) or {}
   for i, limit in ipairs(limits) do
     local interval = math.max(1, math.floor(limit.window_us / limit.quota))
-    local tat = tonumber(redis.call('GET', limit.key)) or now
+    local tat = tonumber(stored[i]) or now
     if tat < now then tat = now end
     local new_tat = tat + interval
     if new_tat - now > limit.window_us then

@@ -73,6 +73,8 @@ else
   redis.call('SET', KEYS[3], uid)
   redis.call('HSET', '{gate}:user:' .. uid, 'phone', ARGV[4], 'nickname', nickname, 'created', now_ms)
 end
-redis.call('HSET', KEYS[5], 'uid', uid, 'created', now_ms)
+-- The session carries the (immutable) phone and nickname, so the gate
+-- needs no second read to know who is calling.
+redis.call('HSET', KEYS[5], 'uid', uid, 'created', now_ms, 'phone', ARGV[4], 'nickname', nickname)
 redis.call('PEXPIRE', KEYS[5], ARGV[6])
 return reply(1, 0, tonumber(uid), nickname, states)

@@ -9,4 +9,5 @@ mod host;
 mod login;
 mod lottery;
 mod ratelimit;
+mod size;
 mod vouchers;

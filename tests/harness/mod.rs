@@ -73,6 +73,23 @@ fn build_once(manifest: &Path) {
     built.push(manifest.to_path_buf());
 }
 
+/// Builds the app and returns each component's name and `.wasm` path.
+pub fn built_app_components() -> Vec<(String, PathBuf)> {
+    let manifest = app_manifest();
+    build_once(&manifest);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let doc: toml::Table = text.parse().unwrap();
+    doc["component"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(name, component)| {
+            let source = component["source"].as_str().unwrap();
+            (name.clone(), repo_root().join(source))
+        })
+        .collect()
+}
+
 /// A running app, stopped when dropped.
 pub struct App {
     child: Child,

@@ -17,7 +17,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::drive::{Limit, Request, Step};
 use crate::report::Measured;
-use crate::target::{CommandStats, Target};
+use crate::target::{CommandStats, CpuTimes, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -136,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
             samples: Vec::new(),
             elapsed: Duration::ZERO,
             commands: CommandStats::default(),
+            cpu: CpuTimes::default(),
         });
     }
     for round in 1..=rounds {
@@ -144,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         }
         for run in &mut runs {
             let before = target.command_stats()?;
+            let cpu_before = target.cpu_times()?;
             let (samples, elapsed) = drive::run(
                 &target.http,
                 run.scenario.name(),
@@ -153,15 +155,25 @@ async fn main() -> anyhow::Result<()> {
                 run.samples.len() as u64,
             )
             .await;
+            let cpu_after = target.cpu_times()?;
             let after = target.command_stats()?;
             run.samples.extend(samples);
+            run.cpu.add(&cpu_before.delta(&cpu_after));
             run.elapsed += elapsed;
             run.commands.add(&before.delta(&after));
         }
     }
     let results: Vec<Measured> = runs
         .into_iter()
-        .map(|run| Measured::new(run.scenario.name(), run.samples, run.elapsed, run.commands))
+        .map(|run| {
+            Measured::new(
+                run.scenario.name(),
+                run.samples,
+                run.elapsed,
+                run.commands,
+                run.cpu,
+            )
+        })
         .collect();
     for measured in &results {
         println!("{}", measured.one_line());
@@ -186,6 +198,7 @@ struct Run {
     samples: Vec<drive::Sample>,
     elapsed: Duration,
     commands: CommandStats,
+    cpu: CpuTimes,
 }
 
 /// Sets up what a scenario needs and returns how to make its i-th unit of

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::drive::Sample;
-use crate::target::CommandStats;
+use crate::target::{CommandStats, CpuTimes};
 
 pub struct Measured {
     pub name: &'static str,
@@ -19,6 +19,7 @@ pub struct Measured {
     pub max: f64,
     pub statuses: BTreeMap<u16, u64>,
     pub commands: CommandStats,
+    pub cpu: CpuTimes,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -35,6 +36,7 @@ impl Measured {
         samples: Vec<Sample>,
         elapsed: Duration,
         commands: CommandStats,
+        cpu: CpuTimes,
     ) -> Self {
         let mut micros: Vec<u64> = samples.iter().map(|s| s.micros).collect();
         micros.sort_unstable();
@@ -53,6 +55,7 @@ impl Measured {
             max: percentile(&micros, 100.0),
             statuses,
             commands,
+            cpu,
         }
     }
 
@@ -69,6 +72,16 @@ impl Measured {
     /// Redis round trips per HTTP request (see `CommandStats::round_trips`).
     pub fn round_trips_per_request(&self) -> f64 {
         self.commands.round_trips() as f64 / self.http_requests.max(1) as f64
+    }
+
+    /// CPU microseconds per HTTP request of `time` (host or Redis).
+    fn cpu_per_request(&self, time: Option<Duration>) -> Option<f64> {
+        Some(time?.as_secs_f64() * 1e6 / self.http_requests.max(1) as f64)
+    }
+
+    fn cpu_text(&self, time: Option<Duration>) -> String {
+        self.cpu_per_request(time)
+            .map_or("-".to_string(), |us| format!("{us:.0}"))
     }
 
     fn statuses_text(&self) -> String {
@@ -100,7 +113,7 @@ impl Measured {
 
     pub fn one_line(&self) -> String {
         format!(
-            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} round trips/request  [{}]",
+            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} round trips/request  CPU us/request host {} redis {}  [{}]",
             self.name,
             self.rate(),
             self.p50,
@@ -108,6 +121,8 @@ impl Measured {
             self.p99,
             self.max,
             self.round_trips_per_request(),
+            self.cpu_text(self.cpu.host),
+            self.cpu_text(self.cpu.redis),
             self.statuses_text()
         )
     }
@@ -118,12 +133,12 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
     let baseline = &results[0];
     let mut out = format!(
         "Concurrency {concurrency}, {users} signed-in users.\n\n\
-         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | round trips / request | commands / request | statuses |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | round trips / request | commands / request | host CPU µs / request | Redis CPU µs / request | statuses |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
     );
     for m in results {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {:.2} | {} |\n",
+            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
             m.name,
             m.rate(),
             100.0 * m.rate() / baseline.rate().max(1e-9),
@@ -134,6 +149,8 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
             m.max,
             m.round_trips_per_request(),
             m.commands_per_request(),
+            m.cpu_text(m.cpu.host),
+            m.cpu_text(m.cpu.redis),
             m.statuses_text(),
         ));
     }

@@ -221,6 +221,63 @@ impl Target {
     }
 }
 
+/// CPU time used so far by the host process (when this tool started it)
+/// and by Redis (from `INFO cpu`, so also for an app already running).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    pub host: Option<Duration>,
+    pub redis: Option<Duration>,
+}
+
+impl CpuTimes {
+    /// CPU used between `self` and `later`.
+    pub fn delta(&self, later: &CpuTimes) -> CpuTimes {
+        let sub = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+        CpuTimes {
+            host: sub(self.host, later.host),
+            redis: sub(self.redis, later.redis),
+        }
+    }
+
+    /// Adds another slice of the same scenario.
+    pub fn add(&mut self, other: &CpuTimes) {
+        let add = |a: Option<Duration>, b: Option<Duration>| Some(a.unwrap_or_default() + b?);
+        self.host = add(self.host, other.host);
+        self.redis = add(self.redis, other.redis);
+    }
+}
+
+impl Target {
+    pub fn cpu_times(&self) -> anyhow::Result<CpuTimes> {
+        let mut conn = redis::Client::open(self.redis_url.as_str())?.get_connection()?;
+        let info: String = redis::cmd("INFO").arg("cpu").query(&mut conn)?;
+        let seconds = |field: &str| -> Option<f64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let redis = seconds("used_cpu_sys")
+            .zip(seconds("used_cpu_user"))
+            .map(|(sys, user)| Duration::from_secs_f64(sys + user));
+        let host = self.app.as_ref().and_then(|app| process_cpu(app.id()));
+        Ok(CpuTimes { host, redis })
+    }
+}
+
+/// User plus system time of process `pid` and all its threads, finished
+/// ones included, from `/proc/<pid>/stat` (Linux counts it in 1/100 s).
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; field 3 starts two
+    // bytes after its closing parenthesis.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)

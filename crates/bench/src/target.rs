@@ -297,16 +297,14 @@ impl CommandStats {
         }
     }
 
-    /// Commands run between `self` and `later`, without our own `INFO`.
+    /// Commands run between `self` and `later`, without `INFO`.
     pub fn delta(&self, later: &CommandStats) -> CommandStats {
         let mut out = BTreeMap::new();
         for (name, after) in &later.0 {
             let before = self.0.get(name).copied().unwrap_or(0);
-            let mut n = after.saturating_sub(before);
-            if name == "info" {
-                n = n.saturating_sub(1);
-            }
-            if n > 0 {
+            let n = after.saturating_sub(before);
+            // INFO is this tool's own reading of the counters.
+            if n > 0 && name != "info" {
                 out.insert(name.clone(), n);
             }
         }

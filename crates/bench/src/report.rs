@@ -79,6 +79,11 @@ impl Measured {
         Some(time?.as_secs_f64() * 1e6 / self.http_requests.max(1) as f64)
     }
 
+    /// Microseconds per HTTP request Redis spent inside the commands sent.
+    pub fn command_usec_per_request(&self) -> f64 {
+        self.commands.command_usec() as f64 / self.http_requests.max(1) as f64
+    }
+
     fn cpu_text(&self, time: Option<Duration>) -> String {
         self.cpu_per_request(time)
             .map_or("-".to_string(), |us| format!("{us:.0}"))
@@ -104,7 +109,7 @@ impl Measured {
     fn commands_text(&self) -> String {
         let per = self.http_requests.max(1) as f64;
         self.commands
-            .0
+            .calls
             .iter()
             .map(|(c, n)| format!("{c} {:.2}", *n as f64 / per))
             .collect::<Vec<_>>()
@@ -113,7 +118,7 @@ impl Measured {
 
     pub fn one_line(&self) -> String {
         format!(
-            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} round trips/request  CPU us/request host {} redis {}  [{}]",
+            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} round trips/request  CPU us/request host {} redis {} (in commands {:.0})  [{}]",
             self.name,
             self.rate(),
             self.p50,
@@ -123,6 +128,7 @@ impl Measured {
             self.round_trips_per_request(),
             self.cpu_text(self.cpu.host),
             self.cpu_text(self.cpu.redis),
+            self.command_usec_per_request(),
             self.statuses_text()
         )
     }
@@ -133,12 +139,12 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
     let baseline = &results[0];
     let mut out = format!(
         "Concurrency {concurrency}, {users} signed-in users.\n\n\
-         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | round trips / request | commands / request | host CPU µs / request | Redis CPU µs / request | statuses |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | round trips / request | commands / request | host CPU µs / request | Redis CPU µs / request | of which in commands | statuses |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
     );
     for m in results {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
+            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {} |\n",
             m.name,
             m.rate(),
             100.0 * m.rate() / baseline.rate().max(1e-9),
@@ -151,6 +157,7 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
             m.commands_per_request(),
             m.cpu_text(m.cpu.host),
             m.cpu_text(m.cpu.redis),
+            m.command_usec_per_request(),
             m.statuses_text(),
         ));
     }

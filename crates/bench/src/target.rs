@@ -202,7 +202,7 @@ impl Target {
     pub fn command_stats(&self) -> anyhow::Result<CommandStats> {
         let mut conn = redis::Client::open(self.redis_url.as_str())?.get_connection()?;
         let info: String = redis::cmd("INFO").arg("commandstats").query(&mut conn)?;
-        let mut calls = BTreeMap::new();
+        let mut stats = CommandStats::default();
         for line in info.lines() {
             let Some((name, rest)) = line
                 .strip_prefix("cmdstat_")
@@ -210,14 +210,16 @@ impl Target {
             else {
                 continue;
             };
-            let n = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            calls.insert(name.to_string(), n);
+            let field = |key: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            stats.calls.insert(name.to_string(), field("calls"));
+            stats.usec.insert(name.to_string(), field("usec"));
         }
-        Ok(CommandStats(calls))
+        Ok(stats)
     }
 }
 
@@ -285,34 +287,52 @@ fn client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-/// Redis command counts.
+/// The commands the measured endpoints send themselves.
+const ROUND_TRIP_COMMANDS: [&str; 3] = ["evalsha", "eval", "ping"];
+
+/// Redis command counts, and the time Redis spent running each command
+/// (a script's time includes the commands it runs).
 #[derive(Debug, Clone, Default)]
-pub struct CommandStats(pub BTreeMap<String, u64>);
+pub struct CommandStats {
+    pub calls: BTreeMap<String, u64>,
+    pub usec: BTreeMap<String, u64>,
+}
 
 impl CommandStats {
     /// Adds the counts of `other` (another slice of the same scenario).
     pub fn add(&mut self, other: &CommandStats) {
-        for (name, n) in &other.0 {
-            *self.0.entry(name.clone()).or_default() += n;
+        for (name, n) in &other.calls {
+            *self.calls.entry(name.clone()).or_default() += n;
+        }
+        for (name, n) in &other.usec {
+            *self.usec.entry(name.clone()).or_default() += n;
         }
     }
 
     /// Commands run between `self` and `later`, without `INFO`.
     pub fn delta(&self, later: &CommandStats) -> CommandStats {
-        let mut out = BTreeMap::new();
-        for (name, after) in &later.0 {
-            let before = self.0.get(name).copied().unwrap_or(0);
-            let n = after.saturating_sub(before);
-            // INFO is this tool's own reading of the counters.
-            if n > 0 && name != "info" {
-                out.insert(name.clone(), n);
-            }
+        // INFO is this tool's own reading of the counters.
+        let diff = |before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>| {
+            after
+                .iter()
+                .filter(|(name, _)| *name != "info")
+                .map(|(name, n)| {
+                    (
+                        name.clone(),
+                        n.saturating_sub(before.get(name).copied().unwrap_or(0)),
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        };
+        CommandStats {
+            calls: diff(&self.calls, &later.calls),
+            usec: diff(&self.usec, &later.usec),
         }
-        CommandStats(out)
     }
 
     pub fn total(&self) -> u64 {
-        self.0.values().sum()
+        self.calls.values().sum()
     }
 
     /// Commands sent by clients rather than by scripts. Components send only
@@ -320,9 +340,19 @@ impl CommandStats {
     /// paths, the catalogue's plain reads), so for these scenarios this is
     /// exactly the number of round trips.
     pub fn round_trips(&self) -> u64 {
-        ["evalsha", "eval", "ping"]
+        ROUND_TRIP_COMMANDS
             .iter()
-            .map(|c| self.0.get(*c).copied().unwrap_or(0))
+            .map(|c| self.calls.get(*c).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// Microseconds Redis spent running the commands clients sent (scripts
+    /// included), as opposed to reading, parsing and answering them and
+    /// handling connections.
+    pub fn command_usec(&self) -> u64 {
+        ROUND_TRIP_COMMANDS
+            .iter()
+            .map(|c| self.usec.get(*c).copied().unwrap_or(0))
             .sum()
     }
 }

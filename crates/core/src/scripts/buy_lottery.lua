@@ -37,12 +37,15 @@
 --   2 no such goods     3 no open period left (sold out for good)
 --   4 a count below 1 or above the limit (the limit is in `period`)
 
+-- Numbers are coerced with `+ 0` and written with string.format, and
+-- strings read from Redis are reused as they are: conversions between
+-- numbers and strings are a large part of a script's cost (see gcra.lua).
 local info = redis.call('HMGET', KEYS[1], 'total', 'base', 'max_periods', 'period', 'state')
 if not info[1] then
   return { 2, '', 0, 0, 0, 0, 0 }
 end
-local total, base = tonumber(info[1]), tonumber(info[2])
-local max_periods, period = tonumber(info[3]), tonumber(info[4])
+local total, base = info[1] + 0, info[2] + 0
+local max_periods, period = info[3] + 0, info[4] + 0
 local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #'info')
 
 -- `seed` is the period's when the caller has read it already, else nil.
@@ -56,15 +59,19 @@ local function codes_of(period_no, start, count, seed)
   return codes
 end
 
-local function answer(record, sold_out, requested, seed)
-  -- record: "period|pid|start|count|ms"
-  local f = {}
-  for part in string.gmatch(record, '[^|]+') do f[#f + 1] = part end
-  local reply = { 1, f[2], tonumber(f[1]), tonumber(f[4]), sold_out, tonumber(f[5]), requested }
-  for _, c in ipairs(codes_of(f[1], tonumber(f[3]), tonumber(f[4]), seed)) do
+local function answer_of(period_no, pid, start, count, ms, sold_out, requested, seed)
+  local reply = { 1, pid, period_no + 0, count, sold_out, ms, requested }
+  for _, c in ipairs(codes_of(period_no, start, count, seed)) do
     reply[#reply + 1] = c
   end
   return reply
+end
+
+-- The reply for a stored record "period|pid|start|count|ms".
+local function answer(record, sold_out, requested)
+  local f = {}
+  for part in string.gmatch(record, '[^|]+') do f[#f + 1] = part end
+  return answer_of(f[1], f[2], f[3] + 0, f[4] + 0, f[5] + 0, sold_out, requested, nil)
 end
 
 if ARGV[4] == '1' then
@@ -74,7 +81,7 @@ if ARGV[4] == '1' then
   end
 end
 
-local requested = tonumber(ARGV[2])
+local requested = ARGV[2] + 0
 local cap = math.min(total, tonumber(ARGV[7]))
 if requested < 1 or requested > cap or requested ~= math.floor(requested) then
   return { 4, '', cap, 0, 0, 0, 0 }
@@ -84,20 +91,21 @@ if info[5] ~= 'selling' then
 end
 
 local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pkey = prefix .. 'p:' .. period
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+local pkey = prefix .. 'p:' .. info[4]
 -- One read and one write of the period hash (each redis.call costs).
 local current = redis.call('HMGET', pkey, 'sold', 'digest', 'seed')
-local sold, seed = tonumber(current[1]), current[3]
-local allocated = math.min(tonumber(ARGV[2]), total - sold)
+local sold, seed = current[1] + 0, current[3]
+local allocated = math.min(requested, total - sold)
 local start = sold
-local record = ARGV[3] .. '|' .. ARGV[1] .. '|' .. start .. '|' .. allocated .. '|' .. now_ms
+local tail = string.format('|%d|%d|%d', start, allocated, now_ms)
+local record = ARGV[3] .. '|' .. ARGV[1] .. tail
 local digest = redis.sha1hex(current[2] .. '|' .. record)
-redis.call('HSET', pkey, 'sold', sold + allocated, 'digest', digest)
+redis.call('HSET', pkey, 'sold', string.format('%d', sold + allocated), 'digest', digest)
 
-redis.call('ZADD', pkey .. ':purchases', start, record)
+redis.call('ZADD', pkey .. ':purchases', current[1], record)
 redis.call('SADD', pkey .. ':users', ARGV[1])
-local mine = period .. '|' .. ARGV[3] .. '|' .. start .. '|' .. allocated .. '|' .. now_ms
+local mine = info[4] .. '|' .. ARGV[3] .. tail
 redis.call('RPUSH', prefix .. 'u:' .. ARGV[1], mine)
 
 local sold_out = 0
@@ -128,4 +136,4 @@ if ARGV[4] == '1' then
   redis.call('HSET', KEYS[2], 'record', mine, 'sold_out', sold_out, 'requested', ARGV[2])
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end
-return answer(mine, sold_out, tonumber(ARGV[2]), seed)
+return answer_of(info[4], ARGV[3], start, allocated, now_ms, sold_out, requested, seed)

@@ -13,8 +13,10 @@
 --   4 sale ended        5 sold out           6 already bought (the
 --   existing order's id and time are returned)
 
+-- Numbers are coerced with `+ 0` and written with string.format rather
+-- than tonumber and tostring: both are far cheaper in Redis's Lua.
 local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 
 local info = redis.call('HMGET', KEYS[1], 'begin', 'end', 'remaining')
 if not info[1] then
@@ -27,16 +29,16 @@ if existing then
   return { 6, string.sub(existing, 1, sep - 1), tonumber(string.sub(existing, sep + 1)) }
 end
 
-if now_ms < tonumber(info[1]) then
+if now_ms < info[1] + 0 then
   return { 3, '', 0 }
 end
-if now_ms >= tonumber(info[2]) then
+if now_ms >= info[2] + 0 then
   return { 4, '', 0 }
 end
-if tonumber(info[3]) <= 0 then
+if info[3] + 0 <= 0 then
   return { 5, '', 0 }
 end
 
-redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. now_ms)
+redis.call('HINCRBY', KEYS[1], 'remaining', '-1')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. string.format('%d', now_ms))
 return { 1, ARGV[2], now_ms }

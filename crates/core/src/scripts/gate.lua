@@ -35,17 +35,17 @@
 local now = now_us()
 local now_ms = math.floor(now / 1000)
 
-local uid, phone, nickname = 0, '', ''
+local uid, uid_text, phone, nickname = 0, '0', '', ''
 if ARGV[1] == '1' then
   local session = redis.call('HMGET', KEYS[1], 'uid', 'created', 'phone', 'nickname')
   if session[1] then
-    local created = tonumber(session[2]) or 0
-    local max_left = created + tonumber(ARGV[3]) - now_ms
+    local max_left = (session[2] or 0) + ARGV[3] - now_ms
     if max_left <= 0 then
       redis.call('DEL', KEYS[1])
     else
-      redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[2]), max_left))
-      uid = tonumber(session[1])
+      -- The idle timeout as given (a string) unless the lifetime ends sooner.
+      redis.call('PEXPIRE', KEYS[1], ARGV[2] + 0 <= max_left and ARGV[2] or max_left)
+      uid, uid_text = session[1] + 0, session[1]
       if session[3] then
         phone, nickname = session[3], session[4] or ''
       else
@@ -59,11 +59,7 @@ end
 
 local limits = gcra_limits(2, 10)
 if uid ~= 0 and ARGV[4] ~= '' then
-  table.insert(limits, 1, {
-    key = ARGV[4] .. uid,
-    quota = tonumber(ARGV[5]),
-    window_us = tonumber(ARGV[6]) * 1000,
-  })
+  table.insert(limits, 1, gcra_limit(ARGV[4] .. uid_text, ARGV[5], ARGV[6]))
 end
 
 local allowed, retry_after, states = gcra_check(now, limits)
@@ -71,11 +67,11 @@ local now_secs = math.floor(now / 1000000)
 local sequence = 0
 if allowed and uid ~= 0 then
   if ARGV[7] ~= '' then
-    redis.call('SADD', '{gate}:user:' .. uid .. ':' .. ARGV[7], ARGV[8])
+    redis.call('SADD', '{gate}:user:' .. uid_text .. ':' .. ARGV[7], ARGV[8])
   end
   if ARGV[9] == '1' then
     local day = math.floor(now_secs / 86400)
-    local seq_key = '{gate}:order-seq:' .. day
+    local seq_key = '{gate}:order-seq:' .. string.format('%d', day)
     sequence = redis.call('INCR', seq_key)
     if sequence == 1 then
       redis.call('EXPIREAT', seq_key, (day + 2) * 86400)

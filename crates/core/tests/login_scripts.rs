@@ -119,16 +119,19 @@ fn the_gate_reads_the_profile_from_the_session_or_else_the_user() {
         stored,
         vec![Some(id.to_string()), Some("13800000003".to_string())]
     );
-    let expected = gate(
-        &mut redis,
-        "account",
-        Access::User,
-        Some(&token),
-        limits("1/5"),
-    )
-    .unwrap()
-    .user
-    .unwrap();
+    let mut signed_in_user = || {
+        gate(
+            &mut redis,
+            "account",
+            Access::User,
+            Some(&token),
+            limits("1/5"),
+        )
+        .unwrap()
+        .user
+        .unwrap()
+    };
+    let expected = signed_in_user();
     assert_eq!((expected.id, expected.phone.as_str()), (id, "13800000003"));
     assert!(!expected.nickname.is_empty());
 
@@ -139,17 +142,7 @@ fn the_gate_reads_the_profile_from_the_session_or_else_the_user() {
         .arg("nickname")
         .exec(&mut conn)
         .unwrap();
-    let user = gate(
-        &mut redis,
-        "account",
-        Access::User,
-        Some(&token),
-        limits("1/5"),
-    )
-    .unwrap()
-    .user
-    .unwrap();
-    assert_eq!(user, expected);
+    assert_eq!(signed_in_user(), expected);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! `voucher_index.lua` and `buy_voucher.lua` run directly against a real
-//! Redis through the core's functions.
+//! `catalog_index.lua` (through voucher creation) and `buy_voucher.lua` run
+//! directly against a real Redis through the core's functions.
 
 use std::sync::{Arc, Barrier};
 use std::thread;

@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Stop each scenario after this many requests instead of a time
-    /// (split over the rounds).
+    /// (split over the rounds, each round's share rounded up).
     #[arg(long)]
     requests: Option<u64>,
     /// Runs every scenario this many times in turn, each for its share of

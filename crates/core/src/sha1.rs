@@ -9,6 +9,11 @@
 //! committed seed, see `lottery`).
 
 /// The SHA-1 digest of `data` (FIPS 180-4).
+///
+/// At compile time this runs in rustc's interpreter; the largest script
+/// (about 8 KB) stays well inside the step budget of the deny-by-default
+/// `long_running_const_eval` lint, but a script several times larger would
+/// need its digest computed another way.
 pub const fn digest(data: &[u8]) -> [u8; 20] {
     let mut state: [u32; 5] = [
         0x6745_2301,

@@ -37,9 +37,10 @@
 --   2 no such goods     3 no open period left (sold out for good)
 --   4 a count below 1 or above the limit (the limit is in `period`)
 
--- Numbers are coerced with `+ 0` and written with string.format, and
--- strings read from Redis are reused as they are: conversions between
--- numbers and strings are a large part of a script's cost (see gcra.lua).
+-- On the purchase path numbers are coerced with `+ 0` and written with
+-- string.format, and strings read from Redis are reused as they are:
+-- conversions between numbers and strings are a large part of a script's
+-- cost (see gcra.lua).
 local info = redis.call('HMGET', KEYS[1], 'total', 'base', 'max_periods', 'period', 'state')
 if not info[1] then
   return { 2, '', 0, 0, 0, 0, 0 }

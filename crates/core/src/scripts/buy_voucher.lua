@@ -13,8 +13,9 @@
 --   4 sale ended        5 sold out           6 already bought (the
 --   existing order's id and time are returned)
 
--- Numbers are coerced with `+ 0` and written with string.format rather
--- than tonumber and tostring: both are far cheaper in Redis's Lua.
+-- On the purchase path numbers are coerced with `+ 0` and written with
+-- string.format rather than with tonumber and by joining them into strings:
+-- both are far cheaper in Redis's Lua.
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 

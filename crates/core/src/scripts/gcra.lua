@@ -3,15 +3,14 @@
 --
 -- A limit of `quota` requests per `window` lets `quota` requests through at
 -- once and then one every window/quota: each key holds the limit's
--- theoretical arrival time (TAT, microseconds since the epoch). A TAT is at
--- most one window ahead, so each write sets the key to expire one window
--- later; by then the limit is back to full and the key is not needed.
+-- theoretical arrival time (TAT, microseconds since the epoch) and expires
+-- when that time is reached, at which point the limit is back to full.
 --
 -- Converting between strings and numbers is a large part of a script's
 -- cost in Redis's Lua (`tonumber` about 2,000 instructions, a number
 -- passed to redis.call or joined into a string 3,000 to 4,000), so these
--- functions coerce with `+ 0` (about 800) and hand Redis strings it was
--- given where they can.
+-- functions coerce with `+ 0` (about 800) and format with string.format
+-- (about 2,200).
 --
 -- gcra_check(now, limits): `limits` is a list of {key, quota, window_us}.
 -- All limits are checked first and updated only if every one allows the
@@ -54,16 +53,17 @@ local function gcra_check(now, limits)
   end
   if allowed then
     for i, limit in ipairs(limits) do
-      redis.call('SET', limit.key, string.format('%d', new_tats[i]), 'PX', limit.window_ms)
+      local ttl_ms = math.max(1, math.ceil((new_tats[i] - now) / 1000))
+      redis.call('SET', limit.key, string.format('%d', new_tats[i]),
+        'PX', string.format('%d', ttl_ms))
     end
   end
   return allowed, retry_after, states
 end
 
--- A limit: its key, quota and window in ms (as the string the script was
--- given, which is also the key's time to live).
+-- A limit from its key, quota and window in ms (numbers or strings).
 local function gcra_limit(key, quota, window_ms)
-  return { key = key, quota = quota + 0, window_us = window_ms * 1000, window_ms = window_ms }
+  return { key = key, quota = quota + 0, window_us = window_ms * 1000 }
 end
 
 -- The limits a script was given: KEYS[first_key..] with their quota and

@@ -121,6 +121,11 @@ async fn sign_in_again(app: &App, sink: &SmsSink, redis: &RedisServer) -> Value 
     reply.json()
 }
 
+/// A well-formed code that is not `code`.
+fn another_code(code: &str) -> &'static str {
+    if code == "000000" { "111111" } else { "000000" }
+}
+
 #[tokio::test]
 async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
     let redis = RedisServer::start();
@@ -138,7 +143,7 @@ async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
 
     assert_eq!(send_code(&app, PHONE).await.status, 202);
     let code = sink.last_code(PHONE).unwrap();
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let wrong = another_code(&code);
     let reply = login(&app, PHONE, wrong).await;
     assert_eq!(
         (reply.status, error_code(&reply)),
@@ -176,7 +181,7 @@ async fn too_many_wrong_codes_void_the_code_until_a_new_one() {
 
     assert_eq!(send_code(&app, PHONE).await.status, 202);
     let code = sink.last_code(PHONE).unwrap();
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let wrong = another_code(&code);
     for attempt in 1..=4 {
         let reply = login(&app, PHONE, wrong).await;
         assert_eq!(reply.status, 401, "attempt {attempt}");

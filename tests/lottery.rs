@@ -42,6 +42,11 @@ async fn buy(app: &App, goods: &str, token: &str, count: Value, key: Option<&str
     Reply::from(request.send().await.unwrap()).await
 }
 
+/// Shares sold so far in the goods' open period.
+async fn sold(app: &App, goods: &str) -> Value {
+    app.get(&format!("/api/lottery/{goods}")).await.json()["goods"]["period"]["sold"].clone()
+}
+
 fn code(reply: &Reply) -> String {
     reply.json()["error"]["code"]
         .as_str()
@@ -387,9 +392,7 @@ async fn a_retried_purchase_buys_nothing_more() {
         bodies.insert(reply.json().to_string());
     }
     assert_eq!(bodies.len(), 1, "every retry got the first response");
-    let sold =
-        app.get(&format!("/api/lottery/{id}")).await.json()["goods"]["period"]["sold"].clone();
-    assert_eq!(sold, 4);
+    assert_eq!(sold(&app, id).await, 4);
     // Another key, or another user with the same key, is another purchase.
     assert_eq!(
         buy(&app, id, &token, json!(4), Some("another"))
@@ -403,9 +406,7 @@ async fn a_retried_purchase_buys_nothing_more() {
             .status,
         201
     );
-    let sold =
-        app.get(&format!("/api/lottery/{id}")).await.json()["goods"]["period"]["sold"].clone();
-    assert_eq!(sold, 12);
+    assert_eq!(sold(&app, id).await, 12);
 }
 
 #[tokio::test]
@@ -449,9 +450,7 @@ async fn bad_purchases_are_refused_and_change_nothing() {
     let bad_key = buy(&app, id, &token, json!(1), Some(&"k".repeat(65))).await;
     assert_eq!(bad_key.status, 400);
     assert_eq!(buy(&app, id, "", json!(1), None).await.status, 401);
-    let sold =
-        app.get(&format!("/api/lottery/{id}")).await.json()["goods"]["period"]["sold"].clone();
-    assert_eq!(sold, 0);
+    assert_eq!(sold(&app, id).await, 0);
     let bad_goods = Reply::from(
         app.http
             .post(app.url("/api/admin/lottery"))

@@ -17,7 +17,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::drive::{Limit, Request, Step};
 use crate::report::Measured;
-use crate::target::{CommandStats, CpuTimes, Target};
+use crate::target::{Counters, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -135,8 +135,7 @@ async fn main() -> anyhow::Result<()> {
             request: prepare(&target, scenario, tokens.clone()).await?,
             samples: Vec::new(),
             elapsed: Duration::ZERO,
-            commands: CommandStats::default(),
-            cpu: CpuTimes::default(),
+            counters: Counters::default(),
         });
     }
     for round in 1..=rounds {
@@ -144,8 +143,7 @@ async fn main() -> anyhow::Result<()> {
             println!("Round {round} of {rounds}");
         }
         for run in &mut runs {
-            let before = target.command_stats()?;
-            let cpu_before = target.cpu_times()?;
+            let before = target.counters()?;
             let (samples, elapsed) = drive::run(
                 &target.http,
                 run.scenario.name(),
@@ -155,12 +153,10 @@ async fn main() -> anyhow::Result<()> {
                 run.samples.len() as u64,
             )
             .await;
-            let cpu_after = target.cpu_times()?;
-            let after = target.command_stats()?;
+            let after = target.counters()?;
             run.samples.extend(samples);
-            run.cpu.add(&cpu_before.delta(&cpu_after));
             run.elapsed += elapsed;
-            run.commands.add(&before.delta(&after));
+            run.counters.add(&before.delta(&after));
         }
     }
     let results: Vec<Measured> = runs
@@ -170,8 +166,8 @@ async fn main() -> anyhow::Result<()> {
                 run.scenario.name(),
                 run.samples,
                 run.elapsed,
-                run.commands,
-                run.cpu,
+                run.counters.commands,
+                run.counters.cpu,
             )
         })
         .collect();
@@ -197,8 +193,7 @@ struct Run {
     request: Request,
     samples: Vec<drive::Sample>,
     elapsed: Duration,
-    commands: CommandStats,
-    cpu: CpuTimes,
+    counters: Counters,
 }
 
 /// Sets up what a scenario needs and returns how to make its i-th unit of

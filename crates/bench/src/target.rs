@@ -198,33 +198,54 @@ impl Target {
         self.admin("/api/admin/lottery", body, "goods").await
     }
 
-    /// Calls per command so far, from `INFO commandstats`.
-    pub fn command_stats(&self) -> anyhow::Result<CommandStats> {
+    /// The counters so far: Redis's commands and CPU (one `INFO all`) and
+    /// the host's CPU.
+    pub fn counters(&self) -> anyhow::Result<Counters> {
         let mut conn = redis::Client::open(self.redis_url.as_str())?.get_connection()?;
-        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut conn)?;
-        let mut stats = CommandStats::default();
-        for line in info.lines() {
-            let Some((name, rest)) = line
-                .strip_prefix("cmdstat_")
-                .and_then(|l| l.split_once(':'))
-            else {
-                continue;
-            };
-            let field = |key: &str| {
-                rest.split(',')
-                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            stats.calls.insert(name.to_string(), field("calls"));
-            stats.usec.insert(name.to_string(), field("usec"));
+        let info: String = redis::cmd("INFO").arg("all").query(&mut conn)?;
+        let seconds = |field: &str| -> Option<f64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let redis = seconds("used_cpu_sys")
+            .zip(seconds("used_cpu_user"))
+            .map(|(sys, user)| Duration::from_secs_f64(sys + user));
+        let host = self.app.as_ref().and_then(|app| process_cpu(app.id()));
+        Ok(Counters {
+            commands: CommandStats::parse(&info),
+            cpu: CpuTimes { host, redis },
+        })
+    }
+}
+
+/// What the tool reads before and after each slice of a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub commands: CommandStats,
+    pub cpu: CpuTimes,
+}
+
+impl Counters {
+    /// What happened between `self` and `later`.
+    pub fn delta(&self, later: &Counters) -> Counters {
+        Counters {
+            commands: self.commands.delta(&later.commands),
+            cpu: self.cpu.delta(&later.cpu),
         }
-        Ok(stats)
+    }
+
+    /// Adds another slice of the same scenario.
+    pub fn add(&mut self, other: &Counters) {
+        self.commands.add(&other.commands);
+        self.cpu.add(&other.cpu);
     }
 }
 
 /// CPU time used so far by the host process (when this tool started it)
-/// and by Redis (from `INFO cpu`, so also for an app already running).
+/// and by Redis (from `INFO`, so also for an app already running).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuTimes {
     pub host: Option<Duration>,
@@ -246,25 +267,6 @@ impl CpuTimes {
         let add = |a: Option<Duration>, b: Option<Duration>| Some(a.unwrap_or_default() + b?);
         self.host = add(self.host, other.host);
         self.redis = add(self.redis, other.redis);
-    }
-}
-
-impl Target {
-    pub fn cpu_times(&self) -> anyhow::Result<CpuTimes> {
-        let mut conn = redis::Client::open(self.redis_url.as_str())?.get_connection()?;
-        let info: String = redis::cmd("INFO").arg("cpu").query(&mut conn)?;
-        let seconds = |field: &str| -> Option<f64> {
-            info.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-                .trim()
-                .parse()
-                .ok()
-        };
-        let redis = seconds("used_cpu_sys")
-            .zip(seconds("used_cpu_user"))
-            .map(|(sys, user)| Duration::from_secs_f64(sys + user));
-        let host = self.app.as_ref().and_then(|app| process_cpu(app.id()));
-        Ok(CpuTimes { host, redis })
     }
 }
 
@@ -299,6 +301,28 @@ pub struct CommandStats {
 }
 
 impl CommandStats {
+    /// Calls and time per command, from the `cmdstat_` lines of `INFO`.
+    pub fn parse(info: &str) -> Self {
+        let mut stats = CommandStats::default();
+        for line in info.lines() {
+            let Some((name, rest)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let field = |key: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            stats.calls.insert(name.to_string(), field("calls"));
+            stats.usec.insert(name.to_string(), field("usec"));
+        }
+        stats
+    }
+
     /// Adds the counts of `other` (another slice of the same scenario).
     pub fn add(&mut self, other: &CommandStats) {
         for (name, n) in &other.calls {

@@ -76,6 +76,14 @@ fn gate(
     )
 }
 
+/// The gate of an endpoint for signed-in users, as the holder of `token`.
+fn as_user(
+    redis: &mut NativeRedis,
+    token: &SessionToken,
+) -> Result<flashspin_core::gate::Passed, ApiError> {
+    gate(redis, "account", Access::User, Some(token), limits("1/5"))
+}
+
 #[test]
 fn users_are_created_once_per_phone() {
     let server = RedisServer::start();
@@ -90,14 +98,7 @@ fn users_are_created_once_per_phone() {
     assert_eq!(a, b);
     assert_ne!(a, c);
     assert_ne!(t1, t2);
-    let passed = gate(
-        &mut redis,
-        "account",
-        Access::User,
-        Some(&t1),
-        limits("1/5"),
-    )
-    .unwrap();
+    let passed = as_user(&mut redis, &t1).unwrap();
     let user = passed.user.unwrap();
     assert_eq!((user.id, user.phone.as_str()), (a, "13800000001"));
 }
@@ -119,18 +120,7 @@ fn the_gate_reads_the_profile_from_the_session_or_else_the_user() {
         stored,
         vec![Some(id.to_string()), Some("13800000003".to_string())]
     );
-    let mut signed_in_user = || {
-        gate(
-            &mut redis,
-            "account",
-            Access::User,
-            Some(&token),
-            limits("1/5"),
-        )
-        .unwrap()
-        .user
-        .unwrap()
-    };
+    let mut signed_in_user = || as_user(&mut redis, &token).unwrap().user.unwrap();
     let expected = signed_in_user();
     assert_eq!((expected.id, expected.phone.as_str()), (id, "13800000003"));
     assert!(!expected.nickname.is_empty());
@@ -290,14 +280,7 @@ fn the_session_slides_but_not_past_its_absolute_lifetime() {
         .arg(1000)
         .exec(&mut server.conn())
         .unwrap();
-    gate(
-        &mut redis,
-        "account",
-        Access::User,
-        Some(&token),
-        limits("1/5"),
-    )
-    .unwrap();
+    as_user(&mut redis, &token).unwrap();
     assert!(pttl(&server) > 1_700_000, "slid back to the idle timeout");
 
     // Pretend the session was created 604,790 s ago: 10 s of life left.
@@ -312,14 +295,7 @@ fn the_session_slides_but_not_past_its_absolute_lifetime() {
         .arg(created - 604_790_000)
         .exec(&mut server.conn())
         .unwrap();
-    gate(
-        &mut redis,
-        "account",
-        Access::User,
-        Some(&token),
-        limits("1/5"),
-    )
-    .unwrap();
+    as_user(&mut redis, &token).unwrap();
     assert!(pttl(&server) <= 10_000, "capped by the absolute lifetime");
 
     redis::cmd("HSET")
@@ -328,15 +304,6 @@ fn the_session_slides_but_not_past_its_absolute_lifetime() {
         .arg(created - 604_800_001)
         .exec(&mut server.conn())
         .unwrap();
-    assert_eq!(
-        gate(
-            &mut redis,
-            "account",
-            Access::User,
-            Some(&token),
-            limits("1/5")
-        ),
-        Err(ApiError::Unauthorized)
-    );
+    assert_eq!(as_user(&mut redis, &token), Err(ApiError::Unauthorized));
     assert_eq!(pttl(&server), -2, "an expired session is deleted");
 }

@@ -145,8 +145,10 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
     let id = goods["id"].as_str().unwrap().to_string();
     let commitment_1 = goods["period"]["commitment"].as_str().unwrap().to_string();
 
-    // 40 users each send 5 purchases of 7 to 29 shares at once: more than
-    // 2,000 shares are asked for, so some purchases are partly filled.
+    // 40 users each send 5 purchases of 9 to 30 shares at once, 3,900 in
+    // all. Every count is a multiple of 3 and 2,000 is not, so no sequence
+    // of whole purchases can end exactly at the last share: whatever order
+    // Redis runs them in, exactly one purchase is partly filled.
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let app_url = app.url(&format!("/api/lottery/{id}/shares"));
@@ -154,7 +156,7 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
                 .http
                 .post(app_url)
                 .bearer_auth(&tokens[i % 40])
-                .json(&json!({"count": 7 + (i * 13) % 23}));
+                .json(&json!({"count": 3 * (3 + (i * 7) % 8)}));
             tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
         })
         .collect();

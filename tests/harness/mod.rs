@@ -139,18 +139,18 @@ impl AppConfig {
         build_once(&self.manifest);
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut cmd = match host() {
+        // Our host binds port 0 and says which port it got, so no other
+        // test can take the port in between; Spin is given a free port.
+        let (mut cmd, listen) = match host() {
             Host::Flashspin(bin) => {
                 let mut cmd = Command::new(bin);
                 cmd.arg("up").arg("--no-build");
-                cmd
+                (cmd, "127.0.0.1:0".to_string())
             }
             Host::Spin(bin) => {
                 let mut cmd = Command::new(bin);
                 cmd.arg("up");
-                cmd
+                (cmd, format!("127.0.0.1:{}", free_port()))
             }
         };
         cmd.arg("-f")
@@ -173,7 +173,7 @@ impl AppConfig {
             .expect("cannot start the host");
         let mut app = App {
             child,
-            base: format!("http://{listen}"),
+            base: String::new(),
             log,
             _dir: dir,
             http: reqwest::Client::new(),
@@ -182,6 +182,17 @@ impl AppConfig {
         while Instant::now() < deadline {
             if app.child.try_wait().unwrap().is_some() {
                 return Err(app.logs());
+            }
+            if app.base.is_empty() {
+                app.base = if listen.ends_with(":0") {
+                    serving_base(&app.logs()).unwrap_or_default()
+                } else {
+                    format!("http://{listen}")
+                };
+                if app.base.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             }
             let probe = app
                 .http
@@ -195,6 +206,13 @@ impl AppConfig {
         }
         Err(format!("timed out waiting for the app\n{}", app.logs()))
     }
+}
+
+/// The address a host's start-up banner names (`Serving http://ip:port`).
+fn serving_base(logs: &str) -> Option<String> {
+    logs.lines()
+        .find_map(|line| line.strip_prefix("Serving "))
+        .map(|base| base.trim().to_string())
 }
 
 /// The admin key of [`loose_config`] apps.
@@ -221,6 +239,20 @@ impl App {
     /// Everything the host and the components printed so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The logs once they contain `needle`, waiting up to 5 s: a guest's
+    /// output is forwarded when its instance ends, which may be just after
+    /// the client has its response.
+    pub async fn logs_containing(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) || Instant::now() > deadline {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {

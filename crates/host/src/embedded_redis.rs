@@ -17,10 +17,21 @@ pub struct EmbeddedRedis {
 
 impl EmbeddedRedis {
     pub fn start() -> anyhow::Result<Self> {
+        // A port found free may be taken by someone else before our server
+        // binds it; then we try another.
+        for _ in 0..5 {
+            if let Some(redis) = Self::start_on(free_port()?)? {
+                return Ok(redis);
+            }
+        }
+        bail!("redis-server did not start (its messages, if any, are above)")
+    }
+
+    /// Starts a server on `port`; `None` when something else holds the port.
+    fn start_on(port: u16) -> anyhow::Result<Option<Self>> {
         let dir = tempfile::Builder::new()
             .prefix("flashspin-redis-")
             .tempdir()?;
-        let port = free_port()?;
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -44,23 +55,33 @@ impl EmbeddedRedis {
             url: format!("redis://127.0.0.1:{port}"),
             _dir: dir,
         };
-        redis.wait_ready(port)?;
-        Ok(redis)
+        Ok(redis.wait_ready()?.then_some(redis))
     }
 
-    fn wait_ready(&mut self, port: u16) -> anyhow::Result<()> {
+    /// Waits until the server answers; false if whoever answers on the port
+    /// is not our child (the child then exits, unable to bind).
+    fn wait_ready(&mut self) -> anyhow::Result<bool> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("redis-server exited at start-up with {status}");
+            if self.child.try_wait()?.is_some() {
+                return Ok(false);
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(());
+            if let Some(pid) = server_pid(&self.url) {
+                return Ok(pid == self.child.id());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        bail!("redis-server did not start listening on port {port}")
+        bail!("redis-server did not start listening at {}", self.url)
     }
+}
+
+/// The process id of the Redis server at `url`, if one answers.
+fn server_pid(url: &str) -> Option<u32> {
+    let mut conn = redis::Client::open(url).ok()?.get_connection().ok()?;
+    let info: String = redis::cmd("INFO").arg("server").query(&mut conn).ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
 }
 
 impl Drop for EmbeddedRedis {

@@ -61,9 +61,12 @@ impl RedisServer {
                 return false;
             }
             if let Ok(mut conn) = self.client().get_connection()
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+                && let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut conn)
             {
-                return true;
+                // The port was free when chosen, but another test may have
+                // bound it since: only our own child counts as ready.
+                let ours = self.child.as_ref().map(|c| c.id());
+                return server_pid(&info) == ours;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -104,6 +107,13 @@ impl RedisServer {
             .filter(|k| redis::cmd("TTL").arg(k).query::<i64>(&mut conn).unwrap() == -1)
             .collect()
     }
+}
+
+/// The `process_id` an `INFO server` reply names.
+fn server_pid(info: &str) -> Option<u32> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
 }
 
 impl Drop for RedisServer {

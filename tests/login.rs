@@ -1,8 +1,9 @@
 //! Phone login over HTTP: send-code, login, refresh, /api/me, logout, with a
 //! local sink standing in for the SMS gateway.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flashspin_core::session::SessionToken;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -131,7 +132,7 @@ async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = config(&redis, &sink)
-        .var("code_ttl_secs", "1")
+        .var("code_ttl_secs", "30")
         .start()
         .await;
 
@@ -162,7 +163,19 @@ async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
     let other = "13900001111";
     assert_eq!(send_code(&app, other).await.status, 202);
     let code = sink.last_code(other).unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The code lives as long as configured; expire it now rather than wait.
+    let code_key = format!("{{gate}}:code:{other}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&code_key)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(ttl > 20_000 && ttl <= 30_000, "{ttl} ms");
+    redis::cmd("PEXPIRE")
+        .arg(&code_key)
+        .arg(1)
+        .exec(&mut redis.conn())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let expired = login(&app, other, &code).await;
     assert_eq!(
         (expired.status, error_code(&expired)),
@@ -206,7 +219,7 @@ async fn a_new_code_replaces_the_old_and_resends_wait_for_the_gap() {
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = config(&redis, &sink)
-        .var("code_resend_secs", "1")
+        .var("code_resend_secs", "3")
         .start()
         .await;
 
@@ -217,10 +230,11 @@ async fn a_new_code_replaces_the_old_and_resends_wait_for_the_gap() {
         (early.status, error_code(&early)),
         (429, "rate_limited".into())
     );
-    assert_eq!(early.header("retry-after"), Some("1"));
+    let wait: u64 = early.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=3).contains(&wait), "retry-after {wait}");
     assert_eq!(sink.messages().len(), 1);
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(send_code(&app, PHONE).await.status, 202);
     let second = sink.last_code(PHONE).unwrap();
     if first != second {
@@ -294,28 +308,56 @@ async fn sessions_slide_and_end_at_the_absolute_limit() {
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = config(&redis, &sink)
-        .var("session_idle_secs", "2")
-        .var("session_max_secs", "5")
+        .var("session_idle_secs", "3")
+        .var("session_max_secs", "600")
         .start()
         .await;
     let token = sign_in(&app, &sink, PHONE).await;
+    let key = SessionToken::parse(&token).unwrap().redis_key();
+    let ttl_ms = || -> i64 {
+        redis::cmd("PTTL")
+            .arg(&key)
+            .query(&mut redis.conn())
+            .unwrap()
+    };
 
-    // Each request slides the 2 s idle expiry...
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        let me = app.authed(Method::GET, "/api/me", &token).await;
-        assert_eq!(me.status, 200);
+    // Each request slides the 3 s idle expiry: after 1.5 s idle an unslid
+    // session would have at most 1.5 s left.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 200);
+        assert!(ttl_ms() > 2000, "slid back to about 3 s");
     }
-    // ...until the 5 s absolute lifetime is over.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
-    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 401);
 
-    // Idle for longer than 2 s ends a session too.
+    // Near the absolute limit the expiry is cut to what is left of it, and
+    // past it the session ends. The session is made older instead of
+    // waiting, so a slow machine cannot change the outcome.
+    let back_date = |age_ms: u64| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("created")
+            .arg(now.as_millis() as u64 - age_ms)
+            .exec(&mut redis.conn())
+            .unwrap();
+    };
+    back_date(600_000 - 1_000);
+    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 200);
+    let left = ttl_ms();
+    assert!(
+        left > 0 && left <= 1000,
+        "{left} ms, capped by the lifetime"
+    );
+    back_date(600_001);
+    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 401);
+    assert_eq!(ttl_ms(), -2, "the ended session is gone");
+
+    // Idle for longer than 3 s ends a session too.
     let token = sign_in_again(&app, &sink, &redis).await["token"]
         .as_str()
         .unwrap()
         .to_string();
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 401);
 }
 
@@ -521,7 +563,7 @@ async fn without_a_gateway_the_code_goes_to_the_log() {
         .start()
         .await;
     assert_eq!(send_code(&app, PHONE).await.status, 202);
-    let logs = app.logs();
+    let logs = app.logs_containing("login code for").await;
     let line = logs
         .lines()
         .find(|l| l.contains("login code for 138****5678"))

@@ -115,14 +115,16 @@ async fn forwarded_for_counts_only_when_trusted() {
 
 #[tokio::test]
 async fn the_limit_refills_on_time() {
-    let (_redis, _sink, app, token) = signed_in_app(&[("rate_limit_ip", "2/1")]).await;
+    // Two per 4 s: one request refills every 2 s. The wide window leaves a
+    // slow machine about 1.9 s of slack between the steps.
+    let (_redis, _sink, app, token) = signed_in_app(&[("rate_limit_ip", "2/4")]).await;
     let first = burst(&app, &token, 3, None).await;
     assert_eq!(count(&first, 200), 2);
-    tokio::time::sleep(Duration::from_millis(550)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let again = app.authed(Method::GET, "/api/me", &token).await;
-    assert_eq!(again.status, 200, "one request refills every 500 ms");
+    assert_eq!(again.status, 200, "one request refills every 2 s");
     assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 429);
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     assert_eq!(count(&burst(&app, &token, 3, None).await, 200), 2);
 }
 

@@ -241,9 +241,8 @@ impl App {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The logs once they contain `needle`, waiting up to 5 s: a guest's
-    /// output is forwarded when its instance ends, which may be just after
-    /// the client has its response.
+    /// The logs once they contain `needle`, waiting up to 5 s: a host may
+    /// write a guest's output a moment after the client has its response.
     pub async fn logs_containing(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

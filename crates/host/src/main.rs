@@ -4,6 +4,7 @@
 mod app;
 mod builder;
 mod embedded_redis;
+mod guest_output;
 mod log;
 mod manifest;
 mod outbound;

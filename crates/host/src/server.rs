@@ -215,7 +215,7 @@ impl Server {
                     .await
             }
             .await;
-            store.data().forward_output();
+            store.data().finish_output();
             drop(store);
             drop(permit);
             result

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::guest_output::GuestOutput;
 use crate::outbound::OutboundPolicy;
 use crate::outbound_http::OutboundHttp;
 use crate::variables::ComponentVariables;
@@ -21,10 +21,6 @@ pub struct ComponentContext {
     pub environment: Vec<(String, String)>,
 }
 
-/// The guest's stdout and stderr are captured per request and forwarded,
-/// line by line and labelled with the component, when the request ends.
-const OUTPUT_CAPACITY: usize = 1 << 20;
-
 pub struct RequestState {
     pub component: Arc<ComponentContext>,
     pub table: ResourceTable,
@@ -35,14 +31,15 @@ pub struct RequestState {
     /// Redis commands the guest has sent (each one is a round trip), shared
     /// with the server for the request's log line.
     pub redis_commands: Arc<std::sync::atomic::AtomicU32>,
-    pub stdout: MemoryOutputPipe,
-    pub stderr: MemoryOutputPipe,
+    /// The guest's stdout and stderr, forwarded line by line as written.
+    stdout: GuestOutput,
+    stderr: GuestOutput,
 }
 
 impl RequestState {
     pub fn new(component: Arc<ComponentContext>) -> Self {
-        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stdout = GuestOutput::new(&component.id, false);
+        let stderr = GuestOutput::new(&component.id, true);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
         for (k, v) in &component.environment {
@@ -65,10 +62,10 @@ impl RequestState {
         crate::log::denied(&self.component.id, what, target);
     }
 
-    /// Forwards what the guest printed, each line prefixed with its name.
-    pub fn forward_output(&self) {
-        crate::log::guest_output(&self.component.id, &self.stdout.contents(), false);
-        crate::log::guest_output(&self.component.id, &self.stderr.contents(), true);
+    /// Writes out the guest's last lines if they lacked a newline.
+    pub fn finish_output(&self) {
+        self.stdout.finish();
+        self.stderr.finish();
     }
 }
 

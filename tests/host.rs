@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{App, AppConfig, RedisServer, app_manifest, fixture_manifest, is_real_spin};
+use crate::harness::{
+    App, AppConfig, RedisServer, app_manifest, fixture_manifest, is_real_spin, round_trips,
+};
 
 async fn fixture_app(redis: &RedisServer) -> App {
     fixture_config(redis).start().await
@@ -410,4 +412,19 @@ async fn embedded_redis_is_the_default() {
         client.get_connection().is_err(),
         "the embedded Redis must stop with the app"
     );
+}
+
+#[tokio::test]
+async fn the_request_log_counts_redis_round_trips() {
+    let redis = RedisServer::start();
+    let app = fixture_config(&redis).start().await;
+    for n in 1..=3 {
+        let reply = app.get(&format!("/api/x?action=pings&n={n}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["pings"], n);
+    }
+    if !is_real_spin() {
+        // The count comes from flashspin's request log.
+        assert_eq!(round_trips(&app.logs(), "probe"), [1, 2, 3]);
+    }
 }

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    ADMIN_KEY, App, AppConfig, RedisServer, Reply, SmsSink, app_manifest, loose_config,
+    ADMIN_KEY, App, AppConfig, RedisServer, Reply, SmsSink, app_manifest, loose_config, round_trips,
 };
 use crate::login::sign_in;
 
@@ -433,14 +433,6 @@ fn all_keys(redis: &RedisServer) -> HashSet<String> {
         .query(&mut redis.conn())
         .unwrap();
     keys.into_iter().collect()
-}
-
-/// Round trips per request of `component`, from the host's request log.
-fn round_trips(logs: &str, component: &str) -> Vec<u32> {
-    logs.lines()
-        .filter(|l| l.contains(&format!("-> {component} ")))
-        .filter_map(|l| l.rsplit_once("redis=")?.1.trim().parse().ok())
-        .collect()
 }
 
 #[tokio::test]

@@ -215,6 +215,15 @@ fn serving_base(logs: &str) -> Option<String> {
         .map(|base| base.trim().to_string())
 }
 
+/// Round trips per request of `component`, in order, from the host's
+/// request log (`... -> component 200 1.2ms redis=2`).
+pub fn round_trips(logs: &str, component: &str) -> Vec<u32> {
+    logs.lines()
+        .filter(|l| l.contains(&format!("-> {component} ")))
+        .filter_map(|l| l.rsplit_once("redis=")?.1.trim().parse().ok())
+        .collect()
+}
+
 /// The admin key of [`loose_config`] apps.
 pub const ADMIN_KEY: &str = "test-admin-key";
 

@@ -31,6 +31,12 @@ enum Scenario {
     Lottery,
     /// Send a code, then log in with it (two requests per flow).
     Login,
+    /// The probe fixture sending one `PING`: the baseline's floor measured
+    /// with the component used for `two-pings`.
+    OnePing,
+    /// The probe fixture sending two `PING`s: the floor for any endpoint
+    /// of two round trips, such as a purchase.
+    TwoPings,
 }
 
 impl Scenario {
@@ -41,7 +47,14 @@ impl Scenario {
             Scenario::BuyVoucherPlenty => "buy-voucher (plenty)",
             Scenario::Lottery => "buy-lottery-shares",
             Scenario::Login => "login flow",
+            Scenario::OnePing => "probe, 1 PING",
+            Scenario::TwoPings => "probe, 2 PINGs",
         }
+    }
+
+    /// Served by the probe app rather than the app itself.
+    fn on_probe(self) -> bool {
+        matches!(self, Scenario::OnePing | Scenario::TwoPings)
     }
 }
 
@@ -51,6 +64,7 @@ struct Args {
     /// Scenarios to run; the baseline always runs first.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [
         Scenario::BuyVoucherScarce, Scenario::BuyVoucherPlenty, Scenario::Lottery, Scenario::Login,
+        Scenario::OnePing, Scenario::TwoPings,
     ])]
     scenarios: Vec<Scenario>,
     /// Seconds per scenario (split over the rounds).
@@ -81,7 +95,7 @@ struct Args {
     host: PathBuf,
     /// Benchmark an app that is already running at this URL instead. It must
     /// send SMS to --sink-port and use the Redis at --redis and the admin
-    /// key in FLASHSPIN_BENCH_ADMIN_KEY.
+    /// key in FLASHSPIN_BENCH_ADMIN_KEY. The probe scenarios are skipped.
     #[arg(long, requires_all = ["redis", "sink_port"])]
     url: Option<String>,
     /// With --url: the app's Redis, for INFO commandstats.
@@ -126,13 +140,23 @@ async fn main() -> anyhow::Result<()> {
         args.scenarios
             .iter()
             .copied()
-            .filter(|s| *s != Scenario::Baseline),
+            .filter(|s| *s != Scenario::Baseline)
+            .filter(|s| args.url.is_none() || !s.on_probe()),
     );
+    let probe = if scenarios.iter().any(|s| s.on_probe()) {
+        Some(target.start_probe(&args.host).await?)
+    } else {
+        None
+    };
+    let target_of = |scenario: Scenario| match (&probe, scenario.on_probe()) {
+        (Some(probe), true) => probe,
+        _ => &target,
+    };
     let mut runs = Vec::new();
     for &scenario in &scenarios {
         runs.push(Run {
             scenario,
-            request: prepare(&target, scenario, tokens.clone()).await?,
+            request: prepare(target_of(scenario), scenario, tokens.clone()).await?,
             samples: Vec::new(),
             elapsed: Duration::ZERO,
             counters: Counters::default(),
@@ -143,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
             println!("Round {round} of {rounds}");
         }
         for run in &mut runs {
+            let target = target_of(run.scenario);
             let before = target.counters()?;
             let (samples, elapsed) = drive::run(
                 &target.http,
@@ -159,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
             run.counters.add(&before.delta(&after));
         }
     }
+    let scenarios: Vec<Scenario> = runs.iter().map(|run| run.scenario).collect();
     let results: Vec<Measured> = runs
         .into_iter()
         .map(|run| {
@@ -176,7 +202,14 @@ async fn main() -> anyhow::Result<()> {
     }
 
     std::fs::create_dir_all(&args.out)?;
-    let table = report::markdown(&results, args.concurrency, args.users);
+    let mut table = report::markdown(&results, args.concurrency, args.users);
+    let of = |wanted: Scenario| {
+        let at = scenarios.iter().position(|s| *s == wanted)?;
+        results.get(at)
+    };
+    if let (Some(one), Some(two)) = (of(Scenario::OnePing), of(Scenario::TwoPings)) {
+        table.push_str(&report::second_round_trip(one, two));
+    }
     std::fs::write(args.out.join("results.md"), &table)?;
     chart::render(&results, &args.out.join("results.png"))?;
     println!(
@@ -256,6 +289,13 @@ async fn prepare(
                     i,
                     Some(body),
                 )]
+            })
+        }
+        Scenario::OnePing | Scenario::TwoPings => {
+            let n = if scenario == Scenario::OnePing { 1 } else { 2 };
+            Arc::new(move |_| {
+                let url = format!("{base}/api/floor?action=pings&n={n}");
+                vec![Box::new(move |http: &reqwest::Client| http.get(url)) as Step]
             })
         }
         Scenario::Login => {

@@ -168,6 +168,20 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
     out
 }
 
+/// What the probe's two scenarios say about a second round trip: its cost
+/// per request and the ceiling it puts on any two-round-trip endpoint.
+pub fn second_round_trip(one: &Measured, two: &Measured) -> String {
+    let (one_rate, two_rate) = (one.rate().max(1e-9), two.rate().max(1e-9));
+    format!(
+        "\nThe probe with two `PING`s ran at {:.0}% of the probe with one: on this \
+         run, the ceiling relative to a one-round-trip endpoint for any endpoint \
+         that makes two round trips. The second round trip made each request's \
+         share of the run (1 / throughput) {:.0} µs longer.\n",
+        100.0 * two_rate / one_rate,
+        1e6 * (1.0 / two_rate - 1.0 / one_rate),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

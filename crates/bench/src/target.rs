@@ -53,30 +53,17 @@ impl Target {
                 bail!("building the host failed");
             }
         }
-        let status = Command::new(host)
-            .arg("build")
-            .stdout(Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("building the components failed");
-        }
         let redis = RedisServer::start();
         let sink = Arc::new(SmsSink::start().await);
-        let port = free_port();
-        let mut cmd = Command::new(host);
-        cmd.args(["up", "--no-build", "--listen", &format!("127.0.0.1:{port}")])
-            .env("SPIN_VARIABLE_REDIS_ADDRESS", redis.url())
-            .env("SPIN_VARIABLE_SMS_WEBHOOK_ORIGIN", sink.origin())
-            .env("SPIN_VARIABLE_ADMIN_KEY", admin_key)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut env = vec![
+            ("REDIS_ADDRESS", redis.url()),
+            ("SMS_WEBHOOK_ORIGIN", sink.origin()),
+            ("ADMIN_KEY", admin_key.to_string()),
+        ];
         for (name, value) in VARIABLES {
-            cmd.env(
-                format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
-                value,
-            );
+            env.push((name, value.to_string()));
         }
-        let app = cmd.spawn().context("cannot start the host")?;
+        let (app, port) = serve(host, APP_MANIFEST, &env)?;
         let target = Target {
             base: format!("http://127.0.0.1:{port}"),
             http: client(),
@@ -84,6 +71,28 @@ impl Target {
             redis_url: redis.url(),
             admin_key: admin_key.to_string(),
             _redis: Some(redis),
+            app: Some(app),
+        };
+        target.wait_ready().await?;
+        Ok(target)
+    }
+
+    /// The host tests' probe app, served by another `flashspin` on this
+    /// target's Redis: its `?action=pings&n=N` is the floor for an endpoint
+    /// of N round trips.
+    pub async fn start_probe(&self, host: &Path) -> anyhow::Result<Self> {
+        let env = [
+            ("REDIS_ADDRESS", self.redis_url.clone()),
+            ("FIXTURE_SECRET", "bench".to_string()),
+        ];
+        let (app, port) = serve(host, PROBE_MANIFEST, &env)?;
+        let target = Target {
+            base: format!("http://127.0.0.1:{port}"),
+            http: client(),
+            sink: self.sink.clone(),
+            redis_url: self.redis_url.clone(),
+            admin_key: String::new(),
+            _redis: None,
             app: Some(app),
         };
         target.wait_ready().await?;
@@ -280,6 +289,35 @@ fn process_cpu(pid: u32) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(Duration::from_millis((utime + stime) * 10))
+}
+
+const APP_MANIFEST: &str = "spin.toml";
+const PROBE_MANIFEST: &str = "tests/fixtures/spin.toml";
+
+/// Builds the components of `manifest` and serves them with `host` on a
+/// free port, with `env` as Spin variables (`SPIN_VARIABLE_<name>`).
+fn serve(host: &Path, manifest: &str, env: &[(&str, String)]) -> anyhow::Result<(Child, u16)> {
+    let status = Command::new(host)
+        .args(["build", "-f", manifest])
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("building the components of {manifest} failed");
+    }
+    let port = free_port();
+    let mut cmd = Command::new(host);
+    cmd.args(["up", "--no-build", "-f", manifest])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in env {
+        cmd.env(
+            format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+            value,
+        );
+    }
+    let app = cmd.spawn().context("cannot start the host")?;
+    Ok((app, port))
 }
 
 fn client() -> reqwest::Client {

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{
-    App, AppConfig, RedisServer, app_manifest, fixture_manifest, is_real_spin, round_trips,
+    App, AppConfig, RedisServer, app_manifest, fixture_manifest, is_real_spin,
+    live_processes_in_group, round_trips,
 };
 
 async fn fixture_app(redis: &RedisServer) -> App {
@@ -412,6 +413,28 @@ async fn embedded_redis_is_the_default() {
         client.get_connection().is_err(),
         "the embedded Redis must stop with the app"
     );
+}
+
+#[tokio::test]
+async fn stopping_an_app_leaves_no_process_behind() {
+    // On flashspin with no redis_address the group holds the host and its
+    // embedded redis-server; under Spin, `spin up` and `spin trigger http`.
+    let redis = RedisServer::start();
+    let mut config = AppConfig::new(app_manifest());
+    if is_real_spin() {
+        config = config.var("redis_address", redis.url());
+    }
+    let mut app = config.start().await;
+    assert_eq!(app.get("/api/health").await.status, 200);
+    let group = app.process_group();
+    let running = live_processes_in_group(group);
+    assert!(!running.is_empty(), "the group should hold the host");
+    if !is_real_spin() {
+        assert!(running.len() >= 2, "host and embedded Redis: {running:?}");
+    }
+    app.stop();
+    let left = live_processes_in_group(group);
+    assert!(left.is_empty(), "still running after stop: {left:?}");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod health;
 mod host;
 mod login;
 mod lottery;
+mod manifest;
 mod ratelimit;
 mod size;
 mod vouchers;

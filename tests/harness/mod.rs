@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -104,6 +105,7 @@ pub struct AppConfig {
     manifest: PathBuf,
     vars: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
+    build: bool,
 }
 
 impl AppConfig {
@@ -112,7 +114,16 @@ impl AppConfig {
             manifest,
             vars: BTreeMap::new(),
             env: BTreeMap::new(),
+            build: true,
         }
+    }
+
+    /// Starts without running the manifest's build commands: for a manifest
+    /// the host is expected to refuse, or one whose components are built
+    /// elsewhere.
+    pub fn without_build(mut self) -> Self {
+        self.build = false;
+        self
     }
 
     /// Sets a Spin variable (through `SPIN_VARIABLE_<NAME>`).
@@ -136,7 +147,9 @@ impl AppConfig {
 
     /// Starts the app; on failure returns what it printed.
     pub async fn try_start(self) -> Result<App, String> {
-        build_once(&self.manifest);
+        if self.build {
+            build_once(&self.manifest);
+        }
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
         // Our host binds port 0 and says which port it got, so no other
@@ -165,7 +178,11 @@ impl AppConfig {
         }
         cmd.envs(&self.env);
         let out = std::fs::File::create(&log).unwrap();
+        // A group of its own, so that stopping the app also stops whatever
+        // it started (`spin up` runs `spin trigger http`; flashspin may run
+        // a redis-server).
         let child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -305,11 +322,63 @@ impl App {
     }
 }
 
-impl Drop for App {
-    fn drop(&mut self) {
+impl App {
+    /// The process group the host and everything it started run in.
+    pub fn process_group(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the whole group: SIGTERM first, as an operator would, then
+    /// SIGKILL for anything still running after a grace period.
+    pub fn stop(&mut self) {
+        let group = self.process_group();
+        signal_group(group, "TERM");
+        let _ = self.wait_exit(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !live_processes_in_group(group).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !live_processes_in_group(group).is_empty() {
+            signal_group(group, "KILL");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn signal_group(group: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Processes of `group` that are still running (zombies, which only wait
+/// for their parent to reap them, do not count), read from `/proc`.
+pub fn live_processes_in_group(group: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.first() != Some(&"Z") && fields.get(2) == Some(&group.to_string().as_str())
+        })
+        .collect()
 }
 
 /// A response, read whole.

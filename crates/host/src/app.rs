@@ -2,6 +2,7 @@
 //! component, linking it against WASI, wasi:http and the Spin interfaces, and
 //! pre-instantiating it so a request only has to create a fresh instance.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::manifest::Manifest;
-use crate::outbound::OutboundPolicy;
 use crate::router::Router;
 use crate::state::{ComponentContext, RequestState};
 use crate::variables::{AppVariables, ComponentVariables};
@@ -49,12 +49,7 @@ impl App {
             let context = (|| -> anyhow::Result<ComponentContext> {
                 let component_variables =
                     ComponentVariables::resolve(id, variables, &decl.variables)?;
-                let mut hosts = Vec::new();
-                for entry in &decl.allowed_outbound_hosts {
-                    hosts.push(variables.expand(entry)?);
-                }
-                let outbound = OutboundPolicy::parse(hosts.iter().map(String::as_str))
-                    .context("allowed_outbound_hosts")?;
+                let outbound = crate::loader::resolve_allowed_hosts(variables, decl)?;
                 Ok(ComponentContext {
                     id: id.clone(),
                     variables: component_variables,
@@ -159,7 +154,7 @@ impl CompileCache {
     fn load(&self, source: &Path) -> anyhow::Result<Component> {
         let wasm = std::fs::read(source)?;
         let Some(dir) = &self.dir else {
-            return Component::new(&self.engine, &wasm).map_err(wasm_err);
+            return Component::new(&self.engine, componentize(&wasm)?).map_err(wasm_err);
         };
         let mut hasher = Sha256::new();
         hasher.update(&wasm);
@@ -176,13 +171,44 @@ impl CompileCache {
                 return Ok(component);
             }
         }
-        let compiled = self.engine.precompile_component(&wasm).map_err(wasm_err)?;
+        let compiled = self
+            .engine
+            .precompile_component(&componentize(&wasm)?)
+            .map_err(wasm_err)?;
         let tmp = tempfile::NamedTempFile::new_in(dir)?;
         std::fs::write(tmp.path(), &compiled)?;
         tmp.persist(&path)?;
         // SAFETY: just produced by this engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(wasm_err)
     }
+}
+
+/// A component as it is, or a core module turned into one as Spin does at
+/// load: a module built with wit-bindgen 0.5 or newer carries its WIT world
+/// in `component-type` custom sections, and WASI preview 1 imports, if any,
+/// are adapted to WASI 0.2. Modules from older tool chains, which Spin
+/// adapts with its own legacy adapters, are refused.
+fn componentize(wasm: &[u8]) -> anyhow::Result<Cow<'_, [u8]>> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: &[u8] = &[1, 0, 0, 0];
+    anyhow::ensure!(wasm.starts_with(MAGIC), "not a WebAssembly binary");
+    if wasm.get(4..8) != Some(CORE_VERSION) {
+        return Ok(Cow::Borrowed(wasm));
+    }
+    let component = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(wasm)
+        .and_then(|encoder| {
+            encoder.adapter(
+                "wasi_snapshot_preview1",
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+            )
+        })
+        .and_then(|mut encoder| encoder.encode())
+        .context(
+            "cannot turn this core module into a component (only modules built with wit-bindgen 0.5 or newer can be)",
+        )?;
+    Ok(Cow::Owned(component))
 }
 
 /// Feeds `Hash` output into a SHA-256 digest.

@@ -5,6 +5,7 @@ mod app;
 mod builder;
 mod embedded_redis;
 mod guest_output;
+mod loader;
 mod log;
 mod manifest;
 mod outbound;
@@ -13,6 +14,7 @@ mod router;
 mod server;
 mod spin_api;
 mod state;
+mod template;
 mod variables;
 
 use std::collections::BTreeMap;
@@ -59,7 +61,8 @@ enum Commands {
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("Error: {e:#}");
+        // The cause chain on numbered lines, as Spin prints it.
+        eprintln!("Error: {e:?}");
         std::process::exit(1);
     }
 }
@@ -72,7 +75,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             no_build,
         } => {
-            let manifest = Manifest::load(&manifest)?;
+            let path = manifest;
+            let manifest = Manifest::load(&path)?;
+            loader::check(&manifest).with_context(|| {
+                format!(
+                    "Failed to load Spin app from {:?}",
+                    path.display().to_string()
+                )
+            })?;
             if !no_build {
                 builder::build_all(&manifest)?;
             }

@@ -1,6 +1,9 @@
-//! Reading `spin.toml` (manifest version 2): the subset of Spin's format this
-//! host understands. Anything it does not support is rejected with a message
-//! instead of being silently ignored.
+//! Reading `spin.toml` (manifest version 2) by Spin 4.0.2's schema: the same
+//! fields, the same identifier rules and the same refusals of unknown keys.
+//! Features of the format this host does not implement (key-value stores,
+//! files, remote sources, non-HTTP triggers...) are refused with a message
+//! naming them instead of being silently ignored. What Spin checks only when
+//! it loads the app (outbound hosts, templates) is in `loader`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,9 @@ pub struct Manifest {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariableDecl {
+    #[serde(default)]
+    #[allow(dead_code, reason = "part of the format; no behaviour depends on it")]
+    pub description: Option<String>,
     #[serde(default)]
     pub default: Option<String>,
     #[serde(default)]
@@ -83,58 +89,129 @@ impl Commands {
     }
 }
 
+// The raw shapes follow Spin 4.0.2's manifest schema field for field, with
+// unknown fields refused at every level where Spin refuses them. Fields Spin
+// knows but this host does not implement are parsed and then refused by
+// `Manifest::parse` with a message naming them, never silently ignored.
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
-    spin_manifest_version: u32,
-    #[allow(dead_code, reason = "checked for shape only")]
+    spin_manifest_version: toml::Value,
     application: RawApplication,
     #[serde(default)]
-    variables: BTreeMap<String, VariableDecl>,
+    variables: BTreeMap<LowerSnakeId, VariableDecl>,
+    trigger: BTreeMap<String, Vec<RawTrigger>>,
     #[serde(default)]
-    trigger: RawTriggers,
-    #[serde(default)]
-    component: BTreeMap<String, RawComponent>,
+    component: BTreeMap<KebabId, RawComponent>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "descriptive fields: the format has them, the host does not use them"
+)]
 struct RawApplication {
-    #[allow(
-        dead_code,
-        reason = "required by the format; the host does not print it"
-    )]
     name: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    authors: Vec<String>,
+    #[serde(default)]
+    targets: Vec<toml::Value>,
+    /// Per-trigger-type settings, e.g. `[application.trigger.http] base`.
+    #[serde(default)]
+    trigger: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    tool: BTreeMap<String, toml::Table>,
 }
 
-#[derive(Deserialize, Default)]
-struct RawTriggers {
+#[derive(Deserialize)]
+struct RawTrigger {
     #[serde(default)]
-    http: Vec<RawHttpTrigger>,
+    id: Option<String>,
+    #[serde(default)]
+    component: Option<toml::Value>,
+    #[serde(default)]
+    components: Option<toml::Table>,
+    /// The rest is the trigger type's own configuration.
+    #[serde(flatten)]
+    config: toml::Table,
+}
+
+/// `[[trigger.http]]` beyond `id`, `component` and `components`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpTriggerConfig {
+    route: toml::Value,
+    #[serde(default)]
+    static_response: Option<toml::Value>,
+    #[serde(default)]
+    executor: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawHttpTrigger {
-    route: String,
-    component: String,
-    #[serde(default)]
-    executor: Option<toml::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "descriptive fields: the format has them, the host does not use them"
+)]
 struct RawComponent {
     source: toml::Value,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    allowed_outbound_hosts: Vec<String>,
-    #[serde(default)]
-    variables: BTreeMap<String, String>,
+    variables: BTreeMap<LowerSnakeId, String>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
     #[serde(default)]
+    files: Vec<toml::Value>,
+    #[serde(default)]
+    exclude_files: Vec<String>,
+    #[serde(default)]
+    allowed_http_hosts: Vec<String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    key_value_stores: Vec<String>,
+    #[serde(default)]
+    sqlite_databases: Vec<String>,
+    #[serde(default)]
+    ai_models: Vec<String>,
+    #[serde(default)]
+    targets: Option<Vec<toml::Value>>,
+    #[serde(default)]
     build: Option<BuildDecl>,
+    #[serde(default)]
+    tool: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    dependencies_inherit_configuration: Option<bool>,
+    #[serde(default)]
+    dependencies: toml::Table,
+    #[serde(default)]
+    profile: toml::Table,
+}
+
+impl RawComponent {
+    /// Spin features this host does not implement, by manifest key.
+    fn unsupported(&self) -> Vec<&'static str> {
+        [
+            ("files", !self.files.is_empty()),
+            ("exclude_files", !self.exclude_files.is_empty()),
+            ("allowed_http_hosts", !self.allowed_http_hosts.is_empty()),
+            ("key_value_stores", !self.key_value_stores.is_empty()),
+            ("sqlite_databases", !self.sqlite_databases.is_empty()),
+            ("ai_models", !self.ai_models.is_empty()),
+            ("dependencies", !self.dependencies.is_empty()),
+            ("profile", !self.profile.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(key, used)| used.then_some(key))
+        .collect()
+    }
 }
 
 impl Manifest {
@@ -153,37 +230,65 @@ impl Manifest {
         let dir = dir
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", dir.display()))?;
-        Self::parse(&text, dir).with_context(|| format!("invalid manifest {}", path.display()))
+        Self::parse(&text, dir).with_context(|| {
+            format!(
+                "Failed to read Spin app manifest from {:?}",
+                path.display().to_string()
+            )
+        })
     }
 
     pub fn parse(text: &str, dir: PathBuf) -> anyhow::Result<Self> {
-        let raw: RawManifest = toml::from_str(text)?;
-        if raw.spin_manifest_version != 2 {
-            bail!(
-                "spin_manifest_version {} is not supported; use 2",
-                raw.spin_manifest_version
-            );
+        let version: VersionProbe = toml::from_str(text)?;
+        match version.spin_manifest_version.as_integer() {
+            Some(2) => {}
+            _ if version.spin_manifest_version.as_str() == Some("1") => bail!(
+                "manifest version 1 is not supported by flashspin; convert it with `spin doctor` or write version 2"
+            ),
+            _ => bail!(
+                "invalid manifest version: {:?}",
+                version.spin_manifest_version.to_string()
+            ),
         }
+        let raw: RawManifest = toml::from_str(text)?;
+        let _ = raw.spin_manifest_version;
         for (name, decl) in &raw.variables {
-            check_variable_name(name)?;
             if decl.required == decl.default.is_some() {
-                bail!("variable `{name}` must be `required` OR have a `default`");
+                bail!(
+                    "variable `{}` must be `required` OR have a `default`",
+                    name.0
+                );
+            }
+        }
+        for (kind, settings) in &raw.application.trigger {
+            match (
+                kind.as_str(),
+                settings.get("base").and_then(toml::Value::as_str),
+            ) {
+                ("http", None | Some("/")) if settings.keys().all(|k| k == "base") => {}
+                ("http", Some(_)) => bail!(
+                    "This application is using the deprecated trigger 'base' field. The base must be prepended to each [[trigger.http]]'s 'route'."
+                ),
+                _ => bail!("flashspin does not support `[application.trigger.{kind}]` settings"),
             }
         }
         let mut components = BTreeMap::new();
-        for (id, c) in raw.component {
-            let _ = c.description;
+        for (KebabId(id), c) in raw.component {
+            if let Some(key) = c.unsupported().first() {
+                bail!(
+                    "component `{id}` uses `{key}`, which flashspin does not support (see docs/HOST.md)"
+                );
+            }
             let source = match &c.source {
                 toml::Value::String(s) => dir.join(s),
-                _ => bail!("component `{id}`: only a local file path is supported as `source`"),
+                _ => bail!(
+                    "component `{id}`: flashspin runs only local files; a remote or registry `source` is not supported"
+                ),
             };
             if let Some(workdir) = c.build.as_ref().and_then(|b| b.workdir.as_ref())
                 && workdir.is_absolute()
             {
                 bail!("component `{id}`: the build workdir must be relative");
-            }
-            for name in c.variables.keys() {
-                check_variable_name(name).with_context(|| format!("component `{id}` variables"))?;
             }
             components.insert(
                 id.clone(),
@@ -191,35 +296,24 @@ impl Manifest {
                     id,
                     source,
                     allowed_outbound_hosts: c.allowed_outbound_hosts,
-                    variables: c.variables,
+                    variables: c.variables.into_iter().map(|(k, v)| (k.0, v)).collect(),
                     environment: c.environment,
                     build: c.build,
                 },
             );
         }
         let mut routes = Vec::new();
-        for t in raw.trigger.http {
-            if t.executor.is_some() {
-                bail!(
-                    "route `{}`: only the default (Spin) executor is supported",
-                    t.route
-                );
+        for (kind, triggers) in raw.trigger {
+            if kind != "http" {
+                bail!("flashspin serves only HTTP triggers; `[[trigger.{kind}]]` is not supported");
             }
-            if !components.contains_key(&t.component) {
-                bail!(
-                    "route `{}` names component `{}`, which is not defined",
-                    t.route,
-                    t.component
-                );
+            for t in triggers {
+                routes.extend(http_route(t, &components)?);
             }
-            routes.push(RouteDecl {
-                route: t.route,
-                component: t.component,
-            });
         }
         Ok(Manifest {
             dir,
-            variables: raw.variables,
+            variables: raw.variables.into_iter().map(|(k, v)| (k.0, v)).collect(),
             routes,
             components,
         })
@@ -235,22 +329,153 @@ impl Manifest {
     }
 }
 
-/// Spin's rule for variable names: lower-case ASCII letters, digits and
-/// underscores, starting with a letter, no double or trailing underscore.
-pub fn check_variable_name(name: &str) -> anyhow::Result<()> {
-    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !name.contains("__")
-        && !name.ends_with('_');
-    if valid {
-        Ok(())
-    } else {
-        bail!(
-            "invalid variable name `{name}`: use lower-case letters, digits and single underscores, starting with a letter"
-        )
+#[derive(Deserialize)]
+struct VersionProbe {
+    spin_manifest_version: toml::Value,
+}
+
+/// One `[[trigger.http]]` as a route; a private endpoint (`route = { private
+/// = true }`) has none.
+fn http_route(
+    t: RawTrigger,
+    components: &BTreeMap<String, ComponentDecl>,
+) -> anyhow::Result<Option<RouteDecl>> {
+    let name = t.id.clone().unwrap_or_default();
+    let config: RawHttpTriggerConfig = t.config.try_into()?;
+    if t.components.is_some_and(|c| !c.is_empty()) {
+        bail!("trigger {name:?}: flashspin does not support `components` on HTTP triggers");
     }
+    let component = match (t.component, config.static_response) {
+        (None, None) => {
+            bail!("Triggers must specify either component or static_response - {name} has neither")
+        }
+        (Some(_), Some(_)) => {
+            bail!("Triggers must specify either component or static_response - {name} has both")
+        }
+        (None, Some(_)) => bail!("flashspin does not support `static_response` triggers"),
+        (Some(toml::Value::String(id)), None) => {
+            KebabId::try_from(id.clone()).map_err(anyhow::Error::msg)?;
+            id
+        }
+        (Some(_), None) => bail!(
+            "flashspin does not support inline components in triggers; declare `[component.<id>]` and name it"
+        ),
+    };
+    if let Some(executor) = config.executor
+        && executor.get("type").and_then(toml::Value::as_str) != Some("http")
+        && executor.get("type").and_then(toml::Value::as_str) != Some("spin")
+    {
+        bail!("component `{component}`: only the default (`http`) executor is supported");
+    }
+    let route = match config.route {
+        toml::Value::String(route) => route,
+        toml::Value::Table(t) if t.len() == 1 && t.get("private").is_some() => {
+            match t["private"].as_bool() {
+                Some(true) => return Ok(None),
+                _ => bail!(
+                    "route must be a string pattern or '{{ private = true }}': '{component}' has {{ private = false }}"
+                ),
+            }
+        }
+        other => bail!("trigger for `{component}`: invalid route {other}"),
+    };
+    if !components.contains_key(&component) {
+        bail!("route `{route}` names component `{component}`, which is not defined");
+    }
+    Ok(Some(RouteDecl { route, component }))
+}
+
+/// A component id: `-`-separated words of ASCII letters and digits, each
+/// starting with a letter and all lower or all upper case (Spin's `KebabId`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+struct KebabId(String);
+
+impl TryFrom<String> for KebabId {
+    type Error = String;
+    fn try_from(id: String) -> Result<Self, String> {
+        check_id(&id, '-', false)?;
+        Ok(Self(id))
+    }
+}
+
+/// A variable name: `_`-separated lower-case words (Spin's `LowerSnakeId`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+struct LowerSnakeId(String);
+
+impl TryFrom<String> for LowerSnakeId {
+    type Error = String;
+    fn try_from(id: String) -> Result<Self, String> {
+        check_id(&id, '_', true)?;
+        Ok(Self(id))
+    }
+}
+
+/// Spin's identifier rule, with its messages.
+fn check_id(id: &str, delim: char, lower_only: bool) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("empty".into());
+    }
+    let wrong = if delim == '_' { '-' } else { '_' };
+    if id.contains(wrong) {
+        return Err(format!(
+            "words must be separated with {delim:?}, not {wrong:?}"
+        ));
+    }
+    for word in id.split(delim) {
+        let mut chars = word.chars();
+        let Some(first) = chars.next() else {
+            return Err(format!("{delim:?}-separated words must not be empty"));
+        };
+        if !first.is_ascii_alphabetic() {
+            return Err(format!(
+                "{delim:?}-separated words must start with an ASCII letter; got {first:?}"
+            ));
+        }
+        let upper = first.is_ascii_uppercase();
+        for ch in chars {
+            if !ch.is_ascii_alphanumeric() {
+                return Err(format!(
+                    "{delim:?}-separated words may only contain alphanumeric ASCII; got {ch:?}"
+                ));
+            }
+            if !ch.is_ascii_digit() && ch.is_ascii_uppercase() != upper {
+                return Err(format!(
+                    "{delim:?}-separated words must be all lowercase or all UPPERCASE; got {word:?}"
+                ));
+            }
+        }
+        if lower_only && upper {
+            return Err(format!(
+                "Lower-case identifiers must be all lowercase; got {id:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The rule Spin applies to a name a guest passes to `variables.get`:
+/// lower-case ASCII letters, digits and underscores, starting with a letter,
+/// ending with a letter or digit, no double underscore.
+pub fn check_variable_name(name: &str) -> anyhow::Result<()> {
+    let reason = if name.is_empty() {
+        "must not be empty"
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        "Variable names may contain only lower-case letters, numbers, and underscores."
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        "must start with a lowercase ASCII letter"
+    } else if !name.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+        "must end with a lowercase ASCII letter or digit"
+    } else if name.contains("__") {
+        "must not contain multiple consecutive underscores"
+    } else {
+        return Ok(());
+    };
+    bail!("invalid variable name: {name:?}: {reason}")
 }
 
 #[cfg(test)]
@@ -286,6 +511,138 @@ command = "make"
         assert_eq!(api.source, PathBuf::from("/app/api.wasm"));
         assert_eq!(api.variables["redis_address"], "{{ redis_address }}");
         assert_eq!(api.build.as_ref().unwrap().command.as_slice(), ["make"]);
+    }
+
+    fn parse_err(text: &str) -> String {
+        format!(
+            "{:#}",
+            Manifest::parse(text, PathBuf::from("/app")).unwrap_err()
+        )
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_every_level() {
+        for (from, to) in [
+            ("name = \"demo\"", "name = \"demo\"\nnmae = \"x\""),
+            ("[variables]", "typo = 1\n[variables]"),
+            ("{ required = true }", "{ required = true, secrte = true }"),
+            ("component = \"api\"", "component = \"api\"\nrotue = \"/x\""),
+            (
+                "source = \"api.wasm\"",
+                "source = \"api.wasm\"\nallowed_outbound_host = []",
+            ),
+            ("command = \"make\"", "command = \"make\"\nwatchh = []"),
+        ] {
+            let err = parse_err(&APP.replace(from, to));
+            assert!(err.contains("unknown field"), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn identifiers_follow_spins_rules() {
+        let err = parse_err(&APP.replace("component.api", "component.api_x"));
+        assert!(
+            err.contains("words must be separated with '-', not '_'"),
+            "{err}"
+        );
+        let err = parse_err(&APP.replace("admin_key = {", "\"bad+name\" = {"));
+        assert!(
+            err.contains("may only contain alphanumeric ASCII; got '+'"),
+            "{err}"
+        );
+        let err = parse_err(&APP.replace("admin_key = {", "admin_2 = {"));
+        assert!(
+            err.contains("must start with an ASCII letter; got '2'"),
+            "{err}"
+        );
+        let err = parse_err(&APP.replace("component = \"api\"", "component = \"1-2-3\""));
+        assert!(
+            err.contains("must start with an ASCII letter; got '1'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_manifest_version_must_be_2() {
+        let err = parse_err(&APP.replace("spin_manifest_version = 2", "spin_manifest_version = 7"));
+        assert!(err.contains("invalid manifest version: \"7\""), "{err}");
+        let err = parse_err("");
+        assert!(
+            err.contains("missing field `spin_manifest_version`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn triggers_are_required() {
+        let text = APP.replace(
+            "[[trigger.http]]\nroute = \"/api/...\"\ncomponent = \"api\"\n",
+            "",
+        );
+        assert!(parse_err(&text).contains("missing field `trigger`"));
+    }
+
+    #[test]
+    fn features_this_host_lacks_are_named() {
+        for (line, named) in [
+            ("key_value_stores = [\"default\"]", "key_value_stores"),
+            ("sqlite_databases = [\"default\"]", "sqlite_databases"),
+            ("files = [\"static/**\"]", "files"),
+            (
+                "allowed_http_hosts = [\"example.com\"]",
+                "allowed_http_hosts",
+            ),
+        ] {
+            let err = parse_err(&APP.replace(
+                "source = \"api.wasm\"",
+                &format!("source = \"api.wasm\"\n{line}"),
+            ));
+            assert!(
+                err.contains(named) && err.contains("does not support"),
+                "{err}"
+            );
+        }
+        let err = parse_err(&format!(
+            "{APP}\n[[trigger.redis]]\ncomponent = \"api\"\nchannel = \"x\"\n"
+        ));
+        assert!(
+            err.contains("`[[trigger.redis]]` is not supported"),
+            "{err}"
+        );
+        let err = parse_err(&APP.replace(
+            "component = \"api\"",
+            "static_response = { status_code = 200 }",
+        ));
+        assert!(err.contains("static_response"), "{err}");
+    }
+
+    #[test]
+    fn private_routes_are_not_served() {
+        let text = APP.replace("route = \"/api/...\"", "route = { private = true }");
+        assert!(
+            Manifest::parse(&text, PathBuf::from("/app"))
+                .unwrap()
+                .routes
+                .is_empty()
+        );
+        let text = APP.replace("route = \"/api/...\"", "route = { private = false }");
+        assert!(
+            parse_err(&text).contains("route must be a string pattern or '{ private = true }'")
+        );
+    }
+
+    #[test]
+    fn a_non_default_base_is_refused() {
+        let text = APP.replace(
+            "name = \"demo\"",
+            "name = \"demo\"\n[application.trigger.http]\nbase = \"/app\"",
+        );
+        assert!(parse_err(&text).contains("deprecated trigger 'base' field"));
+        let text = APP.replace(
+            "name = \"demo\"",
+            "name = \"demo\"\n[application.trigger.http]\nbase = \"/\"",
+        );
+        Manifest::parse(&text, PathBuf::from("/app")).unwrap();
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::outbound::{OutboundPolicy, default_port};
+use crate::outbound::OutboundPolicy;
 
 pub struct OutboundHttp {
     component: String,
@@ -17,16 +17,11 @@ impl OutboundHttp {
         Self { component, policy }
     }
 
+    /// As Spin checks `wasi:http` requests: the URI as a URL, `https` when
+    /// it names no scheme. A relative URI (a request to the app itself) is
+    /// never allowed here, as this host does not route those.
     fn allows(&self, uri: &http::Uri) -> bool {
-        let scheme = uri.scheme_str().unwrap_or("https");
-        let Some(host) = uri.host() else {
-            return false;
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let Some(port) = uri.port_u16().or_else(|| default_port(scheme)) else {
-            return false;
-        };
-        self.policy.allows(scheme, host, port)
+        uri.authority().is_some() && self.policy.allows(&uri.to_string(), "https")
     }
 }
 

@@ -1,9 +1,13 @@
 //! The data of one request's store: WASI and wasi:http contexts, the
 //! resource table, and the component's resolved configuration.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -45,6 +49,13 @@ impl RequestState {
         for (k, v) in &component.environment {
             wasi.env(k, v);
         }
+        // Spin's wasmtime lets guests use TCP and UDP, gated by the address
+        // check, and not name lookup; newer wasmtime turns all three off
+        // unless asked.
+        wasi.allow_tcp(true)
+            .allow_udp(true)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(socket_check(component.clone()));
         Self {
             http_hooks: OutboundHttp::new(component.id.clone(), component.outbound.clone()),
             component,
@@ -66,6 +77,37 @@ impl RequestState {
     pub fn finish_output(&self) {
         self.stdout.finish();
         self.stderr.finish();
+    }
+}
+
+/// Which socket addresses the guest may use through `wasi:sockets`, as
+/// Spin 4.0.2 decides: TCP connects and UDP binds and sends when
+/// `allowed_outbound_hosts` allows the address under the scheme `tcp` or
+/// `udp` (so `*://` entries cover both, `redis://` entries neither); no TCP
+/// listener, ever. wasmtime 48 also asks about the implicit bind to the
+/// unspecified address that precedes a connect, and about datagrams
+/// received; Spin's wasmtime asked neither, so both pass.
+fn socket_check(
+    component: Arc<ComponentContext>,
+) -> impl Fn(SocketAddr, SocketAddrUse) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>>
++ Send
++ Sync
++ 'static {
+    move |addr, addr_use| {
+        let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+        let allowed = match addr_use {
+            SocketAddrUse::TcpBind => implicit_bind,
+            SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+            SocketAddrUse::TcpConnect => component.outbound.allows(&addr.to_string(), "tcp"),
+            SocketAddrUse::UdpBind | SocketAddrUse::UdpSend => {
+                component.outbound.allows(&addr.to_string(), "udp")
+            }
+            SocketAddrUse::UdpReceive => true,
+        };
+        if !allowed {
+            crate::log::denied(&component.id, &format!("{addr_use:?}"), &addr.to_string());
+        }
+        Box::pin(std::future::ready(allowed))
     }
 }
 

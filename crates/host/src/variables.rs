@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 
+use crate::template::Template;
+
 use crate::manifest::{Manifest, check_variable_name};
 
 /// Resolved application variables.
@@ -61,26 +63,16 @@ impl AppVariables {
         self.values.get(name).map(String::as_str)
     }
 
-    /// Expands every `{{ name }}` in `template`; a reference to an undeclared
+    /// Expands every `{{ name }}` in `text`; a reference to an undeclared
     /// variable is an error.
-    pub fn expand(&self, template: &str) -> anyhow::Result<String> {
-        let mut out = String::with_capacity(template.len());
-        let mut rest = template;
-        while let Some(start) = rest.find("{{") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .with_context(|| format!("unmatched `{{{{` in template `{template}`"))?;
-            let name = after[..end].trim();
-            let value = self
-                .get(name)
-                .with_context(|| format!("template `{template}`: unknown variable `{name}`"))?;
-            out.push_str(value);
-            rest = &after[end + 2..];
+    pub fn expand(&self, text: &str) -> anyhow::Result<String> {
+        let template = Template::parse(text)?;
+        if let Some(unknown) = template.variables().find(|name| self.get(name).is_none()) {
+            bail!("invalid variable template: unknown variable {unknown:?}");
         }
-        out.push_str(rest);
-        Ok(out)
+        Ok(template
+            .render(|name| self.get(name))
+            .expect("every name was just found"))
     }
 }
 
@@ -142,6 +134,7 @@ name = "t"
 [variables]
 redis_address = { required = true }
 limit = { default = "50/1" }
+[trigger]
 "#,
             PathBuf::from("/"),
         )

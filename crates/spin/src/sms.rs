@@ -1,8 +1,8 @@
 //! Sending login codes: a JSON POST to the SMS gateway named by the
 //! `sms_webhook_origin` and `sms_webhook_path` variables, through Spin's
 //! outbound HTTP with a 5 s limit on connecting and on the answer. With no
-//! gateway configured the code goes to the component's log instead, which
-//! is for development only.
+//! gateway configured ([`NO_GATEWAY`]) the code goes to the component's log
+//! instead, which is for development only.
 
 use std::time::Duration;
 
@@ -17,6 +17,12 @@ use spin_sdk::wit::wasi::http0_2_0::types::RequestOptions;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The `sms_webhook_origin` that means "no gateway". The origin is also an
+/// `allowed_outbound_hosts` entry, which Spin refuses to load when empty, so
+/// "none" has to be a well-formed origin: `.invalid` is reserved never to
+/// resolve (RFC 6761), so even a mistaken send could reach nobody.
+pub const NO_GATEWAY: &str = "http://sms.invalid";
+
 /// Where codes go.
 pub enum SmsSender {
     Gateway {
@@ -29,9 +35,9 @@ pub enum SmsSender {
 
 impl SmsSender {
     pub fn from_vars(vars: &impl Variables) -> Result<Self, ApiError> {
-        let origin: String = read(vars, "sms_webhook_origin", "")?;
+        let origin: String = read(vars, "sms_webhook_origin", NO_GATEWAY)?;
         let path: String = read(vars, "sms_webhook_path", "/sms")?;
-        if origin.is_empty() {
+        if origin == NO_GATEWAY {
             return Ok(SmsSender::Log);
         }
         let bad = || {

@@ -54,7 +54,7 @@ impl RequestState {
 
 impl HostConnection for RequestState {
     async fn open(&mut self, address: String) -> HostResult<Resource<RedisConnection>> {
-        if !self.component.outbound.allows_url(&address) {
+        if !self.component.outbound.allows(&address, "redis") {
             self.log_denied("redis", &address);
             return Ok(Err(Error::InvalidAddress));
         }

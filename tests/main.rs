@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod conformance;
 mod health;
 mod host;
 mod login;

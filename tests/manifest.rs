@@ -77,7 +77,7 @@ async fn a_value_that_is_not_a_host_stops_start_up() {
     let log = result.err().expect("the host must refuse the value");
     assert!(
         log.contains("\"{{ sms_webhook_origin }}\" is \"https://sms.example.com/send\"")
-            && log.contains("has a path but is not allowed to"),
+            && log.contains("must not include a path"),
         "{log}"
     );
 }

@@ -86,24 +86,21 @@ pub fn resolve_allowed_hosts(
 ) -> anyhow::Result<OutboundPolicy> {
     let mut resolved = Vec::with_capacity(component.allowed_outbound_hosts.len());
     for entry in &component.allowed_outbound_hosts {
-        resolved.push(variables.expand(entry)?);
-    }
-    OutboundPolicy::parse(&resolved).with_context(|| {
-        let shown: Vec<String> = component
-            .allowed_outbound_hosts
-            .iter()
-            .zip(&resolved)
-            .filter(|(entry, value)| entry != value)
-            .map(|(entry, value)| format!("{entry:?} is {value:?}"))
-            .collect();
-        match shown.is_empty() {
-            true => "`allowed_outbound_hosts` is malformed".to_string(),
-            false => format!(
-                "`allowed_outbound_hosts` is malformed with the variables' values: {}",
-                shown.join(", ")
-            ),
+        let value = variables.expand(entry)?;
+        // Spin reads `user:password@` as part of the host and refuses it;
+        // say so without printing the password.
+        if crate::log::without_credentials(&value) != value {
+            bail!(
+                "`allowed_outbound_hosts` is malformed: {entry:?} resolves to a URL with credentials, which Spin refuses as a host; keep credentials out of variables used in allowed_outbound_hosts"
+            );
         }
-    })
+        // Each entry alone first, so the error names the one at fault.
+        AllowedHost::parse(&value)
+            .with_context(|| format!("{entry:?} is {value:?} with the variables' values"))
+            .context("`allowed_outbound_hosts` is malformed")?;
+        resolved.push(value);
+    }
+    OutboundPolicy::parse(&resolved).context("`allowed_outbound_hosts` is malformed")
 }
 
 #[cfg(test)]
@@ -207,9 +204,17 @@ len = { default = "24" }"#,
         };
         assert!(resolve("https://sms.example.com").is_ok());
         let err = format!("{:#}", resolve("").unwrap_err());
-        assert!(err.contains("\"{{ gw }}\" is \"\""), "{err}");
+        assert!(
+            err.contains("\"{{ gw }}\" is \"\" with the variables' values"),
+            "{err}"
+        );
         assert!(
             err.contains("is not an allowed outbound host format"),
+            "{err}"
+        );
+        let err = format!("{:#}", resolve("https://u:pw@sms.example.com").unwrap_err());
+        assert!(
+            !err.contains("pw") && err.contains("with credentials"),
             "{err}"
         );
     }

@@ -46,7 +46,7 @@ pub fn denied(component: &str, what: &str, target: &str) {
 
 /// `redis://user:secret@host` becomes `redis://host`: passwords stay out of
 /// logs.
-fn without_credentials(url: &str) -> String {
+pub fn without_credentials(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() || !parsed.username().is_empty() => {
             let _ = parsed.set_password(None);

@@ -416,25 +416,40 @@ async fn embedded_redis_is_the_default() {
 }
 
 #[tokio::test]
-async fn stopping_an_app_leaves_no_process_behind() {
+async fn stopping_the_host_stops_what_it_started() {
     // On flashspin with no redis_address the group holds the host and its
     // embedded redis-server; under Spin, `spin up` and `spin trigger http`.
+    // SIGTERM goes to the host alone: the rest must stop because it stops.
     let redis = RedisServer::start();
     let mut config = AppConfig::new(app_manifest());
     if is_real_spin() {
         config = config.var("redis_address", redis.url());
     }
-    let mut app = config.start().await;
+    let app = config.start().await;
     assert_eq!(app.get("/api/health").await.status, 200);
     let group = app.process_group();
     let running = live_processes_in_group(group);
-    assert!(!running.is_empty(), "the group should hold the host");
     if !is_real_spin() {
         assert!(running.len() >= 2, "host and embedded Redis: {running:?}");
     }
+    app.terminate_host();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut left = live_processes_in_group(group);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = live_processes_in_group(group);
+    }
+    assert!(left.is_empty(), "still running after SIGTERM: {left:?}");
+}
+
+#[tokio::test]
+async fn the_harness_stops_every_process_an_app_started() {
+    let redis = RedisServer::start();
+    let mut app = fixture_app(&redis).await;
+    let group = app.process_group();
+    assert!(!live_processes_in_group(group).is_empty());
     app.stop();
-    let left = live_processes_in_group(group);
-    assert!(left.is_empty(), "still running after stop: {left:?}");
+    assert!(live_processes_in_group(group).is_empty());
 }
 
 #[tokio::test]

@@ -4,11 +4,16 @@
 
 use serde_json::json;
 
-use crate::harness::{AppConfig, RedisServer, app_manifest, is_real_spin, repo_root};
+use crate::harness::{
+    AppConfig, RedisServer, app_manifest, built_app_components, is_real_spin, repo_root,
+};
 
 /// A copy of the app's manifest, changed by `edit`, in a folder of its own;
 /// component sources still point at the built components.
 fn edited_manifest(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, std::path::PathBuf) {
+    // Built, so that a host that reads sources before validating (Spin)
+    // fails for the reason under test.
+    built_app_components();
     let text = std::fs::read_to_string(app_manifest()).unwrap();
     let root = repo_root().display().to_string();
     let text = edit(&text).replace("source = \"target/", &format!("source = \"{root}/target/"));
@@ -100,5 +105,36 @@ async fn unknown_manifest_keys_are_refused() {
     assert!(
         log.contains("unknown field `allowed_outbound_host`"),
         "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_needs_a_password_is_reached_with_redis_password() {
+    let redis = RedisServer::start();
+    // Characters that would break a URL if they were not encoded.
+    let password = "s3cr#t/p@ss word";
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query::<()>(&mut redis.conn())
+        .unwrap();
+
+    let without = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    assert_ne!(without.get("/api/health").await.status, 200);
+
+    let with = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .var("redis_password", password)
+        .start()
+        .await;
+    let reply = with.get("/api/health").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        !with.logs().contains(password),
+        "the password must not reach the log"
     );
 }

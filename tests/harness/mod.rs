@@ -98,6 +98,7 @@ pub struct App {
     log: PathBuf,
     _dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    stopped: bool,
 }
 
 /// How to start an app: manifest and variables.
@@ -194,6 +195,7 @@ impl AppConfig {
             log,
             _dir: dir,
             http: reqwest::Client::new(),
+            stopped: false,
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
@@ -328,21 +330,39 @@ impl App {
         self.child.id()
     }
 
-    /// Stops the whole group: SIGTERM first, as an operator would, then
-    /// SIGKILL for anything still running after a grace period.
+    /// Stops the whole group, once: SIGTERM first, as an operator would,
+    /// then SIGKILL for anything still running after a grace period. The
+    /// host is reaped last: until then its pid keeps the group id reserved,
+    /// so no signal can reach an unrelated group that reused it.
     pub fn stop(&mut self) {
-        let group = self.process_group();
-        signal_group(group, "TERM");
-        let _ = self.wait_exit(Duration::from_secs(5));
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !live_processes_in_group(group).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        if self.stopped {
+            return;
         }
-        if !live_processes_in_group(group).is_empty() {
-            signal_group(group, "KILL");
+        self.stopped = true;
+        let group = self.process_group();
+        for (signal, grace) in [
+            ("TERM", Duration::from_secs(5)),
+            ("KILL", Duration::from_secs(5)),
+        ] {
+            if live_processes_in_group(group).is_empty() {
+                break;
+            }
+            signal_group(group, signal);
+            let deadline = Instant::now() + grace;
+            while !live_processes_in_group(group).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM to the host alone, not to its group: what the host
+    /// started must then stop because the host stops it.
+    pub fn terminate_host(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
     }
 }
 

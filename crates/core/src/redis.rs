@@ -61,3 +61,40 @@ impl std::error::Error for RedisError {}
 pub trait Redis {
     fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError>;
 }
+
+/// `scheme://host:port` with `password` as its user info
+/// (`scheme://:password@host:port`), percent-encoded as URLs require; the
+/// address unchanged when there is no password. The password travels apart
+/// from the address because the address is also an `allowed_outbound_hosts`
+/// entry, where Spin refuses user info.
+pub fn url_with_password(address: &str, password: &str) -> String {
+    match address.split_once("://") {
+        Some((scheme, rest)) if !password.is_empty() => {
+            let mut encoded = String::with_capacity(password.len() * 3);
+            for byte in password.bytes() {
+                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                    encoded.push(char::from(byte));
+                } else {
+                    encoded.push_str(&format!("%{byte:02X}"));
+                }
+            }
+            format!("{scheme}://:{encoded}@{rest}")
+        }
+        _ => address.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_with_password;
+
+    #[test]
+    fn the_password_becomes_encoded_user_info() {
+        assert_eq!(url_with_password("redis://h:1", ""), "redis://h:1");
+        assert_eq!(url_with_password("redis://h:1", "pw"), "redis://:pw@h:1");
+        assert_eq!(
+            url_with_password("rediss://h:6380", "a/b@c d#"),
+            "rediss://:a%2Fb%40c%20d%23@h:6380"
+        );
+    }
+}

@@ -44,7 +44,7 @@ impl App {
 
         let cache = CompileCache::new(&engine);
         let mut components = HashMap::new();
-        for decl in manifest.routed_components() {
+        for decl in manifest.triggered_components() {
             let id = &decl.id;
             let context = (|| -> anyhow::Result<ComponentContext> {
                 let component_variables =
@@ -158,6 +158,8 @@ impl CompileCache {
         };
         let mut hasher = Sha256::new();
         hasher.update(&wasm);
+        // A core module's component depends on the adapter too.
+        hasher.update(ADAPTER);
         std::hash::Hash::hash(
             &self.engine.precompile_compatibility_hash(),
             &mut HashWriter(&mut hasher),
@@ -183,6 +185,10 @@ impl CompileCache {
     }
 }
 
+/// Adapts WASI preview 1 imports of core modules to WASI 0.2.
+const ADAPTER: &[u8] =
+    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
+
 /// A component as it is, or a core module turned into one as Spin does at
 /// load: a module built with wit-bindgen 0.5 or newer carries its WIT world
 /// in `component-type` custom sections, and WASI preview 1 imports, if any,
@@ -199,10 +205,7 @@ fn componentize(wasm: &[u8]) -> anyhow::Result<Cow<'_, [u8]>> {
         .validate(true)
         .module(wasm)
         .and_then(|encoder| {
-            encoder.adapter(
-                "wasi_snapshot_preview1",
-                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-            )
+            encoder.adapter("wasi_snapshot_preview1", ADAPTER)
         })
         .and_then(|mut encoder| encoder.encode())
         .context(

@@ -23,6 +23,9 @@ use crate::variables::AppVariables;
 
 /// Checks `manifest` as Spin's loader does.
 pub fn check(manifest: &Manifest) -> anyhow::Result<()> {
+    if manifest.routes.is_empty() && manifest.private_components.is_empty() {
+        bail!("No triggers in app");
+    }
     for (id, component) in &manifest.components {
         check_component(&manifest.variables, component)
             .with_context(|| format!("Failed to load component `{id}`"))?;
@@ -160,6 +163,15 @@ len = { default = "24" }"#,
             r#"["*://{{ prefix }}/{{ len }}:7"]"#,
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn an_app_needs_a_trigger() {
+        let text = app("", "[]").replace(
+            "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"api\"\n",
+            "[trigger]\n",
+        );
+        assert_eq!(chain(&text), "No triggers in app");
     }
 
     #[test]

@@ -86,6 +86,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !no_build {
                 builder::build_all(&manifest)?;
             }
+            // Spin resolves every component's source at load, triggered or not.
+            for component in manifest.components.values() {
+                anyhow::ensure!(
+                    component.source.is_file(),
+                    "Failed to load Spin app from {:?}: Failed to load component `{}`: Couldn't resolve {:?}",
+                    path.display().to_string(),
+                    component.id,
+                    component.source.display().to_string()
+                );
+            }
             up(&manifest, listen)
         }
     }

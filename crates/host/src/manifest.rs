@@ -18,6 +18,9 @@ pub struct Manifest {
     pub dir: PathBuf,
     pub variables: BTreeMap<String, VariableDecl>,
     pub routes: Vec<RouteDecl>,
+    /// Components of `route = { private = true }` triggers: loaded and
+    /// checked like the others, reached by no route.
+    pub private_components: Vec<String>,
     pub components: BTreeMap<String, ComponentDecl>,
 }
 
@@ -261,12 +264,13 @@ impl Manifest {
             }
         }
         for (kind, settings) in &raw.application.trigger {
-            match (
-                kind.as_str(),
-                settings.get("base").and_then(toml::Value::as_str),
-            ) {
-                ("http", None | Some("/")) if settings.keys().all(|k| k == "base") => {}
-                ("http", Some(_)) => bail!(
+            let base = settings.get("base").map(|b| b.as_str().ok_or(b));
+            match (kind.as_str(), base) {
+                ("http", None | Some(Ok("/"))) if settings.keys().all(|k| k == "base") => {}
+                ("http", Some(Err(other))) => {
+                    bail!("invalid type: {other} for `base`, expected a string")
+                }
+                ("http", Some(Ok(_))) => bail!(
                     "This application is using the deprecated trigger 'base' field. The base must be prepended to each [[trigger.http]]'s 'route'."
                 ),
                 _ => bail!("flashspin does not support `[application.trigger.{kind}]` settings"),
@@ -303,29 +307,37 @@ impl Manifest {
             );
         }
         let mut routes = Vec::new();
+        let mut private_components = Vec::new();
         for (kind, triggers) in raw.trigger {
             if kind != "http" {
                 bail!("flashspin serves only HTTP triggers; `[[trigger.{kind}]]` is not supported");
             }
             for t in triggers {
-                routes.extend(http_route(t, &components)?);
+                match http_trigger(t, &components)? {
+                    Trigger::Routed(route) => routes.push(route),
+                    Trigger::Private(component) => private_components.push(component),
+                }
             }
         }
         Ok(Manifest {
             dir,
             variables: raw.variables.into_iter().map(|(k, v)| (k.0, v)).collect(),
             routes,
+            private_components,
             components,
         })
     }
 
-    /// Components in the order their routes are declared, each once.
-    pub fn routed_components(&self) -> impl Iterator<Item = &ComponentDecl> {
+    /// Components that triggers name, routed ones first in the order their
+    /// routes are declared, then private ones; each once.
+    pub fn triggered_components(&self) -> impl Iterator<Item = &ComponentDecl> {
         let mut seen = std::collections::BTreeSet::new();
         self.routes
             .iter()
-            .filter(move |r| seen.insert(r.component.as_str()))
-            .map(|r| &self.components[&r.component])
+            .map(|r| r.component.as_str())
+            .chain(self.private_components.iter().map(String::as_str))
+            .filter(move |id| seen.insert(*id))
+            .map(|id| &self.components[id])
     }
 }
 
@@ -334,12 +346,17 @@ struct VersionProbe {
     spin_manifest_version: toml::Value,
 }
 
-/// One `[[trigger.http]]` as a route; a private endpoint (`route = { private
-/// = true }`) has none.
-fn http_route(
+/// One `[[trigger.http]]`.
+enum Trigger {
+    Routed(RouteDecl),
+    /// `route = { private = true }`: the component, reached by no route.
+    Private(String),
+}
+
+fn http_trigger(
     t: RawTrigger,
     components: &BTreeMap<String, ComponentDecl>,
-) -> anyhow::Result<Option<RouteDecl>> {
+) -> anyhow::Result<Trigger> {
     let name = t.id.clone().unwrap_or_default();
     let config: RawHttpTriggerConfig = t.config.try_into()?;
     if t.components.is_some_and(|c| !c.is_empty()) {
@@ -367,11 +384,14 @@ fn http_route(
     {
         bail!("component `{component}`: only the default (`http`) executor is supported");
     }
+    if !components.contains_key(&component) {
+        bail!("trigger {name:?} names component `{component}`, which is not defined");
+    }
     let route = match config.route {
         toml::Value::String(route) => route,
         toml::Value::Table(t) if t.len() == 1 && t.get("private").is_some() => {
             match t["private"].as_bool() {
-                Some(true) => return Ok(None),
+                Some(true) => return Ok(Trigger::Private(component)),
                 _ => bail!(
                     "route must be a string pattern or '{{ private = true }}': '{component}' has {{ private = false }}"
                 ),
@@ -379,10 +399,7 @@ fn http_route(
         }
         other => bail!("trigger for `{component}`: invalid route {other}"),
     };
-    if !components.contains_key(&component) {
-        bail!("route `{route}` names component `{component}`, which is not defined");
-    }
-    Ok(Some(RouteDecl { route, component }))
+    Ok(Trigger::Routed(RouteDecl { route, component }))
 }
 
 /// A component id: `-`-separated words of ASCII letters and digits, each
@@ -643,6 +660,11 @@ command = "make"
             "name = \"demo\"\n[application.trigger.http]\nbase = \"/\"",
         );
         Manifest::parse(&text, PathBuf::from("/app")).unwrap();
+        let text = APP.replace(
+            "name = \"demo\"",
+            "name = \"demo\"\n[application.trigger.http]\nbase = 1",
+        );
+        assert!(parse_err(&text).contains("for `base`, expected a string"));
     }
 
     #[test]

@@ -19,6 +19,13 @@ use std::ops::Range;
 use anyhow::{Context, bail, ensure};
 use url::Host;
 
+/// The pointer Spin appends to its format errors.
+const LEARN_MORE: &str = "Learn more: https://spinframework.dev/v3/http-outbound#granting-http-permissions-to-components";
+
+/// Spin routes these names to the app's own components (service chaining),
+/// which this host does not do; they must never be looked up in DNS.
+const SERVICE_CHAINING_DOMAIN: &str = "spin.internal";
+
 /// One parsed entry of `allowed_outbound_hosts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedHost {
@@ -71,9 +78,11 @@ impl AllowedHost {
         let Some((scheme, rest)) = url.split_once("://") else {
             match url {
                 "*" | ":" | "" | "?" => bail!(
-                    "{url:?} is not an allowed outbound host format.\nHosts must be in the form <scheme>://<host>[:<port>], with '*' wildcards allowed for each.\nIf you intended to allow all outbound networking, you can use '*://*:*' - this will obviate all network sandboxing."
+                    "{url:?} is not an allowed outbound host format.\nHosts must be in the form <scheme>://<host>[:<port>], with '*' wildcards allowed for each.\nIf you intended to allow all outbound networking, you can use '*://*:*' - this will obviate all network sandboxing.\n{LEARN_MORE}"
                 ),
-                _ => bail!("{url:?} does not contain a scheme (e.g., 'http://' or '*://')"),
+                _ => bail!(
+                    "{url:?} does not contain a scheme (e.g., 'http://' or '*://')\n{LEARN_MORE}"
+                ),
             }
         };
         let (host, rest) = rest.rsplit_once(':').unwrap_or((rest, ""));
@@ -324,7 +333,11 @@ impl OutboundPolicy {
         let Some(url) = OutboundUrl::parse(address, scheme) else {
             return false;
         };
-        self.allowed.iter().any(|a| a.allows(&url))
+        let chained = url
+            .host
+            .strip_suffix(SERVICE_CHAINING_DOMAIN)
+            .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'));
+        !chained && self.allowed.iter().any(|a| a.allows(&url))
     }
 }
 
@@ -397,6 +410,13 @@ mod tests {
     #[test]
     fn self_matches_no_absolute_address() {
         assert!(!policy(&["http://self"]).allows("http://self/", "https"));
+    }
+
+    #[test]
+    fn service_chaining_names_never_leave_the_host() {
+        let p = policy(&["http://*.spin.internal", "*://*:*"]);
+        assert!(!p.allows("http://api.spin.internal/x", "https"));
+        assert!(p.allows("http://api.spin.internal.example.com/x", "https"));
     }
 
     #[test]

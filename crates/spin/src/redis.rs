@@ -1,21 +1,31 @@
 //! [`SpinRedis`]: the core's Redis seam over `spin_sdk::redis`. A connection
 //! is opened per request (Spin closes it with the instance).
 
-use flashspin_core::redis::{Arg, Redis, RedisError, Reply};
+use flashspin_core::redis::{Arg, Redis, RedisError, Reply, url_with_password};
 use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
 
-/// The Spin variable holding the Redis URL.
+/// The Spin variable holding the Redis URL, `redis[s]://host[:port]`.
 pub const ADDRESS_VARIABLE: &str = "redis_address";
+
+/// The Spin variable holding the Redis password; empty for none. It cannot
+/// ride in `redis_address`, which is also an `allowed_outbound_hosts` entry,
+/// where Spin refuses user info.
+pub const PASSWORD_VARIABLE: &str = "redis_password";
 
 pub struct SpinRedis {
     conn: Connection,
 }
 
 impl SpinRedis {
-    /// Opens a connection to the address in the `redis_address` variable.
+    /// Opens a connection to the address in the `redis_address` variable,
+    /// authenticated with `redis_password` when that is set.
     pub fn connect() -> Result<Self, RedisError> {
-        let address = spin_sdk::variables::get(ADDRESS_VARIABLE)
-            .map_err(|e| RedisError::Unreachable(format!("variable {ADDRESS_VARIABLE}: {e}")))?;
+        let variable = |name: &str| {
+            spin_sdk::variables::get(name)
+                .map_err(|e| RedisError::Unreachable(format!("variable {name}: {e}")))
+        };
+        let address =
+            url_with_password(&variable(ADDRESS_VARIABLE)?, &variable(PASSWORD_VARIABLE)?);
         let conn = Connection::open(&address).map_err(to_core_error)?;
         Ok(Self { conn })
     }

@@ -385,10 +385,21 @@ async fn embedded_redis_is_the_default() {
     if is_real_spin() {
         return; // Spin has no embedded Redis; it needs redis_address.
     }
-    let mut app = AppConfig::new(app_manifest()).start().await;
+    let mut app = AppConfig::new(app_manifest())
+        .unset("code_secret")
+        .unset("id_secret")
+        .start()
+        .await;
     let reply = app.get("/api/health").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let logs = app.logs();
+    // A throwaway Redis gets throwaway secrets, and says so.
+    for name in ["code_secret", "id_secret"] {
+        assert!(
+            logs.contains(&format!("Generated a random `{name}` for this session")),
+            "{logs}"
+        );
+    }
     assert!(
         logs.contains("Started embedded Redis at redis://127.0.0.1:"),
         "{logs}"

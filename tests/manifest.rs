@@ -24,7 +24,7 @@ fn edited_manifest(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, std::pa
 }
 
 #[tokio::test]
-async fn the_app_runs_with_only_redis_configured_and_logs_codes() {
+async fn the_app_runs_with_redis_and_secrets_configured_and_logs_codes() {
     let redis = RedisServer::start();
     let app = AppConfig::new(app_manifest())
         .var("redis_address", redis.url())
@@ -38,6 +38,26 @@ async fn the_app_runs_with_only_redis_configured_and_logs_codes() {
     assert!(
         logs.contains("login code for 138****5678") && logs.contains("no SMS gateway configured"),
         "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_secret_stops_start_up_naming_it() {
+    let redis = RedisServer::start();
+    let result = AppConfig::new(app_manifest())
+        .var("redis_address", redis.url())
+        .unset("code_secret")
+        .unset("id_secret")
+        .try_start()
+        .await;
+    let log = result
+        .err()
+        .expect("the app must not start without its secrets");
+    assert!(
+        log.contains("no provider resolved required variable(s)")
+            && log.contains("code_secret")
+            && log.contains("id_secret"),
+        "{log}"
     );
 }
 

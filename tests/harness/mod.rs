@@ -101,6 +101,12 @@ pub struct App {
     stopped: bool,
 }
 
+/// The app's required secrets, as the tests set them.
+pub const TEST_SECRETS: [(&str, &str); 2] = [
+    ("code_secret", "test-code-secret"),
+    ("id_secret", "test-id-secret"),
+];
+
 /// How to start an app: manifest and variables.
 pub struct AppConfig {
     manifest: PathBuf,
@@ -110,13 +116,27 @@ pub struct AppConfig {
 }
 
 impl AppConfig {
+    /// The app's own manifest also gets its two required secrets (test
+    /// values); [`AppConfig::unset`] takes them away.
     pub fn new(manifest: PathBuf) -> Self {
+        let mut vars = BTreeMap::new();
+        if manifest == app_manifest() {
+            for (name, value) in TEST_SECRETS {
+                vars.insert(name.to_string(), value.to_string());
+            }
+        }
         Self {
             manifest,
-            vars: BTreeMap::new(),
+            vars,
             env: BTreeMap::new(),
             build: true,
         }
+    }
+
+    /// Leaves a variable unset.
+    pub fn unset(mut self, name: &str) -> Self {
+        self.vars.remove(name);
+        self
     }
 
     /// Starts without running the manifest's build commands: for a manifest

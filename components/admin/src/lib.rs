@@ -25,7 +25,7 @@ async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     req.expect_method("POST")?;
     // Limits first, so guessing the key is slowed down like anything else.
     let (mut redis, passed) = enter(&req, "admin", Access::Public)?;
-    let admin_key: String = read(&SpinVariables, "admin_key", "")?;
+    let admin_key: String = read(&SpinVariables, "admin_key")?;
     authorize(&admin_key, req.header("authorization"))?;
     let body = match req.header("spin-component-route").unwrap_or_default() {
         "/api/admin/lottery" => {

@@ -53,7 +53,7 @@ async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     )?;
     let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
     let sequence = passed.sequence.ok_or(ApiError::Unauthorized)?;
-    let key = IdKey::from_secret(&read::<String>(&SpinVariables, "id_secret", "")?);
+    let key = IdKey::from_secret(&read::<String>(&SpinVariables, "id_secret")?);
     let purchase_id = OrderId::new(passed.unix_secs, sequence, &key)
         .map_err(|e| ApiError::Internal(format!("purchase id: {e:?}")))?;
     let outcome = lottery::buy(

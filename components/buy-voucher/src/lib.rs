@@ -32,7 +32,7 @@ async fn run(req: ApiRequest) -> Result<Response, ApiError> {
         enter_with(&req, "buy-voucher", Access::UserLimited, Some(note), true)?;
     let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
     let sequence = passed.sequence.ok_or(ApiError::Unauthorized)?;
-    let key = IdKey::from_secret(&read::<String>(&SpinVariables, "id_secret", "")?);
+    let key = IdKey::from_secret(&read::<String>(&SpinVariables, "id_secret")?);
     let order_id = OrderId::new(passed.unix_secs, sequence, &key)
         .map_err(|e| ApiError::Internal(format!("order id: {e:?}")))?;
     let outcome = voucher::buy(&mut redis, id.0, user.id, order_id);

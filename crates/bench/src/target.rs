@@ -32,7 +32,7 @@ impl Drop for Target {
 
 /// Limits high enough that the limiter runs on every request but refuses
 /// none: the benchmark measures the work, not the refusals.
-const VARIABLES: [(&str, &str); 7] = [
+const VARIABLES: [(&str, &str); 8] = [
     ("rate_limit_user", "1000000/1"),
     ("rate_limit_ip", "1000000/1"),
     ("rate_limit_global", "1000000/1"),
@@ -40,6 +40,7 @@ const VARIABLES: [(&str, &str); 7] = [
     ("code_daily_limit_per_phone", "1000000"),
     ("code_hourly_limit_per_ip", "100000000"),
     ("id_secret", "bench"),
+    ("code_secret", "bench"),
 ];
 
 impl Target {

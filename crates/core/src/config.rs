@@ -1,6 +1,8 @@
 //! Configuration from Spin variables, parsed into typed settings. Each
-//! component reads only the variables it needs; a malformed value is an
-//! [`ApiError::Internal`] naming the variable, never a silent default.
+//! component reads only the variables it needs. Defaults live in one place,
+//! `spin.toml`: a variable that is not declared for the component, or whose
+//! value does not parse, is an [`ApiError::Internal`] naming the variable,
+//! never a silent default.
 
 use std::str::FromStr;
 
@@ -10,22 +12,27 @@ use crate::ratelimit::Rate;
 /// Where variables come from: Spin's variables in a component, a map in
 /// tests.
 pub trait Variables {
-    /// The value, or `None` when the variable is not defined.
-    fn get(&self, name: &str) -> Option<String>;
+    /// The value; an error says why there is none (e.g. the variable is not
+    /// declared for this component).
+    fn get(&self, name: &str) -> Result<String, String>;
 }
 
 impl Variables for std::collections::HashMap<&str, &str> {
-    fn get(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| v.to_string())
+    fn get(&self, name: &str) -> Result<String, String> {
+        self.get(name)
+            .map(|v| v.to_string())
+            .ok_or_else(|| "not defined".to_string())
     }
 }
 
-/// Reads `name`, falling back to `default` when it is not defined.
-pub fn read<T: FromStr>(vars: &impl Variables, name: &str, default: &str) -> Result<T, ApiError>
+/// Reads and parses `name`.
+pub fn read<T: FromStr>(vars: &impl Variables, name: &str) -> Result<T, ApiError>
 where
     T::Err: std::fmt::Display,
 {
-    let raw = vars.get(name).unwrap_or_else(|| default.to_string());
+    let raw = vars
+        .get(name)
+        .map_err(|e| ApiError::Internal(format!("variable {name}: {e}")))?;
     raw.trim()
         .parse()
         .map_err(|e| ApiError::Internal(format!("variable {name}={raw:?}: {e}")))
@@ -43,16 +50,16 @@ pub struct RateLimits {
 impl RateLimits {
     pub fn from_vars(vars: &impl Variables) -> Result<Self, ApiError> {
         Ok(Self {
-            user: read(vars, "rate_limit_user", "1/5")?,
-            ip: read(vars, "rate_limit_ip", "50/1")?,
-            global: read(vars, "rate_limit_global", "10000/1")?,
+            user: read(vars, "rate_limit_user")?,
+            ip: read(vars, "rate_limit_ip")?,
+            global: read(vars, "rate_limit_global")?,
         })
     }
 }
 
 /// Whether `x-forwarded-for` names the client.
 pub fn trust_forwarded_for(vars: &impl Variables) -> Result<bool, ApiError> {
-    read(vars, "trust_forwarded_for", "false")
+    read(vars, "trust_forwarded_for")
 }
 
 #[cfg(test)]
@@ -61,17 +68,26 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
-    fn defaults_apply_and_bad_values_are_named() {
-        let vars = HashMap::from([("rate_limit_ip", "5/2")]);
+    fn values_parse_and_missing_or_bad_ones_are_named() {
+        let mut vars = HashMap::from([
+            ("rate_limit_ip", "5/2"),
+            ("rate_limit_user", "1/5"),
+            ("rate_limit_global", "10/1"),
+        ]);
         let limits = RateLimits::from_vars(&vars).unwrap();
         assert_eq!(limits.ip, Rate::new(5, 2).unwrap());
-        assert_eq!(limits.user, Rate::new(1, 5).unwrap());
-        let vars = HashMap::from([("rate_limit_global", "lots")]);
+        vars.insert("rate_limit_global", "lots");
         let err = RateLimits::from_vars(&vars).unwrap_err();
         assert!(
             matches!(&err, ApiError::Internal(m) if m.contains("rate_limit_global")),
             "{err}"
         );
-        assert!(!trust_forwarded_for(&HashMap::new()).unwrap());
+        // No silent default: a variable the component was not given is an
+        // error naming it.
+        let err = trust_forwarded_for(&HashMap::new()).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Internal(m) if m.contains("trust_forwarded_for")),
+            "{err}"
+        );
     }
 }

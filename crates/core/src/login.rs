@@ -88,12 +88,12 @@ pub struct CodeSettings {
 impl CodeSettings {
     pub fn from_vars(vars: &impl Variables) -> Result<Self, ApiError> {
         let settings = Self {
-            ttl_secs: read(vars, "code_ttl_secs", "300")?,
-            resend_secs: read(vars, "code_resend_secs", "60")?,
-            max_attempts: read(vars, "code_max_attempts", "5")?,
-            daily_per_phone: read(vars, "code_daily_limit_per_phone", "10")?,
-            hourly_per_ip: read(vars, "code_hourly_limit_per_ip", "30")?,
-            key: code_key(&read::<String>(vars, "code_secret", "")?),
+            ttl_secs: read(vars, "code_ttl_secs")?,
+            resend_secs: read(vars, "code_resend_secs")?,
+            max_attempts: read(vars, "code_max_attempts")?,
+            daily_per_phone: read(vars, "code_daily_limit_per_phone")?,
+            hourly_per_ip: read(vars, "code_hourly_limit_per_ip")?,
+            key: code_key(&read::<String>(vars, "code_secret")?),
         };
         let zero = [
             ("code_ttl_secs", settings.ttl_secs),

@@ -83,8 +83,8 @@ pub struct SessionSettings {
 impl SessionSettings {
     pub fn from_vars(vars: &impl crate::config::Variables) -> Result<Self, crate::ApiError> {
         let settings = Self {
-            idle_secs: crate::config::read(vars, "session_idle_secs", "1800")?,
-            max_secs: crate::config::read(vars, "session_max_secs", "604800")?,
+            idle_secs: crate::config::read(vars, "session_idle_secs")?,
+            max_secs: crate::config::read(vars, "session_max_secs")?,
         };
         if settings.idle_secs == 0 || settings.max_secs == 0 {
             return Err(crate::ApiError::Internal(

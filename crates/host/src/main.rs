@@ -119,6 +119,18 @@ fn up(manifest: &Manifest, listen: SocketAddr) -> anyhow::Result<()> {
     let mut supplied = BTreeMap::new();
     if let Some(redis) = &embedded {
         supplied.insert(REDIS_ADDRESS.to_string(), redis.url.clone());
+        // A throwaway Redis gets throwaway secrets: a required secret with no
+        // value gets a random one for this session, so `up` just works for
+        // development, while a real deployment must choose its own.
+        for (name, decl) in &manifest.variables {
+            if decl.required && decl.secret && env(&env_name(name)).is_none() {
+                supplied.insert(name.clone(), random_hex(32)?);
+                println!(
+                    "Generated a random `{name}` for this session (set {} to choose one)",
+                    env_name(name)
+                );
+            }
+        }
     }
     let variables = AppVariables::resolve(manifest, &supplied, env)?;
     let app = app::App::load(manifest, &variables)?;
@@ -138,6 +150,16 @@ fn up(manifest: &Manifest, listen: SocketAddr) -> anyhow::Result<()> {
     drop(embedded);
     println!("Stopped");
     Ok(())
+}
+
+/// `bytes` random bytes from the OS, as hex.
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("cannot read /dev/urandom")?;
+    Ok(hex::encode(buf))
 }
 
 fn print_routes(app: &app::App, bound: SocketAddr) {

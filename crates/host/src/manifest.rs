@@ -35,9 +35,9 @@ pub struct VariableDecl {
     pub default: Option<String>,
     #[serde(default)]
     pub required: bool,
-    /// Nothing in the host prints variable values, secret or not.
+    /// Nothing in the host prints variable values, secret or not; with the
+    /// embedded Redis, required secrets get random values.
     #[serde(default)]
-    #[allow(dead_code, reason = "part of the format; no behaviour depends on it")]
     pub secret: bool,
 }
 

@@ -35,8 +35,8 @@ pub enum SmsSender {
 
 impl SmsSender {
     pub fn from_vars(vars: &impl Variables) -> Result<Self, ApiError> {
-        let origin: String = read(vars, "sms_webhook_origin", NO_GATEWAY)?;
-        let path: String = read(vars, "sms_webhook_path", "/sms")?;
+        let origin: String = read(vars, "sms_webhook_origin")?;
+        let path: String = read(vars, "sms_webhook_path")?;
         if origin == NO_GATEWAY {
             return Ok(SmsSender::Log);
         }

@@ -6,7 +6,7 @@ use flashspin_core::config::Variables;
 pub struct SpinVariables;
 
 impl Variables for SpinVariables {
-    fn get(&self, name: &str) -> Option<String> {
-        spin_sdk::variables::get(name).ok()
+    fn get(&self, name: &str) -> Result<String, String> {
+        spin_sdk::variables::get(name).map_err(|e| e.to_string())
     }
 }

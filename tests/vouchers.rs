@@ -498,3 +498,53 @@ async fn hot_paths_take_at_most_two_round_trips() {
         assert!(steady.iter().all(|n| *n <= most), "{component}: {trips:?}");
     }
 }
+
+#[tokio::test]
+async fn floods_without_a_valid_session_cannot_use_up_the_global_limit() {
+    let shop = shop(&[("rate_limit_global", "5/60")]).await;
+    let voucher = create_voucher(&shop.app, 10, -1, 3600).await;
+    let path = format!("/api/vouchers/{voucher}/orders");
+
+    // No token at all: 401 before Redis is asked anything.
+    for _ in 0..20 {
+        let reply = Reply::from(
+            shop.app
+                .http
+                .post(shop.app.url(&path))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((reply.status, code(&reply)), (401, "unauthorized".into()));
+    }
+    let limiter_keys: Vec<String> = redis::cmd("KEYS")
+        .arg("{gate}:rl:buy-voucher:*")
+        .query(&mut shop.redis.conn())
+        .unwrap();
+    assert!(limiter_keys.is_empty(), "{limiter_keys:?}");
+
+    // A well-formed token that finds no session: 401, counted per IP only.
+    let forged = "ab".repeat(32);
+    for _ in 0..20 {
+        let reply = buy(&shop.app, &voucher, &forged).await;
+        assert_eq!((reply.status, code(&reply)), (401, "unauthorized".into()));
+    }
+
+    // The global budget is intact for real buyers.
+    let token = sign_in(&shop.app, &shop.sink, "13912345678").await;
+    let reply = buy(&shop.app, &voucher, &token).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn requests_with_a_bad_token_are_still_limited_per_ip() {
+    let shop = shop(&[("rate_limit_ip", "3/60")]).await;
+    let voucher = create_voucher(&shop.app, 10, -1, 3600).await;
+    let forged = "cd".repeat(32);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(buy(&shop.app, &voucher, &forged).await.status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+}

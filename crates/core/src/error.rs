@@ -105,9 +105,16 @@ impl ApiError {
     }
 }
 
+/// An outage is 503 `unavailable` with `retry-after`; anything else Redis
+/// says (a Lua error, a wrong-type command, a reply of the wrong shape) is a
+/// bug of ours, 500 `internal`, logged with the script's name.
 impl From<RedisError> for ApiError {
     fn from(e: RedisError) -> Self {
-        ApiError::Unavailable(e)
+        if e.is_outage() {
+            ApiError::Unavailable(e)
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 

@@ -69,9 +69,21 @@ pub struct Passed {
     pub sequence: Option<u32>,
 }
 
+/// A route that needs a user refuses a request without a token at once,
+/// before any Redis work: an anonymous flood then costs Redis nothing and
+/// cannot use up the endpoint's global budget.
+pub fn require_token(access: Access, token: Option<&SessionToken>) -> Result<(), ApiError> {
+    match (access, token) {
+        (Access::User | Access::UserLimited, None) => Err(ApiError::Unauthorized),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the gate: `Err(RateLimited)` when a limit refuses,
 /// `Err(Unauthorized)` when the endpoint needs a user and there is none.
+/// A token that finds no session is counted against the caller's IP only.
 pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, ApiError> {
+    require_token(req.access, req.token)?;
     let mut shared = vec![Limit::global(req.endpoint, req.limits.global)];
     if let Some(ip) = &req.ip {
         shared.insert(0, Limit::per_ip(req.endpoint, ip, req.limits.ip));
@@ -97,6 +109,7 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         Arg::from(req.note.map_or("", |n| n.set)),
         Arg::from(req.note.map_or("", |n| n.member)),
         Arg::Int(i64::from(req.allocate_sequence)),
+        Arg::Int(i64::from(req.access != Access::Public)),
     ];
     for limit in &shared {
         args.push(Arg::Int(i64::from(limit.rate.quota.get())));
@@ -124,6 +137,10 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         applied.push(Limit::per_user(req.endpoint, user.id, req.limits.user));
     }
     applied.extend(shared);
+    if user.is_none() && req.access != Access::Public {
+        // The script left the global limit out (ARGV[10]); it is last.
+        applied.pop();
+    }
     let verdict = Verdict {
         allowed: allowed_flag == 1,
         retry_after_ms: retry_after_ms.max(0) as u64,
@@ -139,10 +156,8 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         return Err(ApiError::Unauthorized);
     }
     if req.allocate_sequence && sequence.is_none() {
-        return Err(ApiError::Unavailable(
-            crate::redis::RedisError::UnexpectedReply(
-                "the gate allocated no order sequence number".into(),
-            ),
+        return Err(ApiError::Internal(
+            "script gate: allocated no order sequence number".into(),
         ));
     }
     Ok(Passed {

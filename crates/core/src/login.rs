@@ -306,10 +306,7 @@ fn read_verdict_tail(
 }
 
 fn unexpected(script: &crate::script::Script, outcome: i64) -> ApiError {
-    ApiError::Unavailable(RedisError::UnexpectedReply(format!(
-        "script {}: outcome {outcome}",
-        script.name
-    )))
+    ApiError::Internal(format!("script {}: outcome {outcome}", script.name))
 }
 
 #[cfg(test)]

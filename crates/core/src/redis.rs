@@ -57,6 +57,55 @@ impl fmt::Display for RedisError {
 
 impl std::error::Error for RedisError {}
 
+impl RedisError {
+    /// Whether Redis could not serve the request right now (unreachable,
+    /// loading, busy, failing over, out of memory), as opposed to a bug on
+    /// our side: a Lua error, a wrong-type command or a reply of the wrong
+    /// shape. An outage is worth a retry; a bug is not.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            RedisError::Unreachable(_) => true,
+            RedisError::Server(message) => OUTAGE_CODES.contains(&error_code(message)),
+            RedisError::UnexpectedReply(_) => false,
+        }
+    }
+}
+
+/// Error codes (Redis's own, and Spin's client's names for them) that mean
+/// the server is temporarily unable to serve.
+const OUTAGE_CODES: &[&str] = &[
+    "LOADING",
+    "BusyLoadingError",
+    "BUSY",
+    "TRYAGAIN",
+    "TryAgain",
+    "READONLY",
+    "ReadOnly",
+    "MASTERDOWN",
+    "MasterDown",
+    "CLUSTERDOWN",
+    "ClusterDown",
+    "OOM",
+    "NOREPLICAS",
+    "MISCONF",
+];
+
+/// The code an error reply starts with. Messages come as Redis writes them
+/// (`LOADING Redis is loading...`), or as Spin's client words them
+/// (`An error was signalled by the server - BusyLoadingError: ...`, or
+/// `OOM: ...` for codes it has no name for), possibly behind our own
+/// `script <name>: ` prefix.
+fn error_code(message: &str) -> &str {
+    let message = message
+        .strip_prefix("script ")
+        .and_then(|rest| rest.split_once(": "))
+        .map_or(message, |(_, m)| m);
+    let message = message
+        .split_once("server - ")
+        .map_or(message, |(_, kind)| kind);
+    &message[..message.find([':', ' ']).unwrap_or(message.len())]
+}
+
 /// Something that can run a Redis command.
 pub trait Redis {
     fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError>;
@@ -70,12 +119,15 @@ pub trait Redis {
 pub fn url_with_password(address: &str, password: &str) -> String {
     match address.split_once("://") {
         Some((scheme, rest)) if !password.is_empty() => {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
             let mut encoded = String::with_capacity(password.len() * 3);
             for byte in password.bytes() {
                 if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
                     encoded.push(char::from(byte));
                 } else {
-                    encoded.push_str(&format!("%{byte:02X}"));
+                    encoded.push('%');
+                    encoded.push(char::from(HEX[usize::from(byte >> 4)]));
+                    encoded.push(char::from(HEX[usize::from(byte & 15)]));
                 }
             }
             format!("{scheme}://:{encoded}@{rest}")
@@ -86,6 +138,29 @@ pub fn url_with_password(address: &str, password: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn outages_are_told_from_bugs() {
+        use super::RedisError::{Server, UnexpectedReply, Unreachable};
+        for outage in [
+            Unreachable("Connection refused (os error 111)".into()),
+            Server("LOADING Redis is loading the dataset in memory".into()),
+            Server("script gate: An error was signalled by the server - BusyLoadingError: Redis is loading".into()),
+            Server("script buy: BUSY Redis is busy running a script".into()),
+            Server("OOM: command not allowed when used memory > 'maxmemory'".into()),
+            Server("READONLY You can't write against a read only replica.".into()),
+        ] {
+            assert!(outage.is_outage(), "{outage}");
+        }
+        for bug in [
+            Server("script gate: An error was signalled by the server - ResponseError: ERR user_script:3: Script attempted to access nonexistent global variable 'LOADING'".into()),
+            Server("WRONGTYPE: Operation against a key holding the wrong kind of value".into()),
+            Server("ERR user_script:1: attempt to compare number with nil".into()),
+            UnexpectedReply("script gate: wanted an integer, got None".into()),
+        ] {
+            assert!(!bug.is_outage(), "{bug}");
+        }
+    }
+
     use super::url_with_password;
 
     #[test]

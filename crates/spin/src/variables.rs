@@ -7,6 +7,11 @@ pub struct SpinVariables;
 
 impl Variables for SpinVariables {
     fn get(&self, name: &str) -> Result<String, String> {
-        spin_sdk::variables::get(name).map_err(|e| e.to_string())
+        use spin_sdk::variables::Error;
+        // The variant's own text, without pulling formatting code into every
+        // component.
+        spin_sdk::variables::get(name).map_err(|e| match e {
+            Error::InvalidName(m) | Error::Undefined(m) | Error::Provider(m) | Error::Other(m) => m,
+        })
     }
 }

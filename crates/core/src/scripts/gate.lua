@@ -14,12 +14,17 @@
 --            action ('' = none), e.g. 'vouchers' for {gate}:user:<id>:vouchers
 -- ARGV[8]    the member to add to that set (e.g. the voucher id)
 -- ARGV[9]    1 to allocate a number from today's order sequence
--- ARGV[10..] quota and window (ms) of each limit in KEYS[2..]
+-- ARGV[10]   1 when the endpoint needs a user: a request whose token finds
+--            no session is then counted per IP only, never against the
+--            global limit (KEYS[#KEYS]), so bad tokens cannot drain it
+-- ARGV[11..] quota and window (ms) of each limit in KEYS[2..]; the global
+--            limit comes last
 --
 -- Reply: {user_id (0: no valid session), phone, nickname, allowed (1|0),
 --         retry_after_ms, unix_seconds, sequence (0 if none allocated),
 --         then remaining and reset_ms of each applied limit: the per-user
---         one first when a user was found, then KEYS[2..]}
+--         one first when a user was found, then KEYS[2..] (without the
+--         global one when ARGV[10] dropped it)}
 --
 -- The noted set and the sequence are only touched for a signed-in user
 -- whose request every limit allowed. The set is written ahead of the
@@ -57,7 +62,10 @@ if ARGV[1] == '1' then
   end
 end
 
-local limits = gcra_limits(2, 10)
+local limits = gcra_limits(2, 11)
+if uid == 0 and ARGV[10] == '1' then
+  limits[#limits] = nil
+end
 if uid ~= 0 and ARGV[4] ~= '' then
   table.insert(limits, 1, gcra_limit(ARGV[4] .. uid_text, ARGV[5], ARGV[6]))
 end

@@ -2,7 +2,7 @@
 //! session token (in the body and as an HttpOnly cookie).
 
 use flashspin_core::ApiError;
-use flashspin_core::config::{RateLimits, trust_forwarded_for};
+use flashspin_core::config::{RateLimits, trusted_proxies};
 use flashspin_core::login::{CodeSettings, login};
 use flashspin_core::phone::Phone;
 use flashspin_core::session::SessionSettings;
@@ -31,7 +31,7 @@ async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     let settings = CodeSettings::from_vars(&vars)?;
     let session = SessionSettings::from_vars(&vars)?;
     let limits = RateLimits::from_vars(&vars)?;
-    let ip = req.client_ip(trust_forwarded_for(&vars)?);
+    let ip = req.client_ip(trusted_proxies(&vars)?);
 
     let mut redis = SpinRedis::connect()?;
     let signed_in = login(

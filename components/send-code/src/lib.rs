@@ -2,7 +2,7 @@
 //! SMS. The code never appears in the response.
 
 use flashspin_core::ApiError;
-use flashspin_core::config::{RateLimits, trust_forwarded_for};
+use flashspin_core::config::{RateLimits, trusted_proxies};
 use flashspin_core::login::{CodeSettings, send_code, withdraw_code};
 use flashspin_core::phone::Phone;
 use flashspin_spin::http::{add_ratelimit_headers, json, serve};
@@ -30,7 +30,7 @@ async fn run(req: ApiRequest) -> Result<Response, ApiError> {
     let settings = CodeSettings::from_vars(&vars)?;
     let limits = RateLimits::from_vars(&vars)?;
     let sms = SmsSender::from_vars(&vars)?;
-    let ip = req.client_ip(trust_forwarded_for(&vars)?);
+    let ip = req.client_ip(trusted_proxies(&vars)?);
 
     let mut redis = SpinRedis::connect()?;
     let sent = send_code(&mut redis, &phone, ip.as_ref(), &settings, &limits)?;

@@ -6,6 +6,7 @@
 
 use std::str::FromStr;
 
+use crate::client_ip::TrustedProxies;
 use crate::error::ApiError;
 use crate::ratelimit::Rate;
 
@@ -30,12 +31,20 @@ pub fn read<T: FromStr>(vars: &impl Variables, name: &str) -> Result<T, ApiError
 where
     T::Err: std::fmt::Display,
 {
-    let raw = vars
-        .get(name)
-        .map_err(|e| ApiError::Internal(format!("variable {name}: {e}")))?;
-    raw.trim()
-        .parse()
-        .map_err(|e| ApiError::Internal(format!("variable {name}={raw:?}: {e}")))
+    let raw = vars.get(name).map_err(|e| missing(name, &e))?;
+    raw.trim().parse().map_err(|e| malformed(name, &raw, &e))
+}
+
+// The error paths are kept out of the generic function, so each type read
+// does not carry its own copy of the formatting code (Wasm size).
+#[inline(never)]
+fn missing(name: &str, why: &str) -> ApiError {
+    ApiError::Internal(format!("variable {name}: {why}"))
+}
+
+#[inline(never)]
+fn malformed(name: &str, raw: &str, why: &dyn std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("variable {name}={raw:?}: {why}"))
 }
 
 /// The request limits of the API: per user (purchase endpoints only), per
@@ -57,9 +66,13 @@ impl RateLimits {
     }
 }
 
-/// Whether `x-forwarded-for` names the client.
-pub fn trust_forwarded_for(vars: &impl Variables) -> Result<bool, ApiError> {
-    read(vars, "trust_forwarded_for")
+/// Whose `x-forwarded-for` entries name the client: `trusted_proxy_count`
+/// proxies when `trust_forwarded_for` is on, none otherwise (see
+/// [`ClientIp::from_headers`](crate::client_ip::ClientIp::from_headers)).
+pub fn trusted_proxies(vars: &impl Variables) -> Result<TrustedProxies, ApiError> {
+    let trust: bool = read(vars, "trust_forwarded_for")?;
+    let count: u32 = read(vars, "trusted_proxy_count")?;
+    Ok(TrustedProxies(if trust { count } else { 0 }))
 }
 
 #[cfg(test)]
@@ -84,9 +97,32 @@ mod tests {
         );
         // No silent default: a variable the component was not given is an
         // error naming it.
-        let err = trust_forwarded_for(&HashMap::new()).unwrap_err();
+        let err = trusted_proxies(&HashMap::new()).unwrap_err();
         assert!(
             matches!(&err, ApiError::Internal(m) if m.contains("trust_forwarded_for")),
+            "{err}"
+        );
+        let err = trusted_proxies(&HashMap::from([("trust_forwarded_for", "true")])).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Internal(m) if m.contains("trusted_proxy_count")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_when_trusted() {
+        let vars = |trust, count| {
+            HashMap::from([
+                ("trust_forwarded_for", trust),
+                ("trusted_proxy_count", count),
+            ])
+        };
+        assert_eq!(trusted_proxies(&vars("false", "2")), Ok(TrustedProxies(0)));
+        assert_eq!(trusted_proxies(&vars("true", "2")), Ok(TrustedProxies(2)));
+        assert_eq!(trusted_proxies(&vars("true", "0")), Ok(TrustedProxies(0)));
+        let err = trusted_proxies(&vars("true", "-1")).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Internal(m) if m.contains("trusted_proxy_count")),
             "{err}"
         );
     }

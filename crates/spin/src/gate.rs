@@ -3,7 +3,7 @@
 //! `flashspin_core::gate`. The connection is handed back for the action.
 
 use flashspin_core::ApiError;
-use flashspin_core::config::{RateLimits, trust_forwarded_for};
+use flashspin_core::config::{RateLimits, trusted_proxies};
 use flashspin_core::gate::{Access, GateRequest, Note, Passed, pass};
 use flashspin_core::session::SessionSettings;
 
@@ -32,7 +32,7 @@ pub fn enter_with(
     let vars = SpinVariables;
     let limits = RateLimits::from_vars(&vars)?;
     let session = SessionSettings::from_vars(&vars)?;
-    let ip = req.client_ip(trust_forwarded_for(&vars)?);
+    let ip = req.client_ip(trusted_proxies(&vars)?);
     let token = req.token();
     let mut redis = SpinRedis::connect()?;
     let passed = pass(

@@ -4,7 +4,7 @@
 
 use flashspin_core::ApiError;
 use flashspin_core::body::JsonObject;
-use flashspin_core::client_ip::ClientIp;
+use flashspin_core::client_ip::{ClientIp, TrustedProxies};
 use flashspin_core::session::SessionToken;
 use futures::StreamExt;
 use spin_sdk::http::{IncomingRequest, Method};
@@ -53,11 +53,26 @@ impl ApiRequest {
         })
     }
 
+    /// The first line of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// Every line of the list header `name`, in order, joined with `,`
+    /// (which is what several lines of a list header mean in HTTP). A line
+    /// that is not UTF-8 stays in place, garbled, so it still counts as an
+    /// entry.
+    pub fn header_list(&self, name: &str) -> Option<String> {
+        let lines: Vec<_> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v))
+            .collect();
+        (!lines.is_empty()).then(|| lines.join(","))
     }
 
     /// A `:name` capture of the route, from Spin's `spin-path-match-<name>`.
@@ -82,11 +97,13 @@ impl ApiRequest {
         SessionToken::from_headers(self.header("authorization"), self.header("cookie"))
     }
 
-    pub fn client_ip(&self, trust_forwarded_for: bool) -> Option<ClientIp> {
+    /// The client's address, from the peer or, behind `proxies`, from
+    /// every `x-forwarded-for` line (see [`ClientIp::from_headers`]).
+    pub fn client_ip(&self, proxies: TrustedProxies) -> Option<ClientIp> {
         ClientIp::from_headers(
             self.header("spin-client-addr"),
-            self.header("x-forwarded-for"),
-            trust_forwarded_for,
+            self.header_list("x-forwarded-for").as_deref(),
+            proxies,
         )
     }
 
@@ -137,7 +154,40 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::*;
+
+    fn request(headers: &[(&str, &[u8])]) -> ApiRequest {
+        ApiRequest {
+            method: Method::Get,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+            query: String::new(),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn list_headers_join_every_line_in_order() {
+        let req = request(&[
+            ("x-forwarded-for", b"6.6.6.6, 7.7.7.7"),
+            ("spin-client-addr", b"10.0.0.1:5555"),
+            ("X-Forwarded-For", b"\xff"),
+            ("x-forwarded-for", b"2.2.2.2"),
+        ]);
+        assert_eq!(
+            req.header_list("x-forwarded-for").as_deref(),
+            Some("6.6.6.6, 7.7.7.7,\u{fffd},2.2.2.2")
+        );
+        assert_eq!(req.header("x-forwarded-for"), Some("6.6.6.6, 7.7.7.7"));
+        assert_eq!(req.header_list("cookie"), None);
+        let ip = |n| req.client_ip(TrustedProxies(n)).map(|ip| ip.0.to_string());
+        assert_eq!(ip(0).as_deref(), Some("10.0.0.1"));
+        assert_eq!(ip(1).as_deref(), Some("2.2.2.2"));
+        assert_eq!(ip(2).as_deref(), Some("10.0.0.1"), "garbled: the peer");
+        assert_eq!(ip(3).as_deref(), Some("7.7.7.7"));
+    }
 
     #[test]
     fn decodes_query_values() {

@@ -2,7 +2,7 @@
 //! Spin's request headers, variables, outbound rules, Redis result mapping,
 //! fresh instances, traps, and start-up and shutdown behaviour.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -370,7 +370,7 @@ async fn a_runaway_component_is_stopped() {
     }
     let redis = RedisServer::start();
     let app = fixture_config(&redis)
-        .env("FLASHSPIN_GUEST_TIME_LIMIT_MS", "500")
+        .env("FLASHSPIN_REQUEST_TIME_LIMIT_MS", "500")
         .start()
         .await;
     let started = std::time::Instant::now();
@@ -378,6 +378,97 @@ async fn a_runaway_component_is_stopped() {
     assert_eq!(reply.status, 500);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(app.get("/api/x?action=echo").await.status, 200);
+}
+
+/// More stalled requests than the host has instance slots (512): each sends
+/// its head, promises a body and sends nothing more. The host must go on
+/// serving other requests, and answer or close the stalled ones at its
+/// time limit.
+#[tokio::test]
+async fn stalled_request_bodies_do_not_hold_the_host() {
+    if is_real_spin() {
+        return; // Spin bounds none of these waits (docs/HOST.md, "Limits").
+    }
+    const STALLED: usize = 600;
+    let limit = Duration::from_secs(3);
+    let redis = RedisServer::start();
+    let app = fixture_config(&redis)
+        .env(
+            "FLASHSPIN_REQUEST_TIME_LIMIT_MS",
+            limit.as_millis().to_string(),
+        )
+        .start()
+        .await;
+    let addr = app.base.strip_prefix("http://").unwrap().to_string();
+    let head =
+        format!("POST /api/x?action=echo HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 1000\r\n\r\n");
+    let opened = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(stream);
+    }
+    // Lets the host read those heads before the next request comes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let reply = tokio::time::timeout(Duration::from_secs(10), app.get("/api/x?action=echo"))
+        .await
+        .expect("a request must be served while others stall");
+    assert_eq!(reply.status, 200);
+
+    // Each stalled request is answered 408 and its connection closed.
+    let ends = stalled.into_iter().map(|mut stream| async move {
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.map(|_| answer)
+    });
+    let ends = tokio::time::timeout(
+        limit + Duration::from_secs(15),
+        futures::future::join_all(ends),
+    )
+    .await
+    .expect("stalled requests must end at the time limit");
+    assert!(opened.elapsed() >= limit);
+    // An error (a reset) is a closed connection too.
+    for answer in ends.into_iter().flatten() {
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408 "),
+            "{answer}"
+        );
+    }
+    let logs = app.logs();
+    assert!(logs.contains("POST /api/x -> probe 408 "), "{logs}");
+}
+
+/// Guests that keep the CPU busy, more of them than the host has worker
+/// threads: other requests must still be served while they run.
+#[tokio::test]
+async fn cpu_bound_guests_do_not_stop_other_requests() {
+    if is_real_spin() {
+        return; // Spin lets a running guest keep its thread.
+    }
+    let redis = RedisServer::start();
+    let app = fixture_app(&redis).await;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut spinning = Vec::new();
+    for _ in 0..2 * threads + 1 {
+        let request = app.http.get(app.url("/api/x?action=spin&ms=20000")).send();
+        spinning.push(tokio::spawn(request));
+    }
+    // Until the guests that run have taken every thread the host has.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.logs().matches("[probe] spinning").count() < threads && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let reply = tokio::time::timeout(Duration::from_secs(8), app.get("/api/x?action=echo"))
+        .await
+        .expect("a request must be served while guests keep the CPU busy");
+    assert_eq!(reply.status, 200);
+    for request in spinning {
+        request.abort();
+    }
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use crate::state::{ComponentContext, RequestState};
 use crate::variables::{AppVariables, ComponentVariables};
 
 /// How many component instances may be alive at once. Requests beyond this
-/// wait for a free slot rather than fail.
+/// wait for a free slot, within their time limit (see `server`).
 pub const MAX_INSTANCES: u32 = 512;
 
 pub struct LoadedComponent {
@@ -108,11 +108,12 @@ fn new_engine() -> anyhow::Result<Engine> {
         .table_elements(20_000);
     let mut config = Config::new();
     config.wasm_component_model(true);
-    // Lets the server stop a guest that runs too long (see `server`).
+    // Guests check the epoch as they run: each store yields its thread to
+    // other requests at every tick (see `server`).
     config.epoch_interruption(true);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config).map_err(wasm_err)?;
-    // The clock the deadlines count in: one tick per EPOCH_TICK.
+    // The clock guests yield by: one tick per EPOCH_TICK.
     let ticker = engine.weak();
     std::thread::spawn(move || {
         while let Some(engine) = ticker.upgrade() {
@@ -124,8 +125,9 @@ fn new_engine() -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
-/// How often the engine's epoch advances.
-pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often the engine's epoch advances, and so how long a guest runs
+/// before it gives its thread back: 10 ms, Spin's tick.
+const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Compiled components, keyed by the wasm's digest and the engine's settings,
 /// so only the first start after a change pays for compilation.

@@ -4,7 +4,7 @@
 
 use flashspin_core::ApiError;
 use flashspin_core::config::{RateLimits, trusted_proxies};
-use flashspin_core::gate::{Access, GateRequest, Note, Passed, pass};
+use flashspin_core::gate::{Access, GateRequest, Note, Passed, pass, require_token};
 use flashspin_core::session::SessionSettings;
 
 use crate::redis::SpinRedis;
@@ -29,11 +29,12 @@ pub fn enter_with(
     note: Option<Note<'_>>,
     allocate_sequence: bool,
 ) -> Result<(SpinRedis, Passed), ApiError> {
+    let token = req.token();
+    require_token(access, token.as_ref())?;
     let vars = SpinVariables;
     let limits = RateLimits::from_vars(&vars)?;
     let session = SessionSettings::from_vars(&vars)?;
     let ip = req.client_ip(trusted_proxies(&vars)?);
-    let token = req.token();
     let mut redis = SpinRedis::connect()?;
     let passed = pass(
         &mut redis,

@@ -383,10 +383,12 @@ fn dump_redis(redis: &RedisServer) -> String {
     for key in keys {
         let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
         let value = match kind.as_str() {
+            // Limiter keys live for milliseconds: one may be gone by now.
             "string" => redis::cmd("GET")
                 .arg(&key)
-                .query::<String>(&mut conn)
-                .unwrap(),
+                .query::<Option<String>>(&mut conn)
+                .unwrap()
+                .unwrap_or_default(),
             "hash" => format!(
                 "{:?}",
                 redis::cmd("HGETALL")

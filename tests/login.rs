@@ -28,6 +28,17 @@ async fn login(app: &App, phone: &str, code: &str) -> Reply {
         .await
 }
 
+/// A login from `ip`, as a trusted proxy would report it (the app must run
+/// with `trust_forwarded_for`).
+async fn login_from(app: &App, ip: &str, phone: &str, code: &str) -> Reply {
+    let request = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"phone": phone, "code": code}));
+    Reply::from(request.send().await.unwrap()).await
+}
+
 /// Signs `phone` in and returns the token.
 pub async fn sign_in(app: &App, sink: &SmsSink, phone: &str) -> String {
     let sent = send_code(app, phone).await;
@@ -184,7 +195,7 @@ async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
 }
 
 #[tokio::test]
-async fn too_many_wrong_codes_void_the_code_until_a_new_one() {
+async fn too_many_wrong_codes_from_one_address_refuse_it_until_a_new_code() {
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = config(&redis, &sink)
@@ -212,6 +223,96 @@ async fn too_many_wrong_codes_void_the_code_until_a_new_one() {
     assert_eq!(send_code(&app, PHONE).await.status, 202);
     let fresh = sink.last_code(PHONE).unwrap();
     assert_eq!(login(&app, PHONE, &fresh).await.status, 200);
+}
+
+#[tokio::test]
+async fn wrong_codes_from_one_address_do_not_lock_out_the_owner() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink)
+        .var("trust_forwarded_for", "true")
+        .start()
+        .await;
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let code = sink.last_code(PHONE).unwrap();
+    let wrong = another_code(&code);
+
+    let attacker = "10.6.6.6";
+    for attempt in 1..=4 {
+        let reply = login_from(&app, attacker, PHONE, wrong).await;
+        assert_eq!(reply.status, 401, "attempt {attempt}");
+    }
+    for attempt in 5..=8 {
+        let reply = login_from(&app, attacker, PHONE, wrong).await;
+        assert_eq!(
+            (reply.status, error_code(&reply)),
+            (429, "rate_limited".into()),
+            "attempt {attempt}"
+        );
+        assert!(reply.header("retry-after").is_some());
+    }
+    // Refused before the code is compared: the attacker learns nothing
+    // even from the right code.
+    assert_eq!(login_from(&app, attacker, PHONE, &code).await.status, 429);
+
+    let owner = login_from(&app, "10.1.1.1", PHONE, &code).await;
+    assert_eq!(owner.status, 200, "{}", owner.text());
+}
+
+#[tokio::test]
+async fn wrong_codes_from_many_addresses_void_the_code_at_the_phone_cap() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = config(&redis, &sink)
+        .var("trust_forwarded_for", "true")
+        .var("code_resend_secs", "1")
+        .var("code_max_attempts", "2")
+        .var("code_max_attempts_per_phone", "5")
+        .start()
+        .await;
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let code = sink.last_code(PHONE).unwrap();
+    let wrong = another_code(&code);
+
+    // Two addresses use up their two tries each: four wrong codes in all.
+    for ip in ["10.6.6.1", "10.6.6.2"] {
+        assert_eq!(login_from(&app, ip, PHONE, wrong).await.status, 401, "{ip}");
+        assert_eq!(login_from(&app, ip, PHONE, wrong).await.status, 429, "{ip}");
+        assert_eq!(login_from(&app, ip, PHONE, wrong).await.status, 429, "{ip}");
+    }
+    // Refused attempts were not counted: the code still works.
+    let pttl = |key: String| -> i64 {
+        redis::cmd("PTTL")
+            .arg(key)
+            .query(&mut redis.conn())
+            .unwrap()
+    };
+    assert!(pttl(format!("{{gate}}:code:{PHONE}")) > 0);
+
+    // The fifth wrong code, from a third address, voids it for everyone.
+    let fifth = login_from(&app, "10.6.6.3", PHONE, wrong).await;
+    assert_eq!(
+        (fifth.status, error_code(&fifth)),
+        (429, "rate_limited".into())
+    );
+    assert_eq!(pttl(format!("{{gate}}:code:{PHONE}")), -2, "voided");
+    let owner = login_from(&app, "10.1.1.1", PHONE, &code).await;
+    assert_eq!(owner.status, 429, "the phone is locked");
+
+    // A new code clears the lock and every address's count.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(send_code(&app, PHONE).await.status, 202);
+    let fresh = sink.last_code(PHONE).unwrap();
+    assert_eq!(
+        login_from(&app, "10.6.6.1", PHONE, another_code(&fresh))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        login_from(&app, "10.1.1.1", PHONE, &fresh).await.status,
+        200
+    );
 }
 
 #[tokio::test]

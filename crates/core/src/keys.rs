@@ -23,9 +23,19 @@ pub fn session(token_hash: &str) -> String {
     format!("{GATE}:sess:{token_hash}")
 }
 
-/// The current login code of a phone: hash {digest, attempts}.
+/// The current login code of a phone: hash {digest, attempts} plus, for
+/// each client that gave a wrong code, a field named by
+/// [`login_code_client_field`]. `attempts` counts wrong codes from everyone.
+/// The counts live and die with the code.
 pub fn login_code(phone: &str) -> String {
     format!("{GATE}:code:{phone}")
+}
+
+/// The field of a login code's hash counting one client's wrong codes:
+/// `ip:<client>`, where client is the per-IP limiter's subject (the
+/// address, or the /64 for IPv6) or `unknown` when there is none.
+pub fn login_code_client_field(client: &str) -> String {
+    format!("ip:{client}")
 }
 
 /// Present while a new code for the phone would be too early.

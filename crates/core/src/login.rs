@@ -78,7 +78,12 @@ impl fmt::Debug for LoginCode {
 pub struct CodeSettings {
     pub ttl_secs: u32,
     pub resend_secs: u32,
+    /// Wrong codes one client (IP, or IPv6 /64) may give for a code before
+    /// it is refused that code; the code stays valid for others.
     pub max_attempts: u32,
+    /// Wrong codes all clients together may give before the code is voided
+    /// and the phone locked.
+    pub max_attempts_per_phone: u32,
     pub daily_per_phone: u32,
     pub hourly_per_ip: u32,
     /// The key code digests are made with, from the `code_secret` variable.
@@ -91,6 +96,7 @@ impl CodeSettings {
             ttl_secs: read(vars, "code_ttl_secs")?,
             resend_secs: read(vars, "code_resend_secs")?,
             max_attempts: read(vars, "code_max_attempts")?,
+            max_attempts_per_phone: read(vars, "code_max_attempts_per_phone")?,
             daily_per_phone: read(vars, "code_daily_limit_per_phone")?,
             hourly_per_ip: read(vars, "code_hourly_limit_per_ip")?,
             key: code_key(&read::<String>(vars, "code_secret")?),
@@ -99,6 +105,10 @@ impl CodeSettings {
             ("code_ttl_secs", settings.ttl_secs),
             ("code_resend_secs", settings.resend_secs),
             ("code_max_attempts", settings.max_attempts),
+            (
+                "code_max_attempts_per_phone",
+                settings.max_attempts_per_phone,
+            ),
             ("code_daily_limit_per_phone", settings.daily_per_phone),
             ("code_hourly_limit_per_ip", settings.hourly_per_ip),
         ]
@@ -221,6 +231,13 @@ pub struct SignedIn {
 
 /// Checks `code` for `phone` and, when right, opens a session, creating the
 /// user on first login.
+///
+/// Wrong codes are counted per client and per phone: a client that gave
+/// `max_attempts` wrong codes is refused (429) until the code is replaced
+/// or expires, without the code being compared, while the code stays valid
+/// for everyone else; after `max_attempts_per_phone` wrong codes from all
+/// clients together the code is voided and the phone refused until a new
+/// code is sent. Clients without a known address share one count.
 pub fn login(
     redis: &mut impl Redis,
     phone: &Phone,
@@ -242,6 +259,8 @@ pub fn login(
     let lock_key = keys::login_lock(p);
     let uid_key = keys::user_id_by_phone(p);
     let session_key = token.redis_key();
+    let client = ip.map_or_else(|| "unknown".to_string(), ClientIp::limit_key);
+    let client_field = keys::login_code_client_field(&client);
     let mut key_list = vec![
         code_key.as_str(),
         lock_key.as_str(),
@@ -253,7 +272,9 @@ pub fn login(
     let nickname = format!("user{}", &p[7..]);
     let mut args = vec![
         Arg::from(digest.as_str()),
+        Arg::from(client_field.as_str()),
         Arg::Int(i64::from(settings.max_attempts)),
+        Arg::Int(i64::from(settings.max_attempts_per_phone)),
         Arg::Int(LOCK_MS),
         Arg::from(p),
         Arg::from(nickname.as_str()),
@@ -276,7 +297,7 @@ pub fn login(
             verdict,
         }),
         2 => Err(ApiError::InvalidCode),
-        3 | 4 => {
+        3..=5 => {
             verdict.allowed = false;
             Err(ApiError::RateLimited(verdict))
         }

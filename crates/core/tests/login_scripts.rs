@@ -5,6 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use flashspin_core::ApiError;
+use flashspin_core::client_ip::ClientIp;
 use flashspin_core::config::RateLimits;
 use flashspin_core::gate::{Access, GateRequest, pass};
 use flashspin_core::login::{CodeSettings, login, logout, send_code};
@@ -17,6 +18,7 @@ const SETTINGS: CodeSettings = CodeSettings {
     ttl_secs: 300,
     resend_secs: 60,
     max_attempts: 5,
+    max_attempts_per_phone: 20,
     daily_per_phone: 10,
     hourly_per_ip: 30,
     key: [7; 32],
@@ -306,4 +308,291 @@ fn the_session_slides_but_not_past_its_absolute_lifetime() {
         .unwrap();
     assert_eq!(as_user(&mut redis, &token), Err(ApiError::Unauthorized));
     assert_eq!(pttl(&server), -2, "an expired session is deleted");
+}
+
+fn client(ip: &str) -> ClientIp {
+    ClientIp(ip.parse().unwrap())
+}
+
+/// Logs in to `phone` with `code` from `ip` under `settings`; `Ok(())` on
+/// success.
+fn attempt(
+    redis: &mut NativeRedis,
+    settings: &CodeSettings,
+    phone: &Phone,
+    ip: Option<&str>,
+    code: &str,
+) -> Result<(), ApiError> {
+    let ip = ip.map(client);
+    login(
+        redis,
+        phone,
+        code,
+        ip.as_ref(),
+        settings,
+        &SESSION,
+        &limits("1/5"),
+    )
+    .map(|_| ())
+}
+
+fn is_rate_limited(result: &Result<(), ApiError>) -> bool {
+    matches!(result, Err(ApiError::RateLimited(_)))
+}
+
+/// A well-formed code that is not `code`.
+fn wrong(code: &str) -> &'static str {
+    if code == "000000" { "111111" } else { "000000" }
+}
+
+fn hget(server: &RedisServer, key: &str, field: &str) -> Option<i64> {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(field)
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+#[test]
+fn wrong_codes_from_one_client_lock_out_that_client_only() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let p = phone(10);
+    let code = send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5"))
+        .unwrap()
+        .code;
+    let code = code.reveal();
+    let attacker = Some("10.6.6.6");
+
+    for n in 1..=4 {
+        let result = attempt(&mut redis, &SETTINGS, &p, attacker, wrong(code));
+        assert_eq!(result, Err(ApiError::InvalidCode), "attempt {n}");
+    }
+    let fifth = attempt(&mut redis, &SETTINGS, &p, attacker, wrong(code));
+    assert!(is_rate_limited(&fifth), "{fifth:?}");
+    if let Err(ApiError::RateLimited(verdict)) = &fifth {
+        // Refused until the code expires (300 s).
+        assert!(
+            (290_000..=300_000).contains(&verdict.retry_after_ms),
+            "{verdict:?}"
+        );
+    }
+    // Refused from now on, without comparing or counting: even the right
+    // code, even a malformed one.
+    for given in [wrong(code), code, "12ab"] {
+        let result = attempt(&mut redis, &SETTINGS, &p, attacker, given);
+        assert!(is_rate_limited(&result), "{given}: {result:?}");
+    }
+    let key = format!("{{gate}}:code:{}", p.as_str());
+    assert_eq!(hget(&server, &key, "attempts"), Some(5));
+    assert_eq!(hget(&server, &key, "ip:10.6.6.6"), Some(5));
+
+    // Another client is not affected, nor is the code: the owner gets in.
+    let other = attempt(&mut redis, &SETTINGS, &p, Some("10.6.6.7"), wrong(code));
+    assert_eq!(other, Err(ApiError::InvalidCode));
+    assert_eq!(
+        attempt(&mut redis, &SETTINGS, &p, Some("10.1.1.1"), code),
+        Ok(())
+    );
+    let without_ttl: Vec<String> = server
+        .keys_without_ttl()
+        .into_iter()
+        .filter(|k| k.contains(":code"))
+        .collect();
+    assert!(without_ttl.is_empty(), "{without_ttl:?}");
+}
+
+#[test]
+fn clients_are_counted_as_the_ip_limits_count_them() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let settings = CodeSettings {
+        max_attempts: 2,
+        ..SETTINGS
+    };
+    let p = phone(11);
+    let code = send_code(&mut redis, &p, None, &settings, &limits("1/5"))
+        .unwrap()
+        .code;
+    let code = code.reveal();
+    // One IPv6 /64 is one client, whichever of its addresses it uses.
+    let first = attempt(
+        &mut redis,
+        &settings,
+        &p,
+        Some("2001:db8:1:2::1"),
+        wrong(code),
+    );
+    assert_eq!(first, Err(ApiError::InvalidCode));
+    let second = attempt(
+        &mut redis,
+        &settings,
+        &p,
+        Some("2001:db8:1:2::99"),
+        wrong(code),
+    );
+    assert!(is_rate_limited(&second), "{second:?}");
+    let next = attempt(
+        &mut redis,
+        &settings,
+        &p,
+        Some("2001:db8:1:3::1"),
+        wrong(code),
+    );
+    assert_eq!(next, Err(ApiError::InvalidCode), "another /64");
+    // Requests without an address share one count.
+    assert_eq!(
+        attempt(&mut redis, &settings, &p, None, wrong(code)),
+        Err(ApiError::InvalidCode)
+    );
+    assert!(is_rate_limited(&attempt(
+        &mut redis,
+        &settings,
+        &p,
+        None,
+        wrong(code)
+    )));
+    assert_eq!(
+        attempt(&mut redis, &settings, &p, Some("10.1.1.1"), code),
+        Ok(())
+    );
+}
+
+#[test]
+fn the_phone_cap_voids_the_code_for_everyone_until_a_new_one() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let settings = CodeSettings {
+        max_attempts: 2,
+        max_attempts_per_phone: 5,
+        ..SETTINGS
+    };
+    let p = phone(12);
+    let code = send_code(&mut redis, &p, None, &settings, &limits("1/5"))
+        .unwrap()
+        .code;
+    let code = code.reveal().to_string();
+
+    // Two clients use up their two tries: four wrong codes in all.
+    for ip in ["10.6.6.1", "10.6.6.2"] {
+        let ip = Some(ip);
+        assert_eq!(
+            attempt(&mut redis, &settings, &p, ip, wrong(&code)),
+            Err(ApiError::InvalidCode)
+        );
+        for _ in 0..3 {
+            assert!(is_rate_limited(&attempt(
+                &mut redis,
+                &settings,
+                &p,
+                ip,
+                wrong(&code)
+            )));
+        }
+    }
+    // The fifth, from a third client, voids the code for everyone.
+    let fifth = attempt(&mut redis, &settings, &p, Some("10.6.6.3"), wrong(&code));
+    assert!(is_rate_limited(&fifth), "{fifth:?}");
+    let owner = attempt(&mut redis, &settings, &p, Some("10.1.1.1"), &code);
+    assert!(is_rate_limited(&owner), "{owner:?}");
+    let lock = format!("{{gate}}:code-locked:{}", p.as_str());
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&lock)
+        .query(&mut server.conn())
+        .unwrap();
+    assert!(pttl > 86_000_000, "locked for a day: {pttl}");
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("{{gate}}:code:{}", p.as_str()))
+        .query(&mut server.conn())
+        .unwrap();
+    assert!(!exists, "the code is gone");
+
+    // A new code clears the lock and every client's count.
+    redis::cmd("DEL")
+        .arg(format!("{{gate}}:code-gap:{}", p.as_str()))
+        .exec(&mut server.conn())
+        .unwrap();
+    let fresh = send_code(&mut redis, &p, None, &settings, &limits("1/5"))
+        .unwrap()
+        .code;
+    let fresh = fresh.reveal();
+    assert_eq!(
+        attempt(&mut redis, &settings, &p, Some("10.6.6.1"), wrong(fresh)),
+        Err(ApiError::InvalidCode)
+    );
+    assert_eq!(
+        attempt(&mut redis, &settings, &p, Some("10.6.6.1"), fresh),
+        Ok(())
+    );
+}
+
+/// `n` wrong codes for `phone` at once, the i-th from `ip(i)`.
+fn concurrent_wrong_codes(
+    server: &RedisServer,
+    settings: &CodeSettings,
+    phone: &Phone,
+    code: &str,
+    n: usize,
+    ip: fn(usize) -> String,
+) -> Vec<Result<(), ApiError>> {
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let mut redis = server.native();
+            let barrier = barrier.clone();
+            let (settings, phone, bad) = (*settings, phone.clone(), wrong(code));
+            thread::spawn(move || {
+                barrier.wait();
+                attempt(&mut redis, &settings, &phone, Some(&ip(i)), bad)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn concurrent_wrong_codes_never_pass_either_cap() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let wrong_answers = |results: &[Result<(), ApiError>]| {
+        assert!(
+            results
+                .iter()
+                .all(|r| *r == Err(ApiError::InvalidCode) || is_rate_limited(r)),
+            "{results:?}"
+        );
+        results
+            .iter()
+            .filter(|r| **r == Err(ApiError::InvalidCode))
+            .count()
+    };
+
+    // One client, 30 tries at once: four wrong answers, the fifth try
+    // counted refuses the client, the rest are refused uncounted.
+    let p = phone(13);
+    let code = send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5"))
+        .unwrap()
+        .code;
+    let results = concurrent_wrong_codes(&server, &SETTINGS, &p, code.reveal(), 30, |_| {
+        "10.7.0.1".to_string()
+    });
+    assert_eq!(wrong_answers(&results), 4);
+    let key = format!("{{gate}}:code:{}", p.as_str());
+    assert_eq!(hget(&server, &key, "attempts"), Some(5));
+
+    // 30 clients, one try each, against a phone cap of 5.
+    let settings = CodeSettings {
+        max_attempts_per_phone: 5,
+        ..SETTINGS
+    };
+    let p = phone(14);
+    let code = send_code(&mut redis, &p, None, &settings, &limits("1/5"))
+        .unwrap()
+        .code;
+    let results = concurrent_wrong_codes(&server, &settings, &p, code.reveal(), 30, |i| {
+        format!("10.8.0.{i}")
+    });
+    assert_eq!(wrong_answers(&results), 4);
+    let key = format!("{{gate}}:code:{}", p.as_str());
+    assert_eq!(hget(&server, &key, "attempts"), None, "voided");
 }

@@ -65,46 +65,18 @@ impl RedisError {
     pub fn is_outage(&self) -> bool {
         match self {
             RedisError::Unreachable(_) => true,
-            RedisError::Server(message) => OUTAGE_CODES.contains(&error_code(message)),
+            RedisError::Server(message) => !BUG_MARKERS.iter().any(|m| message.contains(m)),
             RedisError::UnexpectedReply(_) => false,
         }
     }
 }
 
-/// Error codes (Redis's own, and Spin's client's names for them) that mean
-/// the server is temporarily unable to serve.
-const OUTAGE_CODES: &[&str] = &[
-    "LOADING",
-    "BusyLoadingError",
-    "BUSY",
-    "TRYAGAIN",
-    "TryAgain",
-    "READONLY",
-    "ReadOnly",
-    "MASTERDOWN",
-    "MasterDown",
-    "CLUSTERDOWN",
-    "ClusterDown",
-    "OOM",
-    "NOREPLICAS",
-    "MISCONF",
-];
-
-/// The code an error reply starts with. Messages come as Redis writes them
-/// (`LOADING Redis is loading...`), or as Spin's client words them
-/// (`An error was signalled by the server - BusyLoadingError: ...`, or
-/// `OOM: ...` for codes it has no name for), possibly behind our own
-/// `script <name>: ` prefix.
-fn error_code(message: &str) -> &str {
-    let message = message
-        .strip_prefix("script ")
-        .and_then(|rest| rest.split_once(": "))
-        .map_or(message, |(_, m)| m);
-    let message = message
-        .split_once("server - ")
-        .map_or(message, |(_, kind)| kind);
-    &message[..message.find([':', ' ']).unwrap_or(message.len())]
-}
+/// What marks an error reply as our own fault rather than the server's
+/// state: a generic `ERR` (Spin's client files those under `ResponseError`),
+/// including every Lua runtime error (`user_script:...`), and commands on a
+/// key of the wrong type. Other codes (`LOADING`, `BUSY`, `READONLY`,
+/// `OOM`, `MASTERDOWN`, `TRYAGAIN`...) say the server cannot serve now.
+const BUG_MARKERS: &[&str] = &["ResponseError", "ERR ", "user_script", "WRONGTYPE"];
 
 /// Something that can run a Redis command.
 pub trait Redis {

@@ -13,7 +13,7 @@ use flashspin_core::phone::Phone;
 use serde_json::json;
 use spin_sdk::http::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
-use spin_sdk::wit::wasi::http0_2_0::types::RequestOptions;
+use spin_sdk::wit::wasi::http0_2_0::types::{ErrorCode, RequestOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -95,6 +95,27 @@ impl SmsSender {
     }
 }
 
+/// The common transport failures by name; the derived `Debug` of
+/// `ErrorCode` would add several KB to the component for a log line.
+fn describe(code: ErrorCode) -> String {
+    match code {
+        ErrorCode::DnsTimeout => "DNS timeout",
+        ErrorCode::DnsError(_) => "DNS error",
+        ErrorCode::DestinationNotFound => "destination not found",
+        ErrorCode::DestinationUnavailable => "destination unavailable",
+        ErrorCode::ConnectionRefused => "connection refused",
+        ErrorCode::ConnectionTerminated => "connection terminated",
+        ErrorCode::ConnectionTimeout => "connection timeout",
+        ErrorCode::ConnectionReadTimeout => "read timeout",
+        ErrorCode::HttpResponseTimeout => "response timeout",
+        ErrorCode::HttpRequestDenied => "request denied by allowed_outbound_hosts",
+        ErrorCode::TlsCertificateError => "TLS certificate error",
+        ErrorCode::TlsProtocolError => "TLS protocol error",
+        _ => "transport error",
+    }
+    .to_string()
+}
+
 fn post_json(scheme: &Scheme, authority: &str, path: &str, body: &[u8]) -> Result<(), String> {
     let headers = Fields::from_list(&[
         ("content-type".to_string(), b"application/json".to_vec()),
@@ -103,7 +124,7 @@ fn post_json(scheme: &Scheme, authority: &str, path: &str, body: &[u8]) -> Resul
             body.len().to_string().into_bytes(),
         ),
     ])
-    .map_err(|e| format!("headers: {e:?}"))?;
+    .map_err(|_| "invalid request headers".to_string())?;
     let request = OutgoingRequest::new(headers);
     let set = request.set_method(&Method::Post).is_ok()
         && request.set_scheme(Some(scheme)).is_ok()
@@ -121,20 +142,20 @@ fn post_json(scheme: &Scheme, authority: &str, path: &str, body: &[u8]) -> Resul
     let _ = options.set_connect_timeout(Some(nanos));
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
-    let pending = outgoing_handler::handle(request, Some(options)).map_err(|e| format!("{e:?}"))?;
+    let pending = outgoing_handler::handle(request, Some(options)).map_err(describe)?;
     {
         let stream = outgoing
             .write()
             .map_err(|()| "request body stream unavailable".to_string())?;
         stream
             .blocking_write_and_flush(body)
-            .map_err(|e| format!("writing the request: {e:?}"))?;
+            .map_err(|_| "writing the request failed".to_string())?;
     }
-    OutgoingBody::finish(outgoing, None).map_err(|e| format!("finishing the request: {e:?}"))?;
+    OutgoingBody::finish(outgoing, None).map_err(describe)?;
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+        Some(Ok(Err(code))) => return Err(describe(code)),
         Some(Err(())) | None => return Err("no response".into()),
     };
     let status = response.status();

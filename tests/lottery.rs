@@ -493,3 +493,64 @@ async fn redis_down_gives_503() {
         assert_eq!((reply.status, code(&reply)), (503, "unavailable".into()));
     }
 }
+
+#[tokio::test]
+async fn my_codes_come_in_bounded_pages_across_goods() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = lottery_app(&redis, &sink).await;
+    let token = sign_in(&app, &sink, "13812345678").await;
+    let mut bought = BTreeSet::new();
+    for _ in 0..2 {
+        let goods = create_goods(
+            &app,
+            json!({"title": "g", "total_shares": 10000, "share_price": 1}),
+        )
+        .await;
+        let id = goods["id"].as_str().unwrap().to_string();
+        // 3 purchases of 600: 1,800 codes per goods, more than one page.
+        for _ in 0..3 {
+            let reply = buy(&app, &id, &token, json!(600), None).await;
+            assert_eq!(reply.status, 201, "{}", reply.text());
+            let codes = reply.json()["purchase"]["codes"].clone();
+            bought.extend(
+                codes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_u64().unwrap()),
+            );
+        }
+    }
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    let mut path = "/api/me/lottery".to_string();
+    loop {
+        let page = app.authed(Method::GET, &path, &token).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        pages += 1;
+        let codes: Vec<u64> = page["purchases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| {
+                p["codes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_u64().unwrap())
+            })
+            .collect();
+        assert!(codes.len() <= 1000, "page {pages}: {} codes", codes.len());
+        listed.extend(codes);
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/me/lottery?cursor={cursor}"),
+            None => break,
+        }
+        assert!(pages < 50, "paging does not end");
+    }
+    assert_eq!(listed.len(), 3600, "each code once");
+    assert_eq!(listed.iter().copied().collect::<BTreeSet<_>>(), bought);
+    assert!(pages >= 4, "{pages}");
+}

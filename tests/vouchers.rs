@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    ADMIN_KEY, App, AppConfig, RedisServer, Reply, SmsSink, app_manifest, loose_config, round_trips,
+    ADMIN_KEY, App, AppConfig, RedisServer, Reply, SmsSink, app_manifest, loose_config,
 };
 use crate::login::sign_in;
 
@@ -435,16 +435,37 @@ fn all_keys(redis: &RedisServer) -> HashSet<String> {
     keys.into_iter().collect()
 }
 
+/// (status, round trips) of each request `component` served, in order,
+/// from flashspin's request log (`... -> component 201 1.2ms redis=3`).
+fn trips_by_status(logs: &str, component: &str) -> Vec<(u16, u32)> {
+    logs.lines()
+        .filter_map(|l| l.split_once(&format!("-> {component} "))?.1.split_once(' '))
+        .filter_map(|(status, rest)| {
+            Some((
+                status.parse().ok()?,
+                rest.rsplit_once("redis=")?.1.trim().parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn hot_paths_take_at_most_two_round_trips() {
+async fn refusals_take_two_round_trips_and_purchases_three() {
     if crate::harness::is_real_spin() {
         return; // The count comes from flashspin's request log.
     }
     let shop = shop(&[]).await;
     let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
-    let voucher = create_voucher(&shop.app, 1, -5, 3600).await;
-    assert_eq!(buy(&shop.app, &voucher, &token).await.status, 201);
-    assert_eq!(buy(&shop.app, &voucher, &token).await.status, 409);
+    // The first purchase loads the scripts (EVALSHA answers NOSCRIPT, then
+    // EVAL): one more trip each, once per Redis. The counts below skip it.
+    let first = create_voucher(&shop.app, 5, -5, 3600).await;
+    let second = create_voucher(&shop.app, 1, -5, 3600).await;
+    assert_eq!(buy(&shop.app, &first, &token).await.status, 201);
+    assert_eq!(buy(&shop.app, &second, &token).await.status, 201);
+    assert_eq!(buy(&shop.app, &second, &token).await.status, 409);
+    let other = sign_in(&shop.app, &shop.sink, "13900000001").await;
+    assert_eq!(buy(&shop.app, &second, &other).await.status, 409);
+    assert_eq!(buy(&shop.app, "999999", &other).await.status, 404);
     let goods = shop
         .app
         .http
@@ -480,23 +501,34 @@ async fn hot_paths_take_at_most_two_round_trips() {
     sign_in(&shop.app, &shop.sink, "13900000000").await;
 
     let logs = shop.app.logs();
-    for (component, most) in [
-        ("buy-voucher", 2),
-        ("buy-lottery-shares", 2),
-        ("send-code", 1),
-        ("login", 1),
-        ("account", 1),
+    for component in [
+        "buy-voucher",
+        "buy-lottery-shares",
+        "send-code",
+        "login",
+        "account",
     ] {
-        let trips = round_trips(&logs, component);
-        // The first use of a script on a fresh Redis costs one more trip
-        // (EVALSHA answers NOSCRIPT, then EVAL loads it); after that, never.
+        let trips = trips_by_status(&logs, component);
         let steady = &trips[trips.len().min(1)..];
         assert!(
             !steady.is_empty(),
             "{component} not in the log twice:\n{logs}"
         );
-        assert!(steady.iter().all(|n| *n <= most), "{component}: {trips:?}");
+        for &(status, n) in steady {
+            // A purchase that succeeded adds it to the buyer's list.
+            let most = match (component, status) {
+                ("buy-voucher" | "buy-lottery-shares", 201) => 3,
+                ("send-code" | "login", _) => 1,
+                _ => 2,
+            };
+            assert!(n <= most, "{component}: {trips:?}");
+        }
     }
+    let refusals = trips_by_status(&logs, "buy-voucher")
+        .into_iter()
+        .filter(|(status, _)| *status >= 400)
+        .count();
+    assert_eq!(refusals, 3);
 }
 
 #[tokio::test]
@@ -547,4 +579,109 @@ async fn requests_with_a_bad_token_are_still_limited_per_ip() {
         statuses.push(buy(&shop.app, &voucher, &forged).await.status);
     }
     assert_eq!(statuses, [401, 401, 401, 429, 429]);
+}
+
+#[tokio::test]
+async fn attempts_on_missing_or_refused_items_leave_no_trace() {
+    let shop = shop(&[]).await;
+    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let sold_out = create_voucher(&shop.app, 1, -5, 3600).await;
+    let other = sign_in(&shop.app, &shop.sink, "13900000001").await;
+    assert_eq!(buy(&shop.app, &sold_out, &other).await.status, 201);
+    for id in 1000..1030 {
+        let reply = buy(&shop.app, &id.to_string(), &token).await;
+        assert_eq!(reply.status, 404, "{}", reply.text());
+        let reply = shop
+            .app
+            .http
+            .post(shop.app.url(&format!("/api/lottery/{id}/shares")))
+            .bearer_auth(&token)
+            .json(&json!({"count": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 404);
+    }
+    assert_eq!(buy(&shop.app, &sold_out, &token).await.status, 409);
+    // Only the buyer who succeeded has a list; the other user, who only
+    // tried, has nothing recorded anywhere.
+    let lists: Vec<String> = redis::cmd("KEYS")
+        .arg("{gate}:user:*:*")
+        .query(&mut shop.redis.conn())
+        .unwrap();
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert!(lists[0].ends_with(":voucher-orders"), "{lists:?}");
+    let mine = shop.app.authed(Method::GET, "/api/me/orders", &token).await;
+    assert_eq!(mine.json()["orders"], json!([]));
+}
+
+#[tokio::test]
+async fn my_orders_come_in_pages() {
+    let shop = shop(&[]).await;
+    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let mut bought = Vec::new();
+    for _ in 0..25 {
+        let voucher = create_voucher(&shop.app, 5, -5, 3600).await;
+        assert_eq!(buy(&shop.app, &voucher, &token).await.status, 201);
+        bought.push(voucher);
+    }
+    let mut listed = Vec::new();
+    let mut sizes = Vec::new();
+    let mut path = "/api/me/orders?limit=10".to_string();
+    loop {
+        let page = shop.app.authed(Method::GET, &path, &token).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        let orders = page["orders"].as_array().unwrap();
+        sizes.push(orders.len());
+        listed.extend(
+            orders
+                .iter()
+                .map(|o| o["voucher_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/me/orders?limit=10&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [10, 10, 5]);
+    bought.reverse();
+    assert_eq!(listed, bought, "newest first, each once");
+
+    for bad in ["limit=0", "limit=101", "cursor=x", "cursor=1.2.3"] {
+        let reply = shop
+            .app
+            .authed(Method::GET, &format!("/api/me/orders?{bad}"), &token)
+            .await;
+        assert_eq!(
+            (reply.status, code(&reply)),
+            (400, "invalid_request".into()),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reading_my_orders_is_limited_per_user() {
+    let shop = shop(&[("rate_limit_user_reads", "3/60")]).await;
+    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            shop.app
+                .authed(Method::GET, "/api/me/orders", &token)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // Another user reads on.
+    let other = sign_in(&shop.app, &shop.sink, "13900000001").await;
+    assert_eq!(
+        shop.app
+            .authed(Method::GET, "/api/me/orders", &other)
+            .await
+            .status,
+        200
+    );
 }

@@ -1,13 +1,16 @@
 //! The signed-in user's own routes: `GET /api/me`, `GET /api/me/orders`,
-//! `GET /api/me/lottery` and `POST /api/auth/logout`.
+//! `GET /api/me/lottery` and `POST /api/auth/logout`. The two lists come in
+//! pages (`limit`, `cursor`), with bounded Redis work per page, and are
+//! limited per user by `rate_limit_user_reads`.
 
 use flashspin_core::ApiError;
 use flashspin_core::catalog::parse_id;
 use flashspin_core::gate::Access;
 use flashspin_core::login::logout;
-use flashspin_core::lottery;
-use flashspin_core::voucher;
-use flashspin_spin::gate::enter;
+use flashspin_core::lottery::{self, PurchaseFilter, PurchasesCursor};
+use flashspin_core::page::PageSize;
+use flashspin_core::voucher::{self, OrdersCursor};
+use flashspin_spin::gate::{enter, enter_for_reading};
 use flashspin_spin::http::{
     add_ratelimit_headers, clear_session_cookie, json, no_content, serve, user_json,
 };
@@ -51,31 +54,41 @@ async fn run(req: ApiRequest) -> Result<Response, ApiError> {
                 }
                 None => None,
             };
-            let (mut redis, passed) = enter(&req, "account", Access::User)?;
+            let limit = PageSize::parse(req.query_param("limit").as_deref())?;
+            let cursor = req
+                .query_param("cursor")
+                .map(|c| PurchasesCursor::parse(&c))
+                .transpose()?;
+            let (mut redis, passed) = enter_for_reading(&req, "account")?;
             let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
-            let goods_ids = match goods {
-                Some(id) => vec![id],
-                None => lottery::goods_of(&mut redis, user.id)?,
-            };
-            let mut purchases = Vec::new();
-            for id in goods_ids {
-                purchases.extend(lottery::purchases_of(&mut redis, id, user.id, period)?);
-            }
-            purchases.sort_by_key(|p| std::cmp::Reverse(p.create_ms));
+            let filter = PurchaseFilter { goods, period };
+            let (purchases, next) =
+                lottery::purchases_page(&mut redis, user.id, filter, cursor, limit.get())?;
             let purchases: Vec<_> = purchases.iter().map(|p| p.to_json()).collect();
-            let mut response = json(200, &json!({"purchases": purchases}));
+            let mut body = json!({"purchases": purchases});
+            if let Some(next) = next {
+                body["next_cursor"] = next.to_string().into();
+            }
+            let mut response = json(200, &body);
             add_ratelimit_headers(&mut response, &passed.verdict);
             Ok(response)
         }
         "/api/me/orders" => {
             req.expect_method("GET")?;
-            let (mut redis, passed) = enter(&req, "account", Access::User)?;
+            let limit = PageSize::parse(req.query_param("limit").as_deref())?;
+            let cursor = req
+                .query_param("cursor")
+                .map(|c| OrdersCursor::parse(&c))
+                .transpose()?;
+            let (mut redis, passed) = enter_for_reading(&req, "account")?;
             let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
-            let orders: Vec<_> = voucher::orders_of(&mut redis, user.id)?
-                .iter()
-                .map(|o| o.to_json())
-                .collect();
-            let mut response = json(200, &json!({"orders": orders}));
+            let (orders, next) = voucher::orders_page(&mut redis, user.id, cursor, limit.get())?;
+            let orders: Vec<_> = orders.iter().map(|o| o.to_json()).collect();
+            let mut body = json!({"orders": orders});
+            if let Some(next) = next {
+                body["next_cursor"] = next.to_string().into();
+            }
+            let mut response = json(200, &body);
             add_ratelimit_headers(&mut response, &passed.verdict);
             Ok(response)
         }

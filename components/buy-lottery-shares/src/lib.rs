@@ -1,15 +1,15 @@
 //! `POST /api/lottery/:goods_id/shares`: buys shares of a goods' open
 //! period. Two Redis round trips: the gate (session, limits, purchase
 //! number), then the purchase script, which also draws the period when this
-//! purchase sells it out.
+//! purchase sells it out. A purchase that succeeded takes a third, to add
+//! the goods to the user's list.
 
 use flashspin_core::ApiError;
 use flashspin_core::catalog::parse_id;
 use flashspin_core::config::read;
-use flashspin_core::gate::{Access, Note};
 use flashspin_core::ids::{IdKey, OrderId};
 use flashspin_core::lottery::{self, IdempotencyKey};
-use flashspin_spin::gate::enter_with;
+use flashspin_spin::gate::enter_for_purchase;
 use flashspin_spin::http::{add_ratelimit_headers, error, json, serve};
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::variables::SpinVariables;
@@ -39,18 +39,7 @@ async fn run(req: ApiRequest) -> Result<Response, ApiError> {
         .map(IdempotencyKey::parse)
         .transpose()?;
 
-    let member = goods_id.to_string();
-    let note = Note {
-        set: "lottery",
-        member: &member,
-    };
-    let (mut redis, passed) = enter_with(
-        &req,
-        "buy-lottery-shares",
-        Access::UserLimited,
-        Some(note),
-        true,
-    )?;
+    let (mut redis, passed) = enter_for_purchase(&req, "buy-lottery-shares")?;
     let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
     let sequence = passed.sequence.ok_or(ApiError::Unauthorized)?;
     let key = IdKey::from_secret(&read::<String>(&SpinVariables, "id_secret")?);
@@ -65,7 +54,13 @@ async fn run(req: ApiRequest) -> Result<Response, ApiError> {
         idempotency_key.as_ref(),
     );
     let mut response = match outcome {
-        Ok(purchase) => json(201, &json!({"purchase": purchase.to_json()})),
+        Ok(purchase) => {
+            // The purchase stands even if listing it fails; the log says so.
+            if let Err(e) = lottery::record_goods(&mut redis, user.id, goods_id) {
+                eprintln!("goods {goods_id} not added to the user's list: {e}");
+            }
+            json(201, &json!({"purchase": purchase.to_json()}))
+        }
         Err(e) => error(&e),
     };
     add_ratelimit_headers(&mut response, &passed.verdict);

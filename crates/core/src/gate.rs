@@ -23,6 +23,9 @@ pub enum Access {
     User,
     /// A signed-in user, also limited per user (`rate_limit_user`).
     UserLimited,
+    /// A signed-in user reading their own records, limited per user by the
+    /// rate in `limits.user` (`rate_limit_user_reads`).
+    UserReads,
 }
 
 /// What the gate needs to know about a request.
@@ -35,18 +38,8 @@ pub struct GateRequest<'a> {
     pub ip: Option<ClientIp>,
     pub limits: RateLimits,
     pub session: SessionSettings,
-    /// Note the request in one of the user's sets before the action, so
-    /// reads know where to look (see `gate.lua`).
-    pub note: Option<Note<'a>>,
     /// Allocate a number from today's order sequence.
     pub allocate_sequence: bool,
-}
-
-/// A member to add to one of the signed-in user's sets.
-#[derive(Debug, Clone, Copy)]
-pub struct Note<'a> {
-    pub set: &'static str,
-    pub member: &'a str,
 }
 
 /// The signed-in caller, as the gate found it.
@@ -74,7 +67,9 @@ pub struct Passed {
 /// cannot use up the endpoint's global budget.
 pub fn require_token(access: Access, token: Option<&SessionToken>) -> Result<(), ApiError> {
     match (access, token) {
-        (Access::User | Access::UserLimited, None) => Err(ApiError::Unauthorized),
+        (Access::User | Access::UserLimited | Access::UserReads, None) => {
+            Err(ApiError::Unauthorized)
+        }
         _ => Ok(()),
     }
 }
@@ -96,7 +91,7 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
     keys.extend(shared.iter().map(|l| l.key.as_str()));
 
     let user_prefix = match req.access {
-        Access::UserLimited => keys::rate_limit(req.endpoint, "u:"),
+        Access::UserLimited | Access::UserReads => keys::rate_limit(req.endpoint, "u:"),
         _ => String::new(),
     };
     let mut args = vec![
@@ -106,8 +101,6 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         Arg::from(user_prefix.as_str()),
         Arg::Int(i64::from(req.limits.user.quota.get())),
         Arg::Int(i64::from(req.limits.user.window_secs.get()) * 1000),
-        Arg::from(req.note.map_or("", |n| n.set)),
-        Arg::from(req.note.map_or("", |n| n.member)),
         Arg::Int(i64::from(req.allocate_sequence)),
         Arg::Int(i64::from(req.access != Access::Public)),
     ];
@@ -132,13 +125,13 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
     });
     let mut applied = Vec::with_capacity(shared.len() + 1);
     if let Some(user) = &user
-        && req.access == Access::UserLimited
+        && matches!(req.access, Access::UserLimited | Access::UserReads)
     {
         applied.push(Limit::per_user(req.endpoint, user.id, req.limits.user));
     }
     applied.extend(shared);
     if user.is_none() && req.access != Access::Public {
-        // The script left the global limit out (ARGV[10]); it is last.
+        // The script left the global limit out (ARGV[8]); it is last.
         applied.pop();
     }
     let verdict = Verdict {

@@ -62,10 +62,21 @@ pub fn user(id: u64) -> String {
     format!("{GATE}:user:{id}")
 }
 
-/// A set of the user's noted by the gate before an action, e.g. the
-/// vouchers they tried to buy: `{gate}:user:<id>:<name>`.
-pub fn user_set(id: u64, name: &str) -> String {
-    format!("{GATE}:user:{id}:{name}")
+/// The vouchers a user holds an order for: sorted set, member = voucher id,
+/// score = the order's creation time (ms), so it lists newest first.
+/// Written only after a purchase succeeded. (Earlier versions kept a plain
+/// set `{gate}:user:<id>:vouchers`, written before the purchase; nothing
+/// reads it any more.)
+pub fn user_voucher_orders(id: u64) -> String {
+    format!("{GATE}:user:{id}:voucher-orders")
+}
+
+/// The lottery goods a user has bought shares of: sorted set, member and
+/// score = goods id, so it lists the newest goods first and does not
+/// reorder while someone pages through it. Written only after a purchase
+/// succeeded (formerly a set `{gate}:user:<id>:lottery`).
+pub fn user_lottery_goods(id: u64) -> String {
+    format!("{GATE}:user:{id}:lottery-goods")
 }
 
 /// The last voucher id handed out.

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod keys;
 pub mod login;
 pub mod lottery;
+pub mod page;
 pub mod phone;
 pub mod ratelimit;
 pub mod redis;

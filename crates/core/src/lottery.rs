@@ -470,21 +470,191 @@ impl MyPurchase {
     }
 }
 
-/// The user's purchases of one goods (all periods, or `period`).
-pub fn purchases_of(
+/// Adds a goods to the list of those the user bought shares of. A separate
+/// round trip after the purchase succeeded, as for vouchers (see
+/// `voucher::record_order`); repeating it is harmless.
+pub fn record_goods(redis: &mut impl Redis, user_id: u64, goods_id: u64) -> Result<(), RedisError> {
+    let key = keys::user_lottery_goods(user_id);
+    let member = goods_id.to_string();
+    redis.execute(
+        "ZADD",
+        &[
+            Arg::from(key.as_str()),
+            Arg::Int(goods_id as i64),
+            Arg::from(member.as_str()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// At most this many codes in one page of a user's purchases.
+pub const MAX_CODES_PER_PAGE: usize = 1000;
+/// At most this many purchase records looked at per goods in one page, and
+/// this many goods visited: a page's Redis work stays bounded however much
+/// a user has bought, at the price of pages that may be short.
+const MAX_RECORDS_SCANNED: usize = 1000;
+const MAX_GOODS_PER_PAGE: usize = 10;
+
+/// Where a page of a user's purchases ends: in goods `goods`, before
+/// record `before` (none: at the goods' newest), with `skip` codes of the
+/// record just before it already returned. Written `<goods>` or
+/// `<goods>.<before>.<skip>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurchasesCursor {
+    pub goods: u64,
+    pub before: Option<u64>,
+    pub skip: u64,
+}
+
+impl PurchasesCursor {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let n = crate::page::cursor_numbers(raw, &[1, 3])?;
+        Ok(match n[..] {
+            [goods, before, skip] => Self {
+                goods,
+                before: Some(before),
+                skip,
+            },
+            _ => Self {
+                goods: n[0],
+                before: None,
+                skip: 0,
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for PurchasesCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.before {
+            Some(before) => write!(f, "{}.{before}.{}", self.goods, self.skip),
+            None => write!(f, "{}", self.goods),
+        }
+    }
+}
+
+/// What to list: one goods or all, one period or all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurchaseFilter {
+    pub goods: Option<u64>,
+    pub period: Option<u64>,
+}
+
+/// One page of the user's purchases: goods newest first, each goods'
+/// purchases newest first; at most `limit` purchases and
+/// [`MAX_CODES_PER_PAGE`] codes. One round trip for the goods list (none
+/// with a goods filter) and one per goods visited.
+pub fn purchases_page(
+    redis: &mut impl Redis,
+    user_id: u64,
+    filter: PurchaseFilter,
+    after: Option<PurchasesCursor>,
+    limit: usize,
+) -> Result<(Vec<MyPurchase>, Option<PurchasesCursor>), ApiError> {
+    let goods_ids = match filter.goods {
+        Some(goods) => {
+            if after.is_some_and(|c| c.goods != goods) {
+                return Err(ApiError::InvalidRequest(
+                    "cursor belongs to another goods_id".into(),
+                ));
+            }
+            vec![goods]
+        }
+        None => my_goods(redis, user_id, after.map(|c| c.goods))?,
+    };
+    let mut page = Vec::new();
+    let mut codes = 0;
+    for (i, &goods) in goods_ids.iter().enumerate() {
+        let start = after.filter(|c| c.goods == goods);
+        if page.len() == limit || codes == MAX_CODES_PER_PAGE || i == MAX_GOODS_PER_PAGE {
+            return Ok((
+                page,
+                Some(start.unwrap_or(PurchasesCursor {
+                    goods,
+                    before: None,
+                    skip: 0,
+                })),
+            ));
+        }
+        let (mut found, next) = goods_purchases(
+            redis,
+            goods,
+            user_id,
+            filter.period,
+            start,
+            limit - page.len(),
+            MAX_CODES_PER_PAGE - codes,
+        )?;
+        codes += found.iter().map(|p| p.codes.len()).sum::<usize>();
+        page.append(&mut found);
+        if next.is_some() {
+            return Ok((page, next));
+        }
+    }
+    Ok((page, None))
+}
+
+/// The goods the user bought shares of, newest first, from `from` on: at
+/// most one more than a page visits, so the page knows where to go on.
+fn my_goods(
+    redis: &mut impl Redis,
+    user_id: u64,
+    from: Option<u64>,
+) -> Result<Vec<u64>, RedisError> {
+    let key = keys::user_lottery_goods(user_id);
+    let max = from.map_or("+inf".to_string(), |g| g.to_string());
+    let reply = redis.execute(
+        "ZRANGE",
+        &[
+            Arg::from(key.as_str()),
+            Arg::from(max.as_str()),
+            Arg::from("-inf"),
+            Arg::from("BYSCORE"),
+            Arg::from("REV"),
+            Arg::from("LIMIT"),
+            Arg::Int(0),
+            Arg::Int(MAX_GOODS_PER_PAGE as i64 + 1),
+        ],
+    )?;
+    Ok(reply
+        .into_iter()
+        .filter_map(|r| match r {
+            Reply::Bytes(b) => std::str::from_utf8(&b).ok().and_then(parse_id),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Purchases of one goods from `start` on, within the budgets; the cursor
+/// says where the goods' list goes on, `None` when it is done.
+fn goods_purchases(
     redis: &mut impl Redis,
     goods_id: u64,
     user_id: u64,
     period: Option<u64>,
-) -> Result<Vec<MyPurchase>, RedisError> {
+    start: Option<PurchasesCursor>,
+    max_purchases: usize,
+    max_codes: usize,
+) -> Result<(Vec<MyPurchase>, Option<PurchasesCursor>), RedisError> {
     let info = keys::goods_info(goods_id);
     let mine = keys::goods_user_purchases(goods_id, user_id);
+    let before = start.and_then(|c| c.before).map_or(-1, |b| b as i64);
+    let skip = start.map_or(0, |c| c.skip);
     let reply = LOTTERY_MINE.run(
         redis,
         &[&info, &mine],
-        &[Arg::Int(period.unwrap_or(0) as i64)],
+        &[
+            Arg::Int(period.unwrap_or(0) as i64),
+            Arg::Int(before),
+            Arg::Int(skip as i64),
+            Arg::Int(max_purchases as i64),
+            Arg::Int(max_codes as i64),
+            Arg::Int(MAX_RECORDS_SCANNED as i64),
+        ],
     )?;
     let mut r = ReplyReader::new(&LOTTERY_MINE, reply);
+    let next_before = r.int()?;
+    let next_skip = r.int()?;
     let n = r.int()?;
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -503,22 +673,12 @@ pub fn purchases_of(
             create_ms,
         });
     }
-    Ok(out)
-}
-
-/// The goods the user tried to buy, as the gate noted them.
-pub fn goods_of(redis: &mut impl Redis, user_id: u64) -> Result<Vec<u64>, RedisError> {
-    let key = keys::user_set(user_id, "lottery");
-    let reply = redis.execute("SMEMBERS", &[Arg::from(key.as_str())])?;
-    let mut ids: Vec<u64> = reply
-        .into_iter()
-        .filter_map(|r| match r {
-            Reply::Bytes(b) => std::str::from_utf8(&b).ok().and_then(parse_id),
-            _ => None,
-        })
-        .collect();
-    ids.sort_unstable();
-    Ok(ids)
+    let next = (next_before > 0).then_some(PurchasesCursor {
+        goods: goods_id,
+        before: Some(next_before as u64),
+        skip: next_skip as u64,
+    });
+    Ok((out, next))
 }
 
 #[cfg(test)]

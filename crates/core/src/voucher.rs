@@ -354,17 +354,106 @@ pub fn buy(
     }
 }
 
-/// The user's voucher orders, newest first. The gate noted every voucher
-/// the user tried to buy (`{gate}:user:<id>:vouchers`); each is checked for
-/// an order, one round trip per voucher.
-pub fn orders_of(redis: &mut impl Redis, user_id: u64) -> Result<Vec<VoucherOrder>, RedisError> {
-    let noted = keys::user_set(user_id, "vouchers");
-    let ids = redis.execute("SMEMBERS", &[Arg::from(noted.as_str())])?;
+/// Adds a placed order to the user's list. A separate round trip after the
+/// purchase succeeded: the list lives in the user's hash slot, the purchase
+/// in the voucher's, and a refused or bogus attempt must leave no trace.
+pub fn record_order(redis: &mut impl Redis, order: &VoucherOrder) -> Result<(), RedisError> {
+    let key = keys::user_voucher_orders(order.user_id);
+    let member = order.voucher_id.to_string();
+    redis.execute(
+        "ZADD",
+        &[
+            Arg::from(key.as_str()),
+            Arg::Int(order.create_ms),
+            Arg::from(member.as_str()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Where a page of a user's orders ends: the last order's creation time
+/// and voucher id. Written `<ms>.<voucher id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrdersCursor {
+    pub create_ms: u64,
+    pub voucher_id: u64,
+}
+
+impl OrdersCursor {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let n = crate::page::cursor_numbers(raw, &[2])?;
+        Ok(Self {
+            create_ms: n[0],
+            voucher_id: n[1],
+        })
+    }
+}
+
+impl std::fmt::Display for OrdersCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.create_ms, self.voucher_id)
+    }
+}
+
+/// Orders created in the same millisecond that a page may have to skip
+/// past; more than this many ties could repeat an order on the next page.
+const TIES: usize = 32;
+
+/// One page of the user's orders, newest first, after `after`: at most
+/// `limit` orders, one round trip for the list and one per order.
+pub fn orders_page(
+    redis: &mut impl Redis,
+    user_id: u64,
+    after: Option<OrdersCursor>,
+    limit: usize,
+) -> Result<(Vec<VoucherOrder>, Option<OrdersCursor>), RedisError> {
+    let key = keys::user_voucher_orders(user_id);
+    let max = after.map_or("+inf".to_string(), |c| c.create_ms.to_string());
+    let fetch = limit + 1 + if after.is_some() { TIES } else { 0 };
+    let reply = redis.execute(
+        "ZRANGE",
+        &[
+            Arg::from(key.as_str()),
+            Arg::from(max.as_str()),
+            Arg::from("-inf"),
+            Arg::from("BYSCORE"),
+            Arg::from("REV"),
+            Arg::from("LIMIT"),
+            Arg::Int(0),
+            Arg::Int(fetch as i64),
+            Arg::from("WITHSCORES"),
+        ],
+    )?;
+    let mut entries = Vec::new();
+    for pair in reply.chunks(2) {
+        let [Reply::Bytes(member), Reply::Bytes(score)] = pair else {
+            return Err(RedisError::UnexpectedReply(format!(
+                "ZRANGE of {key}: {pair:?}"
+            )));
+        };
+        let member = String::from_utf8_lossy(member).into_owned();
+        let score: u64 = String::from_utf8_lossy(score).parse().unwrap_or(0);
+        // Equal scores come in reverse order of their members' bytes.
+        let already_seen = after.is_some_and(|c| {
+            score == c.create_ms && member.as_str() >= c.voucher_id.to_string().as_str()
+        });
+        if !already_seen {
+            entries.push((score, member));
+        }
+    }
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let next = match (more, entries.last()) {
+        (true, Some((ms, member))) => parse_id(member).map(|voucher_id| OrdersCursor {
+            create_ms: *ms,
+            voucher_id,
+        }),
+        _ => None,
+    };
     let uid = user_id.to_string();
-    let mut orders = Vec::new();
-    for id in ids {
-        let Reply::Bytes(b) = id else { continue };
-        let Some(voucher_id) = std::str::from_utf8(&b).ok().and_then(parse_id) else {
+    let mut orders = Vec::with_capacity(entries.len());
+    for (_, member) in &entries {
+        let Some(voucher_id) = parse_id(member) else {
             continue;
         };
         let buyers = keys::voucher_buyers(voucher_id);
@@ -388,8 +477,7 @@ pub fn orders_of(redis: &mut impl Redis, user_id: u64) -> Result<Vec<VoucherOrde
             });
         }
     }
-    orders.sort_by_key(|o| std::cmp::Reverse((o.create_ms, o.id)));
-    Ok(orders)
+    Ok((orders, next))
 }
 
 #[cfg(test)]

@@ -72,7 +72,6 @@ fn gate(
             ip: None,
             limits,
             session: SESSION,
-            note: None,
             allocate_sequence: false,
         },
     )

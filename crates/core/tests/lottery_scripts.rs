@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
 use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId};
-use flashspin_core::lottery::{NewGoods, buy, create, purchases_of, read, winning_code};
+use flashspin_core::lottery::{
+    MAX_CODES_PER_PAGE, NewGoods, PurchaseFilter, PurchasesCursor, buy, create, purchases_page,
+    read, winning_code,
+};
 use flashspin_testkit::{NativeRedis, RedisServer};
 
 fn goods(total: i64, base: i64, max_periods: Option<i64>) -> NewGoods {
@@ -70,11 +73,13 @@ fn the_draw_matches_the_published_formula_and_the_next_period_opens() {
         flashspin_core::lottery::commitment_of(&draw.seed),
         first.commitment
     );
-    let winner_codes: Vec<u64> = purchases_of(&mut redis, id, draw.winner, Some(1))
-        .unwrap()
-        .into_iter()
-        .flat_map(|p| p.codes)
-        .collect();
+    let filter = PurchaseFilter {
+        goods: Some(id),
+        period: Some(1),
+    };
+    let (page, next) = purchases_page(&mut redis, draw.winner, filter, None, 100).unwrap();
+    assert_eq!(next, None);
+    let winner_codes: Vec<u64> = page.into_iter().flat_map(|p| p.codes).collect();
     assert!(winner_codes.contains(&draw.winning_code));
     assert_eq!(draw.participants, 3);
     let now = read(&mut redis, id, 0).unwrap().unwrap();
@@ -113,4 +118,65 @@ fn a_huge_period_costs_no_more_than_a_tiny_one() {
     let (t, h) = (goods_memory(&server, tiny), goods_memory(&server, huge));
     // Only the numbers' digits differ.
     assert!(h <= t + 32, "tiny {t} bytes, huge {h} bytes");
+}
+
+/// Every code a user holds, read page by page.
+fn all_pages(
+    redis: &mut NativeRedis,
+    user: u64,
+    filter: PurchaseFilter,
+    limit: usize,
+) -> (Vec<(String, u64)>, usize) {
+    let mut codes = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<PurchasesCursor> = None;
+    loop {
+        let (page, next) = purchases_page(redis, user, filter, cursor, limit).unwrap();
+        pages += 1;
+        assert!(page.len() <= limit);
+        assert!(page.iter().map(|p| p.codes.len()).sum::<usize>() <= MAX_CODES_PER_PAGE);
+        for p in page {
+            codes.extend(p.codes.iter().map(|c| (p.id.clone(), *c)));
+        }
+        // Cursors travel as text.
+        cursor = next.map(|c| PurchasesCursor::parse(&c.to_string()).unwrap());
+        if cursor.is_none() {
+            return (codes, pages);
+        }
+        assert!(pages < 1000, "paging does not end");
+    }
+}
+
+#[test]
+fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let id = create(&mut redis, &goods(100_000, 10_000_001, None)).unwrap();
+    // 30 purchases of 150 shares: 4,500 codes, so a purchase must be cut
+    // across pages to respect the 1,000-code cap.
+    let mut bought = BTreeSet::new();
+    for i in 0..30u32 {
+        let p = buy(&mut redis, id, 7, 150, pid(i + 1), None).unwrap();
+        bought.extend(p.codes);
+    }
+    let filter = PurchaseFilter {
+        goods: Some(id),
+        period: None,
+    };
+    for limit in [1, 7, 100] {
+        let (codes, pages) = all_pages(&mut redis, 7, filter, limit);
+        let distinct: BTreeSet<u64> = codes.iter().map(|(_, c)| *c).collect();
+        assert_eq!(codes.len(), 4_500, "limit {limit}");
+        assert_eq!(distinct, bought, "limit {limit}");
+        assert!(pages >= 5, "limit {limit}: {pages} pages");
+        // Newest purchase first.
+        assert_eq!(codes[0].0, pid(30).to_string(), "limit {limit}");
+    }
+    // Someone else's codes are not listed, and a period filter applies.
+    assert!(all_pages(&mut redis, 8, filter, 20).0.is_empty());
+    let other = PurchaseFilter {
+        goods: Some(id),
+        period: Some(2),
+    };
+    assert!(all_pages(&mut redis, 7, other, 20).0.is_empty());
 }

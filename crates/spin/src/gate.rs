@@ -3,8 +3,8 @@
 //! `flashspin_core::gate`. The connection is handed back for the action.
 
 use flashspin_core::ApiError;
-use flashspin_core::config::{RateLimits, trusted_proxies};
-use flashspin_core::gate::{Access, GateRequest, Note, Passed, pass, require_token};
+use flashspin_core::config::{RateLimits, read, trusted_proxies};
+use flashspin_core::gate::{Access, GateRequest, Passed, pass, require_token};
 use flashspin_core::session::SessionSettings;
 
 use crate::redis::SpinRedis;
@@ -17,22 +17,41 @@ pub fn enter(
     endpoint: &'static str,
     access: Access,
 ) -> Result<(SpinRedis, Passed), ApiError> {
-    enter_with(req, endpoint, access, None, false)
+    enter_gate(req, endpoint, access, false)
 }
 
-/// [`enter`], also noting the request in one of the user's sets and/or
-/// allocating an order sequence number (see `flashspin_core::gate`).
-pub fn enter_with(
+/// [`enter`] for a purchase: a signed-in user, limited per user by
+/// `rate_limit_user`, and a number from today's order sequence allocated.
+pub fn enter_for_purchase(
+    req: &ApiRequest,
+    endpoint: &'static str,
+) -> Result<(SpinRedis, Passed), ApiError> {
+    enter_gate(req, endpoint, Access::UserLimited, true)
+}
+
+/// [`enter`] for reading a user's own records: a signed-in user, limited
+/// per user by `rate_limit_user_reads`, since each such read costs Redis
+/// more than a purchase refusal does.
+pub fn enter_for_reading(
+    req: &ApiRequest,
+    endpoint: &'static str,
+) -> Result<(SpinRedis, Passed), ApiError> {
+    enter_gate(req, endpoint, Access::UserReads, false)
+}
+
+fn enter_gate(
     req: &ApiRequest,
     endpoint: &'static str,
     access: Access,
-    note: Option<Note<'_>>,
     allocate_sequence: bool,
 ) -> Result<(SpinRedis, Passed), ApiError> {
     let token = req.token();
     require_token(access, token.as_ref())?;
     let vars = SpinVariables;
-    let limits = RateLimits::from_vars(&vars)?;
+    let mut limits = RateLimits::from_vars(&vars)?;
+    if access == Access::UserReads {
+        limits.user = read(&vars, "rate_limit_user_reads")?;
+    }
     let session = SessionSettings::from_vars(&vars)?;
     let ip = req.client_ip(trusted_proxies(&vars)?);
     let mut redis = SpinRedis::connect()?;
@@ -45,7 +64,6 @@ pub fn enter_with(
             ip,
             limits,
             session,
-            note,
             allocate_sequence,
         },
     )?;

@@ -10,27 +10,24 @@
 -- ARGV[4]    per-user limiter key prefix; the user id is appended, so the
 --            key ({gate}:rl:<endpoint>:u:<id>) lives in this slot. '' = none
 -- ARGV[5,6]  quota and window (ms) of the per-user limit
--- ARGV[7]    name of a set of the user's to note the request in before its
---            action ('' = none), e.g. 'vouchers' for {gate}:user:<id>:vouchers
--- ARGV[8]    the member to add to that set (e.g. the voucher id)
--- ARGV[9]    1 to allocate a number from today's order sequence
--- ARGV[10]   1 when the endpoint needs a user: a request whose token finds
+-- ARGV[7]    1 to allocate a number from today's order sequence
+-- ARGV[8]    1 when the endpoint needs a user: a request whose token finds
 --            no session is then counted per IP only, never against the
 --            global limit (KEYS[#KEYS]), so bad tokens cannot drain it
--- ARGV[11..] quota and window (ms) of each limit in KEYS[2..]; the global
+-- ARGV[9..]  quota and window (ms) of each limit in KEYS[2..]; the global
 --            limit comes last
 --
 -- Reply: {user_id (0: no valid session), phone, nickname, allowed (1|0),
 --         retry_after_ms, unix_seconds, sequence (0 if none allocated),
 --         then remaining and reset_ms of each applied limit: the per-user
 --         one first when a user was found, then KEYS[2..] (without the
---         global one when ARGV[10] dropped it)}
+--         global one when ARGV[8] dropped it)}
 --
--- The noted set and the sequence are only touched for a signed-in user
--- whose request every limit allowed. The set is written ahead of the
--- action, so it may name items the action then refused; readers treat it
--- as "where to look", never as the record. The sequence key
--- {gate}:order-seq:<day> expires two days after its day.
+-- The sequence is only touched for a signed-in user whose request every
+-- limit allowed; the key {gate}:order-seq:<day> expires two days after its
+-- day. The gate records nothing about the action to come: what a user
+-- bought is recorded after the purchase succeeded (see voucher.rs,
+-- lottery.rs), so refused or bogus attempts leave no trace.
 --
 -- Sessions are hashes {uid, created (ms), phone, nickname}; users are
 -- {gate}:user:<id> hashes {phone, nickname, created}. The per-user limit
@@ -62,8 +59,8 @@ if ARGV[1] == '1' then
   end
 end
 
-local limits = gcra_limits(2, 11)
-if uid == 0 and ARGV[10] == '1' then
+local limits = gcra_limits(2, 9)
+if uid == 0 and ARGV[8] == '1' then
   limits[#limits] = nil
 end
 if uid ~= 0 and ARGV[4] ~= '' then
@@ -74,10 +71,7 @@ local allowed, retry_after, states = gcra_check(now, limits)
 local now_secs = math.floor(now / 1000000)
 local sequence = 0
 if allowed and uid ~= 0 then
-  if ARGV[7] ~= '' then
-    redis.call('SADD', '{gate}:user:' .. uid_text .. ':' .. ARGV[7], ARGV[8])
-  end
-  if ARGV[9] == '1' then
+  if ARGV[7] == '1' then
     local day = math.floor(now_secs / 86400)
     local seq_key = '{gate}:order-seq:' .. string.format('%d', day)
     sequence = redis.call('INCR', seq_key)

@@ -1,0 +1,66 @@
+//! Pages of a user's own records: how many to return (`limit`) and where
+//! the previous page stopped (`cursor`, opaque to clients: dot-separated
+//! numbers that only this API writes).
+
+use crate::error::ApiError;
+
+/// `?limit=`: 20 unless given, at most 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(usize);
+
+impl PageSize {
+    pub const DEFAULT: usize = 20;
+    pub const MAX: usize = 100;
+
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let Some(raw) = raw else {
+            return Ok(Self(Self::DEFAULT));
+        };
+        match raw.parse::<usize>() {
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
+            _ => Err(ApiError::InvalidRequest(format!(
+                "limit must be a whole number from 1 to {}",
+                Self::MAX
+            ))),
+        }
+    }
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+/// The numbers of a cursor, checked for count; the caller gives them their
+/// meaning.
+pub fn cursor_numbers(raw: &str, counts: &[usize]) -> Result<Vec<u64>, ApiError> {
+    let numbers: Option<Vec<u64>> = raw.split('.').map(|n| n.parse().ok()).collect();
+    match numbers {
+        Some(numbers) if counts.contains(&numbers.len()) => Ok(numbers),
+        _ => Err(ApiError::InvalidRequest(
+            "cursor is not one this API handed out".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_default_and_stay_in_range() {
+        assert_eq!(PageSize::parse(None).unwrap().get(), 20);
+        assert_eq!(PageSize::parse(Some("100")).unwrap().get(), 100);
+        for bad in ["0", "101", "-1", "x", ""] {
+            assert!(PageSize::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_are_dotted_numbers() {
+        assert_eq!(cursor_numbers("5.7", &[2]).unwrap(), [5, 7]);
+        assert_eq!(cursor_numbers("5", &[1, 3]).unwrap(), [5]);
+        for bad in ["", "5.", "a.b", "1.2.3.4", "-1.2"] {
+            assert!(cursor_numbers(bad, &[2, 3]).is_err(), "{bad}");
+        }
+    }
+}

@@ -22,8 +22,16 @@ use crate::script::{ReplyReader, script};
 use crate::session::hex;
 use crate::time::format_rfc3339;
 
-script!(LOTTERY_CREATE, "lottery_create", ["lottery_create.lua"]);
-script!(BUY_LOTTERY, "buy_lottery", ["perm.lua", "buy_lottery.lua"]);
+script!(
+    LOTTERY_CREATE,
+    "lottery_create",
+    ["perm.lua", "sha256.lua", "lottery_create.lua"]
+);
+script!(
+    BUY_LOTTERY,
+    "buy_lottery",
+    ["perm.lua", "sha256.lua", "buy_lottery.lua"]
+);
 script!(LOTTERY_READ, "lottery_read", ["lottery_read.lua"]);
 script!(
     LOTTERY_MINE,
@@ -94,21 +102,18 @@ impl NewGoods {
     }
 }
 
-/// A period's secret seed (64 hex digits) and its public commitment,
-/// `hex(SHA-256(seed))`.
-pub struct Seed {
-    pub seed: String,
-    pub commitment: String,
+/// A goods' secret root (64 hex digits): every period's seed is made from
+/// it inside Redis (`period_seed` in `scripts/sha256.lua`), so it crosses
+/// the network once, when the goods is created, and no seed ever does.
+fn new_root() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the CSPRNG is available");
+    hex(&bytes)
 }
 
-impl Seed {
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("the CSPRNG is available");
-        let seed = hex(&bytes);
-        let commitment = commitment_of(&seed);
-        Self { seed, commitment }
-    }
+/// Period `n`'s seed from a goods' root, as the scripts make it.
+pub fn period_seed(root: &str, n: u64) -> String {
+    hex(&Sha256::digest(format!("{root}:{n}").as_bytes()))
 }
 
 /// `hex(SHA-256(seed))`, the commitment published when a period opens.
@@ -148,7 +153,7 @@ impl IdempotencyKey {
 /// Creates a goods with period 1 open.
 pub fn create(redis: &mut impl Redis, new: &NewGoods) -> Result<u64, ApiError> {
     let id = allocate_listed_id(redis, keys::GOODS_SEQUENCE, keys::GOODS_LIST)?;
-    let seed = Seed::generate();
+    let root = new_root();
     let info = keys::goods_info(id);
     let first = keys::goods_period(id, 1);
     let numbers = [
@@ -163,8 +168,7 @@ pub fn create(redis: &mut impl Redis, new: &NewGoods) -> Result<u64, ApiError> {
         Arg::from(numbers[1].as_str()),
         Arg::from(numbers[2].as_str()),
         Arg::from(numbers[3].as_str()),
-        Arg::from(seed.seed.as_str()),
-        Arg::from(seed.commitment.as_str()),
+        Arg::from(root.as_str()),
     ];
     LOTTERY_CREATE.run(redis, &[&info, &first], &args)?;
     Ok(id)
@@ -403,7 +407,6 @@ pub fn buy(
         Some(k) => keys::goods_idempotency(goods_id, user_id, &k.0),
         None => keys::goods_idempotency(goods_id, 0, "-"),
     };
-    let next = Seed::generate();
     let uid = user_id.to_string();
     let pid = purchase_id.to_string();
     let args = [
@@ -411,8 +414,6 @@ pub fn buy(
         Arg::Int(count as i64),
         Arg::from(pid.as_str()),
         Arg::Int(i64::from(idempotency_key.is_some())),
-        Arg::from(next.seed.as_str()),
-        Arg::from(next.commitment.as_str()),
         Arg::Int(MAX_SHARES_PER_PURCHASE as i64),
     ];
     let reply = BUY_LOTTERY.run(redis, &[&info, &idem], &args)?;
@@ -732,10 +733,12 @@ mod tests {
     }
 
     #[test]
-    fn seeds_commit_with_sha256() {
-        let s = Seed::generate();
-        assert_eq!(s.seed.len(), 64);
-        assert_eq!(commitment_of(&s.seed), s.commitment);
+    fn seeds_come_from_the_root_and_commit_with_sha256() {
+        let root = new_root();
+        assert_eq!(root.len(), 64);
+        let seed = period_seed(&root, 2);
+        assert_eq!(seed, commitment_of(&format!("{root}:2")));
+        assert_ne!(seed, period_seed(&root, 3));
         // sha256("abc")
         assert_eq!(
             commitment_of("abc"),

@@ -180,3 +180,80 @@ fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
     };
     assert!(all_pages(&mut redis, 7, other, 20).0.is_empty());
 }
+
+/// Every string in a Redis reply, however nested.
+fn strings_of(value: &redis::Value, out: &mut Vec<String>) {
+    match value {
+        redis::Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => out.push(s.clone()),
+        redis::Value::Array(items) => items.iter().for_each(|v| strings_of(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn an_open_periods_seed_never_shows_in_slowlog() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    // Log every command, with its arguments, as an operator's monitoring
+    // might: a seed sent as an argument would sit there for anyone to read.
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(0)
+        .exec(&mut conn)
+        .unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-max-len")
+        .arg(100_000)
+        .exec(&mut conn)
+        .unwrap();
+    let mut redis = server.native();
+    let id = create(&mut redis, &goods(3, 10_000_001, None)).unwrap();
+    sell_out_one_by_one(&mut redis, id, 3);
+    assert_eq!(read(&mut redis, id, 0).unwrap().unwrap().period, 2);
+
+    let log: redis::Value = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    let mut logged = Vec::new();
+    strings_of(&log, &mut logged);
+    assert!(
+        logged.iter().any(|s| s == "EVALSHA" || s == "EVAL"),
+        "the log has the scripts"
+    );
+    // Period 1 is drawn: its seed is public now, in the draw. Period 2's is
+    // secret, and must be nowhere in the log (Redis logs the commands a
+    // script runs too).
+    let drawn = read(&mut redis, id, 1).unwrap().unwrap().draw.unwrap();
+    let root: String = redis::cmd("HGET")
+        .arg(format!("{{g:{id}}}:info"))
+        .arg("root")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(drawn.seed, flashspin_core::lottery::period_seed(&root, 1));
+    let open_seed = flashspin_core::lottery::period_seed(&root, 2);
+    assert!(
+        !logged.iter().any(|s| s.contains(open_seed.as_str())),
+        "the open period's seed is in SLOWLOG"
+    );
+    let stored: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(format!("{{g:{id}}}:p:2"))
+        .arg("seed")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stored, [None], "an open period keeps no seed");
+    let seeds = [drawn.seed.clone(), open_seed];
+    // Commitments are public and checkable: sha256(seed).
+    for (n, seed) in [(1, &seeds[0]), (2, &seeds[1])] {
+        let period = read(&mut redis, id, n).unwrap().unwrap();
+        assert_eq!(
+            flashspin_core::lottery::commitment_of(seed),
+            period.commitment,
+            "period {n}"
+        );
+    }
+}

@@ -53,7 +53,7 @@ for i = #records, 1, -1 do
       break
     end
     if not perms[period] then
-      perms[period] = perm_new(redis.call('HGET', prefix .. 'p:' .. period, 'seed'), total)
+      perms[period] = perm_new(redis.call('HGET', prefix .. 'p:' .. period, 'perm'), total)
     end
     local n = math.min(count - from, codes_left)
     reply[3] = reply[3] + 1

@@ -7,9 +7,16 @@
 -- The round keys come from the period's secret seed, so codes cannot be
 -- predicted before the draw reveals it. Share index i gets code
 -- code_base + 1 + permute(i).
+--
+-- A period stores perm_key(seed), not the seed: codes can be worked out
+-- from it, the seed (which decides the draw) cannot, and the seed itself is
+-- written only when the draw reveals it.
 
-local function perm_new(seed, n)
-  local h = redis.sha1hex(seed .. ':codes')
+local function perm_key(seed)
+  return redis.sha1hex(seed .. ':codes')
+end
+
+local function perm_new(h, n)
   local keys = {}
   for i = 0, 3 do
     keys[i + 1] = tonumber(string.sub(h, 1 + 6 * i, 6 + 6 * i), 16)

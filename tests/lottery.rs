@@ -42,6 +42,22 @@ async fn buy(app: &App, goods: &str, token: &str, count: Value, key: Option<&str
     Reply::from(request.send().await.unwrap()).await
 }
 
+/// Every code of every purchase in a `{"purchases": [...]}` answer.
+fn codes_in(answer: &Value) -> Vec<u64> {
+    answer["purchases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["codes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().unwrap())
+        })
+        .collect()
+}
+
 /// Shares sold so far in the goods' open period.
 async fn sold(app: &App, goods: &str) -> Value {
     app.get(&format!("/api/lottery/{goods}")).await.json()["goods"]["period"]["sold"].clone()
@@ -287,18 +303,7 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
         )
         .await
         .json();
-    let my_codes: BTreeSet<u64> = mine["purchases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| {
-            p["codes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_u64().unwrap())
-        })
-        .collect();
+    let my_codes: BTreeSet<u64> = codes_in(&mine).into_iter().collect();
     let expected: BTreeSet<u64> = purchases
         .iter()
         .enumerate()
@@ -530,18 +535,7 @@ async fn my_codes_come_in_bounded_pages_across_goods() {
         assert_eq!(page.status, 200, "{}", page.text());
         let page = page.json();
         pages += 1;
-        let codes: Vec<u64> = page["purchases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|p| {
-                p["codes"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c.as_u64().unwrap())
-            })
-            .collect();
+        let codes = codes_in(&page);
         assert!(codes.len() <= 1000, "page {pages}: {} codes", codes.len());
         listed.extend(codes);
         match page["next_cursor"].as_str() {

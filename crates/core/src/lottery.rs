@@ -603,20 +603,7 @@ fn my_goods(
     from: Option<u64>,
 ) -> Result<Vec<u64>, RedisError> {
     let key = keys::user_lottery_goods(user_id);
-    let max = from.map_or("+inf".to_string(), |g| g.to_string());
-    let reply = redis.execute(
-        "ZRANGE",
-        &[
-            Arg::from(key.as_str()),
-            Arg::from(max.as_str()),
-            Arg::from("-inf"),
-            Arg::from("BYSCORE"),
-            Arg::from("REV"),
-            Arg::from("LIMIT"),
-            Arg::Int(0),
-            Arg::Int(MAX_GOODS_PER_PAGE as i64 + 1),
-        ],
-    )?;
+    let reply = crate::page::newest_first(redis, &key, from, MAX_GOODS_PER_PAGE + 1, false)?;
     Ok(reply
         .into_iter()
         .filter_map(|r| match r {

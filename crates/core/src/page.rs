@@ -3,6 +3,7 @@
 //! numbers that only this API writes).
 
 use crate::error::ApiError;
+use crate::redis::{Arg, Redis, RedisError, Reply};
 
 /// `?limit=`: 20 unless given, at most 100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,33 @@ pub fn cursor_numbers(raw: &str, counts: &[usize]) -> Result<Vec<u64>, ApiError>
             "cursor is not one this API handed out".into(),
         )),
     }
+}
+
+/// Members of the sorted set `key` from score `max` (inclusive; `None`:
+/// the highest) down, at most `count`, each followed by its score when
+/// `with_scores`: one `ZRANGE ... BYSCORE REV LIMIT`.
+pub fn newest_first(
+    redis: &mut impl Redis,
+    key: &str,
+    max: Option<u64>,
+    count: usize,
+    with_scores: bool,
+) -> Result<Vec<Reply>, RedisError> {
+    let max = max.map_or("+inf".to_string(), |m| m.to_string());
+    let mut args = vec![
+        Arg::from(key),
+        Arg::from(max.as_str()),
+        Arg::from("-inf"),
+        Arg::from("BYSCORE"),
+        Arg::from("REV"),
+        Arg::from("LIMIT"),
+        Arg::Int(0),
+        Arg::Int(count as i64),
+    ];
+    if with_scores {
+        args.push(Arg::from("WITHSCORES"));
+    }
+    redis.execute("ZRANGE", &args)
 }
 
 #[cfg(test)]

@@ -408,22 +408,9 @@ pub fn orders_page(
     limit: usize,
 ) -> Result<(Vec<VoucherOrder>, Option<OrdersCursor>), RedisError> {
     let key = keys::user_voucher_orders(user_id);
-    let max = after.map_or("+inf".to_string(), |c| c.create_ms.to_string());
     let fetch = limit + 1 + if after.is_some() { TIES } else { 0 };
-    let reply = redis.execute(
-        "ZRANGE",
-        &[
-            Arg::from(key.as_str()),
-            Arg::from(max.as_str()),
-            Arg::from("-inf"),
-            Arg::from("BYSCORE"),
-            Arg::from("REV"),
-            Arg::from("LIMIT"),
-            Arg::Int(0),
-            Arg::Int(fetch as i64),
-            Arg::from("WITHSCORES"),
-        ],
-    )?;
+    let max = after.map(|c| c.create_ms);
+    let reply = crate::page::newest_first(redis, &key, max, fetch, true)?;
     let mut entries = Vec::new();
     for pair in reply.chunks(2) {
         let [Reply::Bytes(member), Reply::Bytes(score)] = pair else {

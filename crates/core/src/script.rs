@@ -63,12 +63,13 @@ fn is_noscript(message: &str) -> bool {
 }
 
 /// Declares a script made of files in `scripts/`, joined in order (shared
-/// Lua such as `gcra.lua` comes first).
+/// Lua such as `gcra.lua` comes first). What is embedded is the copy
+/// `build.rs` makes, without comments or indentation.
 macro_rules! script {
     ($name:ident, $label:literal, [$($file:literal),+]) => {
         pub static $name: $crate::script::Script = $crate::script::Script::new(
             $label,
-            concat!($(include_str!(concat!("scripts/", $file)), "\n"),+),
+            concat!($(include_str!(concat!(env!("OUT_DIR"), "/scripts/", $file)), "\n"),+),
         );
     };
 }

@@ -477,15 +477,7 @@ impl MyPurchase {
 pub fn record_goods(redis: &mut impl Redis, user_id: u64, goods_id: u64) -> Result<(), RedisError> {
     let key = keys::user_lottery_goods(user_id);
     let member = goods_id.to_string();
-    redis.execute(
-        "ZADD",
-        &[
-            Arg::from(key.as_str()),
-            Arg::Int(goods_id as i64),
-            Arg::from(member.as_str()),
-        ],
-    )?;
-    Ok(())
+    crate::page::record(redis, &key, goods_id as i64, &member)
 }
 
 /// At most this many codes in one page of a user's purchases.

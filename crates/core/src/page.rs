@@ -1,9 +1,25 @@
-//! Pages of a user's own records: how many to return (`limit`) and where
-//! the previous page stopped (`cursor`, opaque to clients: dot-separated
-//! numbers that only this API writes).
+//! A user's own lists (their orders, the goods they hold codes of): adding
+//! a purchase once it succeeded, and reading them in pages: how many to
+//! return (`limit`) and where the previous page stopped (`cursor`, opaque to
+//! clients: dot-separated numbers that only this API writes).
 
 use crate::error::ApiError;
 use crate::redis::{Arg, Redis, RedisError, Reply};
+use crate::script::script;
+
+script!(RECORD_PURCHASE, "record_purchase", ["record_purchase.lua"]);
+
+/// Adds `member` with `score` to the user's list `key` (see
+/// `scripts/record_purchase.lua`).
+pub fn record(
+    redis: &mut impl Redis,
+    key: &str,
+    score: i64,
+    member: &str,
+) -> Result<(), RedisError> {
+    RECORD_PURCHASE.run(redis, &[key], &[Arg::Int(score), Arg::from(member)])?;
+    Ok(())
+}
 
 /// `?limit=`: 20 unless given, at most 100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -360,15 +360,7 @@ pub fn buy(
 pub fn record_order(redis: &mut impl Redis, order: &VoucherOrder) -> Result<(), RedisError> {
     let key = keys::user_voucher_orders(order.user_id);
     let member = order.voucher_id.to_string();
-    redis.execute(
-        "ZADD",
-        &[
-            Arg::from(key.as_str()),
-            Arg::Int(order.create_ms),
-            Arg::from(member.as_str()),
-        ],
-    )?;
-    Ok(())
+    crate::page::record(redis, &key, order.create_ms, &member)
 }
 
 /// Where a page of a user's orders ends: the last order's creation time

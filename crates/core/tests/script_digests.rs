@@ -6,7 +6,7 @@ use flashspin_testkit::RedisServer;
 
 #[test]
 fn every_script_is_named_as_redis_names_it() {
-    let scripts: [&Script; 10] = [
+    let scripts: [&Script; 11] = [
         &flashspin_core::gate::GATE,
         &flashspin_core::ratelimit::RATE_LIMIT,
         &flashspin_core::login::SEND_CODE,
@@ -17,6 +17,7 @@ fn every_script_is_named_as_redis_names_it() {
         &flashspin_core::lottery::BUY_LOTTERY,
         &flashspin_core::lottery::LOTTERY_READ,
         &flashspin_core::lottery::LOTTERY_MINE,
+        &flashspin_core::page::RECORD_PURCHASE,
     ];
     let redis = RedisServer::start();
     let mut conn = redis.conn();

@@ -1,5 +1,5 @@
-//! `catalog_index.lua` (through voucher creation) and `buy_voucher.lua` run
-//! directly against a real Redis through the core's functions.
+//! `catalog_index.lua` (through voucher creation), `buy_voucher.lua` and
+//! `record_purchase.lua` run directly against a real Redis through the core.
 
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -121,4 +121,22 @@ fn a_listed_id_without_a_voucher_is_skipped() {
         .map(|v| v.id)
         .collect();
     assert_eq!(listed, vec![a.id]);
+}
+
+#[test]
+fn a_purchase_is_recorded_once_in_the_users_list() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let key = flashspin_core::keys::user_voucher_orders(7);
+    for (score, member) in [(1000, "3"), (2000, "4"), (1000, "3")] {
+        flashspin_core::page::record(&mut redis, &key, score, member).unwrap();
+    }
+    let listed: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(listed, [("3".to_string(), 1000), ("4".to_string(), 2000)]);
 }

@@ -53,3 +53,27 @@ async fn other_methods_are_not_allowed() {
     assert_eq!(reply.header("allow"), Some("GET"));
     assert_eq!(reply.json()["error"]["code"], "method_not_allowed");
 }
+
+/// A Lua error is a bug, not an outage: 500 `internal`, no `retry-after`,
+/// and the log names the script.
+#[tokio::test]
+async fn a_script_error_is_500_not_503() {
+    use sha2::Digest;
+    let redis = RedisServer::start();
+    let sink = crate::harness::SmsSink::start().await;
+    let app = crate::harness::loose_config(&redis, &sink).start().await;
+    let token = crate::login::sign_in(&app, &sink, "13812345678").await;
+    // Corrupt the session: the gate script's HMGET on a string fails.
+    let key = format!("{{gate}}:sess:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())));
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("not a hash")
+        .exec(&mut redis.conn())
+        .unwrap();
+    let reply = app.authed(reqwest::Method::GET, "/api/me", &token).await;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "internal");
+    assert!(reply.header("retry-after").is_none());
+    let logs = app.logs_containing("script gate").await;
+    assert!(logs.contains("script gate"), "{logs}");
+}

@@ -64,7 +64,10 @@ async fn a_script_error_is_500_not_503() {
     let app = crate::harness::loose_config(&redis, &sink).start().await;
     let token = crate::login::sign_in(&app, &sink, "13812345678").await;
     // Corrupt the session: the gate script's HMGET on a string fails.
-    let key = format!("{{gate}}:sess:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())));
+    let key = format!(
+        "{{gate}}:sess:{}",
+        hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    );
     redis::cmd("SET")
         .arg(&key)
         .arg("not a hash")

@@ -503,6 +503,11 @@ impl PurchasesCursor {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
         let n = crate::page::cursor_numbers(raw, &[1, 3])?;
         Ok(match n[..] {
+            [_, before, skip] if before > i64::MAX as u64 || skip >= MAX_SHARES_PER_PURCHASE => {
+                return Err(ApiError::InvalidRequest(
+                    "cursor is not one this API handed out".into(),
+                ));
+            }
             [goods, before, skip] => Self {
                 goods,
                 before: Some(before),
@@ -576,7 +581,7 @@ pub fn purchases_page(
             filter.period,
             start,
             limit - page.len(),
-            MAX_CODES_PER_PAGE - codes,
+            MAX_CODES_PER_PAGE.saturating_sub(codes),
         )?;
         codes += found.iter().map(|p| p.codes.len()).sum::<usize>();
         page.append(&mut found);

@@ -65,7 +65,10 @@ impl RedisError {
     pub fn is_outage(&self) -> bool {
         match self {
             RedisError::Unreachable(_) => true,
-            RedisError::Server(message) => !BUG_MARKERS.iter().any(|m| message.contains(m)),
+            RedisError::Server(message) => {
+                message.contains("max number of clients reached")
+                    || !BUG_MARKERS.iter().any(|m| message.contains(m))
+            }
             RedisError::UnexpectedReply(_) => false,
         }
     }
@@ -73,10 +76,13 @@ impl RedisError {
 
 /// What marks an error reply as our own fault rather than the server's
 /// state: a generic `ERR` (Spin's client files those under `ResponseError`),
-/// including every Lua runtime error (`user_script:...`), and commands on a
-/// key of the wrong type. Other codes (`LOADING`, `BUSY`, `READONLY`,
-/// `OOM`, `MASTERDOWN`, `TRYAGAIN`...) say the server cannot serve now.
-const BUG_MARKERS: &[&str] = &["ResponseError", "ERR ", "user_script", "WRONGTYPE"];
+/// which every Lua runtime error is, and commands on a key of the wrong
+/// type. Other codes (`LOADING`, `BUSY`, `READONLY`, `OOM`, `MASTERDOWN`,
+/// `TRYAGAIN`...) say the server cannot serve now, also when a script's
+/// `redis.call` meets them (Redis 7 then adds `script: ..., on
+/// @user_script:N.`, so that text marks nothing); so does the one `ERR`
+/// that is about capacity, `max number of clients reached`.
+const BUG_MARKERS: &[&str] = &["ResponseError", "ERR ", "WRONGTYPE"];
 
 /// Something that can run a Redis command.
 pub trait Redis {
@@ -120,6 +126,9 @@ mod tests {
             Server("script buy: BUSY Redis is busy running a script".into()),
             Server("OOM: command not allowed when used memory > 'maxmemory'".into()),
             Server("READONLY You can't write against a read only replica.".into()),
+            Server("OOM command not allowed when used memory > 'maxmemory'. script: f_x, on @user_script:57.".into()),
+            Server("script gate: An error was signalled by the server - ResponseError: max number of clients reached".into()),
+            Server("ERR max number of clients reached".into()),
         ] {
             assert!(outage.is_outage(), "{outage}");
         }

@@ -172,6 +172,19 @@ fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
         // Newest purchase first.
         assert_eq!(codes[0].0, pid(30).to_string(), "limit {limit}");
     }
+    // A cursor is the client's to send: a skip past the purchase's end
+    // shows nothing of it and breaks no bound; absurd numbers are refused.
+    let forged = PurchasesCursor::parse(&format!("{id}.30.9999")).unwrap();
+    let (page, _) = purchases_page(&mut redis, 7, filter, Some(forged), 100).unwrap();
+    let codes: Vec<u64> = page.iter().flat_map(|p| p.codes.clone()).collect();
+    assert!(codes.len() <= MAX_CODES_PER_PAGE);
+    assert!(codes.iter().all(|c| bought.contains(c)));
+    for bad in [
+        format!("{id}.30.10000"),
+        format!("{id}.9223372036854775808.0"),
+    ] {
+        assert!(PurchasesCursor::parse(&bad).is_err(), "{bad}");
+    }
     // Someone else's codes are not listed, and a period filter applies.
     assert!(all_pages(&mut redis, 8, filter, 20).0.is_empty());
     let other = PurchaseFilter {

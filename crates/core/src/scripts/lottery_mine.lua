@@ -32,7 +32,7 @@ local before = tonumber(ARGV[2])
 if before < 0 or before > len then
   before = len
 end
-local skip = tonumber(ARGV[3])
+local skip = math.max(0, tonumber(ARGV[3]))
 local max_purchases, codes_left = tonumber(ARGV[4]), tonumber(ARGV[5])
 local low = math.max(0, before - tonumber(ARGV[6]))
 if before == 0 then
@@ -47,7 +47,8 @@ for i = #records, 1, -1 do
   local period, pid, start, count, ms = string.match(records[i], '([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)')
   period, start, count = tonumber(period), tonumber(start), tonumber(count)
   if only == 0 or only == period then
-    local from = (index == before - 1) and skip or 0
+    -- A cursor is the client's to send: never skip more than the purchase.
+    local from = (index == before - 1) and math.min(skip, count) or 0
     if reply[3] == max_purchases or codes_left == 0 then
       reply[1], reply[2] = index + 1, from
       break

@@ -130,8 +130,9 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         applied.push(Limit::per_user(req.endpoint, user.id, req.limits.user));
     }
     applied.extend(shared);
-    if user.is_none() && req.access != Access::Public {
-        // The script left the global limit out (ARGV[8]); it is last.
+    if user.is_none() && req.access != Access::Public && applied.len() > 1 {
+        // The script left the global limit out (ARGV[8]); it is last. With
+        // no client address it is the only limit, and stays.
         applied.pop();
     }
     let verdict = Verdict {

@@ -595,3 +595,24 @@ fn concurrent_wrong_codes_never_pass_either_cap() {
     let key = format!("{{gate}}:code:{}", p.as_str());
     assert_eq!(hget(&server, &key, "attempts"), None, "voided");
 }
+
+#[test]
+fn bad_tokens_without_a_client_address_are_still_limited() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let forged = SessionToken::parse(&"ab".repeat(32)).unwrap();
+    let limits = RateLimits {
+        global: Rate::new(2, 60).unwrap(),
+        ..limits("1/5")
+    };
+    let outcomes: Vec<u16> = (0..3)
+        .map(
+            |_| match gate(&mut redis, "account", Access::User, Some(&forged), limits) {
+                Ok(_) => 200,
+                Err(e) => e.status(),
+            },
+        )
+        .collect();
+    // No IP to count them by: the global limit counts them instead.
+    assert_eq!(outcomes, [401, 401, 429]);
+}

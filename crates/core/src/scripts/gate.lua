@@ -13,7 +13,8 @@
 -- ARGV[7]    1 to allocate a number from today's order sequence
 -- ARGV[8]    1 when the endpoint needs a user: a request whose token finds
 --            no session is then counted per IP only, never against the
---            global limit (KEYS[#KEYS]), so bad tokens cannot drain it
+--            global limit (KEYS[#KEYS]), so bad tokens cannot drain it;
+--            without a per-IP limit the global one still applies
 -- ARGV[9..]  quota and window (ms) of each limit in KEYS[2..]; the global
 --            limit comes last
 --
@@ -60,7 +61,9 @@ if ARGV[1] == '1' then
 end
 
 local limits = gcra_limits(2, 9)
-if uid == 0 and ARGV[8] == '1' then
+-- Unless the global limit is the only one (no client address known): then
+-- it stays, so that such requests are limited at all.
+if uid == 0 and ARGV[8] == '1' and #limits > 1 then
   limits[#limits] = nil
 end
 if uid ~= 0 and ARGV[4] ~= '' then

@@ -5,64 +5,65 @@
 //! the goods to the user's list.
 
 use flashspin_core::ApiError;
-use flashspin_core::catalog::parse_id;
-use flashspin_core::config::read;
-use flashspin_core::ids::{IdKey, OrderId};
+use flashspin_core::gate::Buyer;
+use flashspin_core::ids::GoodsId;
 use flashspin_core::lottery::{self, IdempotencyKey};
-use flashspin_spin::gate::enter_for_purchase;
-use flashspin_spin::http::{add_ratelimit_headers, error, json, serve};
+use flashspin_core::ratelimit::Endpoint;
 use flashspin_spin::request::ApiRequest;
-use flashspin_spin::variables::SpinVariables;
+use flashspin_spin::route::{Call, Reply, Route};
 use serde_json::json;
-use spin_sdk::http::{IncomingRequest, Response};
-use spin_sdk::http_component;
 
-#[http_component]
-async fn handle(req: IncomingRequest) -> Response {
-    serve(req, run).await
+struct BuyShares;
+
+struct Order {
+    goods_id: GoodsId,
+    count: u64,
+    idempotency_key: Option<IdempotencyKey>,
 }
 
-async fn run(req: ApiRequest) -> Result<Response, ApiError> {
-    req.expect_method("POST")?;
-    let goods_id = req
-        .path_param("goods-id")
-        .and_then(parse_id)
-        .ok_or(ApiError::NotFound)?;
-    let mut body = req.json()?;
-    let count = body.integer("count")?;
-    body.finish()?;
-    if count < 1 {
-        return Err(ApiError::InvalidRequest("count must be at least 1".into()));
-    }
-    let idempotency_key = req
-        .header("idempotency-key")
-        .map(IdempotencyKey::parse)
-        .transpose()?;
+impl Route for BuyShares {
+    const PATH: &'static str = "/api/lottery/:goods_id/shares";
+    const METHOD: &'static str = "POST";
+    const ENDPOINT: Endpoint = Endpoint::BuyLotteryShares;
+    type Caller = Buyer;
+    type Input = Order;
 
-    let (mut redis, passed) = enter_for_purchase(&req, "buy-lottery-shares")?;
-    let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
-    let sequence = passed.sequence.ok_or(ApiError::Unauthorized)?;
-    let key = IdKey::from_secret(&read::<String>(&SpinVariables, "id_secret")?);
-    let purchase_id = OrderId::new(passed.unix_secs, sequence, &key)
-        .map_err(|e| ApiError::Internal(format!("purchase id: {e:?}")))?;
-    let outcome = lottery::buy(
-        &mut redis,
-        goods_id,
-        user.id,
-        count as u64,
-        purchase_id,
-        idempotency_key.as_ref(),
-    );
-    let mut response = match outcome {
-        Ok(purchase) => {
-            // The purchase stands even if listing it fails; the log says so.
-            if let Err(e) = lottery::record_goods(&mut redis, user.id, goods_id) {
-                eprintln!("goods {goods_id} not added to the user's list: {e}");
-            }
-            json(201, &json!({"purchase": purchase.to_json()}))
+    fn parse(req: &ApiRequest) -> Result<Order, ApiError> {
+        let goods_id = req.path_id("goods-id")?;
+        let mut body = req.json()?;
+        let count = body.integer("count")?;
+        body.finish()?;
+        if count < 1 {
+            return Err(ApiError::invalid("count must be at least 1"));
         }
-        Err(e) => error(&e),
-    };
-    add_ratelimit_headers(&mut response, &passed.verdict);
-    Ok(response)
+        let idempotency_key = req
+            .header("idempotency-key")
+            .map(IdempotencyKey::parse)
+            .transpose()?;
+        Ok(Order {
+            goods_id,
+            count: count as u64,
+            idempotency_key,
+        })
+    }
+
+    fn run(call: &mut Call<'_, Buyer>, order: Order) -> Result<Reply, ApiError> {
+        let (user_id, purchase_id) = (call.caller.user.id, call.caller.order_id);
+        let redis = call.redis()?;
+        let purchase = lottery::buy(
+            redis,
+            order.goods_id,
+            user_id,
+            order.count,
+            purchase_id,
+            order.idempotency_key.as_ref(),
+        )?;
+        // The purchase stands even if listing it fails; the log says so.
+        if let Err(e) = lottery::record_goods(redis, user_id, order.goods_id) {
+            eprintln!("goods {} not added to the user's list: {e}", order.goods_id);
+        }
+        Ok(Reply::created(json!({"purchase": purchase.to_json()})))
+    }
 }
+
+flashspin_spin::component!(BuyShares);

@@ -3,101 +3,132 @@
 //! `GET /api/lottery/:goods_id`, `GET /api/lottery/:goods_id/periods/:n`).
 
 use flashspin_core::ApiError;
-use flashspin_core::catalog::parse_id;
-use flashspin_core::gate::{Access, Passed};
+use flashspin_core::gate::Anyone;
+use flashspin_core::ids::{GoodsId, PeriodNumber, ShopId, VoucherId};
 use flashspin_core::lottery;
-use flashspin_core::voucher::{self, VoucherId};
-use flashspin_spin::gate::enter;
-use flashspin_spin::http::{add_ratelimit_headers, json, serve};
-use flashspin_spin::redis::SpinRedis;
+use flashspin_core::ratelimit::Endpoint;
+use flashspin_core::voucher;
 use flashspin_spin::request::ApiRequest;
+use flashspin_spin::route::{Call, Reply, Route};
 use serde_json::{Value, json};
-use spin_sdk::http::{IncomingRequest, Response};
-use spin_sdk::http_component;
 
 /// Most items one listing returns.
 const PAGE: usize = 50;
 
-#[http_component]
-async fn handle(req: IncomingRequest) -> Response {
-    serve(req, run).await
+struct Vouchers;
+
+impl Route for Vouchers {
+    const PATH: &'static str = "/api/vouchers";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Catalog;
+    type Caller = Anyone;
+    type Input = ShopId;
+
+    fn parse(req: &ApiRequest) -> Result<ShopId, ApiError> {
+        let shop = req
+            .query_param("shop_id")
+            .ok_or_else(|| ApiError::invalid("shop_id is required"))?;
+        ShopId::parse(&shop).ok_or_else(|| ApiError::invalid("shop_id must be a decimal id"))
+    }
+
+    fn run(call: &mut Call<'_, Anyone>, shop: ShopId) -> Result<Reply, ApiError> {
+        let now_ms = call.now_ms();
+        let vouchers: Vec<Value> = voucher::list_by_shop(call.redis()?, shop, PAGE)?
+            .iter()
+            .map(|v| v.to_json(now_ms))
+            .collect();
+        Ok(Reply::ok(json!({"vouchers": vouchers})))
+    }
 }
 
-async fn run(req: ApiRequest) -> Result<Response, ApiError> {
-    req.expect_method("GET")?;
-    let route = req
-        .header("spin-component-route")
-        .unwrap_or_default()
-        .to_string();
-    let (body, passed) = match route.as_str() {
-        "/api/vouchers" => list_vouchers(&req)?,
-        "/api/vouchers/:id" => {
-            let id = VoucherId::parse(req.path_param("id").unwrap_or_default())?;
-            let (mut redis, passed) = gate(&req)?;
-            let found = voucher::get(&mut redis, id.0)?.ok_or(ApiError::NotFound)?;
-            (
-                json!({"voucher": found.to_json(passed.unix_secs as i64 * 1000)}),
-                passed,
-            )
-        }
-        "/api/lottery" => {
-            let (mut redis, passed) = gate(&req)?;
-            let goods: Vec<Value> = lottery::list(&mut redis, PAGE)?
-                .iter()
-                .map(|g| g.goods_json())
-                .collect();
-            (json!({"goods": goods}), passed)
-        }
-        "/api/lottery/:goods_id" => {
-            let id = goods_id(&req)?;
-            let (mut redis, passed) = gate(&req)?;
-            let goods = lottery::read(&mut redis, id, 0)?.ok_or(ApiError::NotFound)?;
-            (json!({"goods": goods.goods_json()}), passed)
-        }
-        _ => {
-            let id = goods_id(&req)?;
-            let n = req
-                .path_param("n")
-                .and_then(parse_id)
-                .ok_or(ApiError::NotFound)?;
-            let (mut redis, passed) = gate(&req)?;
-            let period = lottery::read(&mut redis, id, n)?.ok_or(ApiError::NotFound)?;
-            let winner = match &period.draw {
-                Some(draw) => lottery::winner(&mut redis, draw.winner)?,
-                None => None,
-            };
-            (
-                json!({"period": period.period_json(winner.as_ref())}),
-                passed,
-            )
-        }
-    };
-    let mut response = json(200, &body);
-    add_ratelimit_headers(&mut response, &passed.verdict);
-    Ok(response)
+struct OneVoucher;
+
+impl Route for OneVoucher {
+    const PATH: &'static str = "/api/vouchers/:id";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Catalog;
+    type Caller = Anyone;
+    type Input = VoucherId;
+
+    fn parse(req: &ApiRequest) -> Result<VoucherId, ApiError> {
+        req.path_id("id")
+    }
+
+    fn run(call: &mut Call<'_, Anyone>, id: VoucherId) -> Result<Reply, ApiError> {
+        let now_ms = call.now_ms();
+        let found = voucher::get(call.redis()?, id)?.ok_or(ApiError::NotFound)?;
+        Ok(Reply::ok(json!({"voucher": found.to_json(now_ms)})))
+    }
 }
 
-fn gate(req: &ApiRequest) -> Result<(SpinRedis, Passed), ApiError> {
-    enter(req, "catalog", Access::Public)
+struct AllGoods;
+
+impl Route for AllGoods {
+    const PATH: &'static str = "/api/lottery";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Catalog;
+    type Caller = Anyone;
+    type Input = ();
+
+    fn parse(_: &ApiRequest) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn run(call: &mut Call<'_, Anyone>, (): ()) -> Result<Reply, ApiError> {
+        let goods: Vec<Value> = lottery::list(call.redis()?, PAGE)?
+            .iter()
+            .map(|g| g.goods_json())
+            .collect();
+        Ok(Reply::ok(json!({"goods": goods})))
+    }
 }
 
-fn goods_id(req: &ApiRequest) -> Result<u64, ApiError> {
-    req.path_param("goods-id")
-        .and_then(parse_id)
-        .ok_or(ApiError::NotFound)
+struct OneGoods;
+
+impl Route for OneGoods {
+    const PATH: &'static str = "/api/lottery/:goods_id";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Catalog;
+    type Caller = Anyone;
+    type Input = GoodsId;
+
+    fn parse(req: &ApiRequest) -> Result<GoodsId, ApiError> {
+        req.path_id("goods-id")
+    }
+
+    fn run(call: &mut Call<'_, Anyone>, id: GoodsId) -> Result<Reply, ApiError> {
+        let goods = lottery::read(call.redis()?, id, 0)?.ok_or(ApiError::NotFound)?;
+        Ok(Reply::ok(json!({"goods": goods.goods_json()})))
+    }
 }
 
-fn list_vouchers(req: &ApiRequest) -> Result<(Value, Passed), ApiError> {
-    let shop = req
-        .query_param("shop_id")
-        .ok_or_else(|| ApiError::InvalidRequest("shop_id is required".into()))?;
-    let shop = parse_id(&shop)
-        .ok_or_else(|| ApiError::InvalidRequest("shop_id must be a decimal id".into()))?;
-    let (mut redis, passed) = gate(req)?;
-    let now_ms = passed.unix_secs as i64 * 1000;
-    let vouchers: Vec<Value> = voucher::list_by_shop(&mut redis, shop, PAGE)?
-        .iter()
-        .map(|v| v.to_json(now_ms))
-        .collect();
-    Ok((json!({"vouchers": vouchers}), passed))
+struct Period;
+
+impl Route for Period {
+    const PATH: &'static str = "/api/lottery/:goods_id/periods/:n";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Catalog;
+    type Caller = Anyone;
+    type Input = (GoodsId, PeriodNumber);
+
+    fn parse(req: &ApiRequest) -> Result<(GoodsId, PeriodNumber), ApiError> {
+        Ok((req.path_id("goods-id")?, req.path_id("n")?))
+    }
+
+    fn run(
+        call: &mut Call<'_, Anyone>,
+        (id, n): (GoodsId, PeriodNumber),
+    ) -> Result<Reply, ApiError> {
+        let redis = call.redis()?;
+        let period = lottery::read(redis, id, n.get())?.ok_or(ApiError::NotFound)?;
+        let winner = match &period.draw {
+            Some(draw) => lottery::winner(redis, draw.winner)?,
+            None => None,
+        };
+        Ok(Reply::ok(
+            json!({"period": period.period_json(winner.as_ref())}),
+        ))
+    }
 }
+
+flashspin_spin::component!(Vouchers, OneVoucher, AllGoods, OneGoods, Period);

@@ -2,31 +2,38 @@
 //! it does not. The reason goes to the log only: Redis's error text can
 //! name hosts and internals a client has no business seeing.
 
-use flashspin_spin::http::json;
-use flashspin_spin::redis::SpinRedis;
+use flashspin_core::ApiError;
+use flashspin_core::ratelimit::Endpoint;
+use flashspin_spin::request::ApiRequest;
+use flashspin_spin::route::{Call, Reply, Route, Ungated};
 use serde_json::json;
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
 
-#[http_component]
-fn handle(req: Request) -> Response {
-    if *req.method() != Method::Get {
-        let mut response = json(
-            405,
-            &json!({"error": {"code": "method_not_allowed", "message": "use GET"}}),
-        );
-        response.set_header("allow", "GET");
-        return response;
+struct Health;
+
+impl Route for Health {
+    const PATH: &'static str = "/api/health";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Health;
+    type Caller = Ungated;
+    type Input = ();
+
+    fn parse(_: &ApiRequest) -> Result<(), ApiError> {
+        Ok(())
     }
-    let checked =
-        SpinRedis::connect().and_then(|mut redis| flashspin_core::health::check(&mut redis));
-    match checked {
-        Ok(()) => json(200, &json!({"status": "ok", "redis": "ok"})),
-        Err(e) => {
-            eprintln!("health: redis {e}");
-            let mut response = json(503, &json!({"status": "degraded", "redis": "unavailable"}));
-            response.set_header("retry-after", "1");
-            response
+
+    fn run(call: &mut Call<'_, Ungated>, (): ()) -> Result<Reply, ApiError> {
+        let checked = call
+            .redis()
+            .and_then(|redis| flashspin_core::health::check(redis).map_err(ApiError::from));
+        match checked {
+            Ok(()) => Ok(Reply::ok(json!({"status": "ok", "redis": "ok"}))),
+            Err(e) => {
+                eprintln!("health: redis {e}");
+                let body = json!({"status": "degraded", "redis": "unavailable"});
+                Ok(Reply::new(503, body).header("retry-after", "1".into()))
+            }
         }
     }
 }
+
+flashspin_spin::component!(Health);

@@ -3,36 +3,37 @@
 //! browser keeps it as long as the session lives.
 
 use flashspin_core::ApiError;
-use flashspin_core::gate::Access;
-use flashspin_core::session::SessionSettings;
-use flashspin_spin::gate::enter;
-use flashspin_spin::http::{add_ratelimit_headers, json, serve, session_cookie, user_json};
+use flashspin_core::gate::SignedIn;
+use flashspin_core::ratelimit::Endpoint;
+use flashspin_core::session::{SessionSettings, SessionToken};
+use flashspin_spin::http::{session_cookie, user_json};
 use flashspin_spin::request::ApiRequest;
+use flashspin_spin::route::{Call, Reply, Route};
 use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
-use spin_sdk::http::{IncomingRequest, Response};
-use spin_sdk::http_component;
 
-#[http_component]
-async fn handle(req: IncomingRequest) -> Response {
-    serve(req, run).await
-}
+struct Refresh;
 
-async fn run(req: ApiRequest) -> Result<Response, ApiError> {
-    req.expect_method("POST")?;
-    let (_redis, passed) = enter(&req, "refresh", Access::User)?;
-    let user = passed.user.as_ref().ok_or(ApiError::Unauthorized)?;
-    let session = SessionSettings::from_vars(&SpinVariables)?;
-    let mut response = json(
-        200,
-        &json!({
+impl Route for Refresh {
+    const PATH: &'static str = "/api/auth/refresh";
+    const METHOD: &'static str = "POST";
+    const ENDPOINT: Endpoint = Endpoint::Refresh;
+    type Caller = SignedIn;
+    type Input = SessionToken;
+
+    fn parse(req: &ApiRequest) -> Result<SessionToken, ApiError> {
+        req.token().ok_or(ApiError::Unauthorized)
+    }
+
+    fn run(call: &mut Call<'_, SignedIn>, token: SessionToken) -> Result<Reply, ApiError> {
+        let session = SessionSettings::from_vars(&SpinVariables)?;
+        let user = &call.caller.0;
+        let body = json!({
             "expires_in": session.idle_secs,
             "user": user_json(user.id, &user.phone, &user.nickname),
-        }),
-    );
-    if let Some(token) = req.token() {
-        response.set_header("set-cookie", session_cookie(&token, session.idle_secs));
+        });
+        Ok(Reply::ok(body).header("set-cookie", session_cookie(&token, session.idle_secs)))
     }
-    add_ratelimit_headers(&mut response, &passed.verdict);
-    Ok(response)
 }
+
+flashspin_spin::component!(Refresh);

@@ -43,6 +43,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A bad request; `message` names the field and what is wrong with it.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest(message.into())
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             ApiError::InvalidRequest(_) | ApiError::InvalidPhone => 400,

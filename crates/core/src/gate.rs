@@ -1,84 +1,211 @@
 //! The request gate: every endpoint's first (often only extra) Redis round
 //! trip. One script (`scripts/gate.lua`) finds the caller's session, slides
-//! its expiry, and applies the endpoint's limits: per user (purchase
-//! endpoints), per client IP and global.
+//! its expiry, and applies the endpoint's limits: per user (purchases and
+//! a user's own lists), per client IP and global.
+//!
+//! What a route needs to know about its caller is a type, a [`Caller`]:
+//! [`Anyone`], [`SignedIn`], [`Reader`] or [`Buyer`]. The gate admits a
+//! request as that type or refuses it, so a handler that takes a
+//! `SignedIn` has a user and never checks for one.
 
 use crate::client_ip::ClientIp;
-use crate::config::RateLimits;
+use crate::config::{RateLimits, Variables, read};
 use crate::error::ApiError;
+use crate::ids::{IdKey, OrderId, UserId};
 use crate::keys;
-use crate::ratelimit::{Limit, Verdict};
-use crate::redis::{Arg, Redis};
-use crate::script::{ReplyReader, script};
+use crate::ratelimit::{Endpoint, Limit, Verdict, read_states};
+use crate::redis::Redis;
+use crate::scripts::gate;
 use crate::session::{SessionSettings, SessionToken};
 
-script!(GATE, "gate", ["gcra.lua", "gate.lua"]);
-
-/// Who may call an endpoint.
+/// Who may call an endpoint, and what the gate does for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone; a valid token is still recognised and slid.
     Public,
     /// A signed-in user.
     User,
-    /// A signed-in user, also limited per user (`rate_limit_user`).
-    UserLimited,
-    /// A signed-in user reading their own records, limited per user by the
-    /// rate in `limits.user` (`rate_limit_user_reads`).
-    UserReads,
+    /// A signed-in user reading their own records, limited per user by
+    /// `rate_limit_user_reads`, since such a read costs Redis more than a
+    /// purchase refusal does.
+    Reader,
+    /// A signed-in user buying: limited per user by `rate_limit_user`, and
+    /// given a number from today's order sequence for the order's id.
+    Buyer,
+}
+
+impl Access {
+    fn needs_user(self) -> bool {
+        self != Access::Public
+    }
+
+    fn limits_user(self) -> bool {
+        matches!(self, Access::Reader | Access::Buyer)
+    }
+}
+
+/// The signed-in caller, as the gate found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub phone: String,
+    pub nickname: String,
 }
 
 /// What the gate needs to know about a request.
 #[derive(Debug)]
 pub struct GateRequest<'a> {
-    /// The endpoint's name; limits are counted per endpoint.
-    pub endpoint: &'static str,
-    pub access: Access,
+    pub endpoint: Endpoint,
     pub token: Option<&'a SessionToken>,
     pub ip: Option<ClientIp>,
     pub limits: RateLimits,
     pub session: SessionSettings,
-    /// Allocate a number from today's order sequence.
-    pub allocate_sequence: bool,
 }
 
-/// The signed-in caller, as the gate found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionUser {
-    pub id: u64,
-    pub phone: String,
-    pub nickname: String,
+impl GateRequest<'_> {
+    /// The limits of `access` from the variables: readers are limited per
+    /// user by `rate_limit_user_reads` instead of `rate_limit_user`.
+    pub fn limits_for(access: Access, vars: &impl Variables) -> Result<RateLimits, ApiError> {
+        let mut limits = RateLimits::from_vars(vars)?;
+        if access == Access::Reader {
+            limits.user = read(vars, "rate_limit_user_reads")?;
+        }
+        Ok(limits)
+    }
 }
 
-/// A request the gate let through.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the gate found, before it is made into a [`Caller`].
+#[derive(Debug, PartialEq, Eq)]
 pub struct Passed {
-    pub user: Option<SessionUser>,
+    pub user: Option<User>,
     /// Where the limits stand, for the `ratelimit` headers.
     pub verdict: Verdict,
     /// Redis's clock when the gate ran, seconds since the Unix epoch.
     pub unix_secs: u64,
-    /// The order sequence number allocated, when asked for one.
-    pub sequence: Option<u32>,
+    /// The order sequence number taken for a [`Buyer`].
+    sequence: Option<u32>,
+}
+
+/// A request the gate admitted, with its caller as the route needs it.
+#[derive(Debug)]
+pub struct Admitted<C> {
+    pub caller: C,
+    pub verdict: Verdict,
+    /// Redis's clock when the gate ran, seconds since the Unix epoch.
+    pub unix_secs: u64,
+}
+
+/// What a route knows about its caller once the gate admitted the request.
+pub trait Caller: Sized {
+    const ACCESS: Access;
+
+    /// Takes what the gate found; `vars` for what a caller needs besides
+    /// (a buyer's order id key). The gate has already refused a request
+    /// without the user an access level needs, so a missing one here is a
+    /// bug, not a client error.
+    fn admit(passed: &mut Passed, vars: &impl Variables) -> Result<Self, ApiError>;
+}
+
+/// Anyone; the user when the request carried a valid token.
+#[derive(Debug)]
+pub struct Anyone {
+    pub user: Option<User>,
+}
+
+/// A signed-in user.
+#[derive(Debug)]
+pub struct SignedIn(pub User);
+
+/// A signed-in user reading their own records.
+#[derive(Debug)]
+pub struct Reader(pub User);
+
+/// A signed-in user buying, with the id their order will have.
+#[derive(Debug)]
+pub struct Buyer {
+    pub user: User,
+    pub order_id: OrderId,
+}
+
+fn admitted_user(passed: &mut Passed) -> Result<User, ApiError> {
+    passed
+        .user
+        .take()
+        .ok_or_else(|| ApiError::Internal("gate admitted a request without a user".into()))
+}
+
+impl Caller for Anyone {
+    const ACCESS: Access = Access::Public;
+    fn admit(passed: &mut Passed, _: &impl Variables) -> Result<Self, ApiError> {
+        Ok(Anyone {
+            user: passed.user.take(),
+        })
+    }
+}
+
+impl Caller for SignedIn {
+    const ACCESS: Access = Access::User;
+    fn admit(passed: &mut Passed, _: &impl Variables) -> Result<Self, ApiError> {
+        admitted_user(passed).map(SignedIn)
+    }
+}
+
+impl Caller for Reader {
+    const ACCESS: Access = Access::Reader;
+    fn admit(passed: &mut Passed, _: &impl Variables) -> Result<Self, ApiError> {
+        admitted_user(passed).map(Reader)
+    }
+}
+
+impl Caller for Buyer {
+    const ACCESS: Access = Access::Buyer;
+    fn admit(passed: &mut Passed, vars: &impl Variables) -> Result<Self, ApiError> {
+        let user = admitted_user(passed)?;
+        let sequence = passed.sequence.ok_or_else(|| {
+            ApiError::Internal("script gate: allocated no order sequence number".into())
+        })?;
+        let key = IdKey::from_secret(&read::<String>(vars, "id_secret")?);
+        let order_id = OrderId::new(passed.unix_secs, sequence, &key)
+            .map_err(|e| ApiError::Internal(format!("order id: {e:?}")))?;
+        Ok(Buyer { user, order_id })
+    }
 }
 
 /// A route that needs a user refuses a request without a token at once,
 /// before any Redis work: an anonymous flood then costs Redis nothing and
 /// cannot use up the endpoint's global budget.
 pub fn require_token(access: Access, token: Option<&SessionToken>) -> Result<(), ApiError> {
-    match (access, token) {
-        (Access::User | Access::UserLimited | Access::UserReads, None) => {
-            Err(ApiError::Unauthorized)
-        }
-        _ => Ok(()),
+    if access.needs_user() && token.is_none() {
+        return Err(ApiError::Unauthorized);
     }
+    Ok(())
 }
 
-/// Runs the gate: `Err(RateLimited)` when a limit refuses,
-/// `Err(Unauthorized)` when the endpoint needs a user and there is none.
-/// A token that finds no session is counted against the caller's IP only.
-pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, ApiError> {
-    require_token(req.access, req.token)?;
+/// Runs the gate for a route whose callers are `C`: `Err(RateLimited)`
+/// when a limit refuses, `Err(Unauthorized)` when the route needs a user
+/// and there is none. A token that finds no session is counted against the
+/// caller's IP only.
+pub fn admit<C: Caller>(
+    redis: &mut impl Redis,
+    req: &GateRequest<'_>,
+    vars: &impl Variables,
+) -> Result<Admitted<C>, ApiError> {
+    let mut passed = pass(redis, C::ACCESS, req)?;
+    let caller = C::admit(&mut passed, vars)?;
+    Ok(Admitted {
+        caller,
+        verdict: passed.verdict,
+        unix_secs: passed.unix_secs,
+    })
+}
+
+/// Runs the gate for `access`; see [`admit`].
+pub fn pass(
+    redis: &mut impl Redis,
+    access: Access,
+    req: &GateRequest<'_>,
+) -> Result<Passed, ApiError> {
+    require_token(access, req.token)?;
     let mut shared = vec![Limit::global(req.endpoint, req.limits.global)];
     if let Some(ip) = &req.ip {
         shared.insert(0, Limit::per_ip(req.endpoint, ip, req.limits.ip));
@@ -87,58 +214,52 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
         .token
         .map(SessionToken::redis_key)
         .unwrap_or_else(|| keys::session("none"));
-    let mut keys: Vec<&str> = vec![&session_key];
-    keys.extend(shared.iter().map(|l| l.key.as_str()));
-
-    let user_prefix = match req.access {
-        Access::UserLimited | Access::UserReads => keys::rate_limit(req.endpoint, "u:"),
-        _ => String::new(),
+    let limiter_keys: Vec<&str> = shared.iter().map(|l| l.key.as_str()).collect();
+    let user_limiter = if access.limits_user() {
+        req.endpoint.limiter_key(Limit::USER_SUBJECT)
+    } else {
+        String::new()
     };
-    let mut args = vec![
-        Arg::Int(i64::from(req.token.is_some())),
-        Arg::Int(i64::from(req.session.idle_secs) * 1000),
-        Arg::Int(i64::from(req.session.max_secs) * 1000),
-        Arg::from(user_prefix.as_str()),
-        Arg::Int(i64::from(req.limits.user.quota.get())),
-        Arg::Int(i64::from(req.limits.user.window_secs.get()) * 1000),
-        Arg::Int(i64::from(req.allocate_sequence)),
-        Arg::Int(i64::from(req.access != Access::Public)),
-    ];
-    for limit in &shared {
-        args.push(Arg::Int(i64::from(limit.rate.quota.get())));
-        args.push(Arg::Int(i64::from(limit.rate.window_secs.get()) * 1000));
-    }
-
-    let reply = GATE.run(redis, &keys, &args)?;
-    let mut reader = ReplyReader::new(&GATE, reply);
-    let uid = reader.int()?;
-    let phone = reader.string()?;
-    let nickname = reader.string()?;
-    let allowed_flag = reader.int()?;
-    let retry_after_ms = reader.int()?;
-    let unix_secs = reader.int()?.max(0) as u64;
-    let sequence = u32::try_from(reader.int()?).ok().filter(|s| *s > 0);
-    let user = (uid > 0).then_some(SessionUser {
-        id: uid as u64,
-        phone,
-        nickname,
+    let limit_args = Limit::script_args(&shared);
+    let reply = gate::run(
+        redis,
+        &gate::Keys {
+            session: &session_key,
+            limiters: &limiter_keys,
+        },
+        &gate::Args {
+            has_token: req.token.is_some(),
+            idle_ms: i64::from(req.session.idle_secs) * 1000,
+            max_ms: i64::from(req.session.max_secs) * 1000,
+            user_limiter: &user_limiter,
+            user_quota: i64::from(req.limits.user.quota.get()),
+            user_window_ms: i64::from(req.limits.user.window_secs.get()) * 1000,
+            allocate_sequence: access == Access::Buyer,
+            needs_user: access.needs_user(),
+            limits: &limit_args,
+        },
+    )?;
+    let user = UserId::new(reply.user_id.max(0) as u64).map(|id| User {
+        id,
+        phone: reply.phone,
+        nickname: reply.nickname,
     });
     let mut applied = Vec::with_capacity(shared.len() + 1);
     if let Some(user) = &user
-        && matches!(req.access, Access::UserLimited | Access::UserReads)
+        && access.limits_user()
     {
         applied.push(Limit::per_user(req.endpoint, user.id, req.limits.user));
     }
     applied.extend(shared);
-    if user.is_none() && req.access != Access::Public && applied.len() > 1 {
-        // The script left the global limit out (ARGV[8]); it is last. With
-        // no client address it is the only limit, and stays.
+    if user.is_none() && access.needs_user() && applied.len() > 1 {
+        // The script left the global limit out (needs_user); it is last.
+        // With no client address it is the only limit, and stays.
         applied.pop();
     }
     let verdict = Verdict {
-        allowed: allowed_flag == 1,
-        retry_after_ms: retry_after_ms.max(0) as u64,
-        states: crate::ratelimit::read_states(&mut reader, &applied)?,
+        allowed: reply.allowed,
+        retry_after_ms: reply.retry_after_ms.max(0) as u64,
+        states: read_states(reply.states, &applied)?,
     };
 
     // Limits first: a client hammering without a valid token is slowed
@@ -146,18 +267,13 @@ pub fn pass(redis: &mut impl Redis, req: &GateRequest<'_>) -> Result<Passed, Api
     if !verdict.allowed {
         return Err(ApiError::RateLimited(verdict));
     }
-    if user.is_none() && req.access != Access::Public {
+    if user.is_none() && access.needs_user() {
         return Err(ApiError::Unauthorized);
-    }
-    if req.allocate_sequence && sequence.is_none() {
-        return Err(ApiError::Internal(
-            "script gate: allocated no order sequence number".into(),
-        ));
     }
     Ok(Passed {
         user,
         verdict,
-        unix_secs,
-        sequence,
+        unix_secs: reply.unix_secs.max(0) as u64,
+        sequence: u32::try_from(reply.sequence).ok().filter(|s| *s > 0),
     })
 }

@@ -1,3 +1,7 @@
+//! The ids that cross crates, each its own type so that one cannot be
+//! passed for another: users, shops, vouchers and lottery goods (decimal
+//! numbers from 1, shown to clients as strings), and order ids.
+//!
 //! Order ids: 64-bit, unique, roughly time-ordered, and silent about how
 //! many orders there are.
 //!
@@ -13,6 +17,76 @@
 use std::fmt;
 
 use sha2::{Digest, Sha256};
+
+/// Parses an id: decimal digits, 1 to `u64::MAX`, no sign or spaces.
+fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|id| *id > 0)
+}
+
+/// The ids written as decimal numbers, parsed alike.
+pub trait DecimalId: Sized {
+    fn parse_decimal(s: &str) -> Option<Self>;
+}
+
+macro_rules! decimal_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(u64);
+
+        impl $name {
+            /// From text: decimal digits, 1 to `u64::MAX`, no sign or spaces.
+            pub fn parse(s: &str) -> Option<Self> {
+                parse_decimal(s).map(Self)
+            }
+
+            /// From a number; 0 names nothing.
+            pub fn new(id: u64) -> Option<Self> {
+                (id > 0).then_some(Self(id))
+            }
+
+            pub fn get(self) -> u64 {
+                self.0
+            }
+        }
+
+        impl DecimalId for $name {
+            fn parse_decimal(s: &str) -> Option<Self> {
+                Self::parse(s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+decimal_id!(
+    /// A user, numbered from 1 in the order they first signed in.
+    UserId
+);
+decimal_id!(
+    /// A shop, as the operator names it when creating vouchers.
+    ShopId
+);
+decimal_id!(
+    /// A flash-sale voucher.
+    VoucherId
+);
+decimal_id!(
+    /// A lottery goods.
+    GoodsId
+);
+decimal_id!(
+    /// A period of a lottery goods, numbered from 1.
+    PeriodNumber
+);
 
 /// 2026-01-01T00:00:00Z.
 pub const EPOCH_UNIX_SECS: u64 = 1_767_225_600;
@@ -114,6 +188,24 @@ impl fmt::Display for OrderId {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn ids_are_plain_positive_decimals() {
+        assert_eq!(VoucherId::parse("42").map(VoucherId::get), Some(42));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1.0",
+            " 1",
+            "abc",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(UserId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(GoodsId::new(0), None);
+    }
 
     #[test]
     fn permute_and_unpermute_are_inverse() {

@@ -9,8 +9,21 @@
 //! rest of the gate in its slot adds no new hot spot, and lets one script
 //! authenticate a request and apply all its limits in one round trip.
 
+use crate::ids::{GoodsId, ShopId, UserId, VoucherId};
+
 /// Tag of the request gate.
 pub const GATE: &str = "{gate}";
+
+/// Key name fragments that scripts join to numbers only they know (a user
+/// id read from a session, a period number, today's day number). A script
+/// that mentions one of these names gets it as a Lua constant (see
+/// `build.rs`), so the names are still written only here.
+pub const SCRIPT_CONSTANTS: &[(&str, &str)] = &[
+    ("USER_PREFIX", USER_PREFIX),
+    ("ORDER_SEQUENCE_PREFIX", ORDER_SEQUENCE_PREFIX),
+    ("PERIOD_PURCHASES_SUFFIX", PERIOD_PURCHASES_SUFFIX),
+    ("PERIOD_BUYERS_SUFFIX", PERIOD_BUYERS_SUFFIX),
+];
 
 /// A rate limiter: `{gate}:rl:<endpoint>:<subject>`, where subject is
 /// `all`, `ip:<address>` or `u:<user id>`.
@@ -58,42 +71,49 @@ pub const USER_SEQUENCE: &str = "{gate}:user-seq";
 
 /// A user: hash {phone, nickname, created}. Scripts build this name from
 /// the id they read (see `login.lua`, `gate.lua`).
-pub fn user(id: u64) -> String {
-    format!("{GATE}:user:{id}")
+pub fn user(id: UserId) -> String {
+    format!("{USER_PREFIX}{id}")
 }
+
+/// What precedes a user id in [`user`].
+pub const USER_PREFIX: &str = "{gate}:user:";
+
+/// Today's order sequence: `{gate}:order-seq:<days since the epoch>`,
+/// counted by the gate (see `ids.rs`) and expiring two days after its day.
+pub const ORDER_SEQUENCE_PREFIX: &str = "{gate}:order-seq:";
 
 /// The vouchers a user holds an order for: sorted set, member = voucher id,
 /// score = the order's creation time (ms), so it lists newest first.
 /// Written only after a purchase succeeded. (Earlier versions kept a plain
 /// set `{gate}:user:<id>:vouchers`, written before the purchase; nothing
 /// reads it any more.)
-pub fn user_voucher_orders(id: u64) -> String {
-    format!("{GATE}:user:{id}:voucher-orders")
+pub fn user_voucher_orders(id: UserId) -> String {
+    format!("{USER_PREFIX}{id}:voucher-orders")
 }
 
 /// The lottery goods a user has bought shares of: sorted set, member and
 /// score = goods id, so it lists the newest goods first and does not
 /// reorder while someone pages through it. Written only after a purchase
 /// succeeded (formerly a set `{gate}:user:<id>:lottery`).
-pub fn user_lottery_goods(id: u64) -> String {
-    format!("{GATE}:user:{id}:lottery-goods")
+pub fn user_lottery_goods(id: UserId) -> String {
+    format!("{USER_PREFIX}{id}:lottery-goods")
 }
 
 /// The last voucher id handed out.
 pub const VOUCHER_SEQUENCE: &str = "{catalog}:voucher-seq";
 
 /// A shop's voucher ids (sorted set, score = id).
-pub fn shop_vouchers(shop_id: u64) -> String {
+pub fn shop_vouchers(shop_id: ShopId) -> String {
     format!("{{catalog}}:shop:{shop_id}:vouchers")
 }
 
 /// A voucher: hash {shop_id, title, ..., stock, remaining, begin, end}.
-pub fn voucher_info(id: u64) -> String {
+pub fn voucher_info(id: VoucherId) -> String {
     format!("{{v:{id}}}:info")
 }
 
 /// A voucher's buyers: hash user id -> "<order id>:<created ms>".
-pub fn voucher_buyers(id: u64) -> String {
+pub fn voucher_buyers(id: VoucherId) -> String {
     format!("{{v:{id}}}:buyers")
 }
 
@@ -103,25 +123,48 @@ pub const GOODS_SEQUENCE: &str = "{catalog}:goods-seq";
 /// Every lottery goods id (sorted set, score = id).
 pub const GOODS_LIST: &str = "{catalog}:goods";
 
-/// A lottery goods: hash {title, total, price, base, max_periods, period, state}.
-/// Its other keys (`p:<n>`, `p:<n>:purchases`, `u:<user>`) share the prefix.
-pub fn goods_info(id: u64) -> String {
+/// A lottery goods: hash {title, total, price, base, max_periods, period,
+/// state, root}. Its other keys share its tag.
+pub fn goods_info(id: GoodsId) -> String {
     format!("{{g:{id}}}:info")
 }
 
-/// Period `n` of a goods.
-pub fn goods_period(id: u64, n: u64) -> String {
-    format!("{{g:{id}}}:p:{n}")
+/// What precedes a period number in [`goods_period`]: scripts that find
+/// the period number in the goods' record are given this prefix.
+pub fn goods_period_prefix(id: GoodsId) -> String {
+    format!("{{g:{id}}}:p:")
+}
+
+/// Period `n` of a goods: hash {sold, perm, commitment, digest, opened,
+/// status, and once drawn seed, winning_code, winner, ...}.
+pub fn goods_period(id: GoodsId, n: u64) -> String {
+    format!("{}{n}", goods_period_prefix(id))
+}
+
+/// A period's purchases: the period's key and this suffix.
+pub const PERIOD_PURCHASES_SUFFIX: &str = ":purchases";
+/// A period's set of buyers while it sells: the period's key and this suffix.
+pub const PERIOD_BUYERS_SUFFIX: &str = ":users";
+
+/// A period's purchases: sorted set of "pid|uid|start|count|ms" scored by
+/// the first share index.
+pub fn goods_period_purchases(id: GoodsId, n: u64) -> String {
+    format!("{}{PERIOD_PURCHASES_SUFFIX}", goods_period(id, n))
 }
 
 /// A user's purchases of a goods: list of "period|pid|start|count|ms".
-pub fn goods_user_purchases(id: u64, user_id: u64) -> String {
+pub fn goods_user_purchases(id: GoodsId, user_id: UserId) -> String {
     format!("{{g:{id}}}:u:{user_id}")
 }
 
 /// The stored answer to a purchase with an idempotency key (24 h).
-pub fn goods_idempotency(id: u64, user_id: u64, key: &str) -> String {
+pub fn goods_idempotency(id: GoodsId, user_id: UserId, key: &str) -> String {
     format!("{{g:{id}}}:idem:{user_id}:{key}")
+}
+
+/// The idempotency key slot a purchase without a key names: never written.
+pub fn goods_no_idempotency(id: GoodsId) -> String {
+    format!("{{g:{id}}}:idem:-")
 }
 
 #[cfg(test)]
@@ -136,7 +179,8 @@ mod tests {
 
     #[test]
     fn a_vouchers_keys_share_its_tag() {
-        assert_eq!(voucher_info(42), "{v:42}:info");
-        assert_eq!(voucher_buyers(42), "{v:42}:buyers");
+        assert_eq!(voucher_info(VoucherId::new(42).unwrap()), "{v:42}:info");
+        assert_eq!(voucher_buyers(VoucherId::new(42).unwrap()), "{v:42}:buyers");
+        assert_eq!(user(UserId::new(7).unwrap()), "{gate}:user:7");
     }
 }

@@ -14,15 +14,13 @@ use sha2::{Digest, Sha256};
 use crate::client_ip::ClientIp;
 use crate::config::{RateLimits, Variables, read};
 use crate::error::ApiError;
+use crate::ids::UserId;
 use crate::keys;
 use crate::phone::Phone;
-use crate::ratelimit::{Limit, Rate, Scope, Verdict, read_states};
+use crate::ratelimit::{Endpoint, Limit, Rate, Scope, Verdict, read_states};
 use crate::redis::{Arg, Redis, RedisError};
-use crate::script::{ReplyReader, script};
+use crate::scripts::{login as login_script, send_code as send_code_script};
 use crate::session::{SessionSettings, SessionToken, hex};
-
-script!(SEND_CODE, "send_code", ["gcra.lua", "send_code.lua"]);
-script!(LOGIN, "login", ["gcra.lua", "login.lua"]);
 
 /// A six-digit login code.
 #[derive(Clone, PartialEq, Eq)]
@@ -132,23 +130,13 @@ pub fn code_key(secret: &str) -> [u8; 32] {
 /// code is requested first.
 const LOCK_MS: i64 = 24 * 3600 * 1000;
 
-const SEND_CODE_ENDPOINT: &str = "send-code";
-const LOGIN_ENDPOINT: &str = "login";
-
-fn shared_limits(endpoint: &str, ip: Option<&ClientIp>, limits: &RateLimits) -> Vec<Limit> {
+fn shared_limits(endpoint: Endpoint, ip: Option<&ClientIp>, limits: &RateLimits) -> Vec<Limit> {
     let mut out = Vec::with_capacity(2);
     if let Some(ip) = ip {
         out.push(Limit::per_ip(endpoint, ip, limits.ip));
     }
     out.push(Limit::global(endpoint, limits.global));
     out
-}
-
-fn push_limits<'a>(args: &mut Vec<Arg<'a>>, limits: &[Limit]) {
-    for limit in limits {
-        args.push(Arg::Int(i64::from(limit.rate.quota.get())));
-        args.push(Arg::Int(i64::from(limit.rate.window_secs.get()) * 1000));
-    }
 }
 
 /// A code stored and ready to send.
@@ -169,45 +157,52 @@ pub fn send_code(
 ) -> Result<CodeSent, ApiError> {
     let code = LoginCode::generate();
     let p = phone.as_str();
+    let endpoint = Endpoint::SendCode;
     let mut all = vec![Limit {
         scope: Scope::PhoneDay,
-        key: keys::rate_limit(SEND_CODE_ENDPOINT, &format!("phone-day:{p}")),
+        key: endpoint.limiter_key(&format!("phone-day:{p}")),
         rate: Rate::new(settings.daily_per_phone, 86_400).expect("checked non-zero"),
     }];
     if let Some(ip) = ip {
         all.push(Limit {
             scope: Scope::IpHour,
-            key: keys::rate_limit(SEND_CODE_ENDPOINT, &format!("ip-hour:{}", ip.limit_key())),
+            key: endpoint.limiter_key(&format!("ip-hour:{}", ip.limit_key())),
             rate: Rate::new(settings.hourly_per_ip, 3_600).expect("checked non-zero"),
         });
     }
-    all.extend(shared_limits(SEND_CODE_ENDPOINT, ip, limits));
+    all.extend(shared_limits(endpoint, ip, limits));
 
     let code_key = keys::login_code(p);
     let gap_key = keys::login_code_gap(p);
     let lock_key = keys::login_lock(p);
-    let mut key_list = vec![code_key.as_str(), gap_key.as_str(), lock_key.as_str()];
-    key_list.extend(all.iter().map(|l| l.key.as_str()));
+    let limiter_keys: Vec<&str> = all.iter().map(|l| l.key.as_str()).collect();
     let digest = code.digest(phone, &settings.key);
-    let mut args = vec![
-        Arg::from(digest.as_str()),
-        Arg::Int(i64::from(settings.ttl_secs) * 1000),
-        Arg::Int(i64::from(settings.resend_secs) * 1000),
-    ];
-    push_limits(&mut args, &all);
-
-    let reply = SEND_CODE.run(redis, &key_list, &args)?;
-    let mut reader = ReplyReader::new(&SEND_CODE, reply);
-    let outcome = reader.int()?;
-    let retry_after_ms = reader.int()?.max(0) as u64;
-    let mut verdict = read_verdict_tail(&mut reader, &all, outcome == 1, retry_after_ms)?;
-    match outcome {
-        1 => Ok(CodeSent { code, verdict }),
-        2 | 3 => {
-            verdict.allowed = false;
-            Err(ApiError::RateLimited(verdict))
-        }
-        other => Err(unexpected(&SEND_CODE, other)),
+    let limit_args = Limit::script_args(&all);
+    let reply = send_code_script::run(
+        redis,
+        &send_code_script::Keys {
+            code: &code_key,
+            gap: &gap_key,
+            lock: &lock_key,
+            limiters: &limiter_keys,
+        },
+        &send_code_script::Args {
+            digest: &digest,
+            ttl_ms: i64::from(settings.ttl_secs) * 1000,
+            gap_ms: i64::from(settings.resend_secs) * 1000,
+            limits: &limit_args,
+        },
+    )?;
+    use send_code_script::Outcome;
+    let stored = reply.outcome == Outcome::Stored;
+    let verdict = Verdict {
+        allowed: stored,
+        retry_after_ms: reply.retry_after_ms.max(0) as u64,
+        states: read_states(reply.states, &all)?,
+    };
+    match reply.outcome {
+        Outcome::Stored => Ok(CodeSent { code, verdict }),
+        Outcome::TooEarly | Outcome::Limited => Err(ApiError::RateLimited(verdict)),
     }
 }
 
@@ -224,7 +219,7 @@ pub fn withdraw_code(redis: &mut impl Redis, phone: &Phone) -> Result<(), RedisE
 #[derive(Debug)]
 pub struct SignedIn {
     pub token: SessionToken,
-    pub user_id: u64,
+    pub user_id: UserId,
     pub nickname: String,
     pub verdict: Verdict,
 }
@@ -254,54 +249,58 @@ pub fn login(
     };
     let token = SessionToken::generate();
     let p = phone.as_str();
-    let shared = shared_limits(LOGIN_ENDPOINT, ip, limits);
+    let shared = shared_limits(Endpoint::Login, ip, limits);
     let code_key = keys::login_code(p);
     let lock_key = keys::login_lock(p);
     let uid_key = keys::user_id_by_phone(p);
     let session_key = token.redis_key();
     let client = ip.map_or_else(|| "unknown".to_string(), ClientIp::limit_key);
     let client_field = keys::login_code_client_field(&client);
-    let mut key_list = vec![
-        code_key.as_str(),
-        lock_key.as_str(),
-        uid_key.as_str(),
-        keys::USER_SEQUENCE,
-        session_key.as_str(),
-    ];
-    key_list.extend(shared.iter().map(|l| l.key.as_str()));
+    let limiter_keys: Vec<&str> = shared.iter().map(|l| l.key.as_str()).collect();
     let nickname = format!("user{}", &p[7..]);
-    let mut args = vec![
-        Arg::from(digest.as_str()),
-        Arg::from(client_field.as_str()),
-        Arg::Int(i64::from(settings.max_attempts)),
-        Arg::Int(i64::from(settings.max_attempts_per_phone)),
-        Arg::Int(LOCK_MS),
-        Arg::from(p),
-        Arg::from(nickname.as_str()),
-        Arg::Int(i64::from(session.idle_secs) * 1000),
-    ];
-    push_limits(&mut args, &shared);
-
-    let reply = LOGIN.run(redis, &key_list, &args)?;
-    let mut reader = ReplyReader::new(&LOGIN, reply);
-    let outcome = reader.int()?;
-    let retry_after_ms = reader.int()?.max(0) as u64;
-    let user_id = reader.int()?;
-    let nickname = reader.string()?;
-    let mut verdict = read_verdict_tail(&mut reader, &shared, outcome == 1, retry_after_ms)?;
-    match outcome {
-        1 => Ok(SignedIn {
+    let limit_args = Limit::script_args(&shared);
+    let reply = login_script::run(
+        redis,
+        &login_script::Keys {
+            code: &code_key,
+            lock: &lock_key,
+            user_id: &uid_key,
+            user_sequence: keys::USER_SEQUENCE,
+            session: &session_key,
+            limiters: &limiter_keys,
+        },
+        &login_script::Args {
+            digest: &digest,
+            client_field: &client_field,
+            max_per_client: i64::from(settings.max_attempts),
+            max_per_phone: i64::from(settings.max_attempts_per_phone),
+            lock_ms: LOCK_MS,
+            phone: p,
+            new_nickname: &nickname,
+            idle_ms: i64::from(session.idle_secs) * 1000,
+            limits: &limit_args,
+        },
+    )?;
+    use login_script::Outcome;
+    let signed_in = reply.outcome == Outcome::SignedIn;
+    let verdict = Verdict {
+        allowed: signed_in,
+        retry_after_ms: reply.retry_after_ms.max(0) as u64,
+        states: read_states(reply.states, &shared)?,
+    };
+    match reply.outcome {
+        Outcome::SignedIn => Ok(SignedIn {
             token,
-            user_id: user_id as u64,
-            nickname,
+            user_id: UserId::new(reply.user_id.max(0) as u64).ok_or_else(|| {
+                ApiError::Internal("script login: signed in without a user id".into())
+            })?,
+            nickname: reply.nickname,
             verdict,
         }),
-        2 => Err(ApiError::InvalidCode),
-        3..=5 => {
-            verdict.allowed = false;
+        Outcome::WrongCode => Err(ApiError::InvalidCode),
+        Outcome::Limited | Outcome::Locked | Outcome::ClientLocked => {
             Err(ApiError::RateLimited(verdict))
         }
-        other => Err(unexpected(&LOGIN, other)),
     }
 }
 
@@ -310,24 +309,6 @@ pub fn logout(redis: &mut impl Redis, token: &SessionToken) -> Result<(), RedisE
     let key = token.redis_key();
     redis.execute("DEL", &[Arg::from(key.as_str())])?;
     Ok(())
-}
-
-/// Reads the per-limiter states at the end of a script's reply.
-fn read_verdict_tail(
-    reader: &mut ReplyReader,
-    limits: &[Limit],
-    allowed: bool,
-    retry_after_ms: u64,
-) -> Result<Verdict, RedisError> {
-    Ok(Verdict {
-        allowed,
-        retry_after_ms,
-        states: read_states(reader, limits)?,
-    })
-}
-
-fn unexpected(script: &crate::script::Script, outcome: i64) -> ApiError {
-    ApiError::Internal(format!("script {}: outcome {outcome}", script.name))
 }
 
 #[cfg(test)]

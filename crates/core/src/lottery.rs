@@ -12,32 +12,15 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::body::JsonObject;
-use crate::catalog::{allocate_listed_id, parse_id};
+use crate::catalog::allocate_listed_id;
 use crate::error::{ApiError, Conflict};
-use crate::ids::OrderId;
+use crate::ids::{GoodsId, OrderId, UserId};
 use crate::keys;
 use crate::phone::mask;
 use crate::redis::{Arg, Redis, RedisError, Reply};
-use crate::script::{ReplyReader, script};
+use crate::scripts::{buy_lottery, lottery_create, lottery_mine, lottery_read};
 use crate::session::hex;
 use crate::time::format_rfc3339;
-
-script!(
-    LOTTERY_CREATE,
-    "lottery_create",
-    ["perm.lua", "sha256.lua", "lottery_create.lua"]
-);
-script!(
-    BUY_LOTTERY,
-    "buy_lottery",
-    ["perm.lua", "sha256.lua", "buy_lottery.lua"]
-);
-script!(LOTTERY_READ, "lottery_read", ["lottery_read.lua"]);
-script!(
-    LOTTERY_MINE,
-    "lottery_mine",
-    ["perm.lua", "lottery_mine.lua"]
-);
 
 /// Most shares a period may have: keeps the permutation's arithmetic
 /// exact in Lua's doubles (see `perm.lua`).
@@ -48,10 +31,6 @@ pub const MAX_SHARES_PER_PURCHASE: u64 = 10_000;
 const DEFAULT_CODE_BASE: i64 = 10_000_001;
 const MAX_CODE_BASE: i64 = 1_000_000_000_000;
 const MAX_PRICE: i64 = 100_000_000_000;
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidRequest(message.into())
-}
 
 /// A goods to create, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,21 +55,25 @@ impl NewGoods {
         let max_periods = b.optional_integer("max_periods")?;
         b.finish()?;
         if title.is_empty() || title.chars().count() > 200 {
-            return Err(invalid("title must have 1 to 200 characters"));
+            return Err(ApiError::invalid("title must have 1 to 200 characters"));
         }
         if !(1..=MAX_SHARES).contains(&total_shares) {
-            return Err(invalid(format!("total_shares must be 1 to {MAX_SHARES}")));
+            return Err(ApiError::invalid(format!(
+                "total_shares must be 1 to {MAX_SHARES}"
+            )));
         }
         if !(0..=MAX_PRICE).contains(&share_price) {
-            return Err(invalid(format!(
+            return Err(ApiError::invalid(format!(
                 "share_price must be 0 to {MAX_PRICE} cents"
             )));
         }
         if !(0..=MAX_CODE_BASE).contains(&code_base) {
-            return Err(invalid(format!("code_base must be 0 to {MAX_CODE_BASE}")));
+            return Err(ApiError::invalid(format!(
+                "code_base must be 0 to {MAX_CODE_BASE}"
+            )));
         }
         if max_periods.is_some_and(|m| !(1..=1_000_000).contains(&m)) {
-            return Err(invalid("max_periods must be 1 to 1000000"));
+            return Err(ApiError::invalid("max_periods must be 1 to 1000000"));
         }
         Ok(Self {
             title,
@@ -143,7 +126,7 @@ impl IdempotencyKey {
         if ok {
             Ok(Self(s.to_string()))
         } else {
-            Err(invalid(
+            Err(ApiError::invalid(
                 "idempotency-key must be 1 to 64 visible ASCII characters",
             ))
         }
@@ -151,33 +134,38 @@ impl IdempotencyKey {
 }
 
 /// Creates a goods with period 1 open.
-pub fn create(redis: &mut impl Redis, new: &NewGoods) -> Result<u64, ApiError> {
-    let id = allocate_listed_id(redis, keys::GOODS_SEQUENCE, keys::GOODS_LIST)?;
+pub fn create(redis: &mut impl Redis, new: &NewGoods) -> Result<GoodsId, ApiError> {
+    let id = GoodsId::new(allocate_listed_id(
+        redis,
+        keys::GOODS_SEQUENCE,
+        keys::GOODS_LIST,
+    )?)
+    .ok_or_else(|| ApiError::Internal("goods sequence gave 0".into()))?;
     let root = new_root();
     let info = keys::goods_info(id);
     let first = keys::goods_period(id, 1);
-    let numbers = [
-        new.total_shares.to_string(),
-        new.share_price.to_string(),
-        new.code_base.to_string(),
-        new.max_periods.unwrap_or(0).to_string(),
-    ];
-    let args: Vec<Arg<'_>> = vec![
-        Arg::from(new.title.as_str()),
-        Arg::from(numbers[0].as_str()),
-        Arg::from(numbers[1].as_str()),
-        Arg::from(numbers[2].as_str()),
-        Arg::from(numbers[3].as_str()),
-        Arg::from(root.as_str()),
-    ];
-    LOTTERY_CREATE.run(redis, &[&info, &first], &args)?;
+    lottery_create::run(
+        redis,
+        &lottery_create::Keys {
+            info: &info,
+            first_period: &first,
+        },
+        &lottery_create::Args {
+            title: &new.title,
+            total: new.total_shares,
+            price: new.share_price,
+            base: new.code_base,
+            max_periods: new.max_periods.unwrap_or(0),
+            root: &root,
+        },
+    )?;
     Ok(id)
 }
 
 /// A goods and one of its periods, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoodsPeriod {
-    pub goods_id: u64,
+    pub goods_id: GoodsId,
     pub title: String,
     pub total_shares: u64,
     pub share_price: i64,
@@ -197,7 +185,7 @@ pub struct Draw {
     pub seed: String,
     pub digest: String,
     pub winning_code: u64,
-    pub winner: u64,
+    pub winner: UserId,
     pub winner_purchase: String,
     pub drawn_ms: i64,
     pub participants: u64,
@@ -206,56 +194,52 @@ pub struct Draw {
 /// Reads goods `goods_id` with its period `period` (0: the current one).
 pub fn read(
     redis: &mut impl Redis,
-    goods_id: u64,
+    goods_id: GoodsId,
     period: u64,
 ) -> Result<Option<GoodsPeriod>, RedisError> {
     let info = keys::goods_info(goods_id);
-    let reply = LOTTERY_READ.run(redis, &[&info], &[Arg::Int(period as i64)])?;
-    let mut r = ReplyReader::new(&LOTTERY_READ, reply);
-    if r.int()? == 0 {
+    let period_prefix = keys::goods_period_prefix(goods_id);
+    let r = lottery_read::run(
+        redis,
+        &lottery_read::Keys { info: &info },
+        &lottery_read::Args {
+            period: period as i64,
+            period_prefix: &period_prefix,
+        },
+    )?;
+    if r.outcome == lottery_read::Outcome::NotFound {
         return Ok(None);
     }
-    let title = r.string()?;
-    let total_shares = r.int()? as u64;
-    let share_price = r.int()?;
-    let code_base = r.int()? as u64;
-    let max_periods = r.int()? as u64;
-    let current_period = r.int()? as u64;
-    let _state = r.string()?;
-    let period = r.int()? as u64;
-    let sold = r.int()? as u64;
-    let drawn = r.string()? == "drawn";
-    let commitment = r.string()?;
-    let opened_ms = r.int()?;
-    let seed = r.string()?;
-    let digest = r.string()?;
-    let winning_code = r.int()? as u64;
-    let winner = r.string()?;
-    let winner_purchase = r.string()?;
-    let drawn_ms = r.int()?;
-    let participants = r.int()? as u64;
-    let draw = drawn.then(|| Draw {
-        seed,
-        digest,
-        winning_code,
-        winner: winner.parse().unwrap_or(0),
-        winner_purchase,
-        drawn_ms,
-        participants,
-    });
+    let drawn = r.status == "drawn";
+    let draw = if drawn {
+        let winner = UserId::parse(&r.winner).ok_or_else(|| {
+            RedisError::UnexpectedReply(format!("goods {goods_id}: drawn without a winner"))
+        })?;
+        Some(Draw {
+            seed: r.seed,
+            digest: r.digest,
+            winning_code: r.winning_code as u64,
+            winner,
+            winner_purchase: r.winner_purchase,
+            drawn_ms: r.drawn_ms,
+            participants: r.participants as u64,
+        })
+    } else {
+        None
+    };
     Ok(Some(GoodsPeriod {
         goods_id,
-        title,
-        total_shares,
-        share_price,
-        code_base,
-        max_periods,
-        current_period,
-        period,
-        sold,
+        title: r.title,
+        total_shares: r.total as u64,
+        share_price: r.price,
+        code_base: r.base as u64,
+        max_periods: r.max_periods as u64,
+        current_period: r.current_period as u64,
+        period: r.period as u64,
+        sold: r.sold as u64,
         drawn,
-        commitment,
-        opened_ms,
+        commitment: r.commitment,
+        opened_ms: r.opened_ms,
         draw,
     }))
 }
@@ -323,7 +307,7 @@ impl GoodsPeriod {
 }
 
 /// Reads the user record of a winner.
-pub fn winner(redis: &mut impl Redis, user_id: u64) -> Result<Option<Winner>, RedisError> {
+pub fn winner(redis: &mut impl Redis, user_id: UserId) -> Result<Option<Winner>, RedisError> {
     let key = keys::user(user_id);
     let reply = redis.execute(
         "HMGET",
@@ -356,7 +340,7 @@ pub fn list(redis: &mut impl Redis, limit: usize) -> Result<Vec<GoodsPeriod>, Re
     let mut goods = Vec::with_capacity(ids.len());
     for id in ids {
         let Reply::Bytes(b) = id else { continue };
-        let Some(id) = std::str::from_utf8(&b).ok().and_then(parse_id) else {
+        let Some(id) = std::str::from_utf8(&b).ok().and_then(GoodsId::parse) else {
             continue;
         };
         if let Some(g) = read(redis, id, 0)? {
@@ -369,8 +353,8 @@ pub fn list(redis: &mut impl Redis, limit: usize) -> Result<Vec<GoodsPeriod>, Re
 /// A purchase of shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purchase {
-    pub id: String,
-    pub goods_id: u64,
+    pub id: OrderId,
+    pub goods_id: GoodsId,
     pub period: u64,
     pub requested: u64,
     pub codes: Vec<u64>,
@@ -381,7 +365,7 @@ pub struct Purchase {
 impl Purchase {
     pub fn to_json(&self) -> Value {
         json!({
-            "id": self.id,
+            "id": self.id.to_string(),
             "goods_id": self.goods_id.to_string(),
             "period": self.period,
             "requested": self.requested,
@@ -396,56 +380,61 @@ impl Purchase {
 /// Buys up to `count` shares of the goods' open period.
 pub fn buy(
     redis: &mut impl Redis,
-    goods_id: u64,
-    user_id: u64,
+    goods_id: GoodsId,
+    user_id: UserId,
     count: u64,
     purchase_id: OrderId,
     idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<Purchase, ApiError> {
     let info = keys::goods_info(goods_id);
-    let idem = match idempotency_key {
+    let idempotency = match idempotency_key {
         Some(k) => keys::goods_idempotency(goods_id, user_id, &k.0),
-        None => keys::goods_idempotency(goods_id, 0, "-"),
+        None => keys::goods_no_idempotency(goods_id),
     };
+    let purchases = keys::goods_user_purchases(goods_id, user_id);
+    let period_prefix = keys::goods_period_prefix(goods_id);
     let uid = user_id.to_string();
     let pid = purchase_id.to_string();
-    let args = [
-        Arg::from(uid.as_str()),
-        Arg::Int(count as i64),
-        Arg::from(pid.as_str()),
-        Arg::Int(i64::from(idempotency_key.is_some())),
-        Arg::Int(MAX_SHARES_PER_PURCHASE as i64),
-    ];
-    let reply = BUY_LOTTERY.run(redis, &[&info, &idem], &args)?;
-    let mut r = ReplyReader::new(&BUY_LOTTERY, reply);
-    let outcome = r.int()?;
-    let id = r.string()?;
-    let period = r.int()?;
-    let allocated = r.int()?;
-    let sold_out = r.int()? == 1;
-    let create_ms = r.int()?;
-    let requested = r.int()?;
-    match outcome {
-        1 => {
-            let codes = (0..allocated)
-                .map(|_| r.int().map(|c| c as u64))
+    let reply = buy_lottery::run(
+        redis,
+        &buy_lottery::Keys {
+            info: &info,
+            idempotency: &idempotency,
+            purchases: &purchases,
+        },
+        &buy_lottery::Args {
+            user_id: &uid,
+            shares: count.min(i64::MAX as u64) as i64,
+            purchase_id: &pid,
+            has_key: idempotency_key.is_some(),
+            max_count: MAX_SHARES_PER_PURCHASE as i64,
+            period_prefix: &period_prefix,
+        },
+    )?;
+    use buy_lottery::Outcome;
+    let mut codes_reader = reply.codes;
+    match reply.outcome {
+        Outcome::Bought => {
+            let codes = (0..reply.allocated)
+                .map(|_| codes_reader.int().map(|c| c as u64))
                 .collect::<Result<_, _>>()?;
+            codes_reader.finish()?;
             Ok(Purchase {
-                id,
+                id: OrderId::from_raw(reply.purchase_id),
                 goods_id,
-                period: period as u64,
-                requested: requested as u64,
+                period: reply.period as u64,
+                requested: reply.requested as u64,
                 codes,
-                period_sold_out: sold_out,
-                create_ms,
+                period_sold_out: reply.sold_out,
+                create_ms: reply.created_ms,
             })
         }
-        2 => Err(ApiError::NotFound),
-        3 => Err(ApiError::Conflict(Conflict::SoldOut)),
-        4 => Err(invalid(format!(
-            "count must be at most total_shares ({period})"
+        Outcome::NotFound => Err(ApiError::NotFound),
+        Outcome::Closed => Err(ApiError::Conflict(Conflict::SoldOut)),
+        Outcome::BadCount => Err(ApiError::invalid(format!(
+            "count must be at most total_shares ({})",
+            reply.limit
         ))),
-        other => Err(RedisError::UnexpectedReply(format!("buy_lottery outcome {other}")).into()),
     }
 }
 
@@ -453,7 +442,7 @@ pub fn buy(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MyPurchase {
     pub id: String,
-    pub goods_id: u64,
+    pub goods_id: GoodsId,
     pub period: u64,
     pub codes: Vec<u64>,
     pub create_ms: i64,
@@ -474,10 +463,14 @@ impl MyPurchase {
 /// Adds a goods to the list of those the user bought shares of. A separate
 /// round trip after the purchase succeeded, as for vouchers (see
 /// `voucher::record_order`); repeating it is harmless.
-pub fn record_goods(redis: &mut impl Redis, user_id: u64, goods_id: u64) -> Result<(), RedisError> {
+pub fn record_goods(
+    redis: &mut impl Redis,
+    user_id: UserId,
+    goods_id: GoodsId,
+) -> Result<(), RedisError> {
     let key = keys::user_lottery_goods(user_id);
     let member = goods_id.to_string();
-    crate::page::record(redis, &key, goods_id as i64, &member)
+    crate::page::record(redis, &key, goods_id.get() as i64, &member)
 }
 
 /// At most this many codes in one page of a user's purchases.
@@ -494,7 +487,7 @@ const MAX_GOODS_PER_PAGE: usize = 10;
 /// `<goods>.<before>.<skip>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurchasesCursor {
-    pub goods: u64,
+    pub goods: GoodsId,
     pub before: Option<u64>,
     pub skip: u64,
 }
@@ -502,19 +495,19 @@ pub struct PurchasesCursor {
 impl PurchasesCursor {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
         let n = crate::page::cursor_numbers(raw, &[1, 3])?;
+        let foreign = || ApiError::invalid("cursor is not one this API handed out");
+        let goods = GoodsId::new(n[0]).ok_or_else(foreign)?;
         Ok(match n[..] {
             [_, before, skip] if before > i64::MAX as u64 || skip >= MAX_SHARES_PER_PURCHASE => {
-                return Err(ApiError::InvalidRequest(
-                    "cursor is not one this API handed out".into(),
-                ));
+                return Err(foreign());
             }
-            [goods, before, skip] => Self {
+            [_, before, skip] => Self {
                 goods,
                 before: Some(before),
                 skip,
             },
             _ => Self {
-                goods: n[0],
+                goods,
                 before: None,
                 skip: 0,
             },
@@ -534,7 +527,7 @@ impl std::fmt::Display for PurchasesCursor {
 /// What to list: one goods or all, one period or all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurchaseFilter {
-    pub goods: Option<u64>,
+    pub goods: Option<GoodsId>,
     pub period: Option<u64>,
 }
 
@@ -544,7 +537,7 @@ pub struct PurchaseFilter {
 /// with a goods filter) and one per goods visited.
 pub fn purchases_page(
     redis: &mut impl Redis,
-    user_id: u64,
+    user_id: UserId,
     filter: PurchaseFilter,
     after: Option<PurchasesCursor>,
     limit: usize,
@@ -552,9 +545,7 @@ pub fn purchases_page(
     let goods_ids = match filter.goods {
         Some(goods) => {
             if after.is_some_and(|c| c.goods != goods) {
-                return Err(ApiError::InvalidRequest(
-                    "cursor belongs to another goods_id".into(),
-                ));
+                return Err(ApiError::invalid("cursor belongs to another goods_id"));
             }
             vec![goods]
         }
@@ -596,15 +587,16 @@ pub fn purchases_page(
 /// most one more than a page visits, so the page knows where to go on.
 fn my_goods(
     redis: &mut impl Redis,
-    user_id: u64,
-    from: Option<u64>,
-) -> Result<Vec<u64>, RedisError> {
+    user_id: UserId,
+    from: Option<GoodsId>,
+) -> Result<Vec<GoodsId>, RedisError> {
     let key = keys::user_lottery_goods(user_id);
+    let from = from.map(GoodsId::get);
     let reply = crate::page::newest_first(redis, &key, from, MAX_GOODS_PER_PAGE + 1, false)?;
     Ok(reply
         .into_iter()
         .filter_map(|r| match r {
-            Reply::Bytes(b) => std::str::from_utf8(&b).ok().and_then(parse_id),
+            Reply::Bytes(b) => std::str::from_utf8(&b).ok().and_then(GoodsId::parse),
             _ => None,
         })
         .collect())
@@ -614,8 +606,8 @@ fn my_goods(
 /// says where the goods' list goes on, `None` when it is done.
 fn goods_purchases(
     redis: &mut impl Redis,
-    goods_id: u64,
-    user_id: u64,
+    goods_id: GoodsId,
+    user_id: UserId,
     period: Option<u64>,
     start: Option<PurchasesCursor>,
     max_purchases: usize,
@@ -623,26 +615,26 @@ fn goods_purchases(
 ) -> Result<(Vec<MyPurchase>, Option<PurchasesCursor>), RedisError> {
     let info = keys::goods_info(goods_id);
     let mine = keys::goods_user_purchases(goods_id, user_id);
-    let before = start.and_then(|c| c.before).map_or(-1, |b| b as i64);
-    let skip = start.map_or(0, |c| c.skip);
-    let reply = LOTTERY_MINE.run(
+    let period_prefix = keys::goods_period_prefix(goods_id);
+    let reply = lottery_mine::run(
         redis,
-        &[&info, &mine],
-        &[
-            Arg::Int(period.unwrap_or(0) as i64),
-            Arg::Int(before),
-            Arg::Int(skip as i64),
-            Arg::Int(max_purchases as i64),
-            Arg::Int(max_codes as i64),
-            Arg::Int(MAX_RECORDS_SCANNED as i64),
-        ],
+        &lottery_mine::Keys {
+            info: &info,
+            purchases: &mine,
+        },
+        &lottery_mine::Args {
+            period: period.unwrap_or(0) as i64,
+            from_index: start.and_then(|c| c.before).map_or(-1, |b| b as i64),
+            from_skip: start.map_or(0, |c| c.skip) as i64,
+            purchase_limit: max_purchases as i64,
+            code_limit: max_codes as i64,
+            record_limit: MAX_RECORDS_SCANNED as i64,
+            period_prefix: &period_prefix,
+        },
     )?;
-    let mut r = ReplyReader::new(&LOTTERY_MINE, reply);
-    let next_before = r.int()?;
-    let next_skip = r.int()?;
-    let n = r.int()?;
-    let mut out = Vec::with_capacity(n as usize);
-    for _ in 0..n {
+    let mut r = reply.purchases;
+    let mut out = Vec::with_capacity(reply.count.max(0) as usize);
+    for _ in 0..reply.count {
         let id = r.string()?;
         let period = r.int()? as u64;
         let create_ms = r.int()?;
@@ -658,10 +650,11 @@ fn goods_purchases(
             create_ms,
         });
     }
-    let next = (next_before > 0).then_some(PurchasesCursor {
+    r.finish()?;
+    let next = (reply.next_before > 0).then_some(PurchasesCursor {
         goods: goods_id,
-        before: Some(next_before as u64),
-        skip: next_skip as u64,
+        before: Some(reply.next_before as u64),
+        skip: reply.next_skip as u64,
     });
     Ok((out, next))
 }

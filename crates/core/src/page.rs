@@ -5,9 +5,7 @@
 
 use crate::error::ApiError;
 use crate::redis::{Arg, Redis, RedisError, Reply};
-use crate::script::script;
-
-script!(RECORD_PURCHASE, "record_purchase", ["record_purchase.lua"]);
+use crate::scripts::record_purchase;
 
 /// Adds `member` with `score` to the user's list `key` (see
 /// `scripts/record_purchase.lua`).
@@ -17,7 +15,11 @@ pub fn record(
     score: i64,
     member: &str,
 ) -> Result<(), RedisError> {
-    RECORD_PURCHASE.run(redis, &[key], &[Arg::Int(score), Arg::from(member)])?;
+    record_purchase::run(
+        redis,
+        &record_purchase::Keys { list: key },
+        &record_purchase::Args { score, member },
+    )?;
     Ok(())
 }
 
@@ -35,7 +37,7 @@ impl PageSize {
         };
         match raw.parse::<usize>() {
             Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
-            _ => Err(ApiError::InvalidRequest(format!(
+            _ => Err(ApiError::invalid(format!(
                 "limit must be a whole number from 1 to {}",
                 Self::MAX
             ))),
@@ -53,9 +55,7 @@ pub fn cursor_numbers(raw: &str, counts: &[usize]) -> Result<Vec<u64>, ApiError>
     let numbers: Option<Vec<u64>> = raw.split('.').map(|n| n.parse().ok()).collect();
     match numbers {
         Some(numbers) if counts.contains(&numbers.len()) => Ok(numbers),
-        _ => Err(ApiError::InvalidRequest(
-            "cursor is not one this API handed out".into(),
-        )),
+        _ => Err(ApiError::invalid("cursor is not one this API handed out")),
     }
 }
 

@@ -1,6 +1,7 @@
-//! Rate limits: parsing `N/S` settings, naming limiter keys, running the
-//! check (`scripts/ratelimit.lua`, GCRA) and describing the outcome in the
-//! IETF RateLimit header fields.
+//! Rate limits: parsing `N/S` settings, naming limiter keys per endpoint,
+//! reading the states the scripts report (GCRA, `scripts/gcra.lua`, run
+//! inside the gate and the login scripts) and describing them in the IETF
+//! RateLimit header fields.
 //!
 //! Why GCRA: a limit of N per S lets a burst of N through and then refills
 //! continuously, one request every S/N, so there is no window edge at which
@@ -12,11 +13,49 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 
+use crate::ids::UserId;
 use crate::keys;
-use crate::redis::{Arg, Redis, RedisError};
-use crate::script::{ReplyReader, script};
+use crate::redis::RedisError;
+use crate::script::ReplyReader;
 
-script!(RATE_LIMIT, "ratelimit", ["gcra.lua", "ratelimit.lua"]);
+/// The endpoints, as their limits are counted: each has its own per-IP and
+/// global budget (and per-user one where it has one). Also the limiter's
+/// name in its Redis key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The health check, which applies no limits.
+    Health,
+    SendCode,
+    Login,
+    Refresh,
+    Account,
+    Catalog,
+    Admin,
+    BuyVoucher,
+    BuyLotteryShares,
+}
+
+impl Endpoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Health => "health",
+            Endpoint::SendCode => "send-code",
+            Endpoint::Login => "login",
+            Endpoint::Refresh => "refresh",
+            Endpoint::Account => "account",
+            Endpoint::Catalog => "catalog",
+            Endpoint::Admin => "admin",
+            Endpoint::BuyVoucher => "buy-voucher",
+            Endpoint::BuyLotteryShares => "buy-lottery-shares",
+        }
+    }
+
+    /// The key of one of this endpoint's limiters; `subject` is `all`,
+    /// `ip:<address>`, `u:<user id>`...
+    pub fn limiter_key(self, subject: &str) -> String {
+        keys::rate_limit(self.name(), subject)
+    }
+}
 
 /// `quota` requests per `window_secs` seconds, written `N/S`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,28 +138,43 @@ pub struct Limit {
 }
 
 impl Limit {
-    pub fn per_ip(endpoint: &str, ip: &crate::client_ip::ClientIp, rate: Rate) -> Self {
+    pub fn per_ip(endpoint: Endpoint, ip: &crate::client_ip::ClientIp, rate: Rate) -> Self {
         Self {
             scope: Scope::Ip,
-            key: keys::rate_limit(endpoint, &format!("ip:{}", ip.limit_key())),
+            key: endpoint.limiter_key(&format!("ip:{}", ip.limit_key())),
             rate,
         }
     }
 
-    pub fn global(endpoint: &str, rate: Rate) -> Self {
+    pub fn global(endpoint: Endpoint, rate: Rate) -> Self {
         Self {
             scope: Scope::Global,
-            key: keys::rate_limit(endpoint, "all"),
+            key: endpoint.limiter_key("all"),
             rate,
         }
     }
 
-    pub fn per_user(endpoint: &str, user_id: u64, rate: Rate) -> Self {
+    pub fn per_user(endpoint: Endpoint, user_id: UserId, rate: Rate) -> Self {
         Self {
             scope: Scope::User,
-            key: keys::rate_limit(endpoint, &format!("u:{user_id}")),
+            key: endpoint.limiter_key(&format!("{}{user_id}", Self::USER_SUBJECT)),
             rate,
         }
+    }
+
+    /// What precedes the user id in a per-user limiter's subject.
+    pub const USER_SUBJECT: &str = "u:";
+
+    /// The quota and window (ms) of each of `limits`, as scripts take them.
+    pub fn script_args(limits: &[Limit]) -> Vec<crate::redis::Arg<'static>> {
+        let mut args = Vec::with_capacity(limits.len() * 2);
+        for limit in limits {
+            args.push(crate::redis::Arg::Int(i64::from(limit.rate.quota.get())));
+            args.push(crate::redis::Arg::Int(
+                i64::from(limit.rate.window_secs.get()) * 1000,
+            ));
+        }
+        args
     }
 }
 
@@ -195,39 +249,10 @@ impl Verdict {
     }
 }
 
-/// Checks `limits` in one round trip; a refused request consumes nothing.
-pub fn check(redis: &mut impl Redis, limits: &[Limit]) -> Result<Verdict, RedisError> {
-    if limits.is_empty() {
-        return Ok(Verdict::unlimited());
-    }
-    let keys: Vec<&str> = limits.iter().map(|l| l.key.as_str()).collect();
-    let mut args = Vec::with_capacity(limits.len() * 2);
-    for limit in limits {
-        args.push(Arg::Int(i64::from(limit.rate.quota.get())));
-        args.push(Arg::Int(i64::from(limit.rate.window_secs.get()) * 1000));
-    }
-    let reply = RATE_LIMIT.run(redis, &keys, &args)?;
-    let mut reader = ReplyReader::new(&RATE_LIMIT, reply);
-    read_verdict(&mut reader, limits)
-}
-
-/// Reads `allowed, retry_after_ms, (remaining, reset_ms) per limit`.
-pub(crate) fn read_verdict(
-    reader: &mut ReplyReader,
-    limits: &[Limit],
-) -> Result<Verdict, RedisError> {
-    let allowed = reader.int()? == 1;
-    let retry_after_ms = reader.int()?.max(0) as u64;
-    Ok(Verdict {
-        allowed,
-        retry_after_ms,
-        states: read_states(reader, limits)?,
-    })
-}
-
 /// Reads `(remaining, reset_ms)` for each of `limits`.
+/// The reader must then be at its end.
 pub(crate) fn read_states(
-    reader: &mut ReplyReader,
+    mut reader: ReplyReader,
     limits: &[Limit],
 ) -> Result<Vec<LimitState>, RedisError> {
     let mut states = Vec::with_capacity(limits.len());
@@ -241,6 +266,7 @@ pub(crate) fn read_states(
             reset_ms,
         });
     }
+    reader.finish()?;
     Ok(states)
 }
 

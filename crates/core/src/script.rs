@@ -1,7 +1,10 @@
 //! Running Lua scripts: `EVALSHA` first, `EVAL` when Redis does not know the
 //! script yet (after a restart or on first use), so a script costs one round
-//! trip and its source crosses the network only once per Redis. Also a
-//! cursor for reading the flat replies scripts return.
+//! trip and its source crosses the network only once per Redis. Also the
+//! reader the scripts' reply decoders are made of.
+//!
+//! Each script's typed contract (keys, arguments, outcome, reply) is
+//! generated from its declaration by `build.rs` into [`crate::scripts`].
 
 use crate::redis::{Arg, Redis, RedisError, Reply};
 
@@ -62,20 +65,9 @@ fn is_noscript(message: &str) -> bool {
     message.contains("NOSCRIPT") || message.contains("NoScriptError")
 }
 
-/// Declares a script made of files in `scripts/`, joined in order (shared
-/// Lua such as `gcra.lua` comes first). What is embedded is the copy
-/// `build.rs` makes, without comments or indentation.
-macro_rules! script {
-    ($name:ident, $label:literal, [$($file:literal),+]) => {
-        pub static $name: $crate::script::Script = $crate::script::Script::new(
-            $label,
-            concat!($(include_str!(concat!(env!("OUT_DIR"), "/scripts/", $file)), "\n"),+),
-        );
-    };
-}
-pub(crate) use script;
-
-/// Reads a script's flat reply front to back.
+/// Reads a script's flat reply front to back. The decoders generated from
+/// the scripts' declarations use it, and so does code that reads a reply's
+/// declared `rest`, which must end with [`ReplyReader::finish`].
 pub struct ReplyReader {
     script: &'static str,
     items: std::vec::IntoIter<Reply>,
@@ -96,6 +88,11 @@ impl ReplyReader {
         ))
     }
 
+    /// An outcome the script's declaration does not have.
+    pub fn unexpected_outcome(&self, outcome: i64) -> RedisError {
+        RedisError::UnexpectedReply(format!("script {}: outcome {outcome}", self.script))
+    }
+
     pub fn int(&mut self) -> Result<i64, RedisError> {
         match self.items.next() {
             Some(Reply::Int(i)) => Ok(i),
@@ -103,20 +100,45 @@ impl ReplyReader {
         }
     }
 
-    pub fn bytes(&mut self) -> Result<Vec<u8>, RedisError> {
+    /// 1 or 0.
+    pub fn flag(&mut self) -> Result<bool, RedisError> {
         match self.items.next() {
-            Some(Reply::Bytes(b)) => Ok(b),
-            other => Err(self.unexpected("a string", other)),
+            Some(Reply::Int(1)) => Ok(true),
+            Some(Reply::Int(0)) => Ok(false),
+            other => Err(self.unexpected("1 or 0", other)),
+        }
+    }
+
+    /// A non-negative integer, sent as a number or as decimal text (an id
+    /// a script passes on as it got it); 0 when there is none (0 or '').
+    pub fn id(&mut self) -> Result<u64, RedisError> {
+        match self.items.next() {
+            Some(Reply::Int(i)) if i >= 0 => Ok(i as u64),
+            Some(Reply::Bytes(b)) if b.is_empty() => Ok(0),
+            Some(Reply::Bytes(b)) if !b.is_empty() && b.iter().all(u8::is_ascii_digit) => {
+                match std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()) {
+                    Some(id) => Ok(id),
+                    None => Err(self.unexpected("an id", Some(Reply::Bytes(b)))),
+                }
+            }
+            other => Err(self.unexpected("an id", other)),
         }
     }
 
     pub fn string(&mut self) -> Result<String, RedisError> {
-        let bytes = self.bytes()?;
-        String::from_utf8(bytes)
-            .map_err(|e| self.unexpected("UTF-8", Some(Reply::Bytes(e.into_bytes()))))
+        match self.items.next() {
+            Some(Reply::Bytes(b)) => String::from_utf8(b)
+                .map_err(|e| self.unexpected("UTF-8", Some(Reply::Bytes(e.into_bytes())))),
+            other => Err(self.unexpected("a string", other)),
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items.len() == 0
+    /// Ends the reading: a reply with elements left over does not have the
+    /// shape the script declares.
+    pub fn finish(mut self) -> Result<(), RedisError> {
+        match self.items.next() {
+            None => Ok(()),
+            extra => Err(self.unexpected("the end of the reply", extra)),
+        }
     }
 }

@@ -9,25 +9,12 @@ use serde_json::{Value, json};
 
 use crate::body::JsonObject;
 use crate::catalog::allocate_listed_id;
-pub use crate::catalog::parse_id;
 use crate::error::{ApiError, Conflict};
-use crate::ids::OrderId;
+use crate::ids::{OrderId, ShopId, UserId, VoucherId};
 use crate::keys;
 use crate::redis::{Arg, Redis, RedisError, Reply};
-use crate::script::{ReplyReader, script};
+use crate::scripts::buy_voucher;
 use crate::time::{format_rfc3339, parse_rfc3339};
-
-script!(BUY_VOUCHER, "buy_voucher", ["buy_voucher.lua"]);
-
-/// A voucher id from a URL; anything malformed cannot name a voucher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VoucherId(pub u64);
-
-impl VoucherId {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        parse_id(s).map(Self).ok_or(ApiError::NotFound)
-    }
-}
 
 /// Largest money amount accepted, in cents (one billion yuan).
 const MAX_MONEY: i64 = 100_000_000_000;
@@ -39,7 +26,7 @@ const MAX_TEXT: usize = 4000;
 /// A voucher to create, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewVoucher {
-    pub shop_id: u64,
+    pub shop_id: ShopId,
     pub title: String,
     pub sub_title: String,
     pub rules: String,
@@ -48,10 +35,6 @@ pub struct NewVoucher {
     pub stock: i64,
     pub begin_ms: i64,
     pub end_ms: i64,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidRequest(message.into())
 }
 
 impl NewVoucher {
@@ -69,34 +52,37 @@ impl NewVoucher {
         let end_time = b.string("end_time")?;
         b.finish()?;
 
-        let shop_id = parse_id(&shop_id).ok_or_else(|| invalid("shop_id must be a decimal id"))?;
+        let shop_id = ShopId::parse(&shop_id)
+            .ok_or_else(|| ApiError::invalid("shop_id must be a decimal id"))?;
         let title = title.trim().to_string();
         if title.is_empty() || title.chars().count() > MAX_TITLE {
-            return Err(invalid(format!(
+            return Err(ApiError::invalid(format!(
                 "title must have 1 to {MAX_TITLE} characters"
             )));
         }
         for (name, text) in [("sub_title", &sub_title), ("rules", &rules)] {
             if text.chars().count() > MAX_TEXT {
-                return Err(invalid(format!(
+                return Err(ApiError::invalid(format!(
                     "{name} must have at most {MAX_TEXT} characters"
                 )));
             }
         }
         for (name, value) in [("pay_value", pay_value), ("actual_value", actual_value)] {
             if !(0..=MAX_MONEY).contains(&value) {
-                return Err(invalid(format!("{name} must be 0 to {MAX_MONEY} cents")));
+                return Err(ApiError::invalid(format!(
+                    "{name} must be 0 to {MAX_MONEY} cents"
+                )));
             }
         }
         if !(1..=MAX_STOCK).contains(&stock) {
-            return Err(invalid(format!("stock must be 1 to {MAX_STOCK}")));
+            return Err(ApiError::invalid(format!("stock must be 1 to {MAX_STOCK}")));
         }
         let begin_ms = parse_rfc3339(&begin_time)
-            .ok_or_else(|| invalid("begin_time must be an RFC 3339 time"))?;
-        let end_ms =
-            parse_rfc3339(&end_time).ok_or_else(|| invalid("end_time must be an RFC 3339 time"))?;
+            .ok_or_else(|| ApiError::invalid("begin_time must be an RFC 3339 time"))?;
+        let end_ms = parse_rfc3339(&end_time)
+            .ok_or_else(|| ApiError::invalid("end_time must be an RFC 3339 time"))?;
         if end_ms <= begin_ms {
-            return Err(invalid("end_time must be after begin_time"));
+            return Err(ApiError::invalid("end_time must be after begin_time"));
         }
         Ok(Self {
             shop_id,
@@ -115,7 +101,7 @@ impl NewVoucher {
 /// A stored voucher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Voucher {
-    pub id: u64,
+    pub id: VoucherId,
     pub new: NewVoucher,
     pub remaining: i64,
 }
@@ -171,10 +157,15 @@ const FIELDS: [&str; 10] = [
 /// voucher in one command. Returns the stored voucher.
 pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiError> {
     let shop_key = keys::shop_vouchers(new.shop_id);
-    let id = allocate_listed_id(redis, keys::VOUCHER_SEQUENCE, &shop_key)?;
+    let id = VoucherId::new(allocate_listed_id(
+        redis,
+        keys::VOUCHER_SEQUENCE,
+        &shop_key,
+    )?)
+    .ok_or_else(|| ApiError::Internal("voucher sequence gave 0".into()))?;
     let info_key = keys::voucher_info(id);
     let numbers = [
-        new.shop_id.to_string(),
+        new.shop_id.get().to_string(),
         new.pay_value.to_string(),
         new.actual_value.to_string(),
         new.stock.to_string(),
@@ -210,7 +201,7 @@ pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiErr
 }
 
 /// Reads one voucher; `None` when there is no such voucher.
-pub fn get(redis: &mut impl Redis, id: u64) -> Result<Option<Voucher>, RedisError> {
+pub fn get(redis: &mut impl Redis, id: VoucherId) -> Result<Option<Voucher>, RedisError> {
     let key = keys::voucher_info(id);
     let mut args = vec![Arg::from(key.as_str())];
     args.extend(FIELDS.iter().map(|f| Arg::from(*f)));
@@ -218,7 +209,7 @@ pub fn get(redis: &mut impl Redis, id: u64) -> Result<Option<Voucher>, RedisErro
     parse_record(id, reply)
 }
 
-fn parse_record(id: u64, reply: Vec<Reply>) -> Result<Option<Voucher>, RedisError> {
+fn parse_record(id: VoucherId, reply: Vec<Reply>) -> Result<Option<Voucher>, RedisError> {
     if reply.len() != FIELDS.len() {
         return Err(RedisError::UnexpectedReply(format!(
             "voucher {id}: {} fields",
@@ -245,7 +236,9 @@ fn parse_record(id: u64, reply: Vec<Reply>) -> Result<Option<Voucher>, RedisErro
     Ok(Some(Voucher {
         id,
         new: NewVoucher {
-            shop_id: number(0)? as u64,
+            shop_id: ShopId::new(number(0)? as u64).ok_or_else(|| {
+                RedisError::UnexpectedReply(format!("voucher {id} field shop_id"))
+            })?,
             title: text(1)?,
             sub_title: text(2)?,
             rules: text(3)?,
@@ -262,7 +255,7 @@ fn parse_record(id: u64, reply: Vec<Reply>) -> Result<Option<Voucher>, RedisErro
 /// A shop's vouchers, newest first (at most `limit`).
 pub fn list_by_shop(
     redis: &mut impl Redis,
-    shop_id: u64,
+    shop_id: ShopId,
     limit: usize,
 ) -> Result<Vec<Voucher>, RedisError> {
     let key = keys::shop_vouchers(shop_id);
@@ -280,7 +273,7 @@ pub fn list_by_shop(
         let Reply::Bytes(b) = id else {
             return Err(RedisError::UnexpectedReply(format!("voucher list: {id:?}")));
         };
-        let Some(id) = std::str::from_utf8(&b).ok().and_then(parse_id) else {
+        let Some(id) = std::str::from_utf8(&b).ok().and_then(VoucherId::parse) else {
             continue;
         };
         // An id listed without a voucher is a creation that did not finish.
@@ -295,8 +288,8 @@ pub fn list_by_shop(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoucherOrder {
     pub id: OrderId,
-    pub voucher_id: u64,
-    pub user_id: u64,
+    pub voucher_id: VoucherId,
+    pub user_id: UserId,
     pub create_ms: i64,
 }
 
@@ -315,42 +308,37 @@ impl VoucherOrder {
 /// Buys voucher `voucher_id` for `user_id` as order `order_id`.
 pub fn buy(
     redis: &mut impl Redis,
-    voucher_id: u64,
-    user_id: u64,
+    voucher_id: VoucherId,
+    user_id: UserId,
     order_id: OrderId,
 ) -> Result<VoucherOrder, ApiError> {
     let info = keys::voucher_info(voucher_id);
     let buyers = keys::voucher_buyers(voucher_id);
-    let uid = user_id.to_string();
-    let oid = order_id.to_string();
-    let reply = BUY_VOUCHER.run(
+    let reply = buy_voucher::run(
         redis,
-        &[&info, &buyers],
-        &[Arg::from(uid.as_str()), Arg::from(oid.as_str())],
+        &buy_voucher::Keys {
+            info: &info,
+            buyers: &buyers,
+        },
+        &buy_voucher::Args {
+            user_id: user_id.get() as i64,
+            order_id: order_id.raw() as i64,
+        },
     )?;
-    let mut r = ReplyReader::new(&BUY_VOUCHER, reply);
-    let outcome = r.int()?;
-    let id = r.string()?;
-    let create_ms = r.int()?;
-    let order = || -> Result<VoucherOrder, ApiError> {
-        let raw = id
-            .parse()
-            .map_err(|_| RedisError::UnexpectedReply(format!("order id {id:?}")))?;
-        Ok(VoucherOrder {
-            id: OrderId::from_raw(raw),
-            voucher_id,
-            user_id,
-            create_ms,
-        })
+    let order = VoucherOrder {
+        id: OrderId::from_raw(reply.order_id),
+        voucher_id,
+        user_id,
+        create_ms: reply.created_ms,
     };
-    match outcome {
-        1 => order(),
-        2 => Err(ApiError::NotFound),
-        3 => Err(ApiError::Conflict(Conflict::SaleNotStarted)),
-        4 => Err(ApiError::Conflict(Conflict::SaleEnded)),
-        5 => Err(ApiError::Conflict(Conflict::SoldOut)),
-        6 => Err(ApiError::AlreadyPurchased(order()?.to_json())),
-        other => Err(RedisError::UnexpectedReply(format!("buy_voucher outcome {other}")).into()),
+    use buy_voucher::Outcome;
+    match reply.outcome {
+        Outcome::Bought => Ok(order),
+        Outcome::NotFound => Err(ApiError::NotFound),
+        Outcome::NotStarted => Err(ApiError::Conflict(Conflict::SaleNotStarted)),
+        Outcome::Ended => Err(ApiError::Conflict(Conflict::SaleEnded)),
+        Outcome::SoldOut => Err(ApiError::Conflict(Conflict::SoldOut)),
+        Outcome::AlreadyBought => Err(ApiError::AlreadyPurchased(order.to_json())),
     }
 }
 
@@ -368,6 +356,8 @@ pub fn record_order(redis: &mut impl Redis, order: &VoucherOrder) -> Result<(), 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrdersCursor {
     pub create_ms: u64,
+    /// Not a `VoucherId`: a cursor is the client's to send, and any number
+    /// works as a position.
     pub voucher_id: u64,
 }
 
@@ -395,7 +385,7 @@ const TIES: usize = 32;
 /// `limit` orders, one round trip for the list and one per order.
 pub fn orders_page(
     redis: &mut impl Redis,
-    user_id: u64,
+    user_id: UserId,
     after: Option<OrdersCursor>,
     limit: usize,
 ) -> Result<(Vec<VoucherOrder>, Option<OrdersCursor>), RedisError> {
@@ -423,16 +413,16 @@ pub fn orders_page(
     let more = entries.len() > limit;
     entries.truncate(limit);
     let next = match (more, entries.last()) {
-        (true, Some((ms, member))) => parse_id(member).map(|voucher_id| OrdersCursor {
+        (true, Some((ms, member))) => VoucherId::parse(member).map(|voucher_id| OrdersCursor {
             create_ms: *ms,
-            voucher_id,
+            voucher_id: voucher_id.get(),
         }),
         _ => None,
     };
     let uid = user_id.to_string();
     let mut orders = Vec::with_capacity(entries.len());
     for (_, member) in &entries {
-        let Some(voucher_id) = parse_id(member) else {
+        let Some(voucher_id) = VoucherId::parse(member) else {
             continue;
         };
         let buyers = keys::voucher_buyers(voucher_id);
@@ -478,7 +468,7 @@ mod tests {
     #[test]
     fn a_good_voucher_parses() {
         let v = NewVoucher::parse(&body(&[])).unwrap();
-        assert_eq!((v.shop_id, v.stock, v.pay_value), (1, 100, 8000));
+        assert_eq!((v.shop_id.get(), v.stock, v.pay_value), (1, 100, 8000));
         assert_eq!(v.end_ms - v.begin_ms, 2 * 3600 * 1000);
     }
 
@@ -508,7 +498,7 @@ mod tests {
     #[test]
     fn status_follows_time_and_stock() {
         let mut v = Voucher {
-            id: 1,
+            id: VoucherId::new(1).unwrap(),
             new: NewVoucher::parse(&body(&[])).unwrap(),
             remaining: 5,
         };

@@ -8,9 +8,10 @@ use flashspin_core::ApiError;
 use flashspin_core::client_ip::ClientIp;
 use flashspin_core::config::RateLimits;
 use flashspin_core::gate::{Access, GateRequest, pass};
+use flashspin_core::ids::UserId;
 use flashspin_core::login::{CodeSettings, login, logout, send_code};
 use flashspin_core::phone::Phone;
-use flashspin_core::ratelimit::Rate;
+use flashspin_core::ratelimit::{Endpoint, Rate};
 use flashspin_core::session::{SessionSettings, SessionToken};
 use flashspin_testkit::{NativeRedis, RedisServer};
 
@@ -41,7 +42,7 @@ fn phone(n: u32) -> Phone {
     Phone::parse(&format!("138{n:08}")).unwrap()
 }
 
-fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> (SessionToken, u64) {
+fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> (SessionToken, UserId) {
     let sent = send_code(redis, phone, None, &SETTINGS, &limits("1/5")).unwrap();
     let signed = login(
         redis,
@@ -58,21 +59,20 @@ fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> (SessionToken, u64) {
 
 fn gate(
     redis: &mut NativeRedis,
-    endpoint: &'static str,
+    endpoint: Endpoint,
     access: Access,
     token: Option<&SessionToken>,
     limits: RateLimits,
 ) -> Result<flashspin_core::gate::Passed, ApiError> {
     pass(
         redis,
+        access,
         &GateRequest {
             endpoint,
-            access,
             token,
             ip: None,
             limits,
             session: SESSION,
-            allocate_sequence: false,
         },
     )
 }
@@ -82,7 +82,13 @@ fn as_user(
     redis: &mut NativeRedis,
     token: &SessionToken,
 ) -> Result<flashspin_core::gate::Passed, ApiError> {
-    gate(redis, "account", Access::User, Some(token), limits("1/5"))
+    gate(
+        redis,
+        Endpoint::Account,
+        Access::User,
+        Some(token),
+        limits("1/5"),
+    )
 }
 
 #[test]
@@ -185,8 +191,8 @@ fn per_user_limits_do_not_leak_across_users_or_endpoints() {
     assert!(
         gate(
             &mut redis,
-            "buy-voucher",
-            Access::UserLimited,
+            Endpoint::BuyVoucher,
+            Access::Buyer,
             Some(&alice),
             l
         )
@@ -194,8 +200,8 @@ fn per_user_limits_do_not_leak_across_users_or_endpoints() {
     );
     let second = gate(
         &mut redis,
-        "buy-voucher",
-        Access::UserLimited,
+        Endpoint::BuyVoucher,
+        Access::Buyer,
         Some(&alice),
         l,
     );
@@ -206,8 +212,8 @@ fn per_user_limits_do_not_leak_across_users_or_endpoints() {
     assert!(
         gate(
             &mut redis,
-            "buy-voucher",
-            Access::UserLimited,
+            Endpoint::BuyVoucher,
+            Access::Buyer,
             Some(&bob),
             l
         )
@@ -216,16 +222,16 @@ fn per_user_limits_do_not_leak_across_users_or_endpoints() {
     assert!(
         gate(
             &mut redis,
-            "buy-lottery-shares",
-            Access::UserLimited,
+            Endpoint::BuyLotteryShares,
+            Access::Buyer,
             Some(&alice),
             l
         )
         .is_ok()
     );
     // Endpoints without a per-user limit are not affected by it.
-    assert!(gate(&mut redis, "account", Access::User, Some(&alice), l).is_ok());
-    assert!(gate(&mut redis, "account", Access::User, Some(&alice), l).is_ok());
+    assert!(gate(&mut redis, Endpoint::Account, Access::User, Some(&alice), l).is_ok());
+    assert!(gate(&mut redis, Endpoint::Account, Access::User, Some(&alice), l).is_ok());
     let limiter_keys_without_ttl: Vec<String> = server
         .keys_without_ttl()
         .into_iter()
@@ -244,21 +250,34 @@ fn the_gate_refuses_missing_and_ended_sessions() {
     let l = limits("1/5");
     let stranger = SessionToken::generate();
     assert_eq!(
-        gate(&mut redis, "account", Access::User, None, l),
+        gate(&mut redis, Endpoint::Account, Access::User, None, l),
         Err(ApiError::Unauthorized)
     );
     assert_eq!(
-        gate(&mut redis, "account", Access::User, Some(&stranger), l),
+        gate(
+            &mut redis,
+            Endpoint::Account,
+            Access::User,
+            Some(&stranger),
+            l
+        ),
         Err(ApiError::Unauthorized)
     );
-    let public = gate(&mut redis, "catalog", Access::Public, Some(&stranger), l).unwrap();
+    let public = gate(
+        &mut redis,
+        Endpoint::Catalog,
+        Access::Public,
+        Some(&stranger),
+        l,
+    )
+    .unwrap();
     assert_eq!(public.user, None);
 
     let (token, _) = sign_in(&mut redis, &phone(6));
-    assert!(gate(&mut redis, "account", Access::User, Some(&token), l).is_ok());
+    assert!(gate(&mut redis, Endpoint::Account, Access::User, Some(&token), l).is_ok());
     logout(&mut redis, &token).unwrap();
     assert_eq!(
-        gate(&mut redis, "account", Access::User, Some(&token), l),
+        gate(&mut redis, Endpoint::Account, Access::User, Some(&token), l),
         Err(ApiError::Unauthorized)
     );
 }
@@ -606,12 +625,18 @@ fn bad_tokens_without_a_client_address_are_still_limited() {
         ..limits("1/5")
     };
     let outcomes: Vec<u16> = (0..3)
-        .map(
-            |_| match gate(&mut redis, "account", Access::User, Some(&forged), limits) {
+        .map(|_| {
+            match gate(
+                &mut redis,
+                Endpoint::Account,
+                Access::User,
+                Some(&forged),
+                limits,
+            ) {
                 Ok(_) => 200,
                 Err(e) => e.status(),
-            },
-        )
+            }
+        })
         .collect();
     // No IP to count them by: the global limit counts them instead.
     assert_eq!(outcomes, [401, 401, 429]);

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
-use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId};
+use flashspin_core::ids::{EPOCH_UNIX_SECS, GoodsId, IdKey, OrderId, UserId};
 use flashspin_core::lottery::{
     MAX_CODES_PER_PAGE, NewGoods, PurchaseFilter, PurchasesCursor, buy, create, purchases_page,
     read, winning_code,
@@ -26,10 +26,14 @@ fn pid(n: u32) -> OrderId {
     OrderId::new(EPOCH_UNIX_SECS + 10, n, &IdKey::from_secret("t")).unwrap()
 }
 
-fn sell_out_one_by_one(redis: &mut NativeRedis, id: u64, total: u64) -> BTreeSet<u64> {
+fn user(n: u64) -> UserId {
+    UserId::new(n).unwrap()
+}
+
+fn sell_out_one_by_one(redis: &mut NativeRedis, id: GoodsId, total: u64) -> BTreeSet<u64> {
     let mut codes = BTreeSet::new();
     for i in 0..total {
-        let p = buy(redis, id, 1 + i % 3, 1, pid(i as u32 + 1), None).unwrap();
+        let p = buy(redis, id, user(1 + i % 3), 1, pid(i as u32 + 1), None).unwrap();
         for c in p.codes {
             assert!(codes.insert(c), "code {c} twice");
         }
@@ -50,7 +54,7 @@ fn codes_are_a_permutation_of_the_range_for_any_size() {
             "total {total}"
         );
         assert_eq!(
-            buy(&mut redis, id, 1, 1, pid(9999), None),
+            buy(&mut redis, id, user(1), 1, pid(9999), None),
             Err(ApiError::Conflict(Conflict::SoldOut))
         );
     }
@@ -88,7 +92,7 @@ fn the_draw_matches_the_published_formula_and_the_next_period_opens() {
 }
 
 /// Bytes Redis uses for every key of goods `id`.
-fn goods_memory(server: &RedisServer, id: u64) -> i64 {
+fn goods_memory(server: &RedisServer, id: GoodsId) -> i64 {
     let mut conn = server.conn();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{{g:{id}}}*"))
@@ -112,7 +116,7 @@ fn a_huge_period_costs_no_more_than_a_tiny_one() {
     let tiny = create(&mut redis, &goods(10, 10_000_001, None)).unwrap();
     let huge = create(&mut redis, &goods(10_000_000, 10_000_001, None)).unwrap();
     for id in [tiny, huge] {
-        let p = buy(&mut redis, id, 1, 3, pid(id as u32), None).unwrap();
+        let p = buy(&mut redis, id, user(1), 3, pid(id.get() as u32), None).unwrap();
         assert_eq!(p.codes.len(), 3);
     }
     let (t, h) = (goods_memory(&server, tiny), goods_memory(&server, huge));
@@ -123,7 +127,7 @@ fn a_huge_period_costs_no_more_than_a_tiny_one() {
 /// Every code a user holds, read page by page.
 fn all_pages(
     redis: &mut NativeRedis,
-    user: u64,
+    user: UserId,
     filter: PurchaseFilter,
     limit: usize,
 ) -> (Vec<(String, u64)>, usize) {
@@ -156,7 +160,7 @@ fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
     // across pages to respect the 1,000-code cap.
     let mut bought = BTreeSet::new();
     for i in 0..30u32 {
-        let p = buy(&mut redis, id, 7, 150, pid(i + 1), None).unwrap();
+        let p = buy(&mut redis, id, user(7), 150, pid(i + 1), None).unwrap();
         bought.extend(p.codes);
     }
     let filter = PurchaseFilter {
@@ -164,7 +168,7 @@ fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
         period: None,
     };
     for limit in [1, 7, 100] {
-        let (codes, pages) = all_pages(&mut redis, 7, filter, limit);
+        let (codes, pages) = all_pages(&mut redis, user(7), filter, limit);
         let distinct: BTreeSet<u64> = codes.iter().map(|(_, c)| *c).collect();
         assert_eq!(codes.len(), 4_500, "limit {limit}");
         assert_eq!(distinct, bought, "limit {limit}");
@@ -175,7 +179,7 @@ fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
     // A cursor is the client's to send: a skip past the purchase's end
     // shows nothing of it and breaks no bound; absurd numbers are refused.
     let forged = PurchasesCursor::parse(&format!("{id}.30.9999")).unwrap();
-    let (page, _) = purchases_page(&mut redis, 7, filter, Some(forged), 100).unwrap();
+    let (page, _) = purchases_page(&mut redis, user(7), filter, Some(forged), 100).unwrap();
     let codes: Vec<u64> = page.iter().flat_map(|p| p.codes.clone()).collect();
     assert!(codes.len() <= MAX_CODES_PER_PAGE);
     assert!(codes.iter().all(|c| bought.contains(c)));
@@ -186,12 +190,12 @@ fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
         assert!(PurchasesCursor::parse(&bad).is_err(), "{bad}");
     }
     // Someone else's codes are not listed, and a period filter applies.
-    assert!(all_pages(&mut redis, 8, filter, 20).0.is_empty());
+    assert!(all_pages(&mut redis, user(8), filter, 20).0.is_empty());
     let other = PurchaseFilter {
         goods: Some(id),
         period: Some(2),
     };
-    assert!(all_pages(&mut redis, 7, other, 20).0.is_empty());
+    assert!(all_pages(&mut redis, user(7), other, 20).0.is_empty());
 }
 
 /// Every string in a Redis reply, however nested.

@@ -6,7 +6,7 @@ use std::thread;
 
 use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
-use flashspin_core::ids::{IdKey, OrderId};
+use flashspin_core::ids::{IdKey, OrderId, ShopId, UserId, VoucherId};
 use flashspin_core::voucher::{NewVoucher, buy, create, get, list_by_shop};
 use flashspin_testkit::RedisServer;
 
@@ -19,7 +19,7 @@ fn now_ms() -> i64 {
 
 fn voucher(shop_id: u64, stock: i64, begin_ms: i64, end_ms: i64) -> NewVoucher {
     NewVoucher {
-        shop_id,
+        shop_id: ShopId::new(shop_id).unwrap(),
         title: "t".into(),
         sub_title: String::new(),
         rules: String::new(),
@@ -29,6 +29,10 @@ fn voucher(shop_id: u64, stock: i64, begin_ms: i64, end_ms: i64) -> NewVoucher {
         begin_ms,
         end_ms,
     }
+}
+
+fn user(n: u64) -> UserId {
+    UserId::new(n).unwrap()
 }
 
 fn order_id(seq: u32) -> OrderId {
@@ -57,7 +61,12 @@ fn concurrent_buyers_take_exactly_the_stock() {
             // 50 users, two attempts each.
             thread::spawn(move || {
                 barrier.wait();
-                buy(&mut redis, v.id, u64::from(i % 50) + 1, order_id(i + 1))
+                buy(
+                    &mut redis,
+                    v.id,
+                    user(u64::from(i % 50) + 1),
+                    order_id(i + 1),
+                )
             })
         })
         .collect();
@@ -90,15 +99,20 @@ fn the_window_is_checked_against_redis_time() {
     )
     .unwrap();
     assert_eq!(
-        buy(&mut redis, later.id, 1, order_id(1)),
+        buy(&mut redis, later.id, user(1), order_id(1)),
         Err(ApiError::Conflict(Conflict::SaleNotStarted))
     );
     assert_eq!(
-        buy(&mut redis, over.id, 1, order_id(2)),
+        buy(&mut redis, over.id, user(1), order_id(2)),
         Err(ApiError::Conflict(Conflict::SaleEnded))
     );
     assert_eq!(
-        buy(&mut redis, 999, 1, order_id(3)),
+        buy(
+            &mut redis,
+            VoucherId::new(999).unwrap(),
+            user(1),
+            order_id(3)
+        ),
         Err(ApiError::NotFound)
     );
 }
@@ -115,7 +129,7 @@ fn a_listed_id_without_a_voucher_is_skipped() {
         .arg(99)
         .exec(&mut server.conn())
         .unwrap();
-    let listed: Vec<u64> = list_by_shop(&mut redis, 7, 50)
+    let listed: Vec<VoucherId> = list_by_shop(&mut redis, ShopId::new(7).unwrap(), 50)
         .unwrap()
         .iter()
         .map(|v| v.id)
@@ -127,7 +141,7 @@ fn a_listed_id_without_a_voucher_is_skipped() {
 fn a_purchase_is_recorded_once_in_the_users_list() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let key = flashspin_core::keys::user_voucher_orders(7);
+    let key = flashspin_core::keys::user_voucher_orders(user(7));
     for (score, member) in [(1000, "3"), (2000, "4"), (1000, "3")] {
         flashspin_core::page::record(&mut redis, &key, score, member).unwrap();
     }

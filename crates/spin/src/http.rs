@@ -7,9 +7,7 @@ use flashspin_core::ApiError;
 use flashspin_core::ratelimit::Verdict;
 use serde::Serialize;
 use serde_json::json;
-use spin_sdk::http::{IncomingRequest, Response};
-
-use crate::request::ApiRequest;
+use spin_sdk::http::Response;
 
 const JSON: &str = "application/json; charset=utf-8";
 
@@ -21,11 +19,6 @@ pub fn json(status: u16, body: &impl Serialize) -> Response {
         .header("content-type", JSON)
         .body(bytes)
         .build()
-}
-
-/// 204 with no body.
-pub fn no_content() -> Response {
-    Response::builder().status(204).build()
 }
 
 /// The response for `error`. Server-side causes go to the component's log,
@@ -61,21 +54,17 @@ pub fn add_ratelimit_headers(response: &mut Response, verdict: &Verdict) {
     }
 }
 
-/// A component's whole request cycle: reads the request (with the 16 KiB
-/// body cap), runs `handler`, and answers with its response or its error.
-pub async fn serve(
-    req: IncomingRequest,
-    handler: impl AsyncFnOnce(ApiRequest) -> Result<Response, ApiError>,
-) -> Response {
-    let outcome = match ApiRequest::read(req).await {
-        Ok(req) => handler(req).await,
-        Err(e) => Err(e),
-    };
-    outcome.unwrap_or_else(|e| error(&e))
+/// 404 for a route pattern a component does not serve.
+pub fn not_found() -> Response {
+    error(&ApiError::NotFound)
 }
 
 /// A user as responses show it: id as a string, phone masked.
-pub fn user_json(id: u64, phone: &str, nickname: &str) -> serde_json::Value {
+pub fn user_json(
+    id: flashspin_core::ids::UserId,
+    phone: &str,
+    nickname: &str,
+) -> serde_json::Value {
     json!({"id": id.to_string(), "phone": flashspin_core::phone::mask(phone), "nickname": nickname})
 }
 

@@ -2,9 +2,9 @@
 //! that touches `spin_sdk`. It adapts Spin's outbound Redis and variables to
 //! the core's traits, reads requests and builds JSON responses.
 
-pub mod gate;
 pub mod http;
 pub mod redis;
 pub mod request;
+pub mod route;
 pub mod sms;
 pub mod variables;

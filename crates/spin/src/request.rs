@@ -80,6 +80,22 @@ impl ApiRequest {
         self.header(&format!("spin-path-match-{name}"))
     }
 
+    /// The id in the `:name` capture: a malformed id names nothing, so it
+    /// is 404 like an unknown one.
+    pub fn path_id<T>(&self, name: &str) -> Result<T, ApiError>
+    where
+        T: flashspin_core::ids::DecimalId,
+    {
+        self.path_param(name)
+            .and_then(T::parse_decimal)
+            .ok_or(ApiError::NotFound)
+    }
+
+    /// The route pattern Spin matched, e.g. `/api/vouchers/:id`.
+    pub fn route(&self) -> &str {
+        self.header("spin-component-route").unwrap_or_default()
+    }
+
     /// What `/...` matched, e.g. `/orders` under `/api/me/...`.
     pub fn path_info(&self) -> &str {
         self.header("spin-path-info").unwrap_or_default()
@@ -109,7 +125,16 @@ impl ApiRequest {
 
     /// Refuses any method but `allowed` (e.g. `"POST"`).
     pub fn expect_method(&self, allowed: &'static str) -> Result<(), ApiError> {
-        if self.method.to_string() == allowed {
+        // Only the methods routes answer; anything else is refused.
+        let method = match self.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            _ => "",
+        };
+        if method == allowed {
             Ok(())
         } else {
             Err(ApiError::MethodNotAllowed(allowed))

@@ -3,15 +3,19 @@
 -- and records the order, all at once, so the stock never goes below zero
 -- and no user gets two orders.
 --
--- KEYS[1]  {v:<id>}:info     hash {begin, end (ms), remaining, ...}
--- KEYS[2]  {v:<id>}:buyers   hash user id -> "<order id>:<created ms>"
--- ARGV[1]  user id
--- ARGV[2]  the new order's id
+--> key info         the voucher: hash {begin, end (ms), remaining, ...}
+--> key buyers       the voucher's buyers: hash user id -> "<order id>:<created ms>"
+--> arg user_id int  the buyer
+--> arg order_id int the new order's id
 --
--- Reply: {outcome, order_id, created_ms}
---   1 bought            2 no such voucher    3 sale not started
---   4 sale ended        5 sold out           6 already bought (the
---   existing order's id and time are returned)
+--< outcome bought          the order was placed
+--< outcome not_found       no such voucher
+--< outcome not_started     the sale has not begun
+--< outcome ended           the sale is over
+--< outcome sold_out        no stock left
+--< outcome already_bought  the user holds an order for it already
+--< field order_id id       the order placed, or the one held already
+--< field created_ms int    when that order was placed
 
 -- On the purchase path numbers are coerced with `+ 0` and written with
 -- string.format rather than with tonumber and by joining them into strings:
@@ -19,27 +23,27 @@
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 
-local info = redis.call('HMGET', KEYS[1], 'begin', 'end', 'remaining')
+local info = redis.call('HMGET', info_key, 'begin', 'end', 'remaining')
 if not info[1] then
-  return { 2, '', 0 }
+  return outcome_only(NOT_FOUND)
 end
 
-local existing = redis.call('HGET', KEYS[2], ARGV[1])
+local existing = redis.call('HGET', buyers_key, user_id)
 if existing then
   local sep = string.find(existing, ':', 1, true)
-  return { 6, string.sub(existing, 1, sep - 1), tonumber(string.sub(existing, sep + 1)) }
+  return { ALREADY_BOUGHT, string.sub(existing, 1, sep - 1), tonumber(string.sub(existing, sep + 1)) }
 end
 
 if now_ms < info[1] + 0 then
-  return { 3, '', 0 }
+  return outcome_only(NOT_STARTED)
 end
 if now_ms >= info[2] + 0 then
-  return { 4, '', 0 }
+  return outcome_only(ENDED)
 end
 if info[3] + 0 <= 0 then
-  return { 5, '', 0 }
+  return outcome_only(SOLD_OUT)
 end
 
-redis.call('HINCRBY', KEYS[1], 'remaining', '-1')
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. string.format('%d', now_ms))
-return { 1, ARGV[2], now_ms }
+redis.call('HINCRBY', info_key, 'remaining', '-1')
+redis.call('HSET', buyers_key, user_id, order_id .. ':' .. string.format('%d', now_ms))
+return { BOUGHT, order_id, now_ms }

@@ -2,11 +2,10 @@
 -- lists it, before the item itself is written: a listed id without an item
 -- is skipped by readers, so a creation cut short leaves nothing visible.
 --
--- KEYS[1]  the id sequence, e.g. {catalog}:voucher-seq
--- KEYS[2]  the listing (sorted set, score = id), e.g. {catalog}:shop:<id>:vouchers
---
--- Reply: {id}
+--> key sequence          the id sequence, e.g. {catalog}:voucher-seq
+--> key listing           sorted set of ids (score = id), e.g. a shop's vouchers
+--< field id id           the new id
 
-local id = redis.call('INCR', KEYS[1])
-redis.call('ZADD', KEYS[2], id, id)
+local id = redis.call('INCR', sequence_key)
+redis.call('ZADD', listing_key, id, id)
 return { id }

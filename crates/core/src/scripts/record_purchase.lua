@@ -2,11 +2,9 @@
 -- A round trip of its own: the list lives in the user's hash slot, the
 -- purchase in the item's, and no script may span two slots.
 --
--- KEYS[1]  the list, a sorted set: {gate}:user:<id>:voucher-orders or
---          {gate}:user:<id>:lottery-goods
--- ARGV[1]  the score (an order's creation ms, or the goods id)
--- ARGV[2]  the member (the voucher or goods id)
---
--- Reply: {1 if the member is new, else 0}
+--> key list              a user's sorted set of voucher orders or lottery goods
+--> arg score int         an order's creation ms, or the goods id
+--> arg member str        the voucher or goods id
+--< field added flag      the member was not listed yet
 
-return { redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) }
+return { redis.call('ZADD', list_key, score, member) }

@@ -1,0 +1,283 @@
+//! The shape of every endpoint. A component lists its routes with
+//! [`component!`](crate::component); each route is a type implementing
+//! [`Route`], which says only what differs between endpoints: its path and
+//! method, whose limits it counts against, who may call it, how a request
+//! becomes its input, and the action. Everything else happens here, once,
+//! in this order:
+//!
+//! 1. the body is read (at most 16 KiB) and the route picked by the pattern
+//!    Spin matched; a pattern the component does not list is 404;
+//! 2. a wrong method is 405, then the input is parsed, so bad input costs
+//!    Redis nothing;
+//! 3. the caller is admitted (the gate's one round trip, see
+//!    [`flashspin_core::gate`]): a route whose caller is `SignedIn` gets a
+//!    user, never a maybe;
+//! 4. the action runs, and its reply or error becomes the response, with
+//!    the RateLimit fields of the limits that applied.
+
+use flashspin_core::ApiError;
+use flashspin_core::client_ip::ClientIp;
+use flashspin_core::config::trusted_proxies;
+use flashspin_core::gate::{self, Admitted, Anyone, Buyer, Caller, GateRequest, Reader, SignedIn};
+use flashspin_core::ratelimit::{Endpoint, Verdict};
+use flashspin_core::session::SessionSettings;
+use serde_json::Value;
+use spin_sdk::http::{IncomingRequest, Response};
+
+use crate::http::{add_ratelimit_headers, error, json};
+use crate::redis::SpinRedis;
+use crate::request::ApiRequest;
+use crate::variables::SpinVariables;
+
+/// One route of a component.
+pub trait Route {
+    /// The route's pattern in `spin.toml`, as Spin reports it in
+    /// `spin-component-route`.
+    const PATH: &'static str;
+    /// The one method the route answers, e.g. `"POST"`.
+    const METHOD: &'static str;
+    /// Whose limits requests count against.
+    const ENDPOINT: Endpoint;
+    /// Who may call, and what the action learns about them.
+    type Caller: Admission;
+    /// The request, parsed.
+    type Input;
+
+    /// Reads what the action needs from the request, refusing bad input.
+    fn parse(req: &ApiRequest) -> Result<Self::Input, ApiError>;
+
+    /// The action.
+    fn run(call: &mut Call<'_, Self::Caller>, input: Self::Input) -> Result<Reply, ApiError>;
+}
+
+/// What an action is given besides its input.
+pub struct Call<'r, C> {
+    pub caller: C,
+    /// Redis's clock when the gate ran (0 for routes without a gate).
+    unix_secs: u64,
+    req: &'r ApiRequest,
+    redis: Option<SpinRedis>,
+}
+
+impl<C: Caller> Call<'_, C> {
+    /// Redis's clock when the gate ran, in ms: the time the rules go by
+    /// (sale windows, statuses), the same for every component.
+    pub fn now_ms(&self) -> i64 {
+        self.unix_secs as i64 * 1000
+    }
+}
+
+impl<C> Call<'_, C> {
+    /// The request's Redis connection, opened on first use.
+    pub fn redis(&mut self) -> Result<&mut SpinRedis, ApiError> {
+        if self.redis.is_none() {
+            self.redis = Some(SpinRedis::connect()?);
+        }
+        Ok(self.redis.as_mut().expect("just connected"))
+    }
+
+    /// The client's address, as the per-IP limits count it.
+    pub fn client_ip(&self) -> Result<Option<ClientIp>, ApiError> {
+        Ok(self.req.client_ip(trusted_proxies(&SpinVariables)?))
+    }
+}
+
+/// A successful answer: status, JSON body, extra headers, and for routes
+/// that apply their own limits (login), the verdict to report.
+pub struct Reply {
+    status: u16,
+    body: Option<Value>,
+    headers: Vec<(&'static str, String)>,
+    verdict: Option<Verdict>,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+            verdict: None,
+        }
+    }
+
+    pub fn ok(body: Value) -> Self {
+        Self::new(200, body)
+    }
+
+    pub fn created(body: Value) -> Self {
+        Self::new(201, body)
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: 204,
+            body: None,
+            headers: Vec::new(),
+            verdict: None,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The limits this reply reports, for routes that check their own.
+    pub fn verdict(mut self, verdict: Verdict) -> Self {
+        self.verdict = Some(verdict);
+        self
+    }
+
+    fn into_response(self, gate_verdict: Option<&Verdict>) -> Response {
+        let mut response = match &self.body {
+            Some(body) => json(self.status, body),
+            None => Response::builder().status(self.status).build(),
+        };
+        for (name, value) in self.headers {
+            response.set_header(name, value);
+        }
+        if let Some(verdict) = self.verdict.as_ref().or(gate_verdict) {
+            add_ratelimit_headers(&mut response, verdict);
+        }
+        response
+    }
+}
+
+/// How a caller is admitted: the gate for the core's [`Caller`]s,
+/// nothing for [`Ungated`] routes.
+pub trait Admission: Sized {
+    /// Admits the request, returning the caller, the limits that applied
+    /// and Redis's clock (s), or refuses it.
+    fn admit(
+        req: &ApiRequest,
+        endpoint: Endpoint,
+        redis: &mut Option<SpinRedis>,
+    ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError>;
+}
+
+/// A route that runs no gate: it applies its own limits in its one
+/// script (login, sending codes) or touches no data (health).
+pub struct Ungated;
+
+impl Admission for Ungated {
+    fn admit(
+        _: &ApiRequest,
+        _: Endpoint,
+        _: &mut Option<SpinRedis>,
+    ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError> {
+        Ok((Ungated, None, None))
+    }
+}
+
+fn through_gate<C: Caller>(
+    req: &ApiRequest,
+    endpoint: Endpoint,
+    redis: &mut Option<SpinRedis>,
+) -> Result<(C, Option<Verdict>, Option<u64>), ApiError> {
+    let token = req.token();
+    gate::require_token(C::ACCESS, token.as_ref())?;
+    let vars = SpinVariables;
+    let request = GateRequest {
+        endpoint,
+        token: token.as_ref(),
+        ip: req.client_ip(trusted_proxies(&vars)?),
+        limits: GateRequest::limits_for(C::ACCESS, &vars)?,
+        session: SessionSettings::from_vars(&vars)?,
+    };
+    let connection = redis.insert(SpinRedis::connect()?);
+    let Admitted {
+        caller,
+        verdict,
+        unix_secs,
+    } = gate::admit::<C>(connection, &request, &vars)?;
+    Ok((caller, Some(verdict), Some(unix_secs)))
+}
+
+macro_rules! gated {
+    ($($caller:ty),+) => {$(
+        impl Admission for $caller {
+            fn admit(
+                req: &ApiRequest,
+                endpoint: Endpoint,
+                redis: &mut Option<SpinRedis>,
+            ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError> {
+                through_gate(req, endpoint, redis)
+            }
+        }
+    )+};
+}
+gated!(Anyone, SignedIn, Reader, Buyer);
+
+/// Serves one request with route `R`, once the route is picked.
+pub fn serve_route<R: Route>(req: &ApiRequest) -> Response {
+    let mut gate_verdict = None;
+    let outcome = run_route::<R>(req, &mut gate_verdict);
+    respond(outcome, gate_verdict)
+}
+
+/// The route's own steps; kept small, since each route has its copy.
+fn run_route<R: Route>(
+    req: &ApiRequest,
+    gate_verdict: &mut Option<Verdict>,
+) -> Result<Reply, ApiError> {
+    req.expect_method(R::METHOD)?;
+    let input = R::parse(req)?;
+    let mut redis = None;
+    let (caller, verdict, unix_secs) = R::Caller::admit(req, R::ENDPOINT, &mut redis)?;
+    *gate_verdict = verdict;
+    let mut call = Call {
+        caller,
+        unix_secs: unix_secs.unwrap_or(0),
+        req,
+        redis,
+    };
+    R::run(&mut call, input)
+}
+
+/// The response for a route's outcome. A refusal after the gate still
+/// reports where the limits stand.
+#[inline(never)]
+fn respond(outcome: Result<Reply, ApiError>, gate_verdict: Option<Verdict>) -> Response {
+    match outcome {
+        Ok(reply) => reply.into_response(gate_verdict.as_ref()),
+        Err(e) => {
+            let mut response = error(&e);
+            if let (Some(verdict), false) = (&gate_verdict, matches!(e, ApiError::RateLimited(_))) {
+                add_ratelimit_headers(&mut response, verdict);
+            }
+            response
+        }
+    }
+}
+
+/// Reads a request and hands it to `route`, which picks the route by the
+/// pattern Spin matched; the [`component!`](crate::component) macro writes
+/// it.
+pub async fn serve(req: IncomingRequest, route: impl FnOnce(&ApiRequest) -> Response) -> Response {
+    match ApiRequest::read(req).await {
+        Ok(req) => route(&req),
+        Err(e) => error(&e),
+    }
+}
+
+/// A component's HTTP handler for its routes: `component!(Orders, Me)`.
+/// A pattern that none of them has is 404.
+#[macro_export]
+macro_rules! component {
+    ($($route:ty),+ $(,)?) => {
+        #[spin_sdk::http_component]
+        async fn handle(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
+            $crate::route::serve(req, |req| {
+                let pattern = req.route();
+                $(
+                    if pattern == <$route as $crate::route::Route>::PATH {
+                        return $crate::route::serve_route::<$route>(req);
+                    }
+                )+
+                $crate::http::not_found()
+            })
+            .await
+        }
+    };
+}

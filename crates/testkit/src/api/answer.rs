@@ -110,6 +110,17 @@ impl<T> Answer<T> {
         })
     }
 
+    /// The same answer, its body untyped: to put answers of several routes
+    /// in one list.
+    pub fn untyped(self) -> Answer<serde_json::Value> {
+        Answer {
+            status: self.status,
+            headers: self.headers,
+            bytes: self.bytes,
+            answer: PhantomData,
+        }
+    }
+
     /// The value of header `name`, if it is there and is text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

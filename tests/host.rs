@@ -23,9 +23,9 @@ fn fixture_config(redis: &RedisServer) -> AppConfig {
 }
 
 async fn echo(app: &App, path: &str) -> Value {
-    let reply = app.get(path).await;
+    let reply = app.api.get(path).await;
     assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-    reply.json()
+    reply.body()
 }
 
 fn header<'a>(echo: &'a Value, name: &str) -> &'a str {
@@ -93,9 +93,9 @@ async fn unknown_routes_are_404_with_an_empty_body() {
         .var("redis_address", redis.url())
         .start()
         .await;
-    let reply = app.get("/no/such/route").await;
+    let reply = app.api.get("/no/such/route").await;
     assert_eq!(reply.status, 404);
-    assert!(reply.body.is_empty());
+    assert!(reply.bytes.is_empty());
 }
 
 #[tokio::test]
@@ -196,19 +196,27 @@ async fn outbound_access_follows_allowed_outbound_hosts() {
     );
 
     let ping = json!({"address": redis.url(), "command": "PING", "args": []});
-    let reply = app.post_json("/api/x?action=redis", &ping).await.json();
+    let reply = app.api.post_json("/api/x?action=redis", &ping).await.body();
     assert_eq!(reply["results"], json!([{"status": "PONG"}]));
-    let reply = app.post_json("/locked/x?action=redis", &ping).await.json();
+    let reply = app
+        .api
+        .post_json("/locked/x?action=redis", &ping)
+        .await
+        .body();
     assert_eq!(reply["error"], "Error::InvalidAddress");
     // Same server, another spelling of the address that is not allowed.
     let other = json!({"address": format!("redis://localhost:{}", redis.port), "command": "PING", "args": []});
-    let reply = app.post_json("/api/x?action=redis", &other).await.json();
+    let reply = app
+        .api
+        .post_json("/api/x?action=redis", &other)
+        .await
+        .body();
     assert_eq!(reply["error"], "Error::InvalidAddress");
 }
 
 async fn execute(app: &App, redis: &RedisServer, command: &str, args: Value) -> Value {
     let body = json!({"address": redis.url(), "command": command, "args": args});
-    app.post_json("/api/x?action=redis", &body).await.json()
+    app.api.post_json("/api/x?action=redis", &body).await.body()
 }
 
 #[tokio::test]
@@ -285,7 +293,11 @@ async fn redis_typed_functions_work() {
     let redis = RedisServer::start();
     let app = fixture_app(&redis).await;
     let body = json!({"address": redis.url(), "key": "probe"});
-    let r = app.post_json("/api/x?action=redis-ops", &body).await.json();
+    let r = app
+        .api
+        .post_json("/api/x?action=redis-ops", &body)
+        .await
+        .body();
     assert_eq!(r["set"], "Ok(())");
     assert_eq!(r["get"], "Ok(Some(\"value\"))");
     assert_eq!(r["get_missing"], "Ok(None)");
@@ -311,12 +323,13 @@ async fn redis_down_is_an_error_the_guest_sees() {
     let app = fixture_app(&redis).await;
     redis.stop();
     let reply = app
+        .api
         .post_json(
             "/api/x?action=redis",
             &json!({"address": redis.url(), "command": "PING", "args": []}),
         )
         .await
-        .json();
+        .body();
     let error = reply["error"].as_str().unwrap();
     assert!(
         error.starts_with("Error::Other(") && error.contains("refused"),
@@ -330,20 +343,11 @@ async fn every_request_gets_a_fresh_instance() {
     let app = fixture_app(&redis).await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let http = app.http.clone();
-        let url = app.url("/api/x?action=count");
-        tasks.push(tokio::spawn(async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }));
+        let call = app.api.get("/api/x?action=count");
+        tasks.push(tokio::spawn(call.into_future()));
     }
     for task in tasks {
-        assert_eq!(task.await.unwrap()["count"], 1);
+        assert_eq!(task.await.unwrap().body()["count"], 1);
     }
 }
 
@@ -351,9 +355,9 @@ async fn every_request_gets_a_fresh_instance() {
 async fn a_trapping_component_fails_only_its_request() {
     let redis = RedisServer::start();
     let app = fixture_app(&redis).await;
-    let reply = app.get("/api/x?action=trap").await;
+    let reply = app.api.get("/api/x?action=trap").await;
     assert_eq!(reply.status, 500);
-    let after = app.get("/api/x?action=echo").await;
+    let after = app.api.get("/api/x?action=echo").await;
     assert_eq!(after.status, 200);
     if !is_real_spin() {
         let logs = app.logs();
@@ -374,10 +378,10 @@ async fn a_runaway_component_is_stopped() {
         .start()
         .await;
     let started = std::time::Instant::now();
-    let reply = app.get("/api/x?action=spin").await;
+    let reply = app.api.get("/api/x?action=spin").await;
     assert_eq!(reply.status, 500);
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(app.get("/api/x?action=echo").await.status, 200);
+    assert_eq!(app.api.get("/api/x?action=echo").await.status, 200);
 }
 
 /// More stalled requests than the host has instance slots (512): each sends
@@ -412,7 +416,7 @@ async fn stalled_request_bodies_do_not_hold_the_host() {
     // Lets the host read those heads before the next request comes.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let reply = tokio::time::timeout(Duration::from_secs(10), app.get("/api/x?action=echo"))
+    let reply = tokio::time::timeout(Duration::from_secs(10), app.api.get("/api/x?action=echo"))
         .await
         .expect("a request must be served while others stall");
     assert_eq!(reply.status, 200);
@@ -453,8 +457,8 @@ async fn cpu_bound_guests_do_not_stop_other_requests() {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut spinning = Vec::new();
     for _ in 0..2 * threads + 1 {
-        let request = app.http.get(app.url("/api/x?action=spin&ms=20000")).send();
-        spinning.push(tokio::spawn(request));
+        let request = app.api.get("/api/x?action=spin&ms=20000");
+        spinning.push(tokio::spawn(request.into_future()));
     }
     // Until the guests that run have taken every thread the host has.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -462,7 +466,7 @@ async fn cpu_bound_guests_do_not_stop_other_requests() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let reply = tokio::time::timeout(Duration::from_secs(8), app.get("/api/x?action=echo"))
+    let reply = tokio::time::timeout(Duration::from_secs(8), app.api.get("/api/x?action=echo"))
         .await
         .expect("a request must be served while guests keep the CPU busy");
     assert_eq!(reply.status, 200);
@@ -481,7 +485,7 @@ async fn embedded_redis_is_the_default() {
         .unset("id_secret")
         .start()
         .await;
-    let reply = app.get("/api/health").await;
+    let reply = app.api.health().await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let logs = app.logs();
     // A throwaway Redis gets throwaway secrets, and says so.
@@ -528,7 +532,7 @@ async fn stopping_the_host_stops_what_it_started() {
         config = config.var("redis_address", redis.url());
     }
     let app = config.start().await;
-    assert_eq!(app.get("/api/health").await.status, 200);
+    assert_eq!(app.api.health().await.status, 200);
     let group = app.process_group();
     let running = live_processes_in_group(group);
     if !is_real_spin() {
@@ -559,9 +563,9 @@ async fn the_request_log_counts_redis_round_trips() {
     let redis = RedisServer::start();
     let app = fixture_config(&redis).start().await;
     for n in 1..=3 {
-        let reply = app.get(&format!("/api/x?action=pings&n={n}")).await;
+        let reply = app.api.get(&format!("/api/x?action=pings&n={n}")).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
-        assert_eq!(reply.json()["pings"], n);
+        assert_eq!(reply.body()["pings"], n);
     }
     if !is_real_spin() {
         // The count comes from flashspin's request log.

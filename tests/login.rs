@@ -4,10 +4,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flashspin_core::session::SessionToken;
+use flashspin_testkit::api::{Answer, Call, CodeSent, Session};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{App, AppConfig, RedisServer, Reply, SinkMode, SmsSink, app_manifest};
+use crate::harness::{App, AppConfig, RedisServer, SinkMode, SmsSink, app_manifest};
 
 const PHONE: &str = "13812345678";
 
@@ -18,42 +19,21 @@ fn config(redis: &RedisServer, sink: &SmsSink) -> AppConfig {
         .var("code_secret", "test-code-secret")
 }
 
-async fn send_code(app: &App, phone: &str) -> Reply {
-    app.post_json("/api/auth/code", &json!({"phone": phone}))
-        .await
+async fn send_code(app: &App, phone: &str) -> Answer<CodeSent> {
+    app.api.send_code(phone).await
 }
 
-async fn login(app: &App, phone: &str, code: &str) -> Reply {
-    app.post_json("/api/auth/login", &json!({"phone": phone, "code": code}))
-        .await
+async fn login(app: &App, phone: &str, code: &str) -> Answer<Session> {
+    app.api.login(phone, code).await
 }
 
 /// A login from `ip`, as a trusted proxy would report it (the app must run
 /// with `trust_forwarded_for`).
-async fn login_from(app: &App, ip: &str, phone: &str, code: &str) -> Reply {
-    let request = app
-        .http
-        .post(app.url("/api/auth/login"))
+async fn login_from(app: &App, ip: &str, phone: &str, code: &str) -> Answer<Session> {
+    app.api
+        .login(phone, code)
         .header("x-forwarded-for", ip)
-        .json(&json!({"phone": phone, "code": code}));
-    Reply::from(request.send().await.unwrap()).await
-}
-
-/// Signs `phone` in and returns the token.
-pub async fn sign_in(app: &App, sink: &SmsSink, phone: &str) -> String {
-    let sent = send_code(app, phone).await;
-    assert_eq!(sent.status, 202, "{}", sent.text());
-    let code = sink.last_code(phone).expect("the sink got a code");
-    let reply = login(app, phone, &code).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    reply.json()["token"].as_str().unwrap().to_string()
-}
-
-fn error_code(reply: &Reply) -> String {
-    reply.json()["error"]["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+        .await
 }
 
 #[tokio::test]
@@ -63,25 +43,29 @@ async fn the_happy_path() {
     let app = config(&redis, &sink).start().await;
 
     let sent = send_code(&app, &format!("+86{PHONE}")).await;
-    assert_eq!(sent.status, 202, "{}", sent.text());
-    assert_eq!(sent.json(), json!({"expires_in": 300, "resend_after": 60}));
+    assert_eq!(
+        sent.expect(202),
+        CodeSent {
+            expires_in: 300,
+            resend_after: 60
+        }
+    );
     let messages = sink.messages();
     assert_eq!(messages.len(), 1);
-    let code = messages[0]["code"].as_str().unwrap().to_string();
-    assert_eq!(messages[0]["phone"], PHONE);
+    let code = messages[0].code.clone();
+    assert_eq!(messages[0].phone, PHONE);
     assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()));
-    assert!(messages[0]["text"].as_str().unwrap().contains(&code));
+    assert!(messages[0].text.contains(&code));
     assert!(!sent.text().contains(&code));
 
     let reply = login(&app, PHONE, &code).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let body = reply.json();
-    let token = body["token"].as_str().unwrap().to_string();
-    assert_eq!(body["expires_in"], 1800);
-    assert_eq!(body["user"]["phone"], "138****5678");
-    let user_id = body["user"]["id"].as_str().unwrap().to_string();
+    let body = reply.expect(200);
+    let token = body.token.clone();
+    assert_eq!(body.expires_in, 1800);
+    assert_eq!(body.user.phone, "138****5678");
+    let user_id = body.user.id.clone();
     assert!(user_id.parse::<u64>().is_ok());
-    assert!(!body["user"]["nickname"].as_str().unwrap().is_empty());
+    assert!(!body.user.nickname.is_empty());
     let cookie = reply.header("set-cookie").unwrap();
     assert_eq!(
         cookie,
@@ -93,44 +77,37 @@ async fn the_happy_path() {
     );
 
     // Bearer and cookie both work.
-    let me = app.authed(Method::GET, "/api/me", &token).await;
-    assert_eq!(me.status, 200, "{}", me.text());
-    assert_eq!(me.json()["user"], body["user"]);
+    let me = app.api.me(&token).await;
+    assert_eq!(me.expect(200).user, body.user);
     let by_cookie = app
-        .http
-        .get(app.url("/api/me"))
-        .header("cookie", format!("token={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(by_cookie.status(), 200);
+        .api
+        .request(Method::GET, "/api/me")
+        .header("cookie", &format!("token={token}"))
+        .await;
+    assert_eq!(by_cookie.status, 200);
 
-    let refreshed = app.authed(Method::POST, "/api/auth/refresh", &token).await;
+    let refreshed = app.api.refresh(&token).await;
     assert_eq!(refreshed.status, 200);
     assert_eq!(
         refreshed.header("set-cookie"),
         Some(cookie),
         "the cookie is renewed"
     );
-    assert_eq!(refreshed.json()["expires_in"], 1800);
-    assert_eq!(refreshed.json()["user"]["id"], user_id.as_str());
+    assert_eq!(refreshed.body().expires_in, 1800);
+    assert_eq!(refreshed.body().user.id, user_id);
 
     // The same phone later is the same user.
     let second = sign_in_again(&app, &sink, &redis).await;
-    assert_eq!(second["user"]["id"], user_id.as_str());
+    assert_eq!(second.user.id, user_id);
 }
 
 /// Signs PHONE in a second time (clearing the resend gap first).
-async fn sign_in_again(app: &App, sink: &SmsSink, redis: &RedisServer) -> Value {
+async fn sign_in_again(app: &App, sink: &SmsSink, redis: &RedisServer) -> Session {
     redis::cmd("DEL")
         .arg(format!("{{gate}}:code-gap:{PHONE}"))
         .exec(&mut redis.conn())
         .unwrap();
-    assert_eq!(send_code(app, PHONE).await.status, 202);
-    let code = sink.last_code(PHONE).unwrap();
-    let reply = login(app, PHONE, &code).await;
-    assert_eq!(reply.status, 200);
-    reply.json()
+    app.api.sign_in(sink, PHONE).await
 }
 
 /// A well-formed code that is not `code`.
@@ -149,7 +126,7 @@ async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
 
     let never = login(&app, PHONE, "123456").await;
     assert_eq!(
-        (never.status, error_code(&never)),
+        (never.status, never.error_code()),
         (401, "invalid_code".into())
     );
 
@@ -158,7 +135,7 @@ async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
     let wrong = another_code(&code);
     let reply = login(&app, PHONE, wrong).await;
     assert_eq!(
-        (reply.status, error_code(&reply)),
+        (reply.status, reply.error_code()),
         (401, "invalid_code".into())
     );
     let malformed = login(&app, PHONE, "12ab").await;
@@ -167,7 +144,7 @@ async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
     assert_eq!(login(&app, PHONE, &code).await.status, 200);
     let reused = login(&app, PHONE, &code).await;
     assert_eq!(
-        (reused.status, error_code(&reused)),
+        (reused.status, reused.error_code()),
         (401, "invalid_code".into())
     );
 
@@ -189,7 +166,7 @@ async fn wrong_reused_never_sent_and_expired_codes_are_refused() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let expired = login(&app, other, &code).await;
     assert_eq!(
-        (expired.status, error_code(&expired)),
+        (expired.status, expired.error_code()),
         (401, "invalid_code".into())
     );
 }
@@ -212,7 +189,7 @@ async fn too_many_wrong_codes_from_one_address_refuse_it_until_a_new_code() {
     }
     let fifth = login(&app, PHONE, wrong).await;
     assert_eq!(
-        (fifth.status, error_code(&fifth)),
+        (fifth.status, fifth.error_code()),
         (429, "rate_limited".into())
     );
     assert!(fifth.header("retry-after").is_some());
@@ -245,7 +222,7 @@ async fn wrong_codes_from_one_address_do_not_lock_out_the_owner() {
     for attempt in 5..=8 {
         let reply = login_from(&app, attacker, PHONE, wrong).await;
         assert_eq!(
-            (reply.status, error_code(&reply)),
+            (reply.status, reply.error_code()),
             (429, "rate_limited".into()),
             "attempt {attempt}"
         );
@@ -292,7 +269,7 @@ async fn wrong_codes_from_many_addresses_void_the_code_at_the_phone_cap() {
     // The fifth wrong code, from a third address, voids it for everyone.
     let fifth = login_from(&app, "10.6.6.3", PHONE, wrong).await;
     assert_eq!(
-        (fifth.status, error_code(&fifth)),
+        (fifth.status, fifth.error_code()),
         (429, "rate_limited".into())
     );
     assert_eq!(pttl(format!("{{gate}}:code:{PHONE}")), -2, "voided");
@@ -328,7 +305,7 @@ async fn a_new_code_replaces_the_old_and_resends_wait_for_the_gap() {
     let first = sink.last_code(PHONE).unwrap();
     let early = send_code(&app, PHONE).await;
     assert_eq!(
-        (early.status, error_code(&early)),
+        (early.status, early.error_code()),
         (429, "rate_limited".into())
     );
     let wait: u64 = early.header("retry-after").unwrap().parse().unwrap();
@@ -361,7 +338,7 @@ async fn daily_per_phone_and_hourly_per_ip_caps() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let capped = send_code(&app, PHONE).await;
     assert_eq!(
-        (capped.status, error_code(&capped)),
+        (capped.status, capped.error_code()),
         (429, "rate_limited".into())
     );
     assert!(
@@ -384,23 +361,24 @@ async fn logout_ends_the_session_everywhere() {
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = config(&redis, &sink).start().await;
-    let token = sign_in(&app, &sink, PHONE).await;
+    let token = app.api.sign_in(&sink, PHONE).await.token;
 
-    let out = app.authed(Method::POST, "/api/auth/logout", &token).await;
+    let out = app.api.logout(&token).await;
     assert_eq!(out.status, 204);
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
-    for (method, path) in [
-        (Method::GET, "/api/me"),
-        (Method::POST, "/api/auth/refresh"),
+    let me = app.api.me(&token).await;
+    let refreshed = app.api.refresh(&token).await;
+    for (path, status, code) in [
+        ("/api/me", me.status, me.error_code()),
+        (
+            "/api/auth/refresh",
+            refreshed.status,
+            refreshed.error_code(),
+        ),
     ] {
-        let reply = app.authed(method, path, &token).await;
-        assert_eq!(
-            (reply.status, error_code(&reply)),
-            (401, "unauthorized".into()),
-            "{path}"
-        );
+        assert_eq!((status, code), (401, "unauthorized".into()), "{path}");
     }
-    let again = app.authed(Method::POST, "/api/auth/logout", &token).await;
+    let again = app.api.logout(&token).await;
     assert_eq!(again.status, 401);
 }
 
@@ -413,7 +391,7 @@ async fn sessions_slide_and_end_at_the_absolute_limit() {
         .var("session_max_secs", "600")
         .start()
         .await;
-    let token = sign_in(&app, &sink, PHONE).await;
+    let token = app.api.sign_in(&sink, PHONE).await.token;
     let key = SessionToken::parse(&token).unwrap().redis_key();
     let ttl_ms = || -> i64 {
         redis::cmd("PTTL")
@@ -426,7 +404,7 @@ async fn sessions_slide_and_end_at_the_absolute_limit() {
     // session would have at most 1.5 s left.
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 200);
+        assert_eq!(app.api.me(&token).await.status, 200);
         assert!(ttl_ms() > 2000, "slid back to about 3 s");
     }
 
@@ -443,23 +421,20 @@ async fn sessions_slide_and_end_at_the_absolute_limit() {
             .unwrap();
     };
     back_date(600_000 - 2_500);
-    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 200);
+    assert_eq!(app.api.me(&token).await.status, 200);
     let left = ttl_ms();
     assert!(
         left > 0 && left <= 2500,
         "{left} ms, capped by the lifetime"
     );
     back_date(600_001);
-    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 401);
+    assert_eq!(app.api.me(&token).await.status, 401);
     assert_eq!(ttl_ms(), -2, "the ended session is gone");
 
     // Idle for longer than 3 s ends a session too.
-    let token = sign_in_again(&app, &sink, &redis).await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = sign_in_again(&app, &sink, &redis).await.token;
     tokio::time::sleep(Duration::from_millis(3300)).await;
-    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 401);
+    assert_eq!(app.api.me(&token).await.status, 401);
 }
 
 #[tokio::test]
@@ -467,7 +442,7 @@ async fn redis_holds_no_raw_token_and_no_code() {
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = config(&redis, &sink).start().await;
-    let token = sign_in(&app, &sink, PHONE).await;
+    let token = app.api.sign_in(&sink, PHONE).await.token;
     assert_eq!(send_code(&app, "13900002222").await.status, 202);
     let code = sink.last_code("13900002222").unwrap();
 
@@ -510,107 +485,74 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     let sink = SmsSink::start().await;
     let app = config(&redis, &sink).start().await;
 
-    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
-        (
-            "not json",
-            app.http.post(app.url("/api/auth/code")).body("{"),
-            400,
-            "invalid_request",
-        ),
+    let to_send_code = || app.api.request(Method::POST, "/api/auth/code");
+    let to_login = || app.api.request(Method::POST, "/api/auth/login");
+    let cases: Vec<(&str, Call<Value>, u16, &str)> = vec![
+        ("not json", to_send_code().body("{"), 400, "invalid_request"),
         (
             "no phone",
-            app.http.post(app.url("/api/auth/code")).json(&json!({})),
+            to_send_code().json(&json!({})),
             400,
             "invalid_request",
         ),
         (
             "number phone",
-            app.http
-                .post(app.url("/api/auth/code"))
-                .json(&json!({"phone": 13812345678u64})),
+            to_send_code().json(&json!({"phone": 13812345678u64})),
             400,
             "invalid_request",
         ),
         (
             "bad phone",
-            app.http
-                .post(app.url("/api/auth/code"))
-                .json(&json!({"phone": "12345"})),
+            to_send_code().json(&json!({"phone": "12345"})),
             400,
             "invalid_phone",
         ),
-        (
-            "empty body",
-            app.http.post(app.url("/api/auth/code")),
-            400,
-            "invalid_request",
-        ),
+        ("empty body", to_send_code(), 400, "invalid_request"),
         (
             "huge body",
-            app.http
-                .post(app.url("/api/auth/code"))
-                .body(vec![b' '; 17 * 1024]),
+            to_send_code().body(vec![b' '; 17 * 1024]),
             413,
             "payload_too_large",
         ),
         (
             "login no code",
-            app.http
-                .post(app.url("/api/auth/login"))
-                .json(&json!({"phone": PHONE})),
+            to_login().json(&json!({"phone": PHONE})),
             400,
             "invalid_request",
         ),
         (
             "login bad phone",
-            app.http
-                .post(app.url("/api/auth/login"))
-                .json(&json!({"phone": "x", "code": "123456"})),
+            to_login().json(&json!({"phone": "x", "code": "123456"})),
             400,
             "invalid_phone",
         ),
         (
             "wrong method",
-            app.http.get(app.url("/api/auth/code")),
+            app.api.get("/api/auth/code"),
             405,
             "method_not_allowed",
         ),
-        (
-            "no token",
-            app.http.get(app.url("/api/me")),
-            401,
-            "unauthorized",
-        ),
+        ("no token", app.api.get("/api/me"), 401, "unauthorized"),
         (
             "junk token",
-            app.http.get(app.url("/api/me")).bearer_auth("nope"),
+            app.api.get("/api/me").bearer("nope"),
             401,
             "unauthorized",
         ),
     ];
     for (name, request, status, code) in cases {
-        let reply = Reply::from(request.send().await.unwrap()).await;
+        let reply = request.await;
         assert_eq!(reply.status, status, "{name}: {}", reply.text());
-        assert_eq!(error_code(&reply), code, "{name}");
+        assert_eq!(reply.error_code(), code, "{name}");
         assert_eq!(
             reply.header("content-type"),
             Some("application/json; charset=utf-8"),
             "{name}"
         );
-        assert!(
-            !reply.json()["error"]["message"]
-                .as_str()
-                .unwrap()
-                .is_empty()
-        );
+        assert!(!reply.error().message.is_empty());
     }
-    let wrong_method = app
-        .http
-        .get(app.url("/api/auth/code"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong_method.headers()["allow"], "POST");
+    let wrong_method = app.api.get("/api/auth/code").await;
+    assert_eq!(wrong_method.header("allow"), Some("POST"));
     assert!(sink.messages().is_empty());
     let codes: Vec<String> = redis::cmd("KEYS")
         .arg("{gate}:code*")
@@ -628,7 +570,7 @@ async fn a_failing_gateway_gives_502_and_keeps_no_code() {
     sink.set_mode(SinkMode::Answer(500));
     let reply = send_code(&app, PHONE).await;
     assert_eq!(
-        (reply.status, error_code(&reply)),
+        (reply.status, reply.error_code()),
         (502, "sms_failed".into())
     );
     let code = sink.last_code(PHONE).unwrap();
@@ -652,7 +594,7 @@ async fn a_silent_gateway_times_out_with_502() {
     let started = std::time::Instant::now();
     let reply = send_code(&app, PHONE).await;
     assert_eq!(
-        (reply.status, error_code(&reply)),
+        (reply.status, reply.error_code()),
         (502, "sms_failed".into())
     );
     assert!(started.elapsed() < Duration::from_secs(8));
@@ -680,16 +622,16 @@ async fn redis_down_gives_503() {
     let mut redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = config(&redis, &sink).start().await;
-    let token = sign_in(&app, &sink, PHONE).await;
+    let token = app.api.sign_in(&sink, PHONE).await.token;
     redis.stop();
     for reply in [
-        send_code(&app, "13900003333").await,
-        login(&app, PHONE, "123456").await,
-        app.authed(Method::GET, "/api/me", &token).await,
-        app.authed(Method::POST, "/api/auth/refresh", &token).await,
+        send_code(&app, "13900003333").await.untyped(),
+        login(&app, PHONE, "123456").await.untyped(),
+        app.api.me(&token).await.untyped(),
+        app.api.refresh(&token).await.untyped(),
     ] {
         assert_eq!(
-            (reply.status, error_code(&reply)),
+            (reply.status, reply.error_code()),
             (503, "unavailable".into())
         );
         assert!(reply.header("retry-after").is_some());

@@ -2,8 +2,6 @@
 //! variables the README calls required, and the host refuses a manifest that
 //! Spin 4.0.2 refuses, with Spin's words.
 
-use serde_json::json;
-
 use crate::harness::{
     AppConfig, RedisServer, app_manifest, built_app_components, is_real_spin, repo_root,
 };
@@ -41,9 +39,7 @@ async fn the_app_runs_with_redis_and_secrets_configured_and_logs_codes() {
         .var("redis_address", redis.url())
         .start()
         .await;
-    let reply = app
-        .post_json("/api/auth/code", &json!({ "phone": "13812345678" }))
-        .await;
+    let reply = app.api.send_code("13812345678").await;
     assert_eq!(reply.status, 202, "{}", reply.text());
     let logs = app.logs_containing("login code for 138****5678").await;
     assert!(
@@ -143,14 +139,14 @@ async fn a_redis_that_needs_a_password_is_reached_with_redis_password() {
         .var("redis_address", redis.url())
         .start()
         .await;
-    assert_ne!(without.get("/api/health").await.status, 200);
+    assert_ne!(without.api.health().await.status, 200);
 
     let with = AppConfig::new(app_manifest())
         .var("redis_address", redis.url())
         .var("redis_password", password)
         .start()
         .await;
-    let reply = with.get("/api/health").await;
+    let reply = with.api.health().await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(
         !with.logs().contains(password),
@@ -164,89 +160,72 @@ async fn a_redis_that_needs_a_password_is_reached_with_redis_password() {
 #[tokio::test]
 async fn every_component_is_given_every_variable_it_reads() {
     use crate::harness::{ADMIN_KEY, SmsSink, loose_config};
-    use reqwest::Method;
+    use flashspin_testkit::api::{NewGoods, NewVoucher};
 
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = loose_config(&redis, &sink).start().await;
+    let api = &app.api;
     let mut statuses = Vec::new();
     let mut note = |what: &str, status: u16| statuses.push((what.to_string(), status));
 
-    note("health", app.get("/api/health").await.status);
-    let token = crate::login::sign_in(&app, &sink, "13812345678").await;
-    let admin = |path: &str, body: serde_json::Value| {
-        app.http
-            .post(app.url(path))
-            .bearer_auth(ADMIN_KEY)
-            .json(&body)
-            .send()
+    note("health", api.health().await.status);
+    let token = api.sign_in(&sink, "13812345678").await.token;
+    let voucher = NewVoucher {
+        shop_id: "1".into(),
+        title: "t".into(),
+        sub_title: None,
+        rules: None,
+        pay_value: 1,
+        actual_value: 2,
+        stock: 5,
+        begin_time: "2020-01-01T00:00:00Z".into(),
+        end_time: "2099-01-01T00:00:00Z".into(),
     };
-    let voucher = admin(
-        "/api/admin/vouchers",
-        json!({"shop_id": "1", "title": "t", "pay_value": 1, "actual_value": 2, "stock": 5,
-               "begin_time": "2020-01-01T00:00:00Z", "end_time": "2099-01-01T00:00:00Z"}),
-    )
-    .await
-    .unwrap();
-    note("admin vouchers", voucher.status().as_u16());
-    let voucher: serde_json::Value = voucher.json().await.unwrap();
-    let voucher = voucher["voucher"]["id"].as_str().unwrap().to_string();
-    let goods = admin(
-        "/api/admin/lottery",
-        json!({"title": "g", "total_shares": 2, "share_price": 1}),
-    )
-    .await
-    .unwrap();
-    note("admin lottery", goods.status().as_u16());
-    let goods: serde_json::Value = goods.json().await.unwrap();
-    let goods = goods["goods"]["id"].as_str().unwrap().to_string();
+    let voucher = api.create_voucher(ADMIN_KEY, &voucher).await;
+    note("admin vouchers", voucher.status);
+    let voucher = voucher.body().voucher.id;
+    let goods = NewGoods {
+        title: "g".into(),
+        total_shares: 2,
+        share_price: 1,
+        code_base: None,
+        max_periods: None,
+    };
+    let goods = api.create_goods(ADMIN_KEY, &goods).await;
+    note("admin lottery", goods.status);
+    let goods = goods.body().goods.id;
 
-    for path in [
-        "/api/vouchers?shop_id=1".to_string(),
-        format!("/api/vouchers/{voucher}"),
-        "/api/lottery".to_string(),
-        format!("/api/lottery/{goods}"),
-    ] {
-        note(&path, app.get(&path).await.status);
-    }
-    let bought = app
-        .authed(
-            Method::POST,
-            &format!("/api/vouchers/{voucher}/orders"),
-            &token,
-        )
-        .await;
-    note("buy-voucher", bought.status);
-    let shares = app
-        .http
-        .post(app.url(&format!("/api/lottery/{goods}/shares")))
-        .bearer_auth(&token)
-        .json(&json!({"count": 2}))
-        .send()
-        .await
-        .unwrap();
-    note("buy-lottery-shares", shares.status().as_u16());
+    note("/api/vouchers?shop_id=1", api.vouchers("1").await.status);
     note(
-        "period",
-        app.get(&format!("/api/lottery/{goods}/periods/1"))
-            .await
-            .status,
+        &format!("/api/vouchers/{voucher}"),
+        api.voucher(&voucher).await.status,
     );
-    for path in ["/api/me", "/api/me/orders", "/api/me/lottery"] {
-        note(path, app.authed(Method::GET, path, &token).await.status);
-    }
+    note("/api/lottery", api.lottery().await.status);
     note(
-        "refresh",
-        app.authed(Method::POST, "/api/auth/refresh", &token)
-            .await
-            .status,
+        &format!("/api/lottery/{goods}"),
+        api.goods(&goods).await.status,
     );
     note(
-        "logout",
-        app.authed(Method::POST, "/api/auth/logout", &token)
-            .await
-            .status,
+        "buy-voucher",
+        api.buy_voucher(&token, &voucher).await.status,
     );
+    note(
+        "buy-lottery-shares",
+        api.buy_shares(&token, &goods, 2, None).await.status,
+    );
+    note("period", api.period(&goods, 1).await.status);
+    note("/api/me", api.me(&token).await.status);
+    note(
+        "/api/me/orders",
+        api.my_orders(&token, &Default::default()).await.status,
+    );
+    note(
+        "/api/me/lottery",
+        api.my_lottery(&token, &Default::default()).await.status,
+    );
+    note("refresh", api.refresh(&token).await.status);
+    note("logout", api.logout(&token).await.status);
 
     let failed: Vec<_> = statuses.iter().filter(|(_, s)| *s >= 400).collect();
     assert!(failed.is_empty(), "{failed:?}\n{}", app.logs());

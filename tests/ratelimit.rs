@@ -3,21 +3,20 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
+use flashspin_testkit::api::{Answer, Me};
 
-use crate::harness::{App, AppConfig, RedisServer, Reply, SmsSink, app_manifest};
-use crate::login::sign_in;
+use crate::harness::{App, AppConfig, RedisServer, SmsSink, app_manifest};
 
 /// Sends `n` requests to `GET /api/me` at once and returns them, each with
 /// one `x-forwarded-for` header line per item of `forwarded_for`.
-async fn burst(app: &App, token: &str, n: usize, forwarded_for: &[&str]) -> Vec<Reply> {
+async fn burst(app: &App, token: &str, n: usize, forwarded_for: &[&str]) -> Vec<Answer<Me>> {
     let tasks: Vec<_> = (0..n)
         .map(|_| {
-            let mut request = app.http.get(app.url("/api/me")).bearer_auth(token);
+            let mut request = app.api.me(token);
             for line in forwarded_for {
-                request = request.header("x-forwarded-for", *line);
+                request = request.header("x-forwarded-for", line);
             }
-            tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+            tokio::spawn(request.into_future())
         })
         .collect();
     let mut replies = Vec::with_capacity(n);
@@ -27,7 +26,7 @@ async fn burst(app: &App, token: &str, n: usize, forwarded_for: &[&str]) -> Vec<
     replies
 }
 
-fn count(replies: &[Reply], status: u16) -> usize {
+fn count(replies: &[Answer<Me>], status: u16) -> usize {
     replies.iter().filter(|r| r.status == status).count()
 }
 
@@ -41,7 +40,7 @@ async fn signed_in_app(vars: &[(&str, &str)]) -> (RedisServer, SmsSink, App, Str
         config = config.var(name, *value);
     }
     let app = config.start().await;
-    let token = sign_in(&app, &sink, "13812345678").await;
+    let token = app.api.sign_in(&sink, "13812345678").await.token;
     (redis, sink, app, token)
 }
 
@@ -65,7 +64,7 @@ async fn a_burst_gets_exactly_the_per_ip_quota() {
             let policy = reply.header("ratelimit-policy").unwrap();
             assert!(policy.contains("\"ip\";q=7;w=60"), "{policy}");
             if reply.status == 429 {
-                assert_eq!(reply.json()["error"]["code"], "rate_limited");
+                assert_eq!(reply.error().code, "rate_limited");
                 let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
                 assert!((1..=9).contains(&retry), "{retry}");
                 assert!(
@@ -181,17 +180,12 @@ async fn forged_forwarded_addresses_do_not_escape_the_send_code_ip_cap() {
     let sent_before = sink.messages().len();
     let mut accepted = 0;
     for i in 0..6 {
-        let reply = Reply::from(
-            app.http
-                .post(app.url("/api/auth/code"))
-                .header("x-forwarded-for", format!("10.0.0.{i}"))
-                .header("x-forwarded-for", "10.9.9.9")
-                .json(&serde_json::json!({"phone": format!("1390000000{i}")}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let reply = app
+            .api
+            .send_code(&format!("1390000000{i}"))
+            .header("x-forwarded-for", &format!("10.0.0.{i}"))
+            .header("x-forwarded-for", "10.9.9.9")
+            .await;
         if reply.status == 202 {
             accepted += 1;
         } else {
@@ -210,9 +204,9 @@ async fn the_limit_refills_on_time() {
     let first = burst(&app, &token, 3, &[]).await;
     assert_eq!(count(&first, 200), 2);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let again = app.authed(Method::GET, "/api/me", &token).await;
+    let again = app.api.me(&token).await;
     assert_eq!(again.status, 200, "one request refills every 2 s");
-    assert_eq!(app.authed(Method::GET, "/api/me", &token).await.status, 429);
+    assert_eq!(app.api.me(&token).await.status, 429);
     tokio::time::sleep(Duration::from_millis(4100)).await;
     assert_eq!(count(&burst(&app, &token, 3, &[]).await, 200), 2);
 }
@@ -221,7 +215,7 @@ async fn the_limit_refills_on_time() {
 async fn endpoints_are_limited_separately_and_every_limiter_key_expires() {
     let (redis, _sink, app, token) = signed_in_app(&[("rate_limit_ip", "2/60")]).await;
     assert_eq!(count(&burst(&app, &token, 4, &[]).await, 200), 2);
-    let refresh = app.authed(Method::POST, "/api/auth/refresh", &token).await;
+    let refresh = app.api.refresh(&token).await;
     assert_eq!(refresh.status, 200, "another endpoint has its own quota");
     assert_eq!(
         refresh.header("ratelimit").unwrap(),

@@ -5,13 +5,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use flashspin_core::time::format_rfc3339;
+use flashspin_testkit::api::{
+    Answer, NewGoods, NewVoucher, Order, OrderBody, OrderPage, OrderStatus, OrdersQuery,
+    VoucherBody, VoucherList, VoucherStatus,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{
-    ADMIN_KEY, App, AppConfig, RedisServer, Reply, SmsSink, app_manifest, loose_config,
-};
-use crate::login::sign_in;
+use crate::harness::{ADMIN_KEY, App, AppConfig, RedisServer, SmsSink, app_manifest, loose_config};
 
 struct Shop {
     redis: RedisServer,
@@ -40,56 +41,42 @@ fn rfc3339_in(secs: i64) -> String {
     format_rfc3339((now_ms / 1000 + secs) * 1000)
 }
 
-fn voucher_body(stock: i64, begin_in: i64, end_in: i64) -> Value {
-    json!({
-        "shop_id": "1", "title": "50 off 100", "sub_title": "today only", "rules": "one per person",
-        "pay_value": 5000, "actual_value": 10000, "stock": stock,
-        "begin_time": rfc3339_in(begin_in), "end_time": rfc3339_in(end_in),
-    })
+fn voucher_body(stock: i64, begin_in: i64, end_in: i64) -> NewVoucher {
+    NewVoucher {
+        shop_id: "1".into(),
+        title: "50 off 100".into(),
+        sub_title: Some("today only".into()),
+        rules: Some("one per person".into()),
+        pay_value: 5000,
+        actual_value: 10000,
+        stock,
+        begin_time: rfc3339_in(begin_in),
+        end_time: rfc3339_in(end_in),
+    }
 }
 
-async fn create(app: &App, body: &Value) -> Reply {
-    let request = app
-        .http
-        .post(app.url("/api/admin/vouchers"))
-        .bearer_auth(ADMIN_KEY)
-        .json(body);
-    Reply::from(request.send().await.unwrap()).await
+async fn create(app: &App, body: &impl serde::Serialize) -> Answer<VoucherBody> {
+    app.api.create_voucher(ADMIN_KEY, body).await
 }
 
 async fn create_voucher(app: &App, stock: i64, begin_in: i64, end_in: i64) -> String {
     let reply = create(app, &voucher_body(stock, begin_in, end_in)).await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    reply.json()["voucher"]["id"].as_str().unwrap().to_string()
+    reply.expect(201).voucher.id
 }
 
-async fn buy(app: &App, voucher: &str, token: &str) -> Reply {
-    app.authed(
-        Method::POST,
-        &format!("/api/vouchers/{voucher}/orders"),
-        token,
-    )
-    .await
+async fn buy(app: &App, voucher: &str, token: &str) -> Answer<OrderBody> {
+    app.api.buy_voucher(token, voucher).await
 }
 
-fn code(reply: &Reply) -> String {
-    reply.json()["error"]["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+async fn my_orders(app: &App, token: &str) -> Answer<OrderPage> {
+    app.api.my_orders(token, &OrdersQuery::default()).await
 }
 
 /// Signs in `n` users (phones 139xxxxxxxx) a few at a time.
 async fn users(shop: &Shop, n: usize) -> Vec<String> {
-    let mut tokens = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(20) {
-        let logins = chunk.iter().map(|i| {
-            let phone = format!("139{:08}", i);
-            async move { sign_in(&shop.app, &shop.sink, &phone).await }
-        });
-        tokens.extend(futures::future::join_all(logins).await);
-    }
-    tokens
+    let phones: Vec<String> = (0..n).map(|i| format!("139{i:08}")).collect();
+    let sessions = shop.app.api.sign_in_all(&shop.sink, &phones, 20).await;
+    sessions.into_iter().map(|s| s.token).collect()
 }
 
 #[tokio::test]
@@ -97,35 +84,28 @@ async fn admins_create_vouchers_and_everyone_can_read_them() {
     let shop = shop(&[]).await;
     let app = &shop.app;
     let reply = create(app, &voucher_body(100, -60, 3600)).await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    let v = reply.json()["voucher"].clone();
-    assert_eq!(v["shop_id"], "1");
-    assert_eq!(v["title"], "50 off 100");
-    assert_eq!(
-        (v["stock"].as_i64(), v["remaining"].as_i64()),
-        (Some(100), Some(100))
-    );
-    assert_eq!(v["status"], "on_sale");
-    assert_eq!(
-        (v["pay_value"].as_i64(), v["actual_value"].as_i64()),
-        (Some(5000), Some(10000))
-    );
-    let id = v["id"].as_str().unwrap().to_string();
+    let v = reply.expect(201).voucher;
+    assert_eq!(v.shop_id, "1");
+    assert_eq!(v.title, "50 off 100");
+    assert_eq!((v.stock, v.remaining), (100, 100));
+    assert_eq!(v.status, VoucherStatus::OnSale);
+    assert_eq!((v.pay_value, v.actual_value), (5000, 10000));
+    let id = v.id.clone();
 
-    let one = app.get(&format!("/api/vouchers/{id}")).await;
+    let one = app.api.voucher(&id).await;
     assert_eq!(one.status, 200);
-    assert_eq!(one.json()["voucher"], v);
+    assert_eq!(one.body().voucher, v);
     assert!(one.header("ratelimit").is_some());
 
     let later = create_voucher(app, 5, 3600, 7200).await;
-    let list = app.get("/api/vouchers?shop_id=1").await;
+    let list = app.api.vouchers("1").await;
     assert_eq!(list.status, 200);
-    let vouchers = list.json()["vouchers"].as_array().unwrap().clone();
-    let ids: Vec<&str> = vouchers.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    let vouchers = list.body().vouchers;
+    let ids: Vec<&str> = vouchers.iter().map(|v| v.id.as_str()).collect();
     assert_eq!(ids, vec![later.as_str(), id.as_str()], "newest first");
-    assert_eq!(vouchers[0]["status"], "upcoming");
-    let other_shop = app.get("/api/vouchers?shop_id=2").await;
-    assert_eq!(other_shop.json(), json!({"vouchers": []}));
+    assert_eq!(vouchers[0].status, VoucherStatus::Upcoming);
+    let other_shop = app.api.vouchers("2").await;
+    assert_eq!(other_shop.body(), VoucherList { vouchers: vec![] });
 }
 
 #[tokio::test]
@@ -137,40 +117,29 @@ async fn a_thousand_buyers_never_oversell() {
         // 1,000 requests at once: each of 200 users tries five times.
         let tasks: Vec<_> = (0..1000)
             .map(|i| {
-                let request = shop
-                    .app
-                    .http
-                    .post(shop.app.url(&format!("/api/vouchers/{voucher}/orders")))
-                    .bearer_auth(&tokens[i % 200]);
-                tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+                let request = shop.app.api.buy_voucher(&tokens[i % 200], &voucher);
+                tokio::spawn(request.into_future())
             })
             .collect();
-        let mut created = Vec::new();
+        let mut created: Vec<Order> = Vec::new();
         let mut others: HashMap<String, usize> = HashMap::new();
         for task in tasks {
             let reply = task.await.unwrap();
             match reply.status {
-                201 => created.push(reply.json()["order"].clone()),
-                409 => *others.entry(code(&reply)).or_default() += 1,
+                201 => created.push(reply.body().order),
+                409 => *others.entry(reply.error_code()).or_default() += 1,
                 status => panic!("round {round}: unexpected {status}: {}", reply.text()),
             }
         }
         assert_eq!(created.len(), 50, "round {round}: {others:?}");
         assert_eq!(others.values().sum::<usize>(), 950);
-        let buyers: HashSet<&str> = created
-            .iter()
-            .map(|o| o["user_id"].as_str().unwrap())
-            .collect();
+        let buyers: HashSet<&str> = created.iter().map(|o| o.user_id.as_str()).collect();
         assert_eq!(buyers.len(), 50, "one order per user");
-        let order_ids: HashSet<&str> = created.iter().map(|o| o["id"].as_str().unwrap()).collect();
+        let order_ids: HashSet<&str> = created.iter().map(|o| o.id.as_str()).collect();
         assert_eq!(order_ids.len(), 50);
-        let v = shop
-            .app
-            .get(&format!("/api/vouchers/{voucher}"))
-            .await
-            .json();
-        assert_eq!(v["voucher"]["remaining"], 0);
-        assert_eq!(v["voucher"]["status"], "sold_out");
+        let v = shop.app.api.voucher(&voucher).await.ok().voucher;
+        assert_eq!(v.remaining, 0);
+        assert_eq!(v.status, VoucherStatus::SoldOut);
         let remaining: i64 = redis::cmd("HGET")
             .arg(format!("{{v:{voucher}}}:info"))
             .arg("remaining")
@@ -188,33 +157,32 @@ async fn a_thousand_buyers_never_oversell() {
 #[tokio::test]
 async fn a_second_attempt_returns_the_existing_order() {
     let shop = shop(&[]).await;
-    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13812345678").await.token;
     let voucher = create_voucher(&shop.app, 10, -5, 3600).await;
     let first = buy(&shop.app, &voucher, &token).await;
-    assert_eq!(first.status, 201, "{}", first.text());
-    let order = first.json()["order"].clone();
-    assert_eq!(order["voucher_id"], voucher.as_str());
-    assert_eq!(order["status"], "unpaid");
-    let id: u64 = order["id"].as_str().unwrap().parse().unwrap();
+    let order = first.expect(201).order;
+    assert_eq!(order.voucher_id, voucher);
+    assert_eq!(order.status, OrderStatus::Unpaid);
+    let id: u64 = order.id.parse().unwrap();
     assert!(id > 1 << 32, "seconds since the epoch sit in the high bits");
 
     let again = buy(&shop.app, &voucher, &token).await;
     assert_eq!(
-        (again.status, code(&again)),
+        (again.status, again.error_code()),
         (409, "already_purchased".into())
     );
-    assert_eq!(again.json()["order"], order);
+    assert_eq!(again.error().order, Some(order.clone()));
 
-    let mine = shop.app.authed(Method::GET, "/api/me/orders", &token).await;
+    let mine = my_orders(&shop.app, &token).await;
     assert_eq!(mine.status, 200);
-    assert_eq!(mine.json()["orders"], json!([order]));
+    assert_eq!(mine.body().orders, vec![order]);
 }
 
 #[tokio::test]
 async fn my_orders_are_newest_first_and_only_mine() {
     let shop = shop(&[]).await;
-    let alice = sign_in(&shop.app, &shop.sink, "13800000001").await;
-    let bob = sign_in(&shop.app, &shop.sink, "13800000002").await;
+    let alice = shop.app.api.sign_in(&shop.sink, "13800000001").await.token;
+    let bob = shop.app.api.sign_in(&shop.sink, "13800000002").await.token;
     let first = create_voucher(&shop.app, 10, -5, 3600).await;
     let second = create_voucher(&shop.app, 10, -5, 3600).await;
     let sold_out = create_voucher(&shop.app, 1, -5, 3600).await;
@@ -224,32 +192,23 @@ async fn my_orders_are_newest_first_and_only_mine() {
     assert_eq!(buy(&shop.app, &second, &alice).await.status, 201);
     assert_eq!(buy(&shop.app, &sold_out, &alice).await.status, 409);
 
-    let mine = shop
-        .app
-        .authed(Method::GET, "/api/me/orders", &alice)
-        .await
-        .json();
-    let vouchers: Vec<&str> = mine["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["voucher_id"].as_str().unwrap())
-        .collect();
+    let mine = my_orders(&shop.app, &alice).await.ok();
+    let vouchers: Vec<&str> = mine.orders.iter().map(|o| o.voucher_id.as_str()).collect();
     assert_eq!(vouchers, vec![second.as_str(), first.as_str()]);
-    let no_token = shop.app.get("/api/me/orders").await;
+    let no_token = shop.app.api.get("/api/me/orders").await;
     assert_eq!(no_token.status, 401);
 }
 
 #[tokio::test]
 async fn sales_open_and_close_on_time() {
     let shop = shop(&[]).await;
-    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13812345678").await.token;
     let soon = create_voucher(&shop.app, 5, 60, 3600).await;
     let closing = create_voucher(&shop.app, 5, -10, 2).await;
 
     let early = buy(&shop.app, &soon, &token).await;
     assert_eq!(
-        (early.status, code(&early)),
+        (early.status, early.error_code()),
         (409, "sale_not_started".into())
     );
     // The sale opens: its start moves to a second ago (waiting a whole
@@ -268,28 +227,24 @@ async fn sales_open_and_close_on_time() {
     assert_eq!(buy(&shop.app, &soon, &token).await.status, 201);
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let late = buy(&shop.app, &closing, &token).await;
-    assert_eq!((late.status, code(&late)), (409, "sale_ended".into()));
-    let status = shop
-        .app
-        .get(&format!("/api/vouchers/{closing}"))
-        .await
-        .json();
-    assert_eq!(status["voucher"]["status"], "ended");
-    assert_eq!(status["voucher"]["remaining"], 5);
+    assert_eq!((late.status, late.error_code()), (409, "sale_ended".into()));
+    let status = shop.app.api.voucher(&closing).await.ok().voucher;
+    assert_eq!(status.status, VoucherStatus::Ended);
+    assert_eq!(status.remaining, 5);
 }
 
 #[tokio::test]
 async fn the_per_user_limit_is_per_user_and_per_endpoint() {
     let shop = shop(&[("rate_limit_user", "1/60")]).await;
-    let alice = sign_in(&shop.app, &shop.sink, "13800000001").await;
-    let bob = sign_in(&shop.app, &shop.sink, "13800000002").await;
+    let alice = shop.app.api.sign_in(&shop.sink, "13800000001").await.token;
+    let bob = shop.app.api.sign_in(&shop.sink, "13800000002").await.token;
     let a = create_voucher(&shop.app, 10, -5, 3600).await;
     let b = create_voucher(&shop.app, 10, -5, 3600).await;
 
     assert_eq!(buy(&shop.app, &a, &alice).await.status, 201);
     let limited = buy(&shop.app, &b, &alice).await;
     assert_eq!(
-        (limited.status, code(&limited)),
+        (limited.status, limited.error_code()),
         (429, "rate_limited".into())
     );
     assert!(
@@ -309,21 +264,17 @@ async fn the_per_user_limit_is_per_user_and_per_endpoint() {
         201,
         "other users are not affected"
     );
-    let me = shop.app.authed(Method::GET, "/api/me", &alice).await;
+    let me = shop.app.api.me(&alice).await;
     assert_eq!(me.status, 200, "other endpoints are not affected");
     // The refused attempt bought nothing.
-    let mine = shop
-        .app
-        .authed(Method::GET, "/api/me/orders", &alice)
-        .await
-        .json();
-    assert_eq!(mine["orders"].as_array().unwrap().len(), 1);
+    let mine = my_orders(&shop.app, &alice).await.ok();
+    assert_eq!(mine.orders.len(), 1);
 }
 
 #[tokio::test]
 async fn bad_input_is_refused_and_changes_nothing() {
     let shop = shop(&[]).await;
-    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13812345678").await.token;
     let app = &shop.app;
     let keys_before = all_keys(&shop.redis);
 
@@ -338,49 +289,51 @@ async fn bad_input_is_refused_and_changes_nothing() {
         ("end_time", json!(rfc3339_in(-100))),
         ("begin_time", json!("not a time")),
     ] {
-        let mut body = voucher_body(10, -5, 3600);
+        let mut body = serde_json::to_value(voucher_body(10, -5, 3600)).unwrap();
         body[field] = value;
         cases.push((field.to_string(), body, 400, "invalid_request"));
     }
     for (field, body, status, expected) in cases {
         let reply = create(app, &body).await;
         assert_eq!(
-            (reply.status, code(&reply)),
+            (reply.status, reply.error_code()),
             (status, expected.to_string()),
             "{field}"
         );
-        let message = reply.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let message = reply.error().message;
         assert!(message.contains(&field), "{field}: {message}");
     }
     for key in [None, Some("wrong")] {
         let mut request = app
-            .http
-            .post(app.url("/api/admin/vouchers"))
+            .api
+            .request(Method::POST, "/api/admin/vouchers")
             .json(&voucher_body(10, -5, 3600));
         if let Some(key) = key {
-            request = request.bearer_auth(key);
+            request = request.bearer(key);
         }
-        let reply = Reply::from(request.send().await.unwrap()).await;
-        assert_eq!((reply.status, code(&reply)), (401, "unauthorized".into()));
+        let reply = request.await;
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (401, "unauthorized".into())
+        );
     }
     for path in ["/api/vouchers/abc", "/api/vouchers/0", "/api/vouchers/999"] {
-        assert_eq!(app.get(path).await.status, 404, "{path}");
+        assert_eq!(app.api.get(path).await.status, 404, "{path}");
     }
     for voucher in ["abc", "-1", "999"] {
         let reply = buy(app, voucher, &token).await;
         assert_eq!(
-            (reply.status, code(&reply)),
+            (reply.status, reply.error_code()),
             (404, "not_found".into()),
             "{voucher}"
         );
     }
-    let listing = app.get("/api/vouchers").await;
+    let listing = app.api.get("/api/vouchers").await;
     assert_eq!(listing.status, 400);
     let wrong_method = app
-        .authed(Method::GET, "/api/vouchers/1/orders", &token)
+        .api
+        .request(Method::GET, "/api/vouchers/1/orders")
+        .bearer(&token)
         .await;
     assert_eq!(wrong_method.status, 405);
 
@@ -399,31 +352,30 @@ async fn admin_routes_stay_shut_without_an_admin_key() {
         .var("redis_address", redis.url())
         .start()
         .await;
-    let reply = Reply::from(
-        app.http
-            .post(app.url("/api/admin/vouchers"))
-            .bearer_auth("")
-            .json(&voucher_body(10, -5, 3600))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let reply = app
+        .api
+        .create_voucher("", &voucher_body(10, -5, 3600))
+        .await;
     assert_eq!(reply.status, 401);
 }
 
 #[tokio::test]
 async fn redis_down_gives_503_and_buys_nothing() {
     let mut shop = shop(&[]).await;
-    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13812345678").await.token;
     let voucher = create_voucher(&shop.app, 10, -5, 3600).await;
     shop.redis.stop();
     for reply in [
-        buy(&shop.app, &voucher, &token).await,
-        shop.app.get(&format!("/api/vouchers/{voucher}")).await,
-        create(&shop.app, &voucher_body(10, -5, 3600)).await,
+        buy(&shop.app, &voucher, &token).await.untyped(),
+        shop.app.api.voucher(&voucher).await.untyped(),
+        create(&shop.app, &voucher_body(10, -5, 3600))
+            .await
+            .untyped(),
     ] {
-        assert_eq!((reply.status, code(&reply)), (503, "unavailable".into()));
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (503, "unavailable".into())
+        );
     }
 }
 
@@ -455,7 +407,7 @@ async fn refusals_take_two_round_trips_and_purchases_three() {
         return; // The count comes from flashspin's request log.
     }
     let shop = shop(&[]).await;
-    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13812345678").await.token;
     // The first purchase loads the scripts (EVALSHA answers NOSCRIPT, then
     // EVAL): one more trip each, once per Redis. The counts below skip it.
     let first = create_voucher(&shop.app, 5, -5, 3600).await;
@@ -463,42 +415,27 @@ async fn refusals_take_two_round_trips_and_purchases_three() {
     assert_eq!(buy(&shop.app, &first, &token).await.status, 201);
     assert_eq!(buy(&shop.app, &second, &token).await.status, 201);
     assert_eq!(buy(&shop.app, &second, &token).await.status, 409);
-    let other = sign_in(&shop.app, &shop.sink, "13900000001").await;
+    let other = shop.app.api.sign_in(&shop.sink, "13900000001").await.token;
     assert_eq!(buy(&shop.app, &second, &other).await.status, 409);
     assert_eq!(buy(&shop.app, "999999", &other).await.status, 404);
-    let goods = shop
-        .app
-        .http
-        .post(shop.app.url("/api/admin/lottery"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"title": "g", "total_shares": 3, "share_price": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let goods = goods["goods"]["id"].as_str().unwrap().to_string();
+    let goods = NewGoods {
+        title: "g".into(),
+        total_shares: 3,
+        share_price: 1,
+        code_base: None,
+        max_periods: None,
+    };
+    let goods = shop.app.api.create_goods(ADMIN_KEY, &goods).await;
+    let goods = goods.body().goods.id;
     // The second purchase sells the period out: the draw is in the same trip.
     for count in [1, 2] {
-        let bought = shop
-            .app
-            .http
-            .post(shop.app.url(&format!("/api/lottery/{goods}/shares")))
-            .bearer_auth(&token)
-            .json(&json!({"count": count}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(bought.status(), 201);
+        let bought = shop.app.api.buy_shares(&token, &goods, count, None).await;
+        assert_eq!(bought.status, 201);
     }
     for _ in 0..2 {
-        assert_eq!(
-            shop.app.authed(Method::GET, "/api/me", &token).await.status,
-            200
-        );
+        assert_eq!(shop.app.api.me(&token).await.status, 200);
     }
-    sign_in(&shop.app, &shop.sink, "13900000000").await;
+    shop.app.api.sign_in(&shop.sink, "13900000000").await;
 
     let logs = shop.app.logs();
     for component in [
@@ -539,16 +476,11 @@ async fn floods_without_a_valid_session_cannot_use_up_the_global_limit() {
 
     // No token at all: 401 before Redis is asked anything.
     for _ in 0..20 {
-        let reply = Reply::from(
-            shop.app
-                .http
-                .post(shop.app.url(&path))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!((reply.status, code(&reply)), (401, "unauthorized".into()));
+        let reply = shop.app.api.request(Method::POST, &path).await;
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (401, "unauthorized".into())
+        );
     }
     let limiter_keys: Vec<String> = redis::cmd("KEYS")
         .arg("{gate}:rl:buy-voucher:*")
@@ -560,11 +492,14 @@ async fn floods_without_a_valid_session_cannot_use_up_the_global_limit() {
     let forged = "ab".repeat(32);
     for _ in 0..20 {
         let reply = buy(&shop.app, &voucher, &forged).await;
-        assert_eq!((reply.status, code(&reply)), (401, "unauthorized".into()));
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (401, "unauthorized".into())
+        );
     }
 
     // The global budget is intact for real buyers.
-    let token = sign_in(&shop.app, &shop.sink, "13912345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13912345678").await.token;
     let reply = buy(&shop.app, &voucher, &token).await;
     assert_eq!(reply.status, 201, "{}", reply.text());
 }
@@ -584,23 +519,19 @@ async fn requests_with_a_bad_token_are_still_limited_per_ip() {
 #[tokio::test]
 async fn attempts_on_missing_or_refused_items_leave_no_trace() {
     let shop = shop(&[]).await;
-    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13812345678").await.token;
     let sold_out = create_voucher(&shop.app, 1, -5, 3600).await;
-    let other = sign_in(&shop.app, &shop.sink, "13900000001").await;
+    let other = shop.app.api.sign_in(&shop.sink, "13900000001").await.token;
     assert_eq!(buy(&shop.app, &sold_out, &other).await.status, 201);
     for id in 1000..1030 {
         let reply = buy(&shop.app, &id.to_string(), &token).await;
         assert_eq!(reply.status, 404, "{}", reply.text());
         let reply = shop
             .app
-            .http
-            .post(shop.app.url(&format!("/api/lottery/{id}/shares")))
-            .bearer_auth(&token)
-            .json(&json!({"count": 1}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reply.status(), 404);
+            .api
+            .buy_shares(&token, &id.to_string(), 1, None)
+            .await;
+        assert_eq!(reply.status, 404);
     }
     assert_eq!(buy(&shop.app, &sold_out, &token).await.status, 409);
     // Only the buyer who succeeded has a list; the other user, who only
@@ -611,14 +542,14 @@ async fn attempts_on_missing_or_refused_items_leave_no_trace() {
         .unwrap();
     assert_eq!(lists.len(), 1, "{lists:?}");
     assert!(lists[0].ends_with(":voucher-orders"), "{lists:?}");
-    let mine = shop.app.authed(Method::GET, "/api/me/orders", &token).await;
-    assert_eq!(mine.json()["orders"], json!([]));
+    let mine = my_orders(&shop.app, &token).await;
+    assert_eq!(mine.body().orders, vec![]);
 }
 
 #[tokio::test]
 async fn my_orders_come_in_pages() {
     let shop = shop(&[]).await;
-    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13812345678").await.token;
     let mut bought = Vec::new();
     for _ in 0..25 {
         let voucher = create_voucher(&shop.app, 5, -5, 3600).await;
@@ -627,20 +558,17 @@ async fn my_orders_come_in_pages() {
     }
     let mut listed = Vec::new();
     let mut sizes = Vec::new();
-    let mut path = "/api/me/orders?limit=10".to_string();
+    let mut cursor = None;
     loop {
-        let page = shop.app.authed(Method::GET, &path, &token).await;
-        assert_eq!(page.status, 200, "{}", page.text());
-        let page = page.json();
-        let orders = page["orders"].as_array().unwrap();
-        sizes.push(orders.len());
-        listed.extend(
-            orders
-                .iter()
-                .map(|o| o["voucher_id"].as_str().unwrap().to_string()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/api/me/orders?limit=10&cursor={cursor}"),
+        let query = OrdersQuery {
+            limit: Some(10),
+            cursor: cursor.as_deref(),
+        };
+        let page = shop.app.api.my_orders(&token, &query).await.expect(200);
+        sizes.push(page.orders.len());
+        listed.extend(page.orders.into_iter().map(|o| o.voucher_id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
             None => break,
         }
     }
@@ -648,13 +576,39 @@ async fn my_orders_come_in_pages() {
     bought.reverse();
     assert_eq!(listed, bought, "newest first, each once");
 
-    for bad in ["limit=0", "limit=101", "cursor=x", "cursor=1.2.3"] {
-        let reply = shop
-            .app
-            .authed(Method::GET, &format!("/api/me/orders?{bad}"), &token)
-            .await;
+    for (bad, query) in [
+        (
+            "limit=0",
+            OrdersQuery {
+                limit: Some(0),
+                cursor: None,
+            },
+        ),
+        (
+            "limit=101",
+            OrdersQuery {
+                limit: Some(101),
+                cursor: None,
+            },
+        ),
+        (
+            "cursor=x",
+            OrdersQuery {
+                limit: None,
+                cursor: Some("x"),
+            },
+        ),
+        (
+            "cursor=1.2.3",
+            OrdersQuery {
+                limit: None,
+                cursor: Some("1.2.3"),
+            },
+        ),
+    ] {
+        let reply = shop.app.api.my_orders(&token, &query).await;
         assert_eq!(
-            (reply.status, code(&reply)),
+            (reply.status, reply.error_code()),
             (400, "invalid_request".into()),
             "{bad}"
         );
@@ -664,24 +618,13 @@ async fn my_orders_come_in_pages() {
 #[tokio::test]
 async fn reading_my_orders_is_limited_per_user() {
     let shop = shop(&[("rate_limit_user_reads", "3/60")]).await;
-    let token = sign_in(&shop.app, &shop.sink, "13812345678").await;
+    let token = shop.app.api.sign_in(&shop.sink, "13812345678").await.token;
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(
-            shop.app
-                .authed(Method::GET, "/api/me/orders", &token)
-                .await
-                .status,
-        );
+        statuses.push(my_orders(&shop.app, &token).await.status);
     }
     assert_eq!(statuses, [200, 200, 200, 429]);
     // Another user reads on.
-    let other = sign_in(&shop.app, &shop.sink, "13900000001").await;
-    assert_eq!(
-        shop.app
-            .authed(Method::GET, "/api/me/orders", &other)
-            .await
-            .status,
-        200
-    );
+    let other = shop.app.api.sign_in(&shop.sink, "13900000001").await.token;
+    assert_eq!(my_orders(&shop.app, &other).await.status, 200);
 }

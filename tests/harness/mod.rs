@@ -3,7 +3,8 @@
 //!
 //! The app runs under `flashspin up`, or under a real Spin when `SPIN_BIN`
 //! names its binary (`spin up --listen ADDR`), so the same suite checks that
-//! the app behaves the same on both hosts.
+//! the app behaves the same on both hosts. Tests talk to it through
+//! [`App::api`], the testkit's typed client.
 
 #![allow(dead_code)]
 
@@ -14,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use flashspin_testkit::api::Client;
 pub use flashspin_testkit::{RedisServer, SinkMode, SmsSink, free_port};
 
 /// The repository root.
@@ -98,6 +100,8 @@ pub struct App {
     log: PathBuf,
     _dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// The app's API, over `http`.
+    pub api: Client,
     stopped: bool,
 }
 
@@ -209,12 +213,14 @@ impl AppConfig {
             .stderr(out)
             .spawn()
             .expect("cannot start the host");
+        let http = reqwest::Client::new();
         let mut app = App {
             child,
             base: String::new(),
             log,
             _dir: dir,
-            http: reqwest::Client::new(),
+            api: Client::with_http("", http.clone()),
+            http,
             stopped: false,
         };
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -232,13 +238,10 @@ impl AppConfig {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+                app.api = Client::with_http(app.base.clone(), app.http.clone());
             }
-            let probe = app
-                .http
-                .get(app.url("/.well-known/spin/health"))
-                .send()
-                .await;
-            if probe.is_ok_and(|r| r.status().is_success()) {
+            let probe = app.api.get("/.well-known/spin/health").try_send().await;
+            if probe.is_ok_and(|r| (200..300).contains(&r.status)) {
                 return Ok(app);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -300,28 +303,6 @@ impl App {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.http.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
-        Reply::from(
-            self.http
-                .post(self.url(path))
-                .json(body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-    }
-
-    /// A request with a bearer token, for the signed-in routes.
-    pub async fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> Reply {
-        let request = self.http.request(method, self.url(path)).bearer_auth(token);
-        Reply::from(request.send().await.unwrap()).await
     }
 
     /// Waits for the process to exit (after it was stopped).
@@ -419,38 +400,4 @@ pub fn live_processes_in_group(group: u32) -> Vec<u32> {
             fields.first() != Some(&"Z") && fields.get(2) == Some(&group.to_string().as_str())
         })
         .collect()
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub async fn from(r: reqwest::Response) -> Self {
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let body = r.bytes().await.unwrap().to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
 }

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use flashspin_testkit::api::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// One HTTP request of a unit of work, built just before it is sent (so a
-/// step may use what an earlier step caused, like a login code).
-pub type Step = Box<dyn FnOnce(&reqwest::Client) -> reqwest::RequestBuilder + Send>;
+/// One HTTP request of a unit of work, built with the app's client just
+/// before it is sent (so a step may use what an earlier step caused, like a
+/// login code).
+pub type Step = Box<dyn FnOnce(&Client) -> reqwest::RequestBuilder + Send>;
 
 /// The i-th unit of work of a scenario: usually one request, a few for a
 /// flow such as login.
@@ -33,7 +35,7 @@ pub struct Sample {
 
 /// Runs units `first`, `first + 1`, ... of `request` until `limit` is spent.
 pub async fn run(
-    http: &reqwest::Client,
+    api: &Client,
     name: &str,
     concurrency: usize,
     limit: Limit,
@@ -71,7 +73,7 @@ pub async fn run(
     };
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let http = http.clone();
+            let api = api.clone();
             let next = next.clone();
             let done = done.clone();
             let request = request.clone();
@@ -91,7 +93,7 @@ pub async fn run(
                     let mut sent = 0;
                     for step in request(i) {
                         sent += 1;
-                        status = match step(&http).send().await {
+                        status = match step(&api).send().await {
                             Ok(response) => {
                                 let status = response.status().as_u16();
                                 let _ = response.bytes().await;

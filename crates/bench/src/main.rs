@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use flashspin_testkit::api::Client;
 
 use crate::drive::{Limit, Request, Step};
 use crate::report::Measured;
@@ -170,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
             let target = target_of(run.scenario);
             let before = target.counters()?;
             let (samples, elapsed) = drive::run(
-                &target.http,
+                &target.api,
                 run.scenario.name(),
                 args.concurrency,
                 limit,
@@ -236,32 +237,21 @@ async fn prepare(
     scenario: Scenario,
     tokens: Arc<Vec<String>>,
 ) -> anyhow::Result<Request> {
-    let base = target.base.clone();
     let users = tokens.len() as u64;
-    // A signed-in POST of `body` (or none) to `path` as user i.
-    let post = move |path: String, i: u64, body: Option<serde_json::Value>| -> Step {
-        let token = tokens[(i % users) as usize].clone();
-        Box::new(move |http: &reqwest::Client| {
-            let request = http.post(path).bearer_auth(token);
-            match body {
-                Some(body) => request.json(&body),
-                None => request,
-            }
-        })
-    };
+    // Signed in as user i.
+    let token = move |i: u64| tokens[(i % users) as usize].clone();
     Ok(match scenario {
-        Scenario::Baseline => Arc::new(move |_| {
-            let url = format!("{base}/api/health");
-            vec![Box::new(move |http: &reqwest::Client| http.get(url)) as Step]
-        }),
+        Scenario::Baseline => {
+            Arc::new(move |_| vec![Box::new(|api: &Client| api.health().into_builder()) as Step])
+        }
         Scenario::BuyVoucherScarce => {
             let voucher = target.create_voucher(100).await?;
             Arc::new(move |i| {
-                vec![post(
-                    format!("{base}/api/vouchers/{voucher}/orders"),
-                    i,
-                    None,
-                )]
+                let (token, voucher) = (token(i), voucher.clone());
+                vec![
+                    Box::new(move |api: &Client| api.buy_voucher(&token, &voucher).into_builder())
+                        as Step,
+                ]
             })
         }
         Scenario::BuyVoucherPlenty => {
@@ -272,52 +262,45 @@ async fn prepare(
                 vouchers.push(target.create_voucher(1_000_000).await?);
             }
             Arc::new(move |i| {
-                let voucher = &vouchers[((i / users) % 200) as usize];
-                vec![post(
-                    format!("{base}/api/vouchers/{voucher}/orders"),
-                    i,
-                    None,
-                )]
+                let token = token(i);
+                let voucher = vouchers[((i / users) % 200) as usize].clone();
+                vec![
+                    Box::new(move |api: &Client| api.buy_voucher(&token, &voucher).into_builder())
+                        as Step,
+                ]
             })
         }
         Scenario::Lottery => {
             let goods = target.create_goods(10_000).await?;
             Arc::new(move |i| {
-                let body = serde_json::json!({"count": 1 + i % 5});
-                vec![post(
-                    format!("{base}/api/lottery/{goods}/shares"),
-                    i,
-                    Some(body),
-                )]
+                let (token, goods) = (token(i), goods.clone());
+                let count = 1 + (i % 5) as i64;
+                vec![Box::new(move |api: &Client| {
+                    api.buy_shares(&token, &goods, count, None).into_builder()
+                }) as Step]
             })
         }
         Scenario::OnePing | Scenario::TwoPings => {
             let n = if scenario == Scenario::OnePing { 1 } else { 2 };
             Arc::new(move |_| {
-                let url = format!("{base}/api/floor?action=pings&n={n}");
-                vec![Box::new(move |http: &reqwest::Client| http.get(url)) as Step]
+                let path = format!("/api/floor?action=pings&n={n}");
+                vec![Box::new(move |api: &Client| api.get(&path).into_builder()) as Step]
             })
         }
         Scenario::Login => {
+            // The sign-in flow, one request per step so that each is timed
+            // and counted like any other.
             let sink = target.sink.clone();
             Arc::new(move |i| {
                 let phone = format!("166{:08}", i % 100_000_000);
-                let (send_url, login_url) = (
-                    format!("{base}/api/auth/code"),
-                    format!("{base}/api/auth/login"),
-                );
                 let send_phone = phone.clone();
                 let sink = sink.clone();
                 vec![
-                    Box::new(move |http: &reqwest::Client| {
-                        http.post(send_url)
-                            .json(&serde_json::json!({"phone": send_phone}))
-                    }) as Step,
+                    Box::new(move |api: &Client| api.send_code(&send_phone).into_builder()) as Step,
                     // Built after the first step: the code has arrived by then.
-                    Box::new(move |http: &reqwest::Client| {
+                    Box::new(move |api: &Client| {
                         let code = sink.last_code(&phone).unwrap_or_default();
-                        http.post(login_url)
-                            .json(&serde_json::json!({"phone": phone, "code": code}))
+                        api.login(&phone, &code).into_builder()
                     }),
                 ]
             })

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use flashspin_testkit::api::{Client, NewGoods, NewVoucher};
 use flashspin_testkit::{RedisServer, SmsSink, free_port};
-use serde_json::json;
 
 pub struct Target {
-    pub base: String,
-    pub http: reqwest::Client,
+    /// The app's API, over a client with a connection pool large enough
+    /// for the benchmark's concurrency.
+    pub api: Client,
     pub sink: Arc<SmsSink>,
     redis_url: String,
     admin_key: String,
@@ -66,8 +67,7 @@ impl Target {
         }
         let (app, port) = serve(host, APP_MANIFEST, &env)?;
         let target = Target {
-            base: format!("http://127.0.0.1:{port}"),
-            http: client(),
+            api: client(format!("http://127.0.0.1:{port}")),
             sink,
             redis_url: redis.url(),
             admin_key: admin_key.to_string(),
@@ -88,8 +88,7 @@ impl Target {
         ];
         let (app, port) = serve(host, PROBE_MANIFEST, &env)?;
         let target = Target {
-            base: format!("http://127.0.0.1:{port}"),
-            http: client(),
+            api: client(format!("http://127.0.0.1:{port}")),
             sink: self.sink.clone(),
             redis_url: self.redis_url.clone(),
             admin_key: String::new(),
@@ -108,8 +107,7 @@ impl Target {
     ) -> anyhow::Result<Self> {
         let sink = Arc::new(SmsSink::start_on(sink_port).await);
         let target = Target {
-            base: url.trim_end_matches('/').to_string(),
-            http: client(),
+            api: client(url),
             sink,
             redis_url: redis.to_string(),
             admin_key: admin_key.to_string(),
@@ -123,89 +121,56 @@ impl Target {
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            let probe = self
-                .http
-                .get(format!("{}/api/health", self.base))
-                .send()
-                .await;
-            if probe.is_ok_and(|r| r.status().is_success()) {
+            let probe = self.api.health().try_send().await;
+            if probe.is_ok_and(|answer| (200..300).contains(&answer.status)) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("the app at {} did not become healthy", self.base)
+        bail!("the app at {} did not become healthy", self.api.base())
     }
 
-    /// Signs in `n` users (phones 150xxxxxxxx), 50 at a time.
+    /// Signs in `n` users (phones 150xxxxxxxx), 50 at a time, and returns
+    /// their tokens.
     pub async fn sign_in_users(&self, n: usize) -> anyhow::Result<Vec<String>> {
-        let mut tokens = Vec::with_capacity(n);
-        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
-            let logins = chunk.iter().map(|i| self.sign_in(format!("150{i:08}")));
-            for token in futures::future::join_all(logins).await {
-                tokens.push(token?);
-            }
-        }
-        Ok(tokens)
+        let phones: Vec<String> = (0..n).map(|i| format!("150{i:08}")).collect();
+        let sessions = self
+            .api
+            .try_sign_in_all(&self.sink, &phones, 50)
+            .await
+            .context("signing the users in")?;
+        Ok(sessions.into_iter().map(|s| s.token).collect())
     }
 
-    async fn sign_in(&self, phone: String) -> anyhow::Result<String> {
-        let sent = self
-            .http
-            .post(format!("{}/api/auth/code", self.base))
-            .json(&json!({"phone": phone}))
-            .send()
-            .await?;
-        if sent.status() != 202 {
-            bail!("send-code for {phone}: {}", sent.status());
-        }
-        let code = self.sink.last_code(&phone).context("no code arrived")?;
-        let reply: serde_json::Value = self
-            .http
-            .post(format!("{}/api/auth/login", self.base))
-            .json(&json!({"phone": phone, "code": code}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        reply["token"]
-            .as_str()
-            .map(str::to_string)
-            .with_context(|| format!("login for {phone}: {reply}"))
-    }
-
-    async fn admin(
-        &self,
-        path: &str,
-        body: serde_json::Value,
-        field: &str,
-    ) -> anyhow::Result<String> {
-        let reply: serde_json::Value = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.admin_key)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        reply[field]["id"]
-            .as_str()
-            .map(str::to_string)
-            .with_context(|| format!("{path}: {reply}"))
-    }
-
-    /// A voucher on sale now for an hour.
+    /// A voucher whose sale is open for the whole run.
     pub async fn create_voucher(&self, stock: i64) -> anyhow::Result<String> {
-        let body = json!({
-            "shop_id": "1", "title": "bench", "pay_value": 100, "actual_value": 200, "stock": stock,
-            "begin_time": "2026-01-01T00:00:00Z", "end_time": "2093-01-01T00:00:00Z",
-        });
-        self.admin("/api/admin/vouchers", body, "voucher").await
+        let body = NewVoucher {
+            shop_id: "1".into(),
+            title: "bench".into(),
+            sub_title: None,
+            rules: None,
+            pay_value: 100,
+            actual_value: 200,
+            stock,
+            begin_time: "2026-01-01T00:00:00Z".into(),
+            end_time: "2093-01-01T00:00:00Z".into(),
+        };
+        let created = self.api.create_voucher(&self.admin_key, &body).try_send();
+        let created = created.await?.try_ok().context("creating a voucher")?;
+        Ok(created.voucher.id)
     }
 
     pub async fn create_goods(&self, total_shares: i64) -> anyhow::Result<String> {
-        let body = json!({"title": "bench", "total_shares": total_shares, "share_price": 100});
-        self.admin("/api/admin/lottery", body, "goods").await
+        let body = NewGoods {
+            title: "bench".into(),
+            total_shares,
+            share_price: 100,
+            code_base: None,
+            max_periods: None,
+        };
+        let created = self.api.create_goods(&self.admin_key, &body).try_send();
+        let created = created.await?.try_ok().context("creating a goods")?;
+        Ok(created.goods.id)
     }
 
     /// The counters so far: Redis's commands and CPU (one `INFO all`) and
@@ -321,11 +286,12 @@ fn serve(host: &Path, manifest: &str, env: &[(&str, String)]) -> anyhow::Result<
     Ok((app, port))
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+fn client(base: impl Into<String>) -> Client {
+    let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()
-        .expect("an HTTP client")
+        .expect("an HTTP client");
+    Client::with_http(base, http)
 }
 
 /// The commands the measured endpoints send themselves.

@@ -1,10 +1,12 @@
 //! Support shared by the core's script tests, the black-box suite and the
 //! benchmark: a private `redis-server`, a stand-in for the SMS gateway
-//! ([`SmsSink`]), and [`NativeRedis`], the core's Redis seam over the native
-//! `redis` client, so scripts can be run directly.
+//! ([`SmsSink`]), [`NativeRedis`], the core's Redis seam over the native
+//! `redis` client, so scripts can be run directly, and [`api`], a typed
+//! client of the app's HTTP API.
 
+pub mod api;
 mod sms;
-pub use sms::{SinkMode, SmsSink};
+pub use sms::{SinkMode, Sms, SmsSink};
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

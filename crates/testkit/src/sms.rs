@@ -1,13 +1,21 @@
-//! A local stand-in for the SMS gateway: records every JSON message posted
-//! to it and answers with a chosen status, or not at all.
+//! A local stand-in for the SMS gateway: records every message posted to
+//! it ([`Sms`]) and answers with a chosen status, or not at all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// A message the app posted to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Sms {
+    pub phone: String,
+    pub code: String,
+    pub text: String,
+}
 
 #[derive(Clone, Copy, Debug)]
 pub enum SinkMode {
@@ -18,7 +26,7 @@ pub enum SinkMode {
 
 pub struct SmsSink {
     pub port: u16,
-    received: Arc<Mutex<Vec<Value>>>,
+    received: Arc<Mutex<Vec<Sms>>>,
     latest: Arc<Mutex<HashMap<String, String>>>,
     mode: Arc<Mutex<SinkMode>>,
     task: tokio::task::JoinHandle<()>,
@@ -49,16 +57,12 @@ impl SmsSink {
                         let Some(body) = read_request(&mut stream).await else {
                             return;
                         };
-                        if let Ok(json) = serde_json::from_slice::<Value>(&body) {
-                            if let (Some(phone), Some(code)) =
-                                (json["phone"].as_str(), json["code"].as_str())
-                            {
-                                latest
-                                    .lock()
-                                    .unwrap()
-                                    .insert(phone.to_string(), code.to_string());
-                            }
-                            received.lock().unwrap().push(json);
+                        if let Ok(sms) = serde_json::from_slice::<Sms>(&body) {
+                            latest
+                                .lock()
+                                .unwrap()
+                                .insert(sms.phone.clone(), sms.code.clone());
+                            received.lock().unwrap().push(sms);
                         }
                         let status = match mode {
                             SinkMode::Answer(status) => status,
@@ -92,7 +96,8 @@ impl SmsSink {
         *self.mode.lock().unwrap() = mode;
     }
 
-    pub fn messages(&self) -> Vec<Value> {
+    /// Every message received so far, in order.
+    pub fn messages(&self) -> Vec<Sms> {
         self.received.lock().unwrap().clone()
     }
 

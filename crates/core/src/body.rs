@@ -8,19 +8,17 @@ use crate::error::ApiError;
 /// A JSON object body whose fields are taken one by one.
 pub struct JsonObject(Map<String, Value>);
 
-fn invalid(message: String) -> ApiError {
-    ApiError::InvalidRequest(message)
-}
-
 impl JsonObject {
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(invalid("a JSON object body is required".into()));
+            return Err(ApiError::invalid("a JSON object body is required"));
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(_) => Err(invalid("the body must be a JSON object".into())),
-            Err(e) => Err(invalid(format!("the body is not valid JSON: {e}"))),
+            Ok(_) => Err(ApiError::invalid("the body must be a JSON object")),
+            Err(e) => Err(ApiError::invalid(format!(
+                "the body is not valid JSON: {e}"
+            ))),
         }
     }
 
@@ -30,20 +28,20 @@ impl JsonObject {
 
     pub fn string(&mut self, name: &str) -> Result<String, ApiError> {
         self.optional_string(name)?
-            .ok_or_else(|| invalid(format!("{name} is required")))
+            .ok_or_else(|| ApiError::invalid(format!("{name} is required")))
     }
 
     pub fn optional_string(&mut self, name: &str) -> Result<Option<String>, ApiError> {
         match self.take(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(invalid(format!("{name} must be a string"))),
+            Some(_) => Err(ApiError::invalid(format!("{name} must be a string"))),
         }
     }
 
     pub fn integer(&mut self, name: &str) -> Result<i64, ApiError> {
         self.optional_integer(name)?
-            .ok_or_else(|| invalid(format!("{name} is required")))
+            .ok_or_else(|| ApiError::invalid(format!("{name} is required")))
     }
 
     pub fn optional_integer(&mut self, name: &str) -> Result<Option<i64>, ApiError> {
@@ -52,15 +50,15 @@ impl JsonObject {
             Some(Value::Number(n)) => n
                 .as_i64()
                 .map(Some)
-                .ok_or_else(|| invalid(format!("{name} must be an integer in range"))),
-            Some(_) => Err(invalid(format!("{name} must be an integer"))),
+                .ok_or_else(|| ApiError::invalid(format!("{name} must be an integer in range"))),
+            Some(_) => Err(ApiError::invalid(format!("{name} must be an integer"))),
         }
     }
 
     /// Refuses fields nobody asked for.
     pub fn finish(self) -> Result<(), ApiError> {
         match self.0.keys().next() {
-            Some(name) => Err(invalid(format!("unknown field {name}"))),
+            Some(name) => Err(ApiError::invalid(format!("unknown field {name}"))),
             None => Ok(()),
         }
     }

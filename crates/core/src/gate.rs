@@ -13,7 +13,7 @@ use crate::config::{RateLimits, Variables, read};
 use crate::error::ApiError;
 use crate::ids::{IdKey, OrderId, UserId};
 use crate::keys;
-use crate::ratelimit::{Endpoint, Limit, Verdict, read_states};
+use crate::ratelimit::{Endpoint, Limit, Verdict};
 use crate::redis::Redis;
 use crate::scripts::gate;
 use crate::session::{SessionSettings, SessionToken};
@@ -256,11 +256,7 @@ pub fn pass(
         // With no client address it is the only limit, and stays.
         applied.pop();
     }
-    let verdict = Verdict {
-        allowed: reply.allowed,
-        retry_after_ms: reply.retry_after_ms.max(0) as u64,
-        states: read_states(reply.states, &applied)?,
-    };
+    let verdict = Verdict::from_reply(reply.allowed, reply.retry_after_ms, reply.states, &applied)?;
 
     // Limits first: a client hammering without a valid token is slowed
     // down like anyone else rather than told 401 for ever.

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::ids::UserId;
 use crate::keys;
 use crate::phone::Phone;
-use crate::ratelimit::{Endpoint, Limit, Rate, Scope, Verdict, read_states};
+use crate::ratelimit::{Endpoint, Limit, Rate, Scope, Verdict};
 use crate::redis::{Arg, Redis, RedisError};
 use crate::scripts::{login as login_script, send_code as send_code_script};
 use crate::session::{SessionSettings, SessionToken, hex};
@@ -195,11 +195,7 @@ pub fn send_code(
     )?;
     use send_code_script::Outcome;
     let stored = reply.outcome == Outcome::Stored;
-    let verdict = Verdict {
-        allowed: stored,
-        retry_after_ms: reply.retry_after_ms.max(0) as u64,
-        states: read_states(reply.states, &all)?,
-    };
+    let verdict = Verdict::from_reply(stored, reply.retry_after_ms, reply.states, &all)?;
     match reply.outcome {
         Outcome::Stored => Ok(CodeSent { code, verdict }),
         Outcome::TooEarly | Outcome::Limited => Err(ApiError::RateLimited(verdict)),
@@ -283,11 +279,7 @@ pub fn login(
     )?;
     use login_script::Outcome;
     let signed_in = reply.outcome == Outcome::SignedIn;
-    let verdict = Verdict {
-        allowed: signed_in,
-        retry_after_ms: reply.retry_after_ms.max(0) as u64,
-        states: read_states(reply.states, &shared)?,
-    };
+    let verdict = Verdict::from_reply(signed_in, reply.retry_after_ms, reply.states, &shared)?;
     match reply.outcome {
         Outcome::SignedIn => Ok(SignedIn {
             token,

@@ -249,12 +249,27 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// The verdict a script reported: whether it allowed the request, the
+    /// wait if not, and in `states` (the end of its reply) where each of
+    /// `limits` stands.
+    pub(crate) fn from_reply(
+        allowed: bool,
+        retry_after_ms: i64,
+        states: ReplyReader,
+        limits: &[Limit],
+    ) -> Result<Self, RedisError> {
+        Ok(Verdict {
+            allowed,
+            retry_after_ms: retry_after_ms.max(0) as u64,
+            states: read_states(states, limits)?,
+        })
+    }
+}
+
 /// Reads `(remaining, reset_ms)` for each of `limits`.
 /// The reader must then be at its end.
-pub(crate) fn read_states(
-    mut reader: ReplyReader,
-    limits: &[Limit],
-) -> Result<Vec<LimitState>, RedisError> {
+fn read_states(mut reader: ReplyReader, limits: &[Limit]) -> Result<Vec<LimitState>, RedisError> {
     let mut states = Vec::with_capacity(limits.len());
     for limit in limits {
         let remaining = reader.int()?.clamp(0, i64::from(u32::MAX)) as u32;

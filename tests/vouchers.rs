@@ -563,6 +563,7 @@ async fn my_orders_come_in_pages() {
         let query = OrdersQuery {
             limit: Some(10),
             cursor: cursor.as_deref(),
+            ..OrdersQuery::default()
         };
         let page = shop.app.api.my_orders(&token, &query).await.expect(200);
         sizes.push(page.orders.len());
@@ -581,28 +582,28 @@ async fn my_orders_come_in_pages() {
             "limit=0",
             OrdersQuery {
                 limit: Some(0),
-                cursor: None,
+                ..OrdersQuery::default()
             },
         ),
         (
             "limit=101",
             OrdersQuery {
                 limit: Some(101),
-                cursor: None,
+                ..OrdersQuery::default()
             },
         ),
         (
             "cursor=x",
             OrdersQuery {
-                limit: None,
                 cursor: Some("x"),
+                ..OrdersQuery::default()
             },
         ),
         (
-            "cursor=1.2.3",
+            "cursor=1.2.3.4",
             OrdersQuery {
-                limit: None,
-                cursor: Some("1.2.3"),
+                cursor: Some("1.2.3.4"),
+                ..OrdersQuery::default()
             },
         ),
     ] {

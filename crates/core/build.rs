@@ -30,6 +30,7 @@ mod keys;
 /// `keys.rs` takes the crate's id types; naming keys here, numbers do.
 mod ids {
     pub type GoodsId = u64;
+    pub type OrderId = u64;
     pub type ShopId = u64;
     pub type UserId = u64;
     pub type VoucherId = u64;
@@ -108,6 +109,7 @@ enum Type {
     Str,
     Flag,
     Id,
+    Num,
 }
 
 impl Type {
@@ -117,6 +119,7 @@ impl Type {
             "str" => Ok(Type::Str),
             "flag" => Ok(Type::Flag),
             "id" if reply => Ok(Type::Id),
+            "num" if reply => Ok(Type::Num),
             other => Err(format!("unknown type {other:?}")),
         }
     }
@@ -322,7 +325,7 @@ impl Declaration {
             .iter()
             // An empty string is the cheapest reply element for an id.
             .map(|f| match f.ty {
-                Some(Type::Str | Type::Id) => ", ''",
+                Some(Type::Str | Type::Id | Type::Num) => ", ''",
                 _ => ", 0",
             })
             .collect();
@@ -453,6 +456,7 @@ impl Declaration {
                 Some(Type::Str) => "String",
                 Some(Type::Flag) => "bool",
                 Some(Type::Id) => "u64",
+                Some(Type::Num) => "i64",
                 None => unreachable!(),
             };
             writeln!(out, "        /// {}\n        pub {}: {ty},", f.doc, f.name).unwrap();
@@ -534,6 +538,7 @@ impl Declaration {
                 Some(Type::Str) => "string",
                 Some(Type::Flag) => "flag",
                 Some(Type::Id) => "id",
+                Some(Type::Num) => "num",
                 None => unreachable!(),
             };
             writeln!(out, "        let {} = reader.{read}()?;", f.name).unwrap();

@@ -1,13 +1,16 @@
 //! The signed-in user's own routes: `GET /api/me`, `GET /api/me/orders`,
-//! `GET /api/me/lottery` and `POST /api/auth/logout`. The two lists come in
-//! pages (`limit`, `cursor`), with bounded Redis work per page, and are
-//! limited per user by `rate_limit_user_reads`.
+//! `GET /api/me/lottery`, `GET /api/orders/:id`,
+//! `POST /api/orders/:id/cancel` and `POST /api/auth/logout`. The two lists
+//! come in pages (`limit`, `cursor`), with bounded Redis work per page, and
+//! are limited per user by `rate_limit_user_reads`. Another user's order is
+//! not found.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::{Reader, SignedIn};
-use flashspin_core::ids::{GoodsId, PeriodNumber};
+use flashspin_core::ids::{GoodsId, OrderId, PeriodNumber};
 use flashspin_core::login::logout;
 use flashspin_core::lottery::{self, PurchaseFilter, PurchasesCursor};
+use flashspin_core::order::{self, Change, OrderStatus};
 use flashspin_core::page::PageSize;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::session::SessionToken;
@@ -74,15 +77,36 @@ impl Route for Orders {
     const METHOD: &'static str = "GET";
     const ENDPOINT: Endpoint = Endpoint::Account;
     type Caller = Reader;
-    type Input = (PageSize, Option<OrdersCursor>);
+    type Input = (Option<OrderStatus>, PageSize, Option<OrdersCursor>);
 
     fn parse(req: &ApiRequest) -> Result<Self::Input, ApiError> {
-        page(req, OrdersCursor::parse)
+        let status = req
+            .query_param("status")
+            .map(|s| {
+                OrderStatus::parse(&s).ok_or_else(|| {
+                    ApiError::invalid(
+                        "status must be unpaid, paid, used, refunded, cancelled or expired",
+                    )
+                })
+            })
+            .transpose()?;
+        let (limit, after) = page(req, OrdersCursor::parse)?;
+        Ok((status, limit, after))
     }
 
-    fn run(call: &mut Call<'_, Reader>, (limit, after): Self::Input) -> Result<Reply, ApiError> {
-        let user_id = call.caller.0.id;
-        let (orders, next) = voucher::orders_page(call.redis()?, user_id, after, limit.get())?;
+    fn run(
+        call: &mut Call<'_, Reader>,
+        (status, limit, after): Self::Input,
+    ) -> Result<Reply, ApiError> {
+        let (user_id, now_ms) = (call.caller.0.id, call.now_ms());
+        let (orders, next) = voucher::orders_page(
+            call.redis()?,
+            user_id,
+            status,
+            after.as_ref(),
+            limit.get(),
+            now_ms,
+        )?;
         let orders: Vec<_> = orders.iter().map(|o| o.to_json()).collect();
         let mut body = json!({"orders": orders});
         if let Some(next) = next {
@@ -137,4 +161,57 @@ impl Route for Lottery {
     }
 }
 
-flashspin_spin::component!(Me, Logout, Orders, Lottery);
+/// One of the caller's orders: `GET /api/orders/:id` reads it,
+/// `POST /api/orders/:id/cancel` cancels it while unpaid.
+fn own_order(
+    call: &mut Call<'_, SignedIn>,
+    id: OrderId,
+    change: Change,
+) -> Result<Reply, ApiError> {
+    let user_id = call.caller.0.id;
+    let redis = call.redis()?;
+    let located = order::locate(redis, id)?
+        .0
+        .filter(|l| l.user_id == user_id)
+        .ok_or(ApiError::NotFound)?;
+    let order = order::change(redis, located.voucher_id, id, change, Some(user_id), None)?;
+    Ok(Reply::ok(json!({"order": order.to_json()})))
+}
+
+struct OneOrder;
+
+impl Route for OneOrder {
+    const PATH: &'static str = "/api/orders/:id";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Account;
+    type Caller = SignedIn;
+    type Input = OrderId;
+
+    fn parse(req: &ApiRequest) -> Result<OrderId, ApiError> {
+        req.path_id("id")
+    }
+
+    fn run(call: &mut Call<'_, SignedIn>, id: OrderId) -> Result<Reply, ApiError> {
+        own_order(call, id, Change::Read)
+    }
+}
+
+struct CancelOrder;
+
+impl Route for CancelOrder {
+    const PATH: &'static str = "/api/orders/:id/cancel";
+    const METHOD: &'static str = "POST";
+    const ENDPOINT: Endpoint = Endpoint::Account;
+    type Caller = SignedIn;
+    type Input = OrderId;
+
+    fn parse(req: &ApiRequest) -> Result<OrderId, ApiError> {
+        req.path_id("id")
+    }
+
+    fn run(call: &mut Call<'_, SignedIn>, id: OrderId) -> Result<Reply, ApiError> {
+        own_order(call, id, Change::Cancel)
+    }
+}
+
+flashspin_spin::component!(Me, Logout, Orders, Lottery, OneOrder, CancelOrder);

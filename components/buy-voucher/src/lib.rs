@@ -1,15 +1,19 @@
 //! `POST /api/vouchers/:id/orders`: the flash-sale purchase. Two Redis round
 //! trips: the gate (session, limits, order number), then the purchase
-//! script (window, one per user, stock, order). A purchase that succeeded
-//! takes a third, to add the order to the user's list.
+//! script (expired orders back on sale, window, one active order per user,
+//! stock, the order, unpaid until `order_pay_secs` from now). A purchase
+//! that succeeded takes a third, to file the order under its buyer.
 
 use flashspin_core::ApiError;
+use flashspin_core::config::read;
 use flashspin_core::gate::Buyer;
 use flashspin_core::ids::VoucherId;
+use flashspin_core::order;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Reply, Route};
+use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
 
 struct BuyVoucher;
@@ -26,12 +30,14 @@ impl Route for BuyVoucher {
     }
 
     fn run(call: &mut Call<'_, Buyer>, voucher_id: VoucherId) -> Result<Reply, ApiError> {
+        let pay_secs: u32 = read(&SpinVariables, "order_pay_secs")?;
         let (user_id, order_id) = (call.caller.user.id, call.caller.order_id);
         let redis = call.redis()?;
-        let order = voucher::buy(redis, voucher_id, user_id, order_id)?;
-        // The order stands even if listing it fails; the log says so.
-        if let Err(e) = voucher::record_order(redis, &order) {
-            eprintln!("order {} not added to the user's list: {e}", order.id);
+        let order = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs)?;
+        // The order stands even if filing it fails: the buyer has it, and
+        // unpaid it expires in time; the log says so.
+        if let Err(e) = order::record(redis, &order) {
+            eprintln!("order {} not filed under its buyer: {e}", order.id);
         }
         Ok(Reply::created(json!({"order": order.to_json()})))
     }

@@ -12,6 +12,10 @@ pub enum Conflict {
     SaleNotStarted,
     SaleEnded,
     SoldOut,
+    /// The order's status does not allow the change asked for.
+    InvalidState,
+    /// A payment whose amount is not the order's.
+    AmountMismatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +26,8 @@ pub enum ApiError {
     InvalidPhone,
     /// No valid session (or admin key) for a route that needs one.
     Unauthorized,
+    /// A payment webhook whose signature is missing, wrong or stale.
+    InvalidSignature,
     /// A login code that is wrong, expired or was never sent.
     InvalidCode,
     NotFound,
@@ -51,7 +57,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::InvalidRequest(_) | ApiError::InvalidPhone => 400,
-            ApiError::Unauthorized | ApiError::InvalidCode => 401,
+            ApiError::Unauthorized | ApiError::InvalidSignature | ApiError::InvalidCode => 401,
             ApiError::NotFound => 404,
             ApiError::Conflict(_) | ApiError::AlreadyPurchased(_) => 409,
             ApiError::MethodNotAllowed(_) => 405,
@@ -68,11 +74,14 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::InvalidPhone => "invalid_phone",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidSignature => "invalid_signature",
             ApiError::InvalidCode => "invalid_code",
             ApiError::NotFound => "not_found",
             ApiError::Conflict(Conflict::SaleNotStarted) => "sale_not_started",
             ApiError::Conflict(Conflict::SaleEnded) => "sale_ended",
             ApiError::Conflict(Conflict::SoldOut) => "sold_out",
+            ApiError::Conflict(Conflict::InvalidState) => "invalid_state",
+            ApiError::Conflict(Conflict::AmountMismatch) => "amount_mismatch",
             ApiError::AlreadyPurchased(_) => "already_purchased",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -92,11 +101,18 @@ impl ApiError {
                 "phone must be a mainland China mobile number: 11 digits starting 13-19".into()
             }
             ApiError::Unauthorized => "log in first".into(),
+            ApiError::InvalidSignature => "the signature is missing, wrong or too old".into(),
             ApiError::InvalidCode => "the code is wrong or has expired".into(),
             ApiError::NotFound => "no such resource".into(),
             ApiError::Conflict(Conflict::SaleNotStarted) => "the sale has not started yet".into(),
             ApiError::Conflict(Conflict::SaleEnded) => "the sale has ended".into(),
             ApiError::Conflict(Conflict::SoldOut) => "sold out".into(),
+            ApiError::Conflict(Conflict::InvalidState) => {
+                "the order's status does not allow this".into()
+            }
+            ApiError::Conflict(Conflict::AmountMismatch) => {
+                "the amount is not the order's amount".into()
+            }
             ApiError::AlreadyPurchased(_) => "you already bought this voucher".into(),
             ApiError::MethodNotAllowed(allow) => format!("use {allow}"),
             ApiError::PayloadTooLarge => "the request body is larger than 16 KiB".into(),

@@ -178,6 +178,12 @@ impl OrderId {
     }
 }
 
+impl DecimalId for OrderId {
+    fn parse_decimal(s: &str) -> Option<Self> {
+        parse_decimal(s).map(Self)
+    }
+}
+
 impl fmt::Display for OrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

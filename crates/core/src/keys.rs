@@ -9,7 +9,7 @@
 //! rest of the gate in its slot adds no new hot spot, and lets one script
 //! authenticate a request and apply all its limits in one round trip.
 
-use crate::ids::{GoodsId, ShopId, UserId, VoucherId};
+use crate::ids::{GoodsId, OrderId, ShopId, UserId, VoucherId};
 
 /// Tag of the request gate.
 pub const GATE: &str = "{gate}";
@@ -82,11 +82,11 @@ pub const USER_PREFIX: &str = "{gate}:user:";
 /// counted by the gate (see `ids.rs`) and expiring two days after its day.
 pub const ORDER_SEQUENCE_PREFIX: &str = "{gate}:order-seq:";
 
-/// The vouchers a user holds an order for: sorted set, member = voucher id,
-/// score = the order's creation time (ms), so it lists newest first.
-/// Written only after a purchase succeeded. (Earlier versions kept a plain
-/// set `{gate}:user:<id>:vouchers`, written before the purchase; nothing
-/// reads it any more.)
+/// A user's voucher orders: sorted set, member = "<voucher id>:<order id>"
+/// (a bare voucher id for orders placed before orders had ids of their own
+/// in the list), score = the order's creation time (ms), so it lists newest
+/// first. Written only after a purchase succeeded. (Earlier versions kept a
+/// plain set `{gate}:user:<id>:vouchers`; nothing reads it any more.)
 pub fn user_voucher_orders(id: UserId) -> String {
     format!("{USER_PREFIX}{id}:voucher-orders")
 }
@@ -112,9 +112,41 @@ pub fn voucher_info(id: VoucherId) -> String {
     format!("{{v:{id}}}:info")
 }
 
-/// A voucher's buyers: hash user id -> "<order id>:<created ms>".
+/// A voucher's active orders by buyer: hash user id -> "<order id>:<created
+/// ms>". A cancelled or expired order leaves it, so its buyer may buy again.
 pub fn voucher_buyers(id: VoucherId) -> String {
     format!("{{v:{id}}}:buyers")
+}
+
+/// A voucher's unpaid orders: sorted set "<order id>:<user id>" scored by
+/// pay deadline (ms).
+pub fn voucher_unpaid(id: VoucherId) -> String {
+    format!("{{v:{id}}}:unpaid")
+}
+
+/// What precedes an order id in [`voucher_order`].
+pub fn voucher_order_prefix(id: VoucherId) -> String {
+    format!("{{v:{id}}}:order:")
+}
+
+/// An order of a voucher: hash {user_id, status, amount, pay_type, created,
+/// deadline, pay_time, use_time, refund_time, updated}. It lives in its
+/// voucher's slot, so that the order and the stock change together.
+pub fn voucher_order(id: VoucherId, order: OrderId) -> String {
+    format!("{}{order}", voucher_order_prefix(id))
+}
+
+/// The outcome of a payment webhook event about an order of the voucher,
+/// kept for a week so that a repeat is answered alike.
+pub fn voucher_payment_event(id: VoucherId, event_id: &str) -> String {
+    format!("{{v:{id}}}:event:{event_id}")
+}
+
+/// Which voucher an order belongs to and who bought it: "<voucher id>:<user
+/// id>". An order id does not name its voucher, so routes that only have
+/// the id (the payment webhook, cancel, redeem) look here first.
+pub fn order_index(order: OrderId) -> String {
+    format!("{GATE}:order:{order}")
 }
 
 /// The last lottery goods id handed out.

@@ -33,6 +33,9 @@ pub enum Endpoint {
     Admin,
     BuyVoucher,
     BuyLotteryShares,
+    /// The payment webhook, which applies no limits: the provider calls it,
+    /// and a call without a valid signature costs Redis nothing.
+    Payments,
 }
 
 impl Endpoint {
@@ -47,6 +50,7 @@ impl Endpoint {
             Endpoint::Admin => "admin",
             Endpoint::BuyVoucher => "buy-voucher",
             Endpoint::BuyLotteryShares => "buy-lottery-shares",
+            Endpoint::Payments => "payments",
         }
     }
 

@@ -75,8 +75,13 @@ pub struct ReplyReader {
 
 impl ReplyReader {
     pub fn new(script: &Script, replies: Vec<Reply>) -> Self {
+        Self::named(script.name, replies)
+    }
+
+    /// A reader of a reply that is not a script's; `what` names it in errors.
+    pub fn named(what: &'static str, replies: Vec<Reply>) -> Self {
         Self {
-            script: script.name,
+            script: what,
             items: replies.into_iter(),
         }
     }
@@ -122,6 +127,22 @@ impl ReplyReader {
                 }
             }
             other => Err(self.unexpected("an id", other)),
+        }
+    }
+
+    /// An integer, sent as a number or as decimal text (a hash field a
+    /// script passes on as Redis stored it); 0 for ''.
+    pub fn num(&mut self) -> Result<i64, RedisError> {
+        match self.items.next() {
+            Some(Reply::Int(i)) => Ok(i),
+            Some(Reply::Bytes(b)) if b.is_empty() => Ok(0),
+            Some(Reply::Bytes(b)) => {
+                match std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()) {
+                    Some(n) => Ok(n),
+                    None => Err(self.unexpected("a number", Some(Reply::Bytes(b)))),
+                }
+            }
+            other => Err(self.unexpected("a number", other)),
         }
     }
 

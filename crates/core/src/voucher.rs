@@ -12,8 +12,10 @@ use crate::catalog::allocate_listed_id;
 use crate::error::{ApiError, Conflict};
 use crate::ids::{OrderId, ShopId, UserId, VoucherId};
 use crate::keys;
+use crate::order::{Order, OrderStatus, RECLAIM_LIMIT};
 use crate::redis::{Arg, Redis, RedisError, Reply};
-use crate::scripts::buy_voucher;
+use crate::script::ReplyReader;
+use crate::scripts::{buy_voucher, voucher_read};
 use crate::time::{format_rfc3339, parse_rfc3339};
 
 /// Largest money amount accepted, in cents (one billion yuan).
@@ -140,19 +142,6 @@ impl Voucher {
     }
 }
 
-const FIELDS: [&str; 10] = [
-    "shop_id",
-    "title",
-    "sub_title",
-    "rules",
-    "pay_value",
-    "actual_value",
-    "stock",
-    "remaining",
-    "begin",
-    "end",
-];
-
 /// Creates a voucher: lists a new id under the shop, then writes the
 /// voucher in one command. Returns the stored voucher.
 pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiError> {
@@ -200,55 +189,45 @@ pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiErr
     Ok(Voucher { id, new, remaining })
 }
 
-/// Reads one voucher; `None` when there is no such voucher.
+/// Reads one voucher; `None` when there is no such voucher. Units of
+/// orders whose pay deadline has passed are put back on sale first, so
+/// `remaining` counts them as soon as they are due.
 pub fn get(redis: &mut impl Redis, id: VoucherId) -> Result<Option<Voucher>, RedisError> {
-    let key = keys::voucher_info(id);
-    let mut args = vec![Arg::from(key.as_str())];
-    args.extend(FIELDS.iter().map(|f| Arg::from(*f)));
-    let reply = redis.execute("HMGET", &args)?;
-    parse_record(id, reply)
-}
-
-fn parse_record(id: VoucherId, reply: Vec<Reply>) -> Result<Option<Voucher>, RedisError> {
-    if reply.len() != FIELDS.len() {
-        return Err(RedisError::UnexpectedReply(format!(
-            "voucher {id}: {} fields",
-            reply.len()
-        )));
-    }
-    if reply.iter().all(|r| *r == Reply::Nil) {
+    let info = keys::voucher_info(id);
+    let buyers = keys::voucher_buyers(id);
+    let unpaid = keys::voucher_unpaid(id);
+    let order_prefix = keys::voucher_order_prefix(id);
+    let v = voucher_read::run(
+        redis,
+        &voucher_read::Keys {
+            info: &info,
+            buyers: &buyers,
+            unpaid: &unpaid,
+        },
+        &voucher_read::Args {
+            order_prefix: &order_prefix,
+            reclaim_limit: RECLAIM_LIMIT,
+        },
+    )?;
+    if v.outcome == voucher_read::Outcome::NotFound {
         return Ok(None);
     }
-    let text = |i: usize| -> Result<String, RedisError> {
-        match &reply[i] {
-            Reply::Bytes(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-            other => Err(RedisError::UnexpectedReply(format!(
-                "voucher {id} field {}: {other:?}",
-                FIELDS[i]
-            ))),
-        }
-    };
-    let number = |i: usize| -> Result<i64, RedisError> {
-        text(i)?
-            .parse()
-            .map_err(|_| RedisError::UnexpectedReply(format!("voucher {id} field {}", FIELDS[i])))
-    };
+    let shop_id = ShopId::new(v.shop_id)
+        .ok_or_else(|| RedisError::UnexpectedReply(format!("voucher {id}: no shop")))?;
     Ok(Some(Voucher {
         id,
         new: NewVoucher {
-            shop_id: ShopId::new(number(0)? as u64).ok_or_else(|| {
-                RedisError::UnexpectedReply(format!("voucher {id} field shop_id"))
-            })?,
-            title: text(1)?,
-            sub_title: text(2)?,
-            rules: text(3)?,
-            pay_value: number(4)?,
-            actual_value: number(5)?,
-            stock: number(6)?,
-            begin_ms: number(8)?,
-            end_ms: number(9)?,
+            shop_id,
+            title: v.title,
+            sub_title: v.sub_title,
+            rules: v.rules,
+            pay_value: v.pay_value,
+            actual_value: v.actual_value,
+            stock: v.stock,
+            begin_ms: v.begin,
+            end_ms: v.end,
         },
-        remaining: number(7)?,
+        remaining: v.remaining,
     }))
 }
 
@@ -284,96 +263,85 @@ pub fn list_by_shop(
     Ok(vouchers)
 }
 
-/// An order for a voucher.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VoucherOrder {
-    pub id: OrderId,
-    pub voucher_id: VoucherId,
-    pub user_id: UserId,
-    pub create_ms: i64,
-}
-
-impl VoucherOrder {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id.to_string(),
-            "voucher_id": self.voucher_id.to_string(),
-            "user_id": self.user_id.to_string(),
-            "status": "unpaid",
-            "create_time": format_rfc3339(self.create_ms),
-        })
-    }
-}
-
-/// Buys voucher `voucher_id` for `user_id` as order `order_id`.
+/// Buys voucher `voucher_id` for `user_id` as order `order_id`, unpaid
+/// until `pay_secs` from now. Due orders of the voucher are expired first,
+/// in the same script, so their units can be bought again at once.
 pub fn buy(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     user_id: UserId,
     order_id: OrderId,
-) -> Result<VoucherOrder, ApiError> {
+    pay_secs: u32,
+) -> Result<Order, ApiError> {
     let info = keys::voucher_info(voucher_id);
     let buyers = keys::voucher_buyers(voucher_id);
+    let unpaid = keys::voucher_unpaid(voucher_id);
+    let order_prefix = keys::voucher_order_prefix(voucher_id);
     let reply = buy_voucher::run(
         redis,
         &buy_voucher::Keys {
             info: &info,
             buyers: &buyers,
+            unpaid: &unpaid,
         },
         &buy_voucher::Args {
             user_id: user_id.get() as i64,
             order_id: order_id.raw() as i64,
+            pay_ms: i64::from(pay_secs) * 1000,
+            order_prefix: &order_prefix,
+            reclaim_limit: RECLAIM_LIMIT,
         },
     )?;
-    let order = VoucherOrder {
-        id: OrderId::from_raw(reply.order_id),
-        voucher_id,
-        user_id,
-        create_ms: reply.created_ms,
-    };
     use buy_voucher::Outcome;
-    match reply.outcome {
-        Outcome::Bought => Ok(order),
-        Outcome::NotFound => Err(ApiError::NotFound),
-        Outcome::NotStarted => Err(ApiError::Conflict(Conflict::SaleNotStarted)),
-        Outcome::Ended => Err(ApiError::Conflict(Conflict::SaleEnded)),
-        Outcome::SoldOut => Err(ApiError::Conflict(Conflict::SoldOut)),
-        Outcome::AlreadyBought => Err(ApiError::AlreadyPurchased(order.to_json())),
+    let mut rest = reply.order;
+    let order = match reply.outcome {
+        Outcome::Bought | Outcome::AlreadyBought => {
+            Some(Order::read(&mut rest, voucher_id, i64::MIN)?)
+        }
+        _ => None,
+    };
+    rest.finish()?;
+    match (reply.outcome, order) {
+        (Outcome::Bought, Some(order)) => Ok(order),
+        (Outcome::AlreadyBought, Some(order)) => Err(ApiError::AlreadyPurchased(order.to_json())),
+        (Outcome::NotFound, _) => Err(ApiError::NotFound),
+        (Outcome::NotStarted, _) => Err(ApiError::Conflict(Conflict::SaleNotStarted)),
+        (Outcome::Ended, _) => Err(ApiError::Conflict(Conflict::SaleEnded)),
+        (Outcome::SoldOut, _) => Err(ApiError::Conflict(Conflict::SoldOut)),
+        (outcome, None) => Err(RedisError::UnexpectedReply(format!(
+            "script buy_voucher: {outcome:?} without its order"
+        ))
+        .into()),
     }
 }
 
-/// Adds a placed order to the user's list. A separate round trip after the
-/// purchase succeeded: the list lives in the user's hash slot, the purchase
-/// in the voucher's, and a refused or bogus attempt must leave no trace.
-pub fn record_order(redis: &mut impl Redis, order: &VoucherOrder) -> Result<(), RedisError> {
-    let key = keys::user_voucher_orders(order.user_id);
-    let member = order.voucher_id.to_string();
-    crate::page::record(redis, &key, order.create_ms, &member)
-}
-
 /// Where a page of a user's orders ends: the last order's creation time
-/// and voucher id. Written `<ms>.<voucher id>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// and its entry in the list, "<voucher id>:<order id>" (a bare voucher id
+/// for an order filed before orders had ids in the list). Written
+/// `<ms>.<voucher id>.<order id>` (or `<ms>.<voucher id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrdersCursor {
     pub create_ms: u64,
-    /// Not a `VoucherId`: a cursor is the client's to send, and any number
-    /// works as a position.
-    pub voucher_id: u64,
+    member: String,
 }
 
 impl OrdersCursor {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let n = crate::page::cursor_numbers(raw, &[2])?;
+        let n = crate::page::cursor_numbers(raw, &[2, 3])?;
+        let member = match n[..] {
+            [_, voucher, order] => format!("{voucher}:{order}"),
+            _ => n[1].to_string(),
+        };
         Ok(Self {
             create_ms: n[0],
-            voucher_id: n[1],
+            member,
         })
     }
 }
 
 impl std::fmt::Display for OrdersCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.create_ms, self.voucher_id)
+        write!(f, "{}.{}", self.create_ms, self.member.replace(':', "."))
     }
 }
 
@@ -381,14 +349,34 @@ impl std::fmt::Display for OrdersCursor {
 /// past; more than this many ties could repeat an order on the next page.
 const TIES: usize = 32;
 
+/// The fields of an order's record, in the order [`Order::read`] takes
+/// them after the id.
+const ORDER_FIELDS: [&str; 10] = [
+    "user_id",
+    "status",
+    "amount",
+    "pay_type",
+    "created",
+    "deadline",
+    "pay_time",
+    "use_time",
+    "refund_time",
+    "updated",
+];
+
 /// One page of the user's orders, newest first, after `after`: at most
-/// `limit` orders, one round trip for the list and one per order.
+/// `limit` orders of the list, of which those with `status` when given
+/// (so a filtered page may be short, even empty, and still have a next
+/// one). One round trip for the list and one per order; `now_ms` is
+/// Redis's clock, by which an unpaid order past its deadline reads expired.
 pub fn orders_page(
     redis: &mut impl Redis,
     user_id: UserId,
-    after: Option<OrdersCursor>,
+    status: Option<OrderStatus>,
+    after: Option<&OrdersCursor>,
     limit: usize,
-) -> Result<(Vec<VoucherOrder>, Option<OrdersCursor>), RedisError> {
+    now_ms: i64,
+) -> Result<(Vec<Order>, Option<OrdersCursor>), RedisError> {
     let key = keys::user_voucher_orders(user_id);
     let fetch = limit + 1 + if after.is_some() { TIES } else { 0 };
     let max = after.map(|c| c.create_ms);
@@ -403,9 +391,8 @@ pub fn orders_page(
         let member = String::from_utf8_lossy(member).into_owned();
         let score: u64 = String::from_utf8_lossy(score).parse().unwrap_or(0);
         // Equal scores come in reverse order of their members' bytes.
-        let already_seen = after.is_some_and(|c| {
-            score == c.create_ms && member.as_str() >= c.voucher_id.to_string().as_str()
-        });
+        let already_seen =
+            after.is_some_and(|c| score == c.create_ms && member.as_str() >= c.member.as_str());
         if !already_seen {
             entries.push((score, member));
         }
@@ -413,40 +400,80 @@ pub fn orders_page(
     let more = entries.len() > limit;
     entries.truncate(limit);
     let next = match (more, entries.last()) {
-        (true, Some((ms, member))) => VoucherId::parse(member).map(|voucher_id| OrdersCursor {
+        (true, Some((ms, member))) => Some(OrdersCursor {
             create_ms: *ms,
-            voucher_id: voucher_id.get(),
+            member: member.clone(),
         }),
         _ => None,
     };
-    let uid = user_id.to_string();
     let mut orders = Vec::with_capacity(entries.len());
     for (_, member) in &entries {
-        let Some(voucher_id) = VoucherId::parse(member) else {
+        let (voucher, order) = member.split_once(':').unwrap_or((member, ""));
+        let Some(voucher_id) = VoucherId::parse(voucher) else {
             continue;
         };
-        let buyers = keys::voucher_buyers(voucher_id);
-        let reply = redis.execute(
-            "HGET",
-            &[Arg::from(buyers.as_str()), Arg::from(uid.as_str())],
-        )?;
-        let Some(Reply::Bytes(record)) = reply.into_iter().next() else {
-            continue;
+        let order_id = match order.parse() {
+            Ok(raw) => OrderId::from_raw(raw),
+            Err(_) => match legacy_order_id(redis, voucher_id, user_id)? {
+                Some(id) => id,
+                None => continue,
+            },
         };
-        let record = String::from_utf8_lossy(&record);
-        let parsed = record
-            .split_once(':')
-            .and_then(|(oid, ms)| Some((oid.parse::<u64>().ok()?, ms.parse::<i64>().ok()?)));
-        if let Some((oid, create_ms)) = parsed {
-            orders.push(VoucherOrder {
-                id: OrderId::from_raw(oid),
-                voucher_id,
-                user_id,
-                create_ms,
-            });
+        if let Some(order) = read_order(redis, voucher_id, order_id, now_ms)?
+            && status.is_none_or(|s| s == order.status)
+        {
+            orders.push(order);
         }
     }
     Ok((orders, next))
+}
+
+/// The order a user holds for a voucher, from its buyers: for list entries
+/// filed before they named their order.
+fn legacy_order_id(
+    redis: &mut impl Redis,
+    voucher_id: VoucherId,
+    user_id: UserId,
+) -> Result<Option<OrderId>, RedisError> {
+    let buyers = keys::voucher_buyers(voucher_id);
+    let uid = user_id.to_string();
+    let reply = redis.execute(
+        "HGET",
+        &[Arg::from(buyers.as_str()), Arg::from(uid.as_str())],
+    )?;
+    Ok(match reply.first() {
+        Some(Reply::Bytes(record)) => String::from_utf8_lossy(record)
+            .split(':')
+            .next()
+            .and_then(|oid| oid.parse().ok())
+            .map(OrderId::from_raw),
+        _ => None,
+    })
+}
+
+/// Reads one order's record with a plain `HMGET`; `None` when it has none.
+fn read_order(
+    redis: &mut impl Redis,
+    voucher_id: VoucherId,
+    order_id: OrderId,
+    now_ms: i64,
+) -> Result<Option<Order>, RedisError> {
+    let key = keys::voucher_order(voucher_id, order_id);
+    let mut args = vec![Arg::from(key.as_str())];
+    args.extend(ORDER_FIELDS.iter().map(|f| Arg::from(*f)));
+    let fields = redis.execute("HMGET", &args)?;
+    if fields.first().is_none_or(|f| *f == Reply::Nil) {
+        return Ok(None);
+    }
+    let mut items = vec![Reply::Bytes(order_id.to_string().into_bytes())];
+    items.extend(fields.into_iter().map(|f| match f {
+        Reply::Nil => Reply::Bytes(Vec::new()),
+        other => other,
+    }));
+    let mut reader = ReplyReader::named("HMGET of an order", items);
+    let order = Order::read(&mut reader, voucher_id, now_ms)?;
+    reader.finish()?;
+    Ok(Some(order))
 }
 
 #[cfg(test)]

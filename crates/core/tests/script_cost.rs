@@ -177,16 +177,16 @@ fn voucher_bought(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, i64::from(CALLS) + 1);
     Box::new(move |redis, i| {
         let buyer = user(u64::from(i) + 1);
-        voucher::buy(redis, id, buyer, order_id(i + 1)).unwrap();
+        voucher::buy(redis, id, buyer, order_id(i + 1), PAY_SECS).unwrap();
     })
 }
 
 /// A new buyer each call, after the only unit has gone.
 fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, 1);
-    voucher::buy(redis, id, user(1_000_000), order_id(1)).unwrap();
+    voucher::buy(redis, id, user(1_000_000), order_id(1), PAY_SECS).unwrap();
     Box::new(move |redis, i| {
-        let refused = voucher::buy(redis, id, user(u64::from(i) + 1), order_id(i + 2));
+        let refused = voucher::buy(redis, id, user(u64::from(i) + 1), order_id(i + 2), PAY_SECS);
         assert_eq!(refused, Err(ApiError::Conflict(Conflict::SoldOut)));
     })
 }
@@ -194,9 +194,9 @@ fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
 /// The same buyer again and again, after their one purchase.
 fn voucher_already_bought(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, 10);
-    voucher::buy(redis, id, user(1), order_id(1)).unwrap();
+    voucher::buy(redis, id, user(1), order_id(1), PAY_SECS).unwrap();
     Box::new(move |redis, i| {
-        let refused = voucher::buy(redis, id, user(1), order_id(i + 2));
+        let refused = voucher::buy(redis, id, user(1), order_id(i + 2), PAY_SECS);
         assert!(
             matches!(refused, Err(ApiError::AlreadyPurchased(_))),
             "{refused:?}"
@@ -325,6 +325,9 @@ fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> SessionToken {
 fn user(id: u64) -> UserId {
     UserId::new(id).unwrap()
 }
+
+/// How long buyers have to pay.
+const PAY_SECS: u32 = 900;
 
 fn order_id(sequence: u32) -> OrderId {
     OrderId::new(

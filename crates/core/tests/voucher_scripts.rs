@@ -35,6 +35,9 @@ fn user(n: u64) -> UserId {
     UserId::new(n).unwrap()
 }
 
+/// How long buyers have to pay.
+const PAY_SECS: u32 = 900;
+
 fn order_id(seq: u32) -> OrderId {
     OrderId::new(
         flashspin_core::ids::EPOCH_UNIX_SECS + 1000,
@@ -66,6 +69,7 @@ fn concurrent_buyers_take_exactly_the_stock() {
                     v.id,
                     user(u64::from(i % 50) + 1),
                     order_id(i + 1),
+                    PAY_SECS,
                 )
             })
         })
@@ -99,11 +103,11 @@ fn the_window_is_checked_against_redis_time() {
     )
     .unwrap();
     assert_eq!(
-        buy(&mut redis, later.id, user(1), order_id(1)),
+        buy(&mut redis, later.id, user(1), order_id(1), PAY_SECS),
         Err(ApiError::Conflict(Conflict::SaleNotStarted))
     );
     assert_eq!(
-        buy(&mut redis, over.id, user(1), order_id(2)),
+        buy(&mut redis, over.id, user(1), order_id(2), PAY_SECS),
         Err(ApiError::Conflict(Conflict::SaleEnded))
     );
     assert_eq!(
@@ -111,7 +115,8 @@ fn the_window_is_checked_against_redis_time() {
             &mut redis,
             VoucherId::new(999).unwrap(),
             user(1),
-            order_id(3)
+            order_id(3),
+            PAY_SECS
         ),
         Err(ApiError::NotFound)
     );

@@ -16,8 +16,9 @@
 //!    the RateLimit fields of the limits that applied.
 
 use flashspin_core::ApiError;
+use flashspin_core::admin::authorize;
 use flashspin_core::client_ip::ClientIp;
-use flashspin_core::config::trusted_proxies;
+use flashspin_core::config::{read, trusted_proxies};
 use flashspin_core::gate::{self, Admitted, Anyone, Buyer, Caller, GateRequest, Reader, SignedIn};
 use flashspin_core::ratelimit::{Endpoint, Verdict};
 use flashspin_core::session::SessionSettings;
@@ -59,7 +60,7 @@ pub struct Call<'r, C> {
     redis: Option<SpinRedis>,
 }
 
-impl<C: Caller> Call<'_, C> {
+impl<C: Gated> Call<'_, C> {
     /// Redis's clock when the gate ran, in ms: the time the rules go by
     /// (sale windows, statuses), the same for every component.
     pub fn now_ms(&self) -> i64 {
@@ -74,6 +75,11 @@ impl<C> Call<'_, C> {
             self.redis = Some(SpinRedis::connect()?);
         }
         Ok(self.redis.as_mut().expect("just connected"))
+    }
+
+    /// The request's body, for routes that judge it after admission.
+    pub fn body(&self) -> &[u8] {
+        &self.req.body
     }
 
     /// The client's address, as the per-IP limits count it.
@@ -156,6 +162,30 @@ pub trait Admission: Sized {
     ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError>;
 }
 
+/// Callers admitted through the gate, which read Redis's clock.
+pub trait Gated: Admission {}
+
+/// A shop operator: anyone the limits let through who also presents the
+/// `admin_key` (`Authorization: Bearer <key>`, compared in constant time).
+/// The key is checked after the limits, so guessing it is slowed down like
+/// anything else; a route's body should be judged after it, in `run`.
+pub struct Operator;
+
+impl Admission for Operator {
+    fn admit(
+        req: &ApiRequest,
+        endpoint: Endpoint,
+        redis: &mut Option<SpinRedis>,
+    ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError> {
+        let (_, verdict, unix_secs) = through_gate::<Anyone>(req, endpoint, redis)?;
+        let admin_key: String = read(&SpinVariables, "admin_key")?;
+        authorize(&admin_key, req.header("authorization"))?;
+        Ok((Operator, verdict, unix_secs))
+    }
+}
+
+impl Gated for Operator {}
+
 /// A route that runs no gate: it applies its own limits in its one
 /// script (login, sending codes) or touches no data (health).
 pub struct Ungated;
@@ -208,6 +238,10 @@ macro_rules! gated {
     )+};
 }
 gated!(Anyone, SignedIn, Reader, Buyer);
+impl Gated for Anyone {}
+impl Gated for SignedIn {}
+impl Gated for Reader {}
+impl Gated for Buyer {}
 
 /// Serves one request with route `R`, once the route is picked.
 pub fn serve_route<R: Route>(req: &ApiRequest) -> Response {

@@ -1,21 +1,30 @@
 -- Buys one voucher for a user: checks the sale window against Redis's
--- clock, one order per user and the stock, then takes one from the stock
--- and records the order, all at once, so the stock never goes below zero
--- and no user gets two orders.
+-- clock, one active order per user and the stock, then takes one from the
+-- stock and records the order, unpaid until its pay deadline, all at once,
+-- so the stock never goes below zero and no user holds two active orders.
+-- First it puts back on sale the units of orders whose deadline has passed
+-- (at most reclaim_limit of them; see orders.lua).
 --
---> key info         the voucher: hash {begin, end (ms), remaining, ...}
---> key buyers       the voucher's buyers: hash user id -> "<order id>:<created ms>"
---> arg user_id int  the buyer
---> arg order_id int the new order's id
+--@ uses orders
+--> key info                 the voucher: hash {begin, end (ms), remaining,
+--                               pay_value, next_deadline, ...}
+--> key buyers               the voucher's active orders by user
+--> key unpaid               its unpaid orders by deadline
+--> arg user_id int          the buyer
+--> arg order_id int         the new order's id
+--> arg pay_ms int           how long the buyer has to pay
+--> arg order_prefix str     the key of an order of this voucher, without the id
+--> arg reclaim_limit int    the most expired orders to put back on sale
 --
---< outcome bought          the order was placed
---< outcome not_found       no such voucher
---< outcome not_started     the sale has not begun
---< outcome ended           the sale is over
---< outcome sold_out        no stock left
---< outcome already_bought  the user holds an order for it already
---< field order_id id       the order placed, or the one held already
---< field created_ms int    when that order was placed
+--< outcome bought           the order was placed
+--< outcome not_found        no such voucher
+--< outcome not_started      the sale has not begun
+--< outcome ended            the sale is over
+--< outcome sold_out         no stock left
+--< outcome already_bought   the user holds an active order for it
+--< rest order               the order placed or held already, as
+--                               orders_append writes it; nothing for the
+--                               other outcomes
 
 -- On the purchase path numbers are coerced with `+ 0` and written with
 -- string.format rather than with tonumber and by joining them into strings:
@@ -23,27 +32,46 @@
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 
-local info = redis.call('HMGET', info_key, 'begin', 'end', 'remaining')
+local info = redis.call('HMGET', info_key, 'begin', 'end', 'remaining', 'pay_value', 'next_deadline')
 if not info[1] then
-  return outcome_only(NOT_FOUND)
+  return { NOT_FOUND }
 end
+local back, next_deadline = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix,
+  info[5], now_ms, reclaim_limit)
 
 local existing = redis.call('HGET', buyers_key, user_id)
 if existing then
   local sep = string.find(existing, ':', 1, true)
-  return { ALREADY_BOUGHT, string.sub(existing, 1, sep - 1), tonumber(string.sub(existing, sep + 1)) }
+  local oid = sep and string.sub(existing, 1, sep - 1) or existing
+  local reply = orders_append({ ALREADY_BOUGHT }, order_prefix, oid, now_ms)
+  if reply then
+    return reply
+  end
+  -- An order from before orders had a record of their own.
+  return { ALREADY_BOUGHT, oid, user_id, 'unpaid', info[4], '',
+    sep and string.sub(existing, sep + 1) or '', '', '', '', '', '' }
 end
 
 if now_ms < info[1] + 0 then
-  return outcome_only(NOT_STARTED)
+  return { NOT_STARTED }
 end
 if now_ms >= info[2] + 0 then
-  return outcome_only(ENDED)
+  return { ENDED }
 end
-if info[3] + 0 <= 0 then
-  return outcome_only(SOLD_OUT)
+if info[3] + back <= 0 then
+  return { SOLD_OUT }
 end
 
-redis.call('HINCRBY', info_key, 'remaining', '-1')
-redis.call('HSET', buyers_key, user_id, order_id .. ':' .. string.format('%d', now_ms))
-return { BOUGHT, order_id, now_ms }
+local created = string.format('%d', now_ms)
+local deadline = string.format('%d', now_ms + pay_ms)
+if next_deadline and now_ms + pay_ms >= next_deadline + 0 then
+  redis.call('HINCRBY', info_key, 'remaining', -1)
+else
+  redis.call('HSET', info_key, 'remaining', string.format('%d', info[3] + back - 1),
+    'next_deadline', deadline)
+end
+redis.call('HSET', buyers_key, user_id, order_id .. ':' .. created)
+redis.call('HSET', order_prefix .. order_id, 'user_id', user_id, 'status', 'unpaid',
+  'amount', info[4], 'created', created, 'deadline', deadline, 'updated', created)
+redis.call('ZADD', unpaid_key, deadline, order_id .. ':' .. user_id)
+return { BOUGHT, order_id, user_id, 'unpaid', info[4], '', created, deadline, '', '', '', created }

@@ -20,6 +20,22 @@ use serde::Serialize;
 
 use crate::SmsSink;
 
+/// The `flashspin-signature` header the payment provider sends with
+/// `body` at `unix_secs`. Computed here with its own HMAC, not the app's.
+pub fn webhook_signature(secret: &str, unix_secs: u64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{unix_secs}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={unix_secs},v1={hex}")
+}
+
 /// The app at `base` (`http://host:port`), spoken to over one HTTP client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -31,6 +47,8 @@ pub struct Client {
 /// the default size.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct OrdersQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<OrderStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +186,47 @@ impl Client {
     /// `GET /api/me/orders`.
     pub fn my_orders(&self, token: &str, query: &OrdersQuery<'_>) -> Call<OrderPage> {
         Call::new(self.http.get(self.url("/api/me/orders")).query(query)).bearer(token)
+    }
+
+    /// `GET /api/orders/:id`.
+    pub fn order(&self, token: &str, id: &str) -> Call<OrderBody> {
+        self.call(Method::GET, &format!("/api/orders/{id}"))
+            .bearer(token)
+    }
+
+    /// `POST /api/orders/:id/cancel`.
+    pub fn cancel_order(&self, token: &str, id: &str) -> Call<OrderBody> {
+        self.call(Method::POST, &format!("/api/orders/{id}/cancel"))
+            .bearer(token)
+    }
+
+    /// `POST /api/admin/orders/:id/use`.
+    pub fn use_order(&self, admin_key: &str, id: &str) -> Call<OrderBody> {
+        self.call(Method::POST, &format!("/api/admin/orders/{id}/use"))
+            .bearer(admin_key)
+    }
+
+    /// `POST /api/payments/webhook` with `event`, signed as the payment
+    /// provider signs it: `flashspin-signature: t=<unix_secs>,v1=<hex
+    /// HMAC-SHA256(secret, "<t>.<body>")>`.
+    pub fn payment_webhook(
+        &self,
+        secret: &str,
+        unix_secs: u64,
+        event: &serde_json::Value,
+    ) -> Call<OrderBody> {
+        let body = event.to_string().into_bytes();
+        let signature = webhook_signature(secret, unix_secs, &body);
+        self.payment_webhook_raw(&signature, body)
+    }
+
+    /// `POST /api/payments/webhook` with `body` as it is and any
+    /// `flashspin-signature`, for forged, stale or tampered calls.
+    pub fn payment_webhook_raw(&self, signature: &str, body: Vec<u8>) -> Call<OrderBody> {
+        self.call(Method::POST, "/api/payments/webhook")
+            .header("flashspin-signature", signature)
+            .header("content-type", "application/json")
+            .body(body)
     }
 
     /// `GET /api/lottery`.

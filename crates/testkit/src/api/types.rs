@@ -116,7 +116,7 @@ pub struct VoucherList {
     pub vouchers: Vec<Voucher>,
 }
 
-/// A voucher order.
+/// A voucher order. Times are RFC 3339; those not reached are `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Order {
@@ -124,13 +124,34 @@ pub struct Order {
     pub voucher_id: String,
     pub user_id: String,
     pub status: OrderStatus,
+    /// Cents: the voucher's `pay_value` when bought.
+    pub amount: i64,
+    pub pay_type: Option<PayType>,
+    pub pay_deadline: Option<String>,
+    pub pay_time: Option<String>,
+    pub use_time: Option<String>,
+    pub refund_time: Option<String>,
     pub create_time: String,
+    pub update_time: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Unpaid,
+    Paid,
+    Used,
+    Refunded,
+    Cancelled,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayType {
+    Alipay,
+    Wechat,
+    Card,
 }
 
 /// `POST /api/vouchers/:id/orders` (201).

@@ -1,0 +1,364 @@
+//! Voucher orders after the purchase: paid, used or refunded, cancelled by
+//! their buyer, or expired when the pay deadline passes, which puts the
+//! unit back on sale (docs/ORDERS.md has the diagram).
+//!
+//! An order lives in its voucher's slot, beside the stock, so that every
+//! change of the order and the stock is one script (`order_change.lua`,
+//! with `orders.lua`). Its id does not name the voucher, so routes that
+//! have only the id look the voucher up first in an index in the gate's
+//! slot (`order_locate.lua`), which the purchase's last step writes
+//! (`record_order.lua`).
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Conflict};
+use crate::ids::{OrderId, UserId, VoucherId};
+use crate::keys;
+use crate::redis::{Redis, RedisError};
+use crate::script::ReplyReader;
+use crate::scripts::{order_change, order_locate, record_order};
+use crate::time::format_rfc3339;
+
+/// The most expired orders one script puts back on sale: bounded work per
+/// call, and enough that the stock comes back on the first read or sale
+/// after the deadline even when a whole sale's worth of orders expires at
+/// once (each read or sale reclaims this many more).
+pub const RECLAIM_LIMIT: i64 = 64;
+
+/// How long a webhook event's outcome is kept, so that a repeat is
+/// answered alike: a week.
+pub const EVENT_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    Unpaid,
+    Paid,
+    Used,
+    Refunded,
+    Cancelled,
+    Expired,
+}
+
+impl OrderStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderStatus::Unpaid => "unpaid",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Used => "used",
+            OrderStatus::Refunded => "refunded",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            OrderStatus::Unpaid,
+            OrderStatus::Paid,
+            OrderStatus::Used,
+            OrderStatus::Refunded,
+            OrderStatus::Cancelled,
+            OrderStatus::Expired,
+        ]
+        .into_iter()
+        .find(|status| status.name() == s)
+    }
+}
+
+/// How an order was paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayType {
+    Alipay,
+    Wechat,
+    Card,
+}
+
+impl PayType {
+    pub fn name(self) -> &'static str {
+        match self {
+            PayType::Alipay => "alipay",
+            PayType::Wechat => "wechat",
+            PayType::Card => "card",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [PayType::Alipay, PayType::Wechat, PayType::Card]
+            .into_iter()
+            .find(|t| t.name() == s)
+    }
+}
+
+/// An order as stored. Times are ms since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: OrderId,
+    pub voucher_id: VoucherId,
+    pub user_id: UserId,
+    pub status: OrderStatus,
+    /// What the buyer pays, cents: the voucher's `pay_value` when bought.
+    pub amount: i64,
+    pub pay_type: Option<PayType>,
+    pub create_ms: i64,
+    /// `None` for orders placed before orders had a deadline.
+    pub pay_deadline_ms: Option<i64>,
+    pub pay_ms: Option<i64>,
+    pub use_ms: Option<i64>,
+    pub refund_ms: Option<i64>,
+    pub update_ms: i64,
+}
+
+impl Order {
+    /// Reads an order as `orders.lua` writes it into a reply: id, user id,
+    /// status, amount, pay type, then created, deadline, pay, use, refund and
+    /// update times ('' for none). An unpaid order past its deadline at
+    /// `now_ms` reads expired.
+    pub(crate) fn read(
+        reader: &mut ReplyReader,
+        voucher_id: VoucherId,
+        now_ms: i64,
+    ) -> Result<Self, RedisError> {
+        let id = OrderId::from_raw(reader.id()?);
+        let user_id = UserId::new(reader.id()?)
+            .ok_or_else(|| RedisError::UnexpectedReply(format!("order {id}: no user")))?;
+        let status = reader.string()?;
+        let status = OrderStatus::parse(&status)
+            .ok_or_else(|| RedisError::UnexpectedReply(format!("order {id}: status {status:?}")))?;
+        let amount = reader.num()?;
+        let pay_type = PayType::parse(&reader.string()?);
+        let create_ms = reader.num()?;
+        let mut time = || reader.num().map(|ms| (ms > 0).then_some(ms));
+        let pay_deadline_ms = time()?;
+        let pay_ms = time()?;
+        let use_ms = time()?;
+        let refund_ms = time()?;
+        let update_ms = time()?.unwrap_or(create_ms);
+        let expired = status == OrderStatus::Unpaid && pay_deadline_ms.is_some_and(|d| now_ms >= d);
+        Ok(Order {
+            id,
+            voucher_id,
+            user_id,
+            status: if expired {
+                OrderStatus::Expired
+            } else {
+                status
+            },
+            amount,
+            pay_type,
+            create_ms,
+            pay_deadline_ms,
+            pay_ms,
+            use_ms,
+            refund_ms,
+            update_ms,
+        })
+    }
+
+    /// The order as the API shows it; times not reached are `null`.
+    pub fn to_json(&self) -> Value {
+        let time = |ms: Option<i64>| ms.map(format_rfc3339);
+        json!({
+            "id": self.id.to_string(),
+            "voucher_id": self.voucher_id.to_string(),
+            "user_id": self.user_id.to_string(),
+            "status": self.status.name(),
+            "amount": self.amount,
+            "pay_type": self.pay_type.map(PayType::name),
+            "pay_deadline": time(self.pay_deadline_ms),
+            "pay_time": time(self.pay_ms),
+            "use_time": time(self.use_ms),
+            "refund_time": time(self.refund_ms),
+            "create_time": format_rfc3339(self.create_ms),
+            "update_time": format_rfc3339(self.update_ms),
+        })
+    }
+}
+
+/// A webhook event's id, as the payment provider names it: 1 to 64
+/// visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(ApiError::invalid(
+                "event_id must be 1 to 64 visible ASCII characters",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What to do with an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing: read it.
+    Read,
+    /// `unpaid` to `cancelled`, by its buyer; the unit goes back on sale.
+    Cancel,
+    /// `unpaid` to `paid`, for exactly the order's amount.
+    Pay { amount: i64, pay_type: PayType },
+    /// `paid` to `refunded`.
+    Refund,
+    /// `paid` to `used`: redeemed in the shop.
+    Use,
+}
+
+impl Change {
+    fn action(self) -> &'static str {
+        match self {
+            Change::Read => "read",
+            Change::Cancel => "cancel",
+            Change::Pay { .. } => "pay",
+            Change::Refund => "refund",
+            Change::Use => "use",
+        }
+    }
+}
+
+/// Where an order lives and whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    pub voucher_id: VoucherId,
+    pub user_id: UserId,
+}
+
+/// Finds order `id`'s voucher and buyer (`None`: no such order), with
+/// Redis's clock in seconds.
+pub fn locate(redis: &mut impl Redis, id: OrderId) -> Result<(Option<Located>, u64), RedisError> {
+    let index = keys::order_index(id);
+    let reply = order_locate::run(
+        redis,
+        &order_locate::Keys { index: &index },
+        &order_locate::Args::NONE,
+    )?;
+    let located = VoucherId::new(reply.voucher_id)
+        .zip(UserId::new(reply.user_id))
+        .map(|(voucher_id, user_id)| Located {
+            voucher_id,
+            user_id,
+        });
+    Ok((located, reply.unix_secs.max(0) as u64))
+}
+
+/// Applies `change` to order `id` of voucher `voucher_id`, for `owner`
+/// when given (another user's order is not found). With `event`, the
+/// outcome is kept under the event's id and a repeat of it changes nothing
+/// and gets the same answer.
+pub fn change(
+    redis: &mut impl Redis,
+    voucher_id: VoucherId,
+    id: OrderId,
+    change: Change,
+    owner: Option<UserId>,
+    event: Option<&EventId>,
+) -> Result<Order, ApiError> {
+    let info = keys::voucher_info(voucher_id);
+    let buyers = keys::voucher_buyers(voucher_id);
+    let unpaid = keys::voucher_unpaid(voucher_id);
+    let order_prefix = keys::voucher_order_prefix(voucher_id);
+    let event_key = event.map_or_else(
+        || keys::voucher_payment_event(voucher_id, "-"),
+        |e| keys::voucher_payment_event(voucher_id, e.as_str()),
+    );
+    let order_id = id.to_string();
+    let owner = owner.map(|u| u.to_string()).unwrap_or_default();
+    let (amount, pay_type) = match change {
+        Change::Pay { amount, pay_type } => (amount, pay_type.name()),
+        _ => (0, ""),
+    };
+    let reply = order_change::run(
+        redis,
+        &order_change::Keys {
+            info: &info,
+            buyers: &buyers,
+            unpaid: &unpaid,
+            event: &event_key,
+        },
+        &order_change::Args {
+            order_id: &order_id,
+            action: change.action(),
+            owner: &owner,
+            amount,
+            pay_type,
+            has_event: event.is_some(),
+            event_ttl_ms: EVENT_TTL_MS,
+            order_prefix: &order_prefix,
+            reclaim_limit: RECLAIM_LIMIT,
+        },
+    )?;
+    use order_change::Outcome;
+    let mut rest = reply.order;
+    if reply.outcome == Outcome::NotFound {
+        rest.finish()?;
+        return Err(ApiError::NotFound);
+    }
+    // The script already reads a due order as expired.
+    let order = Order::read(&mut rest, voucher_id, i64::MIN)?;
+    rest.finish()?;
+    match reply.outcome {
+        Outcome::Done => Ok(order),
+        Outcome::InvalidState => Err(ApiError::Conflict(Conflict::InvalidState)),
+        Outcome::AmountMismatch => Err(ApiError::Conflict(Conflict::AmountMismatch)),
+        Outcome::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+/// Files a placed order under its buyer: in their list (newest first) and
+/// in the index [`locate`] reads. A round trip after the purchase: these
+/// live in the gate's slot.
+pub fn record(redis: &mut impl Redis, order: &Order) -> Result<(), RedisError> {
+    let list = keys::user_voucher_orders(order.user_id);
+    let index = keys::order_index(order.id);
+    let member = format!("{}:{}", order.voucher_id, order.id);
+    let entry = format!("{}:{}", order.voucher_id, order.user_id);
+    record_order::run(
+        redis,
+        &record_order::Keys {
+            list: &list,
+            index: &index,
+        },
+        &record_order::Args {
+            created_ms: order.create_ms,
+            member: &member,
+            entry: &entry,
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_pay_types_have_one_name_each() {
+        for status in ["unpaid", "paid", "used", "refunded", "cancelled", "expired"] {
+            assert_eq!(
+                OrderStatus::parse(status).map(OrderStatus::name),
+                Some(status)
+            );
+        }
+        assert_eq!(OrderStatus::parse("Paid"), None);
+        for pay_type in ["alipay", "wechat", "card"] {
+            assert_eq!(PayType::parse(pay_type).map(PayType::name), Some(pay_type));
+        }
+        assert_eq!(PayType::parse("cash"), None);
+    }
+
+    #[test]
+    fn event_ids_are_short_visible_ascii() {
+        assert!(EventId::parse("evt_1NwQ2xL").is_ok());
+        for bad in ["", "evt 1", &"e".repeat(65), "évt"] {
+            assert!(EventId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

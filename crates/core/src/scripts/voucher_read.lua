@@ -1,0 +1,36 @@
+-- Reads a voucher, after putting back on sale the units of orders whose
+-- pay deadline has passed (at most reclaim_limit; see orders.lua), so that
+-- `remaining` shows them as soon as they are due.
+--
+--@ uses orders
+--> key info                 the voucher
+--> key buyers               its active orders by user
+--> key unpaid               its unpaid orders by deadline
+--> arg order_prefix str     the key of an order of this voucher, without the id
+--> arg reclaim_limit int    the most expired orders to put back on sale
+--
+--< outcome found
+--< outcome not_found
+--< field shop_id id
+--< field title str
+--< field sub_title str
+--< field rules str
+--< field pay_value num      cents
+--< field actual_value num   cents
+--< field stock num
+--< field remaining num
+--< field begin num          ms
+--< field end num            ms
+
+local v = redis.call('HMGET', info_key, 'shop_id', 'title', 'sub_title', 'rules', 'pay_value',
+  'actual_value', 'stock', 'remaining', 'begin', 'end', 'next_deadline')
+if not v[1] then
+  return outcome_only(NOT_FOUND)
+end
+if v[11] then
+  local t = redis.call('TIME')
+  local back = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, v[11],
+    t[1] * 1000 + math.floor(t[2] / 1000), reclaim_limit)
+  v[8] = string.format('%d', v[8] + back)
+end
+return { FOUND, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10] }

@@ -265,10 +265,7 @@ pub fn change(
     let buyers = keys::voucher_buyers(voucher_id);
     let unpaid = keys::voucher_unpaid(voucher_id);
     let order_prefix = keys::voucher_order_prefix(voucher_id);
-    let event_key = event.map_or_else(
-        || keys::voucher_payment_event(voucher_id, "-"),
-        |e| keys::voucher_payment_event(voucher_id, e.as_str()),
-    );
+    let event_key = keys::voucher_payment_event(voucher_id, id, event.map_or("-", EventId::as_str));
     let order_id = id.to_string();
     let owner = owner.map(|u| u.to_string()).unwrap_or_default();
     let (amount, pay_type) = match change {

@@ -36,20 +36,32 @@ local info = redis.call('HMGET', info_key, 'begin', 'end', 'remaining', 'pay_val
 if not info[1] then
   return { NOT_FOUND }
 end
-local back, next_deadline = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix,
-  info[5], now_ms, reclaim_limit)
+-- Checked here before calling: a refusal when nothing is due pays no call.
+local back, next_deadline = 0, info[5]
+if next_deadline and now_ms >= next_deadline + 0 then
+  back, next_deadline = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix,
+    next_deadline, now_ms, reclaim_limit)
+end
 
 local existing = redis.call('HGET', buyers_key, user_id)
 if existing then
   local sep = string.find(existing, ':', 1, true)
   local oid = sep and string.sub(existing, 1, sep - 1) or existing
   local reply = orders_append({ ALREADY_BOUGHT }, order_prefix, oid, now_ms)
-  if reply then
+  if not reply then
+    -- An order from before orders had a record of their own.
+    return { ALREADY_BOUGHT, oid, user_id, 'unpaid', info[4], '',
+      sep and string.sub(existing, sep + 1) or '', '', '', '', '', '' }
+  end
+  if reply[4] ~= 'expired' then
     return reply
   end
-  -- An order from before orders had a record of their own.
-  return { ALREADY_BOUGHT, oid, user_id, 'unpaid', info[4], '',
-    sep and string.sub(existing, sep + 1) or '', '', '', '', '', '' }
+  -- Due, but beyond what the reclaim above could take: expire it now, and
+  -- the buyer may buy again.
+  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, user_id,
+    string.format('%d', now_ms))
+  next_deadline = orders_next_deadline(info_key, unpaid_key)
+  back = back + 1
 end
 
 if now_ms < info[1] + 0 then

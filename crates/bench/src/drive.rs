@@ -10,9 +10,10 @@ use flashspin_testkit::api::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// One HTTP request of a unit of work, built with the app's client just
-/// before it is sent (so a step may use what an earlier step caused, like a
-/// login code).
-pub type Step = Box<dyn FnOnce(&Client) -> reqwest::RequestBuilder + Send>;
+/// before it is sent, from the previous step's response body (empty for
+/// the first), so a step may use what an earlier step caused: a login code,
+/// an order id.
+pub type Step = Box<dyn FnOnce(&Client, &[u8]) -> reqwest::RequestBuilder + Send>;
 
 /// The i-th unit of work of a scenario: usually one request, a few for a
 /// flow such as login.
@@ -91,12 +92,13 @@ pub async fn run(
                     let t0 = Instant::now();
                     let mut status = 0;
                     let mut sent = 0;
+                    let mut previous = Vec::new();
                     for step in request(i) {
                         sent += 1;
-                        status = match step(&api).send().await {
+                        status = match step(&api, &previous).send().await {
                             Ok(response) => {
                                 let status = response.status().as_u16();
-                                let _ = response.bytes().await;
+                                previous = response.bytes().await.unwrap_or_default().to_vec();
                                 status
                             }
                             Err(_) => 0,

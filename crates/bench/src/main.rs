@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use flashspin_testkit::api::Client;
+use flashspin_testkit::api::{Client, OrderBody};
 
 use crate::drive::{Limit, Request, Step};
 use crate::report::Measured;
@@ -28,6 +28,13 @@ enum Scenario {
     BuyVoucherScarce,
     /// Vouchers with more stock than demand: every request buys.
     BuyVoucherPlenty,
+    /// Every purchase then paid through the payment webhook (two requests
+    /// per unit of work).
+    BuyVoucherPay,
+    /// A voucher of little stock whose buyers never pay: each order expires
+    /// after a second and its unit is sold again (a second app with
+    /// `order_pay_secs` = 1).
+    BuyVoucherExpire,
     /// Lottery shares, 1 to 5 at a time; periods sell out and draw.
     Lottery,
     /// Send a code, then log in with it (two requests per flow).
@@ -46,6 +53,8 @@ impl Scenario {
             Scenario::Baseline => "baseline",
             Scenario::BuyVoucherScarce => "buy-voucher (scarce)",
             Scenario::BuyVoucherPlenty => "buy-voucher (plenty)",
+            Scenario::BuyVoucherPay => "buy-voucher, then pay",
+            Scenario::BuyVoucherExpire => "buy-voucher (orders expire)",
             Scenario::Lottery => "buy-lottery-shares",
             Scenario::Login => "login flow",
             Scenario::OnePing => "probe, 1 PING",
@@ -64,7 +73,8 @@ impl Scenario {
 struct Args {
     /// Scenarios to run; the baseline always runs first.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [
-        Scenario::BuyVoucherScarce, Scenario::BuyVoucherPlenty, Scenario::Lottery, Scenario::Login,
+        Scenario::BuyVoucherScarce, Scenario::BuyVoucherPlenty, Scenario::BuyVoucherPay,
+        Scenario::BuyVoucherExpire, Scenario::Lottery, Scenario::Login,
         Scenario::OnePing, Scenario::TwoPings,
     ])]
     scenarios: Vec<Scenario>,
@@ -126,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
         }
-        None => Target::start(&args.host, &args.admin_key).await?,
+        None => Target::start(&args.host, &args.admin_key, &[]).await?,
     };
     println!("Signing in {} users ...", args.users);
     let tokens = Arc::new(target.sign_in_users(args.users).await?);
@@ -149,15 +159,30 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let target_of = |scenario: Scenario| match (&probe, scenario.on_probe()) {
-        (Some(probe), true) => probe,
+    // Orders that expire in a second would change every other voucher
+    // scenario, so they get an app of their own, with its own users.
+    let expiring = if args.url.is_none() && scenarios.contains(&Scenario::BuyVoucherExpire) {
+        let app = Target::start(&args.host, &args.admin_key, &[("order_pay_secs", "1")]).await?;
+        let tokens = Arc::new(app.sign_in_users(args.users).await?);
+        Some((app, tokens))
+    } else {
+        None
+    };
+    scenarios.retain(|s| *s != Scenario::BuyVoucherExpire || expiring.is_some());
+    let target_of = |scenario: Scenario| match (&probe, &expiring, scenario) {
+        (Some(probe), _, s) if s.on_probe() => probe,
+        (_, Some((app, _)), Scenario::BuyVoucherExpire) => app,
         _ => &target,
+    };
+    let tokens_of = |scenario: Scenario| match (&expiring, scenario) {
+        (Some((_, tokens)), Scenario::BuyVoucherExpire) => tokens.clone(),
+        _ => tokens.clone(),
     };
     let mut runs = Vec::new();
     for &scenario in &scenarios {
         runs.push(Run {
             scenario,
-            request: prepare(target_of(scenario), scenario, tokens.clone()).await?,
+            request: prepare(target_of(scenario), scenario, tokens_of(scenario)).await?,
             samples: Vec::new(),
             elapsed: Duration::ZERO,
             counters: Counters::default(),
@@ -241,17 +266,16 @@ async fn prepare(
     // Signed in as user i.
     let token = move |i: u64| tokens[(i % users) as usize].clone();
     Ok(match scenario {
-        Scenario::Baseline => {
-            Arc::new(move |_| vec![Box::new(|api: &Client| api.health().into_builder()) as Step])
-        }
+        Scenario::Baseline => Arc::new(move |_| {
+            vec![Box::new(|api: &Client, _: &[u8]| api.health().into_builder()) as Step]
+        }),
         Scenario::BuyVoucherScarce => {
             let voucher = target.create_voucher(100).await?;
             Arc::new(move |i| {
                 let (token, voucher) = (token(i), voucher.clone());
-                vec![
-                    Box::new(move |api: &Client| api.buy_voucher(&token, &voucher).into_builder())
-                        as Step,
-                ]
+                vec![Box::new(move |api: &Client, _: &[u8]| {
+                    api.buy_voucher(&token, &voucher).into_builder()
+                }) as Step]
             })
         }
         Scenario::BuyVoucherPlenty => {
@@ -264,10 +288,52 @@ async fn prepare(
             Arc::new(move |i| {
                 let token = token(i);
                 let voucher = vouchers[((i / users) % 200) as usize].clone();
+                vec![Box::new(move |api: &Client, _: &[u8]| {
+                    api.buy_voucher(&token, &voucher).into_builder()
+                }) as Step]
+            })
+        }
+        Scenario::BuyVoucherPay => {
+            // As plenty, on vouchers of their own; each order is paid at
+            // once, with a webhook signed as the provider signs it.
+            let mut vouchers = Vec::new();
+            for _ in 0..200 {
+                vouchers.push(target.create_voucher(1_000_000).await?);
+            }
+            Arc::new(move |i| {
+                let token = token(i);
+                let voucher = vouchers[((i / users) % 200) as usize].clone();
                 vec![
-                    Box::new(move |api: &Client| api.buy_voucher(&token, &voucher).into_builder())
-                        as Step,
+                    Box::new(move |api: &Client, _: &[u8]| {
+                        api.buy_voucher(&token, &voucher).into_builder()
+                    }) as Step,
+                    Box::new(move |api: &Client, bought: &[u8]| {
+                        let order = serde_json::from_slice::<OrderBody>(bought)
+                            .map(|b| b.order.id)
+                            .unwrap_or_default();
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        let event = serde_json::json!({
+                            "event_id": format!("evt_{order}"),
+                            "type": "payment.succeeded",
+                            "order_id": order,
+                            "amount": target::VOUCHER_PAY_VALUE,
+                            "pay_type": "card",
+                        });
+                        api.payment_webhook(target::WEBHOOK_SECRET, now, &event)
+                            .into_builder()
+                    }),
                 ]
+            })
+        }
+        Scenario::BuyVoucherExpire => {
+            let voucher = target.create_voucher(100).await?;
+            Arc::new(move |i| {
+                let (token, voucher) = (token(i), voucher.clone());
+                vec![Box::new(move |api: &Client, _: &[u8]| {
+                    api.buy_voucher(&token, &voucher).into_builder()
+                }) as Step]
             })
         }
         Scenario::Lottery => {
@@ -275,7 +341,7 @@ async fn prepare(
             Arc::new(move |i| {
                 let (token, goods) = (token(i), goods.clone());
                 let count = 1 + (i % 5) as i64;
-                vec![Box::new(move |api: &Client| {
+                vec![Box::new(move |api: &Client, _: &[u8]| {
                     api.buy_shares(&token, &goods, count, None).into_builder()
                 }) as Step]
             })
@@ -284,7 +350,7 @@ async fn prepare(
             let n = if scenario == Scenario::OnePing { 1 } else { 2 };
             Arc::new(move |_| {
                 let path = format!("/api/floor?action=pings&n={n}");
-                vec![Box::new(move |api: &Client| api.get(&path).into_builder()) as Step]
+                vec![Box::new(move |api: &Client, _: &[u8]| api.get(&path).into_builder()) as Step]
             })
         }
         Scenario::Login => {
@@ -296,9 +362,11 @@ async fn prepare(
                 let send_phone = phone.clone();
                 let sink = sink.clone();
                 vec![
-                    Box::new(move |api: &Client| api.send_code(&send_phone).into_builder()) as Step,
+                    Box::new(move |api: &Client, _: &[u8]| {
+                        api.send_code(&send_phone).into_builder()
+                    }) as Step,
                     // Built after the first step: the code has arrived by then.
-                    Box::new(move |api: &Client| {
+                    Box::new(move |api: &Client, _: &[u8]| {
                         let code = sink.last_code(&phone).unwrap_or_default();
                         api.login(&phone, &code).into_builder()
                     }),

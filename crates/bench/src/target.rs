@@ -33,7 +33,14 @@ impl Drop for Target {
 
 /// Limits high enough that the limiter runs on every request but refuses
 /// none: the benchmark measures the work, not the refusals.
-const VARIABLES: [(&str, &str); 8] = [
+/// What each benchmark voucher costs, cents.
+pub const VOUCHER_PAY_VALUE: i64 = 100;
+
+/// The secret the benchmark signs its payment webhooks with.
+pub const WEBHOOK_SECRET: &str = "bench-webhook-secret";
+
+const VARIABLES: [(&str, &str); 9] = [
+    ("payment_webhook_secret", WEBHOOK_SECRET),
     ("rate_limit_user", "1000000/1"),
     ("rate_limit_ip", "1000000/1"),
     ("rate_limit_global", "1000000/1"),
@@ -45,7 +52,13 @@ const VARIABLES: [(&str, &str); 8] = [
 ];
 
 impl Target {
-    pub async fn start(host: &Path, admin_key: &str) -> anyhow::Result<Self> {
+    /// Starts the app with the benchmark's variables and `extra` ones
+    /// (name, value), which win.
+    pub async fn start(
+        host: &Path,
+        admin_key: &str,
+        extra: &[(&'static str, &str)],
+    ) -> anyhow::Result<Self> {
         if !host.exists() {
             println!("Building {} in release mode ...", host.display());
             let status = Command::new("cargo")
@@ -63,6 +76,11 @@ impl Target {
             ("ADMIN_KEY", admin_key.to_string()),
         ];
         for (name, value) in VARIABLES {
+            if !extra.iter().any(|(n, _)| *n == name) {
+                env.push((name, value.to_string()));
+            }
+        }
+        for (name, value) in extra {
             env.push((name, value.to_string()));
         }
         let (app, port) = serve(host, APP_MANIFEST, &env)?;
@@ -149,7 +167,7 @@ impl Target {
             title: "bench".into(),
             sub_title: None,
             rules: None,
-            pay_value: 100,
+            pay_value: VOUCHER_PAY_VALUE,
             actual_value: 200,
             stock,
             begin_time: "2026-01-01T00:00:00Z".into(),

@@ -45,6 +45,7 @@ use flashspin_core::gate::{self, Access, Buyer, GateRequest};
 use flashspin_core::ids::{EPOCH_UNIX_SECS, GoodsId, IdKey, OrderId, ShopId, UserId, VoucherId};
 use flashspin_core::login::{self, CodeSettings};
 use flashspin_core::lottery::{self, NewGoods, PurchaseFilter};
+use flashspin_core::order::{self, Change, EventId, OrderStatus, PayType};
 use flashspin_core::phone::Phone;
 use flashspin_core::ratelimit::{Endpoint, Rate};
 use flashspin_core::redis::Redis;
@@ -123,6 +124,11 @@ fn scenarios(redis: &mut NativeRedis) -> Vec<Scenario> {
             "`buy_lottery.lua`, 3 shares of 4^11",
             lottery_bought(redis, POWER_OF_4),
         ),
+        ("`voucher_read.lua`, nothing due", voucher_read(redis)),
+        (
+            "`order_change.lua`, a webhook paying an order",
+            order_paid(redis),
+        ),
         ("`lottery_read.lua`, current period", lottery_read(redis)),
         (
             "`lottery_mine.lua`, a user's 3 purchases of 3 shares",
@@ -188,6 +194,35 @@ fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
     Box::new(move |redis, i| {
         let refused = voucher::buy(redis, id, user(u64::from(i) + 1), order_id(i + 2), PAY_SECS);
         assert_eq!(refused, Err(ApiError::Conflict(Conflict::SoldOut)));
+    })
+}
+
+/// A voucher with unpaid orders, none of them due, read.
+fn voucher_read(redis: &mut NativeRedis) -> OneCall {
+    let id = on_sale_voucher(redis, 10);
+    voucher::buy(redis, id, user(1), order_id(1), PAY_SECS).unwrap();
+    Box::new(move |redis, _| {
+        assert_eq!(voucher::get(redis, id).unwrap().unwrap().remaining, 9);
+    })
+}
+
+/// A payment event for a new order each call, as the webhook sends it.
+fn order_paid(redis: &mut NativeRedis) -> OneCall {
+    let id = on_sale_voucher(redis, i64::from(CALLS) + 2);
+    let orders: Vec<OrderId> = (0..=CALLS)
+        .map(|i| {
+            let bought = voucher::buy(redis, id, user(u64::from(i) + 1), order_id(i + 1), PAY_SECS);
+            bought.unwrap().id
+        })
+        .collect();
+    Box::new(move |redis, i| {
+        let event = EventId::parse(&format!("evt_{i}")).unwrap();
+        let pay = Change::Pay {
+            amount: 100,
+            pay_type: PayType::Card,
+        };
+        let paid = order::change(redis, id, orders[i as usize], pay, None, Some(&event)).unwrap();
+        assert_eq!(paid.status, OrderStatus::Paid);
     })
 }
 

@@ -10,6 +10,7 @@ mod host;
 mod login;
 mod lottery;
 mod manifest;
+mod orders;
 mod ratelimit;
 mod size;
 mod vouchers;

@@ -80,8 +80,8 @@ pub struct Passed {
     pub user: Option<User>,
     /// Where the limits stand, for the `ratelimit` headers.
     pub verdict: Verdict,
-    /// Redis's clock when the gate ran, seconds since the Unix epoch.
-    pub unix_secs: u64,
+    /// Redis's clock when the gate ran, ms since the Unix epoch.
+    pub now_ms: i64,
     /// The order sequence number taken for a [`Buyer`].
     sequence: Option<u32>,
 }
@@ -91,8 +91,8 @@ pub struct Passed {
 pub struct Admitted<C> {
     pub caller: C,
     pub verdict: Verdict,
-    /// Redis's clock when the gate ran, seconds since the Unix epoch.
-    pub unix_secs: u64,
+    /// Redis's clock when the gate ran, ms since the Unix epoch.
+    pub now_ms: i64,
 }
 
 /// What a route knows about its caller once the gate admitted the request.
@@ -165,7 +165,8 @@ impl Caller for Buyer {
             ApiError::Internal("script gate: allocated no order sequence number".into())
         })?;
         let key = IdKey::from_secret(&read::<String>(vars, "id_secret")?);
-        let order_id = OrderId::new(passed.unix_secs, sequence, &key)
+        let unix_secs = passed.now_ms.max(0) as u64 / 1000;
+        let order_id = OrderId::new(unix_secs, sequence, &key)
             .map_err(|e| ApiError::Internal(format!("order id: {e:?}")))?;
         Ok(Buyer { user, order_id })
     }
@@ -195,7 +196,7 @@ pub fn admit<C: Caller>(
     Ok(Admitted {
         caller,
         verdict: passed.verdict,
-        unix_secs: passed.unix_secs,
+        now_ms: passed.now_ms,
     })
 }
 
@@ -269,7 +270,7 @@ pub fn pass(
     Ok(Passed {
         user,
         verdict,
-        unix_secs: reply.unix_secs.max(0) as u64,
+        now_ms: reply.now_ms,
         sequence: u32::try_from(reply.sequence).ok().filter(|s| *s > 0),
     })
 }

@@ -113,7 +113,7 @@ impl Order {
     /// Reads an order as `orders.lua` writes it into a reply: id, user id,
     /// status, amount, pay type, then created, deadline, pay, use, refund and
     /// update times ('' for none). An unpaid order past its deadline at
-    /// `now_ms` reads expired.
+    /// `now_ms` reads expired, updated at its deadline.
     pub(crate) fn read(
         reader: &mut ReplyReader,
         voucher_id: VoucherId,
@@ -133,8 +133,13 @@ impl Order {
         let pay_ms = time()?;
         let use_ms = time()?;
         let refund_ms = time()?;
-        let update_ms = time()?.unwrap_or(create_ms);
+        let mut update_ms = time()?.unwrap_or(create_ms);
         let expired = status == OrderStatus::Unpaid && pay_deadline_ms.is_some_and(|d| now_ms >= d);
+        if expired {
+            // It expired at its deadline, whether or not a script has
+            // written that yet.
+            update_ms = pay_deadline_ms.unwrap_or(update_ms);
+        }
         Ok(Order {
             id,
             voucher_id,

@@ -1083,10 +1083,12 @@ fn order_pages_filter_by_status() {
         assert_eq!(page(&mut redis, Some(status), now), expected, "{status:?}");
     }
 
-    // At a time past their deadlines the unpaid orders read expired.
+    // At a time past their deadlines the unpaid orders read expired, as
+    // of their deadlines.
     let later = rebought.pay_deadline_ms.unwrap();
     let as_expired = |o: &Order| Order {
         status: OrderStatus::Expired,
+        update_ms: o.pay_deadline_ms.unwrap(),
         ..o.clone()
     };
     assert_eq!(

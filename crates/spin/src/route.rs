@@ -54,8 +54,8 @@ pub trait Route {
 /// What an action is given besides its input.
 pub struct Call<'r, C> {
     pub caller: C,
-    /// Redis's clock when the gate ran (0 for routes without a gate).
-    unix_secs: u64,
+    /// Redis's clock when the gate ran, ms (0 for routes without a gate).
+    now_ms: i64,
     req: &'r ApiRequest,
     redis: Option<SpinRedis>,
 }
@@ -64,7 +64,7 @@ impl<C: Gated> Call<'_, C> {
     /// Redis's clock when the gate ran, in ms: the time the rules go by
     /// (sale windows, statuses), the same for every component.
     pub fn now_ms(&self) -> i64 {
-        self.unix_secs as i64 * 1000
+        self.now_ms
     }
 }
 
@@ -154,12 +154,12 @@ impl Reply {
 /// nothing for [`Ungated`] routes.
 pub trait Admission: Sized {
     /// Admits the request, returning the caller, the limits that applied
-    /// and Redis's clock (s), or refuses it.
+    /// and Redis's clock (ms), or refuses it.
     fn admit(
         req: &ApiRequest,
         endpoint: Endpoint,
         redis: &mut Option<SpinRedis>,
-    ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError>;
+    ) -> Result<(Self, Option<Verdict>, Option<i64>), ApiError>;
 }
 
 /// Callers admitted through the gate, which read Redis's clock.
@@ -176,11 +176,11 @@ impl Admission for Operator {
         req: &ApiRequest,
         endpoint: Endpoint,
         redis: &mut Option<SpinRedis>,
-    ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError> {
-        let (_, verdict, unix_secs) = through_gate::<Anyone>(req, endpoint, redis)?;
+    ) -> Result<(Self, Option<Verdict>, Option<i64>), ApiError> {
+        let (_, verdict, now_ms) = through_gate::<Anyone>(req, endpoint, redis)?;
         let admin_key: String = read(&SpinVariables, "admin_key")?;
         authorize(&admin_key, req.header("authorization"))?;
-        Ok((Operator, verdict, unix_secs))
+        Ok((Operator, verdict, now_ms))
     }
 }
 
@@ -195,7 +195,7 @@ impl Admission for Ungated {
         _: &ApiRequest,
         _: Endpoint,
         _: &mut Option<SpinRedis>,
-    ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError> {
+    ) -> Result<(Self, Option<Verdict>, Option<i64>), ApiError> {
         Ok((Ungated, None, None))
     }
 }
@@ -204,7 +204,7 @@ fn through_gate<C: Caller>(
     req: &ApiRequest,
     endpoint: Endpoint,
     redis: &mut Option<SpinRedis>,
-) -> Result<(C, Option<Verdict>, Option<u64>), ApiError> {
+) -> Result<(C, Option<Verdict>, Option<i64>), ApiError> {
     let token = req.token();
     gate::require_token(C::ACCESS, token.as_ref())?;
     let vars = SpinVariables;
@@ -219,9 +219,9 @@ fn through_gate<C: Caller>(
     let Admitted {
         caller,
         verdict,
-        unix_secs,
+        now_ms,
     } = gate::admit::<C>(connection, &request, &vars)?;
-    Ok((caller, Some(verdict), Some(unix_secs)))
+    Ok((caller, Some(verdict), Some(now_ms)))
 }
 
 macro_rules! gated {
@@ -231,7 +231,7 @@ macro_rules! gated {
                 req: &ApiRequest,
                 endpoint: Endpoint,
                 redis: &mut Option<SpinRedis>,
-            ) -> Result<(Self, Option<Verdict>, Option<u64>), ApiError> {
+            ) -> Result<(Self, Option<Verdict>, Option<i64>), ApiError> {
                 through_gate(req, endpoint, redis)
             }
         }
@@ -258,11 +258,11 @@ fn run_route<R: Route>(
     req.expect_method(R::METHOD)?;
     let input = R::parse(req)?;
     let mut redis = None;
-    let (caller, verdict, unix_secs) = R::Caller::admit(req, R::ENDPOINT, &mut redis)?;
+    let (caller, verdict, now_ms) = R::Caller::admit(req, R::ENDPOINT, &mut redis)?;
     *gate_verdict = verdict;
     let mut call = Call {
         caller,
-        unix_secs: unix_secs.unwrap_or(0),
+        now_ms: now_ms.unwrap_or(0),
         req,
         redis,
     };

@@ -58,8 +58,7 @@ if existing then
   end
   -- Due, but beyond what the reclaim above could take: expire it now, and
   -- the buyer may buy again.
-  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, user_id,
-    string.format('%d', now_ms))
+  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, user_id, reply[8])
   next_deadline = orders_next_deadline(info_key, unpaid_key)
   back = back + 1
 end

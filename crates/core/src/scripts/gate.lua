@@ -27,7 +27,7 @@
 --< field nickname str
 --< field allowed flag        every limit allowed the request
 --< field retry_after_ms int
---< field unix_secs int       Redis's clock
+--< field now_ms int          Redis's clock, ms
 --< field sequence int        the number taken from the order sequence, 0 if none
 --< rest states               remaining and reset_ms of each limit applied: the
 --                               per-user one first when a user was found, then
@@ -93,5 +93,5 @@ if allowed and uid ~= 0 then
     end
   end
 end
-local reply = { uid, phone, nickname, allowed and 1 or 0, math.ceil(retry_after / 1000), now_secs, sequence }
+local reply = { uid, phone, nickname, allowed and 1 or 0, math.ceil(retry_after / 1000), now_ms, sequence }
 return gcra_append_states(reply, #limits, states)

@@ -57,7 +57,7 @@ end
 local status = o[1]
 if status == 'unpaid' and now_ms >= o[4] + 0 then
   -- Due but beyond this call's reclaim limit: expire it now.
-  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, order_id, o[2], now_text)
+  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, order_id, o[2], o[4])
   orders_next_deadline(info_key, unpaid_key)
   status = 'expired'
 end

@@ -16,9 +16,9 @@
 -- more is paid.
 
 -- Expires one unpaid order: its buyer may buy again and its unit goes back
--- on sale.
-local function orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, uid, now_text)
-  redis.call('HSET', order_prefix .. oid, 'status', 'expired', 'updated', now_text)
+-- on sale. It expired at its deadline, whenever this runs, and says so.
+local function orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, uid, deadline)
+  redis.call('HSET', order_prefix .. oid, 'status', 'expired', 'updated', deadline)
   redis.call('HDEL', buyers_key, uid)
   redis.call('ZREM', unpaid_key, oid .. ':' .. uid)
   redis.call('HINCRBY', info_key, 'remaining', 1)
@@ -43,20 +43,21 @@ local function orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, ne
   if not next_deadline or now_ms < next_deadline + 0 then
     return 0, next_deadline
   end
-  local due = redis.call('ZRANGEBYSCORE', unpaid_key, '-inf', now_ms, 'LIMIT', 0, limit)
-  local now_text = string.format('%d', now_ms)
-  for _, member in ipairs(due) do
+  local due = redis.call('ZRANGEBYSCORE', unpaid_key, '-inf', now_ms, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #due, 2 do
+    local member = due[i]
     local sep = string.find(member, ':', 1, true)
     orders_expire(info_key, buyers_key, unpaid_key, order_prefix,
-      string.sub(member, 1, sep - 1), string.sub(member, sep + 1), now_text)
+      string.sub(member, 1, sep - 1), string.sub(member, sep + 1), due[i + 1])
   end
-  return #due, orders_next_deadline(info_key, unpaid_key)
+  return #due / 2, orders_next_deadline(info_key, unpaid_key)
 end
 
 -- Appends order `oid` to `reply`: id, user id, status (an unpaid order past
--- its deadline reads expired), amount, pay type, then the times created,
--- deadline, pay_time, use_time, refund_time, updated; '' for what is not
--- there. Returns false when there is no such order.
+-- its deadline reads expired, updated at its deadline), amount, pay type,
+-- then the times created, deadline, pay_time, use_time, refund_time,
+-- updated; '' for what is not there. Returns false when there is no such
+-- order.
 local function orders_append(reply, order_prefix, oid, now_ms)
   local o = redis.call('HMGET', order_prefix .. oid, 'user_id', 'status', 'amount', 'pay_type',
     'created', 'deadline', 'pay_time', 'use_time', 'refund_time', 'updated')
@@ -65,7 +66,7 @@ local function orders_append(reply, order_prefix, oid, now_ms)
   end
   local status = o[2]
   if status == 'unpaid' and now_ms >= o[6] + 0 then
-    status = 'expired'
+    status, o[10] = 'expired', o[6]
   end
   local n = #reply
   reply[n + 1], reply[n + 2], reply[n + 3] = oid, o[1], status

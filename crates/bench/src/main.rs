@@ -255,6 +255,16 @@ struct Run {
     counters: Counters,
 }
 
+/// 200 vouchers with a large stock. Each user buys each voucher once, so
+/// they allow 200 x users purchases before anyone is refused.
+async fn plenty_vouchers(target: &Target) -> anyhow::Result<Vec<String>> {
+    let mut vouchers = Vec::new();
+    for _ in 0..200 {
+        vouchers.push(target.create_voucher(1_000_000).await?);
+    }
+    Ok(vouchers)
+}
+
 /// Sets up what a scenario needs and returns how to make its i-th unit of
 /// work.
 async fn prepare(
@@ -279,12 +289,7 @@ async fn prepare(
             })
         }
         Scenario::BuyVoucherPlenty => {
-            // Each user buys each voucher once: 200 vouchers allow
-            // 200 x users purchases before anyone is refused.
-            let mut vouchers = Vec::new();
-            for _ in 0..200 {
-                vouchers.push(target.create_voucher(1_000_000).await?);
-            }
+            let vouchers = plenty_vouchers(target).await?;
             Arc::new(move |i| {
                 let token = token(i);
                 let voucher = vouchers[((i / users) % 200) as usize].clone();
@@ -296,10 +301,7 @@ async fn prepare(
         Scenario::BuyVoucherPay => {
             // As plenty, on vouchers of their own; each order is paid at
             // once, with a webhook signed as the provider signs it.
-            let mut vouchers = Vec::new();
-            for _ in 0..200 {
-                vouchers.push(target.create_voucher(1_000_000).await?);
-            }
+            let vouchers = plenty_vouchers(target).await?;
             Arc::new(move |i| {
                 let token = token(i);
                 let voucher = vouchers[((i / users) % 200) as usize].clone();

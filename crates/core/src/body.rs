@@ -64,6 +64,18 @@ impl JsonObject {
     }
 }
 
+/// A client-chosen token (an idempotency key, a webhook's event id): 1 to
+/// 64 visible ASCII characters; `what` names it in the error.
+pub(crate) fn visible_token(s: &str, what: &str) -> Result<String, ApiError> {
+    if (1..=64).contains(&s.len()) && s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        Ok(s.to_string())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{what} must be 1 to 64 visible ASCII characters"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

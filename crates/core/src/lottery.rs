@@ -122,14 +122,7 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| (0x21..=0x7e).contains(&b));
-        if ok {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(ApiError::invalid(
-                "idempotency-key must be 1 to 64 visible ASCII characters",
-            ))
-        }
+        crate::body::visible_token(s, "idempotency-key").map(Self)
     }
 }
 

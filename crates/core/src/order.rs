@@ -187,14 +187,7 @@ pub struct EventId(String);
 
 impl EventId {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| (0x21..=0x7e).contains(&b));
-        if ok {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(ApiError::invalid(
-                "event_id must be 1 to 64 visible ASCII characters",
-            ))
-        }
+        crate::body::visible_token(s, "event_id").map(Self)
     }
 
     pub fn as_str(&self) -> &str {

@@ -384,7 +384,9 @@ mod tests {
         assert_eq!((e.code.as_str(), e.order), ("not_found", None));
         let e: ApiError = serde_json::from_str(
             r#"{"error":{"code":"already_purchased","message":"m"},"order":{"id":"9",
-            "voucher_id":"1","user_id":"2","status":"unpaid","create_time":"t"}}"#,
+            "voucher_id":"1","user_id":"2","status":"unpaid","amount":100,"pay_type":null,
+            "pay_deadline":"d","pay_time":null,"use_time":null,"refund_time":null,
+            "create_time":"t","update_time":"t"}}"#,
         )
         .unwrap();
         assert_eq!(e.order.unwrap().id, "9");

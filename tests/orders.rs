@@ -997,6 +997,16 @@ async fn late_payments_are_refused_and_logged() {
     assert_eq!((&expired.pay_time, expired.pay_type), (&None, None));
     let late = webhook(app, &payment("evt_late", expiring.id(), PRICE, "alipay"));
     assert_refused(app, &expiring, late, INVALID_STATE, "payment after expiry").await;
+    // The provider retries a refusal: answered alike, and logged only once.
+    let retried = webhook(app, &payment("evt_late", expiring.id(), PRICE, "alipay"));
+    assert_refused(
+        app,
+        &expiring,
+        retried,
+        INVALID_STATE,
+        "a retried late payment",
+    )
+    .await;
     let refund_it = webhook(app, &refund("evt_refund_late", expiring.id()));
     assert_refused(
         app,
@@ -1016,16 +1026,24 @@ async fn late_payments_are_refused_and_logged() {
     )
     .await;
 
-    for (event, order) in [
-        ("evt_late", expiring.id()),
-        ("evt_after_cancel", cancelled.id()),
+    for (event, order, why) in [
+        (
+            "evt_late",
+            expiring.id(),
+            "came after the order expired: refund it",
+        ),
+        (
+            "evt_after_cancel",
+            cancelled.id(),
+            "came after the order was cancelled: refund it",
+        ),
     ] {
         let needle = format!("payment {event} for order {order}");
         let logs = app.logs_containing(&needle).await;
-        let line = logs.lines().find(|l| l.contains(&needle));
+        let lines: Vec<_> = logs.lines().filter(|l| l.contains(&needle)).collect();
         assert!(
-            line.is_some_and(|l| l.contains("expired or was cancelled")),
-            "no log of {needle}:\n{logs}"
+            lines.len() == 1 && lines[0].contains(why),
+            "one log line saying {why:?} for {needle}:\n{logs}"
         );
     }
 

@@ -96,6 +96,11 @@ fn main() {
 /// A file's code: whole-line comments, blank lines and indentation go (a
 /// `--` after code may sit in a string, so it stays).
 fn code_of(text: &str) -> String {
+    // Long strings and block comments would need a real lexer: none here.
+    assert!(
+        !text.contains("[[") && !text.contains("]]"),
+        "scripts use no long brackets ([[ ... ]])"
+    );
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with("--"))
@@ -312,6 +317,25 @@ impl Declaration {
             let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
             aliases.insert(name.to_string(), format!("'{quoted}'"));
         }
+        let declared = self.keys.len()
+            + self.args.len()
+            + self.outcomes.len()
+            + usize::from(self.rest_keys.is_some())
+            + usize::from(self.rest_args.is_some())
+            + keys::SCRIPT_CONSTANTS.len();
+        assert_eq!(
+            aliases.len(),
+            declared,
+            "{}.lua: two declared names stand for the same alias",
+            self.name
+        );
+        for name in aliases.keys() {
+            assert!(
+                !LUA_RESERVED.contains(&name.as_str()),
+                "{}.lua: `{name}` is a Lua keyword or global",
+                self.name
+            );
+        }
         aliases
     }
 
@@ -335,7 +359,15 @@ impl Declaration {
             out.push_str(&rest[..at]);
             let after = &rest[at + "outcome_only(".len()..];
             let close = after.find(')').expect("outcome_only(...) is closed");
-            write!(out, "{{ {}{empty} }}", after[..close].trim()).unwrap();
+            let outcome = after[..close].trim();
+            assert!(
+                self.outcomes
+                    .iter()
+                    .any(|o| o.name.to_uppercase() == outcome),
+                "{}.lua: outcome_only({outcome}) names no declared outcome",
+                self.name
+            );
+            write!(out, "{{ {outcome}{empty} }}").unwrap();
             rest = &after[close + 1..];
         }
         out.push_str(rest);
@@ -570,6 +602,10 @@ fn substitute(code: &str, aliases: &BTreeMap<String, String>) -> String {
     let bytes = code.as_bytes();
     let mut out = String::with_capacity(code.len());
     let mut i = 0;
+    // The last two characters of code (not of strings or comments) before
+    // the current position: a name right after `.` or `:` (but not `..`)
+    // is a field or method, not a variable.
+    let mut last = [b' ', b' '];
     while i < bytes.len() {
         let c = bytes[i];
         if c == b'\'' || c == b'"' {
@@ -580,6 +616,7 @@ fn substitute(code: &str, aliases: &BTreeMap<String, String>) -> String {
             }
             i = (i + 1).min(bytes.len());
             out.push_str(&code[start..i]);
+            last = [b'"', b'"'];
         } else if code[i..].starts_with("--") {
             let end = code[i..].find('\n').map_or(code.len(), |n| i + n);
             out.push_str(&code[i..end]);
@@ -590,20 +627,32 @@ fn substitute(code: &str, aliases: &BTreeMap<String, String>) -> String {
                 i += 1;
             }
             let word = &code[start..i];
-            let is_field = code[..start].trim_end().ends_with(['.', ':'])
-                && !code[..start].trim_end().ends_with("..");
+            let is_field = matches!(last[1], b'.' | b':') && last[0] != b'.';
             match aliases.get(word) {
                 Some(alias) if !is_field => out.push_str(alias),
                 _ => out.push_str(word),
             }
+            last = [b'a', b'a'];
         } else {
             let ch = code[i..].chars().next().expect("in bounds");
             out.push(ch);
             i += ch.len_utf8();
+            if !ch.is_whitespace() {
+                last = [last[1], c];
+            }
         }
     }
     out
 }
+
+/// Names a declaration may not take: Lua's keywords and the globals the
+/// scripts use.
+const LUA_RESERVED: &[&str] = &[
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in", "local",
+    "nil", "not", "or", "repeat", "return", "then", "true", "until", "while", "redis", "string",
+    "table", "math", "tonumber", "tostring", "unpack", "ipairs", "pairs", "type", "KEYS", "ARGV",
+    "cjson", "bit",
+];
 
 fn camel(snake: &str) -> String {
     snake

@@ -174,7 +174,7 @@ fn own_order(
         .0
         .filter(|l| l.user_id == user_id)
         .ok_or(ApiError::NotFound)?;
-    let order = order::change(redis, located.voucher_id, id, change, Some(user_id), None)?;
+    let order = order::change(redis, located.voucher_id, id, change, Some(user_id))?;
     Ok(Reply::ok(json!({"order": order.to_json()})))
 }
 

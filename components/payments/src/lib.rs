@@ -7,7 +7,7 @@
 use flashspin_core::ApiError;
 use flashspin_core::config::read;
 use flashspin_core::error::Conflict;
-use flashspin_core::order::{self, Change};
+use flashspin_core::order::{self, Change, OrderStatus};
 use flashspin_core::payment::{Event, Signature};
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_spin::request::ApiRequest;
@@ -47,25 +47,37 @@ impl Route for Webhook {
             return Err(ApiError::InvalidSignature);
         }
         let located = located.ok_or(ApiError::NotFound)?;
-        let changed = order::change(
+        let changed = order::apply(
             redis,
             located.voucher_id,
             event.order_id,
             event.change,
             None,
             Some(&event.id),
+        )?;
+        let too_late = matches!(
+            changed.order.status,
+            OrderStatus::Expired | OrderStatus::Cancelled
         );
-        if let (Err(ApiError::Conflict(Conflict::InvalidState)), Change::Pay { .. }) =
-            (&changed, event.change)
+        if let (Some(Conflict::InvalidState), Change::Pay { .. }, true, false) =
+            (changed.refused, event.change, too_late, changed.replayed)
         {
             // The money was taken for an order that is no longer on sale.
+            // Said once per event: the provider retries a refusal.
             eprintln!(
-                "payment {} for order {} came after the order expired or was cancelled: refund it",
+                "payment {} for order {} came after the order {}: refund it",
                 event.id.as_str(),
-                event.order_id
+                event.order_id,
+                if changed.order.status == OrderStatus::Expired {
+                    "expired"
+                } else {
+                    "was cancelled"
+                }
             );
         }
-        Ok(Reply::ok(json!({"order": changed?.to_json()})))
+        Ok(Reply::ok(
+            json!({"order": changed.into_result()?.to_json()}),
+        ))
     }
 }
 

@@ -29,7 +29,7 @@ impl Route for UseOrder {
         let id = id.ok_or(ApiError::NotFound)?;
         let redis = call.redis()?;
         let located = order::locate(redis, id)?.0.ok_or(ApiError::NotFound)?;
-        let order = order::change(redis, located.voucher_id, id, Change::Use, None, None)?;
+        let order = order::change(redis, located.voucher_id, id, Change::Use, None)?;
         Ok(Reply::ok(json!({"order": order.to_json()})))
     }
 }

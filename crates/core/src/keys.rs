@@ -136,10 +136,11 @@ pub fn voucher_order(id: VoucherId, order: OrderId) -> String {
     format!("{}{order}", voucher_order_prefix(id))
 }
 
-/// The outcome of payment webhook event `event_id` about an order of the
-/// voucher, kept for a week so that a repeat is answered alike.
-pub fn voucher_payment_event(id: VoucherId, order: OrderId, event_id: &str) -> String {
-    format!("{{v:{id}}}:event:{order}:{event_id}")
+/// The outcome of payment webhook event `event_id` (a payment or a
+/// refund, `kind`) about an order of the voucher, kept for a week so that a
+/// repeat is answered alike.
+pub fn voucher_payment_event(id: VoucherId, order: OrderId, kind: &str, event_id: &str) -> String {
+    format!("{{v:{id}}}:event:{order}:{kind}:{event_id}")
 }
 
 /// Which voucher an order belongs to and who bought it: "<voucher id>:<user

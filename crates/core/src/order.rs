@@ -247,23 +247,60 @@ pub fn locate(redis: &mut impl Redis, id: OrderId) -> Result<(Option<Located>, u
     Ok((located, reply.unix_secs.max(0) as u64))
 }
 
+/// What became of a change of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The order as it now is.
+    pub order: Order,
+    /// Why the change was refused (then nothing changed).
+    pub refused: Option<Conflict>,
+    /// The answer to a webhook event seen before: nothing was done now.
+    pub replayed: bool,
+}
+
+impl Changed {
+    /// The order, or the refusal as the API's error.
+    pub fn into_result(self) -> Result<Order, ApiError> {
+        match self.refused {
+            None => Ok(self.order),
+            Some(conflict) => Err(ApiError::Conflict(conflict)),
+        }
+    }
+}
+
 /// Applies `change` to order `id` of voucher `voucher_id`, for `owner`
-/// when given (another user's order is not found). With `event`, the
-/// outcome is kept under the event's id and a repeat of it changes nothing
-/// and gets the same answer.
+/// when given (another user's order is not found).
 pub fn change(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     id: OrderId,
     change: Change,
     owner: Option<UserId>,
-    event: Option<&EventId>,
 ) -> Result<Order, ApiError> {
+    apply(redis, voucher_id, id, change, owner, None)?.into_result()
+}
+
+/// Applies `change` to order `id` of voucher `voucher_id` for a webhook
+/// `event`: its outcome is kept under the event's id (and the change), and
+/// a repeat of it changes nothing and gets the same answer.
+pub fn apply(
+    redis: &mut impl Redis,
+    voucher_id: VoucherId,
+    id: OrderId,
+    change: Change,
+    owner: Option<UserId>,
+    event: Option<&EventId>,
+) -> Result<Changed, ApiError> {
     let info = keys::voucher_info(voucher_id);
     let buyers = keys::voucher_buyers(voucher_id);
     let unpaid = keys::voucher_unpaid(voucher_id);
     let order_prefix = keys::voucher_order_prefix(voucher_id);
-    let event_key = keys::voucher_payment_event(voucher_id, id, event.map_or("-", EventId::as_str));
+    let event_key = keys::voucher_payment_event(
+        voucher_id,
+        id,
+        change.action(),
+        event.map_or("-", EventId::as_str),
+    );
     let order_id = id.to_string();
     let owner = owner.map(|u| u.to_string()).unwrap_or_default();
     let (amount, pay_type) = match change {
@@ -292,19 +329,30 @@ pub fn change(
     )?;
     use order_change::Outcome;
     let mut rest = reply.order;
-    if reply.outcome == Outcome::NotFound {
-        rest.finish()?;
-        return Err(ApiError::NotFound);
-    }
+    let refused = match reply.outcome {
+        Outcome::Done => None,
+        Outcome::InvalidState => Some(Conflict::InvalidState),
+        Outcome::AmountMismatch => Some(Conflict::AmountMismatch),
+        Outcome::NotFound => {
+            rest.finish()?;
+            return Err(ApiError::NotFound);
+        }
+        Outcome::BadAction => {
+            rest.finish()?;
+            return Err(ApiError::Internal(format!(
+                "script order_change: unknown action {}",
+                change.action()
+            )));
+        }
+    };
     // The script already reads a due order as expired.
     let order = Order::read(&mut rest, voucher_id, i64::MIN)?;
     rest.finish()?;
-    match reply.outcome {
-        Outcome::Done => Ok(order),
-        Outcome::InvalidState => Err(ApiError::Conflict(Conflict::InvalidState)),
-        Outcome::AmountMismatch => Err(ApiError::Conflict(Conflict::AmountMismatch)),
-        Outcome::NotFound => Err(ApiError::NotFound),
-    }
+    Ok(Changed {
+        order,
+        refused,
+        replayed: reply.replayed,
+    })
 }
 
 /// Files a placed order under its buyer: in their list (newest first) and

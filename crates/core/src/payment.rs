@@ -113,7 +113,10 @@ impl Event {
         let order_id = b.string("order_id")?;
         let amount = b.optional_integer("amount")?;
         let pay_type = b.optional_string("pay_type")?;
-        b.finish()?;
+        // Other fields are ignored, not refused: the body is signed, and a
+        // provider that adds a field must not have every event refused
+        // (and retried) from then on.
+        drop(b);
         let order_id = order_id
             .parse()
             .ok()

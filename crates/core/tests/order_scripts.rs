@@ -76,7 +76,7 @@ fn remaining(redis: &mut NativeRedis, v: VoucherId) -> i64 {
 
 /// The order as it is now (by anyone: no owner).
 fn read(redis: &mut NativeRedis, v: VoucherId, id: OrderId) -> Order {
-    order::change(redis, v, id, Change::Read, None, None).unwrap()
+    order::change(redis, v, id, Change::Read, None).unwrap()
 }
 
 /// The voucher's active orders, counted straight from its buyers.
@@ -146,7 +146,7 @@ fn change_ok(
     let before = read(redis, v, id);
     let stock_before = remaining(redis, v);
     let t0 = now_ms();
-    let changed = order::change(redis, v, id, change, owner, None).unwrap();
+    let changed = order::change(redis, v, id, change, owner).unwrap();
     let t1 = now_ms();
     let at = changed.update_ms;
     assert!((t0..=t1).contains(&at), "{t0} {changed:?} {t1}");
@@ -207,7 +207,7 @@ fn change_refused(
     let before = read(redis, v, id);
     let stock_before = remaining(redis, v);
     assert_eq!(
-        order::change(redis, v, id, change, owner, None),
+        order::change(redis, v, id, change, owner),
         Err(error),
         "{change:?} from {:?}",
         before.status
@@ -322,7 +322,7 @@ fn every_change_from_every_status() {
         match (status, change) {
             (_, Change::Read) => {
                 assert_eq!(
-                    order::change(&mut redis, v, o.id, Change::Read, owner, None),
+                    order::change(&mut redis, v, o.id, Change::Read, owner),
                     Ok(now.clone())
                 );
                 assert_eq!(read(&mut redis, v, o.id), now);
@@ -376,20 +376,20 @@ fn an_order_no_one_knows_is_not_found() {
         Change::Use,
     ] {
         assert_eq!(
-            order::change(&mut redis, v, order_id(99), change, None, None),
+            order::change(&mut redis, v, order_id(99), change, None),
             Err(ApiError::NotFound),
             "{change:?}"
         );
         // Another voucher's order is not this voucher's.
         let other = VoucherId::new(v.get() + 1).unwrap();
         assert_eq!(
-            order::change(&mut redis, other, o.id, change, None, None),
+            order::change(&mut redis, other, o.id, change, None),
             Err(ApiError::NotFound),
             "{change:?}"
         );
         // Nor is another user's, whatever the change.
         assert_eq!(
-            order::change(&mut redis, v, o.id, change, Some(user(2)), None),
+            order::change(&mut redis, v, o.id, change, Some(user(2))),
             Err(ApiError::NotFound),
             "{change:?}"
         );
@@ -452,8 +452,7 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
     assert_eq!(active(&server, by_read), 1, "reclaimed lazily");
     assert_eq!(remaining(&mut redis, by_read), 1);
     assert_eq!(active(&server, by_read), 0);
-    let expired =
-        order::change(&mut redis, by_read, a.id, Change::Read, Some(user(1)), None).unwrap();
+    let expired = order::change(&mut redis, by_read, a.id, Change::Read, Some(user(1))).unwrap();
     assert_eq!(
         expired,
         Order {
@@ -494,7 +493,6 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
             by_change,
             b.id,
             pay(PAY_VALUE, PayType::Card),
-            None,
             None
         ),
         Err(ApiError::Conflict(Conflict::InvalidState))
@@ -583,7 +581,7 @@ fn webhook_events_are_answered_once() {
     // The same payment event twice: one payment, the same answer.
     let e1 = event("evt_pay_1");
     let t0 = now_ms();
-    let paid = order::change(
+    let paid = order::apply(
         &mut redis,
         v,
         a.id,
@@ -591,6 +589,7 @@ fn webhook_events_are_answered_once() {
         None,
         Some(&e1),
     )
+    .and_then(order::Changed::into_result)
     .unwrap();
     let t1 = now_ms();
     let at = paid.pay_ms.unwrap();
@@ -608,20 +607,21 @@ fn webhook_events_are_answered_once() {
     thread::sleep(Duration::from_millis(5));
     for pay_type in [PayType::Alipay, PayType::Card] {
         assert_eq!(
-            order::change(
+            order::apply(
                 &mut redis,
                 v,
                 a.id,
                 pay(PAY_VALUE, pay_type),
                 None,
                 Some(&e1)
-            ),
+            )
+            .and_then(order::Changed::into_result),
             Ok(paid.clone())
         );
     }
     assert_eq!(read(&mut redis, v, a.id), paid);
     let ttl: i64 = redis::cmd("PTTL")
-        .arg(keys::voucher_payment_event(v, a.id, e1.as_str()))
+        .arg(keys::voucher_payment_event(v, a.id, "pay", e1.as_str()))
         .query(&mut server.conn())
         .unwrap();
     assert!(EVENT_TTL_MS - 60_000 < ttl && ttl <= EVENT_TTL_MS, "{ttl}");
@@ -630,14 +630,15 @@ fn webhook_events_are_answered_once() {
     let e2 = event("evt_pay_2");
     for _ in 0..2 {
         assert_eq!(
-            order::change(
+            order::apply(
                 &mut redis,
                 v,
                 a.id,
                 pay(PAY_VALUE, PayType::Card),
                 None,
                 Some(&e2)
-            ),
+            )
+            .and_then(order::Changed::into_result),
             Err(ApiError::Conflict(Conflict::InvalidState))
         );
     }
@@ -648,21 +649,22 @@ fn webhook_events_are_answered_once() {
     let e3 = event("evt_pay_3");
     for amount in [PAY_VALUE + 1, PAY_VALUE + 1, PAY_VALUE] {
         assert_eq!(
-            order::change(
+            order::apply(
                 &mut redis,
                 v,
                 b.id,
                 pay(amount, PayType::Wechat),
                 None,
                 Some(&e3)
-            ),
+            )
+            .and_then(order::Changed::into_result),
             Err(ApiError::Conflict(Conflict::AmountMismatch)),
             "{amount}"
         );
         assert_eq!(read(&mut redis, v, b.id), b);
     }
     let e4 = event("evt_pay_4");
-    let b_paid = order::change(
+    let b_paid = order::apply(
         &mut redis,
         v,
         b.id,
@@ -670,25 +672,29 @@ fn webhook_events_are_answered_once() {
         None,
         Some(&e4),
     )
+    .and_then(order::Changed::into_result)
     .unwrap();
     assert_eq!(b_paid.status, OrderStatus::Paid);
     assert_eq!(b_paid.pay_type, Some(PayType::Wechat));
     // B's refused event repeated still gets its own outcome.
     assert_eq!(
-        order::change(
+        order::apply(
             &mut redis,
             v,
             b.id,
             pay(PAY_VALUE, PayType::Wechat),
             None,
             Some(&e3)
-        ),
+        )
+        .and_then(order::Changed::into_result),
         Err(ApiError::Conflict(Conflict::AmountMismatch))
     );
 
     // A refund event: refunds once; a repeat answers alike.
     let r1 = event("evt_refund_1");
-    let refunded = order::change(&mut redis, v, a.id, Change::Refund, None, Some(&r1)).unwrap();
+    let refunded = order::apply(&mut redis, v, a.id, Change::Refund, None, Some(&r1))
+        .and_then(order::Changed::into_result)
+        .unwrap();
     assert_eq!(
         refunded,
         Order {
@@ -701,7 +707,8 @@ fn webhook_events_are_answered_once() {
     assert!(refunded.refund_ms.unwrap() >= at);
     thread::sleep(Duration::from_millis(5));
     assert_eq!(
-        order::change(&mut redis, v, a.id, Change::Refund, None, Some(&r1)),
+        order::apply(&mut redis, v, a.id, Change::Refund, None, Some(&r1))
+            .and_then(order::Changed::into_result),
         Ok(refunded.clone())
     );
     // Without an event, a second refund is a wrong change.
@@ -716,14 +723,15 @@ fn webhook_events_are_answered_once() {
     // The first payment event repeated: the same outcome, the order as it
     // now is, and nothing paid again.
     assert_eq!(
-        order::change(
+        order::apply(
             &mut redis,
             v,
             a.id,
             pay(PAY_VALUE, PayType::Alipay),
             None,
             Some(&e1)
-        ),
+        )
+        .and_then(order::Changed::into_result),
         Ok(refunded.clone())
     );
     assert_eq!(read(&mut redis, v, a.id), refunded);
@@ -732,14 +740,15 @@ fn webhook_events_are_answered_once() {
     let e5 = event("evt_nothing");
     for _ in 0..2 {
         assert_eq!(
-            order::change(
+            order::apply(
                 &mut redis,
                 v,
                 order_id(99),
                 pay(PAY_VALUE, PayType::Card),
                 None,
                 Some(&e5)
-            ),
+            )
+            .and_then(order::Changed::into_result),
             Err(ApiError::NotFound)
         );
     }
@@ -761,7 +770,7 @@ fn twenty_deliveries_of_one_event_at_once_pay_once() {
             thread::spawn(move || {
                 let e = event("evt_concurrent");
                 barrier.wait();
-                order::change(
+                order::apply(
                     &mut redis,
                     v,
                     o.id,
@@ -769,6 +778,7 @@ fn twenty_deliveries_of_one_event_at_once_pay_once() {
                     None,
                     Some(&e),
                 )
+                .and_then(order::Changed::into_result)
             })
         })
         .collect();
@@ -781,14 +791,15 @@ fn twenty_deliveries_of_one_event_at_once_pay_once() {
     }
     assert_eq!(read(&mut redis, v, o.id), first);
     assert_eq!(
-        order::change(
+        order::apply(
             &mut redis,
             v,
             o.id,
             pay(PAY_VALUE, PayType::Card),
             None,
             Some(&event("evt_other"))
-        ),
+        )
+        .and_then(order::Changed::into_result),
         Err(ApiError::Conflict(Conflict::InvalidState))
     );
     assert_eq!(remaining(&mut redis, v), 2);
@@ -849,7 +860,7 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
                 if let Ok(o) = &bought
                     && payers.fetch_add(1, Ordering::SeqCst) < PAYERS
                 {
-                    let p = order::change(
+                    let p = order::apply(
                         &mut redis,
                         v,
                         o.id,
@@ -857,6 +868,7 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
                         None,
                         None,
                     )
+                    .and_then(order::Changed::into_result)
                     .unwrap();
                     assert_eq!(p.status, OrderStatus::Paid);
                     paid = true;

@@ -221,7 +221,9 @@ fn order_paid(redis: &mut NativeRedis) -> OneCall {
             amount: 100,
             pay_type: PayType::Card,
         };
-        let paid = order::change(redis, id, orders[i as usize], pay, None, Some(&event)).unwrap();
+        let paid = order::apply(redis, id, orders[i as usize], pay, None, Some(&event)).unwrap();
+        assert!(paid.refused.is_none() && !paid.replayed);
+        let paid = paid.order;
         assert_eq!(paid.status, OrderStatus::Paid);
     })
 }

@@ -32,6 +32,8 @@
 --< outcome not_found        no such order (or not the owner's)
 --< outcome invalid_state    the order's status does not allow the change
 --< outcome amount_mismatch  the payment's amount is not the order's
+--< outcome bad_action       an action this script does not know
+--< field replayed flag      the answer to an event seen before
 --< rest order               the order as it now is (orders_append);
 --                               nothing when not found
 
@@ -45,14 +47,14 @@ orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, next_deadline, no
 if has_event == '1' then
   local seen = redis.call('GET', event_key)
   if seen then
-    return orders_append({ seen + 0 }, order_prefix, order_id, now_ms) or { NOT_FOUND }
+    return orders_append({ seen + 0, 1 }, order_prefix, order_id, now_ms) or outcome_only(NOT_FOUND)
   end
 end
 
 local order_key = order_prefix .. order_id
 local o = redis.call('HMGET', order_key, 'status', 'user_id', 'amount', 'deadline')
 if not o[1] or (owner ~= '' and o[2] ~= owner) then
-  return { NOT_FOUND }
+  return outcome_only(NOT_FOUND)
 end
 local status = o[1]
 if status == 'unpaid' and now_ms >= o[4] + 0 then
@@ -82,6 +84,8 @@ elseif action == 'cancel' or action == 'pay' then
     end
     orders_next_deadline(info_key, unpaid_key)
   end
+elseif action ~= 'use' and action ~= 'refund' then
+  return outcome_only(BAD_ACTION)
 elseif status ~= 'paid' then
   outcome = INVALID_STATE
 elseif action == 'use' then
@@ -93,4 +97,4 @@ end
 if has_event == '1' then
   redis.call('SET', event_key, outcome, 'PX', event_ttl_ms)
 end
-return orders_append({ outcome }, order_prefix, order_id, now_ms)
+return orders_append({ outcome, 0 }, order_prefix, order_id, now_ms)

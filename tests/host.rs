@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{
-    App, AppConfig, RedisServer, app_manifest, fixture_manifest, is_real_spin,
+    ADMIN_KEY, App, AppConfig, RedisServer, SmsSink, app_manifest, fixture_manifest, is_real_spin,
     live_processes_in_group, round_trips,
 };
 
@@ -519,6 +519,53 @@ async fn embedded_redis_is_the_default() {
         client.get_connection().is_err(),
         "the embedded Redis must stop with the app"
     );
+}
+
+#[tokio::test]
+async fn the_embedded_redis_keeps_its_data_in_the_folder_it_is_given() {
+    if is_real_spin() {
+        return; // Spin has no embedded Redis.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmsSink::start().await;
+    let config = || {
+        AppConfig::new(app_manifest())
+            .unset("code_secret")
+            .unset("id_secret")
+            .var("sms_webhook_origin", sink.origin())
+            .var("admin_key", ADMIN_KEY)
+            .env("FLASHSPIN_REDIS_DIR", dir.path().display().to_string())
+            .env("FLASHSPIN_REDIS_FSYNC", "always")
+    };
+    let mut app = config().start().await;
+    let logs = app.logs();
+    assert!(logs.contains("(data kept in "), "{logs}");
+    assert!(logs.contains("fsync always"), "{logs}");
+    let voucher = json!({
+        "shop_id": "1", "title": "kept", "pay_value": 100, "actual_value": 200, "stock": 5,
+        "begin_time": "2026-01-01T00:00:00Z", "end_time": "2093-01-01T00:00:00Z",
+    });
+    let voucher = app
+        .api
+        .create_voucher(ADMIN_KEY, &voucher)
+        .await
+        .expect(201);
+    let session = app.api.sign_in(&sink, "13800000001").await;
+    let bought = app.api.buy_voucher(&session.token, &voucher.voucher.id);
+    let order = bought.await.expect(201).order;
+    app.interrupt();
+    app.wait_exit(Duration::from_secs(10))
+        .expect("stops on SIGINT");
+
+    // The next start finds the order, the session and the secrets they were
+    // made with.
+    let app = config().start().await;
+    assert!(!app.logs().contains("Generated a random"), "{}", app.logs());
+    let found = app.api.order(&session.token, &order.id).await.expect(200);
+    assert_eq!(found.order, order);
+    let remaining = app.api.voucher(&voucher.voucher.id).await.expect(200);
+    assert_eq!(remaining.voucher.remaining, 4);
+    assert!(dir.path().join("flashspin-secrets").is_file());
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::embedded_redis::EmbeddedRedis;
+use crate::embedded_redis::{EmbeddedRedis, Fsync};
 use crate::manifest::Manifest;
 use crate::variables::{AppVariables, env_name};
 
@@ -56,6 +56,20 @@ enum Commands {
         /// Serve the components as they are, without building.
         #[arg(long)]
         no_build: bool,
+        /// With the embedded Redis: keep its data (an append-only file) in
+        /// this folder, where the next `up` finds it. Without it the data
+        /// is discarded on exit.
+        #[arg(long, env = "FLASHSPIN_REDIS_DIR")]
+        redis_dir: Option<PathBuf>,
+        /// With the embedded Redis: when its append-only file reaches the
+        /// disk. `always` loses no acknowledged write, even to a power cut.
+        #[arg(
+            long,
+            env = "FLASHSPIN_REDIS_FSYNC",
+            value_enum,
+            default_value = "everysec"
+        )]
+        redis_fsync: Fsync,
     },
 }
 
@@ -74,6 +88,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             manifest,
             listen,
             no_build,
+            redis_dir,
+            redis_fsync,
         } => {
             let path = manifest;
             let manifest = Manifest::load(&path)?;
@@ -96,22 +112,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     component.source.display().to_string()
                 );
             }
-            up(&manifest, listen)
+            up(&manifest, listen, redis_dir.as_deref(), redis_fsync)
         }
     }
 }
 
-fn up(manifest: &Manifest, listen: SocketAddr) -> anyhow::Result<()> {
+fn up(
+    manifest: &Manifest,
+    listen: SocketAddr,
+    redis_dir: Option<&std::path::Path>,
+    redis_fsync: Fsync,
+) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     // Start the embedded Redis only when the app declares `redis_address`
     // and nothing gives it a value.
     let embedded = match manifest.variables.get(REDIS_ADDRESS) {
         Some(decl) if decl.default.is_none() && env(&env_name(REDIS_ADDRESS)).is_none() => {
-            let redis = EmbeddedRedis::start()?;
-            println!(
-                "Started embedded Redis at {} (data is discarded on exit)",
-                redis.url
-            );
+            let redis = EmbeddedRedis::start(redis_dir, redis_fsync)?;
+            match redis.kept_dir() {
+                Some(dir) => println!(
+                    "Started embedded Redis at {} (data kept in {}, fsync {})",
+                    redis.url,
+                    dir.display(),
+                    format!("{redis_fsync:?}").to_lowercase()
+                ),
+                None => println!(
+                    "Started embedded Redis at {} (data is discarded on exit)",
+                    redis.url
+                ),
+            }
             Some(redis)
         }
         _ => None,
@@ -122,14 +151,34 @@ fn up(manifest: &Manifest, listen: SocketAddr) -> anyhow::Result<()> {
         // A throwaway Redis gets throwaway secrets: a required secret with no
         // value gets a random one for this session, so `up` just works for
         // development, while a real deployment must choose its own.
+        // With a kept data folder they are kept beside the data, so that
+        // what the data was made with (order ids, code digests) still holds
+        // after a restart.
+        let kept = redis.kept_dir().map(|dir| dir.join("flashspin-secrets"));
+        let mut saved = match &kept {
+            Some(file) if file.exists() => read_secrets(file)?,
+            _ => BTreeMap::new(),
+        };
+        let before = saved.len();
         for (name, decl) in &manifest.variables {
             if decl.required && decl.secret && env(&env_name(name)).is_none() {
-                supplied.insert(name.clone(), random_hex(32)?);
-                println!(
-                    "Generated a random `{name}` for this session (set {} to choose one)",
-                    env_name(name)
-                );
+                let value = match saved.get(name) {
+                    Some(value) => value.clone(),
+                    None => {
+                        println!(
+                            "Generated a random `{name}` for this session (set {} to choose one)",
+                            env_name(name)
+                        );
+                        let value = random_hex(32)?;
+                        saved.insert(name.clone(), value.clone());
+                        value
+                    }
+                };
+                supplied.insert(name.clone(), value);
             }
+        }
+        if let Some(file) = kept.filter(|_| saved.len() > before) {
+            write_secrets(&file, &saved)?;
         }
     }
     let variables = AppVariables::resolve(manifest, &supplied, env)?;
@@ -149,6 +198,35 @@ fn up(manifest: &Manifest, listen: SocketAddr) -> anyhow::Result<()> {
     })?;
     drop(embedded);
     println!("Stopped");
+    Ok(())
+}
+
+/// The generated secrets kept beside the embedded Redis's data, one
+/// `name=value` a line.
+fn read_secrets(file: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect())
+}
+
+/// Writes the generated secrets, readable by the owner only.
+fn write_secrets(file: &std::path::Path, secrets: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    for (name, value) in secrets {
+        writeln!(out, "{name}={value}")?;
+    }
     Ok(())
 }
 

@@ -26,32 +26,69 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    /// `appendfsync` of the append-only file; `None`: no persistence.
+    fsync: Option<&'static str>,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
+    /// A server that keeps nothing on disk.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server with an append-only file, flushed as `appendfsync` says
+    /// (`always`, `everysec`): [`RedisServer::kill`] and
+    /// [`RedisServer::restart`] then show what survives a crash.
+    pub fn start_durable(appendfsync: &'static str) -> Self {
+        Self::start_with(Some(appendfsync))
+    }
+
+    fn start_with(fsync: Option<&'static str>) -> Self {
         for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (see README)");
             let mut server = RedisServer {
-                child: Some(child),
-                port,
-                _dir: dir,
+                child: None,
+                port: free_port(),
+                fsync,
+                dir: tempfile::tempdir().unwrap(),
             };
+            server.spawn();
             if server.wait_ready() {
                 return server;
             }
         }
         panic!("could not start redis-server");
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", ""]);
+        match self.fsync {
+            Some(fsync) => cmd.args(["--appendonly", "yes", "--appendfsync", fsync]),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let child = cmd
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (see README)");
+        self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL, as a crash would: no chance to flush
+    /// or save anything.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Starts the server again on the same port and folder, where it reads
+    /// back its append-only file.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+        assert!(self.wait_ready(), "redis-server did not come back");
     }
 
     fn wait_ready(&mut self) -> bool {
@@ -92,7 +129,8 @@ impl RedisServer {
         NativeRedis(self.conn())
     }
 
-    /// Stops the server now, to see how callers cope with an outage.
+    /// Stops the server now (SIGKILL), to see how callers cope with an
+    /// outage.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

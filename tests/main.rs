@@ -12,5 +12,6 @@ mod lottery;
 mod manifest;
 mod orders;
 mod ratelimit;
+mod redis_trigger;
 mod size;
 mod vouchers;

@@ -15,6 +15,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::manifest::Manifest;
 use crate::router::Router;
+use crate::spin_api::inbound_redis::RedisHandlerPre;
 use crate::state::{ComponentContext, RequestState};
 use crate::variables::{AppVariables, ComponentVariables};
 
@@ -27,10 +28,17 @@ pub struct LoadedComponent {
     pub pre: ProxyPre<RequestState>,
 }
 
+/// A component run by `[[trigger.redis]]`.
+pub struct RedisHandler {
+    pub context: Arc<ComponentContext>,
+    pub pre: RedisHandlerPre<RequestState>,
+}
+
 pub struct App {
     pub engine: Engine,
     pub router: Router,
     pub components: HashMap<String, LoadedComponent>,
+    pub redis_handlers: HashMap<String, RedisHandler>,
 }
 
 impl App {
@@ -46,18 +54,7 @@ impl App {
         let mut components = HashMap::new();
         for decl in manifest.triggered_components() {
             let id = &decl.id;
-            let context = (|| -> anyhow::Result<ComponentContext> {
-                let component_variables =
-                    ComponentVariables::resolve(id, variables, &decl.variables)?;
-                let outbound = crate::loader::resolve_allowed_hosts(variables, decl)?;
-                Ok(ComponentContext {
-                    id: id.clone(),
-                    variables: component_variables,
-                    outbound: Arc::new(outbound),
-                    environment: decl.environment.clone().into_iter().collect(),
-                })
-            })()
-            .with_context(|| format!("component `{id}`"))?;
+            let context = component_context(decl, variables)?;
 
             let component = cache.load(&decl.source).with_context(|| {
                 format!("component `{id}`: cannot load {}", decl.source.display())
@@ -77,12 +74,55 @@ impl App {
                 },
             );
         }
+        let mut redis_handlers = HashMap::new();
+        for decl in manifest.redis_components() {
+            let id = &decl.id;
+            let context = component_context(decl, variables)?;
+            let component = cache.load(&decl.source).with_context(|| {
+                format!("component `{id}`: cannot load {}", decl.source.display())
+            })?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(wasm_err)
+                .and_then(|pre| RedisHandlerPre::new(pre).map_err(wasm_err))
+                .with_context(|| {
+                    format!("component `{id}` does not export a Redis interface (fermyon:spin/inbound-redis)")
+                })?;
+            redis_handlers.insert(
+                id.clone(),
+                RedisHandler {
+                    context: Arc::new(context),
+                    pre,
+                },
+            );
+        }
         Ok(Self {
             engine,
             router,
             components,
+            redis_handlers,
         })
     }
+}
+
+/// What a component is given: its variables, its allowed hosts, its
+/// environment.
+fn component_context(
+    decl: &crate::manifest::ComponentDecl,
+    variables: &AppVariables,
+) -> anyhow::Result<ComponentContext> {
+    let id = &decl.id;
+    (|| -> anyhow::Result<ComponentContext> {
+        let component_variables = ComponentVariables::resolve(id, variables, &decl.variables)?;
+        let outbound = crate::loader::resolve_allowed_hosts(variables, decl)?;
+        Ok(ComponentContext {
+            id: id.clone(),
+            variables: component_variables,
+            outbound: Arc::new(outbound),
+            environment: decl.environment.clone().into_iter().collect(),
+        })
+    })()
+    .with_context(|| format!("component `{id}`"))
 }
 
 /// wasmtime has its own error type; the CLI reports with `anyhow`.

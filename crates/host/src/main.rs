@@ -10,6 +10,7 @@ mod log;
 mod manifest;
 mod outbound;
 mod outbound_http;
+mod redis_trigger;
 mod router;
 mod server;
 mod spin_api;
@@ -20,6 +21,7 @@ mod variables;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -182,7 +184,8 @@ fn up(
         }
     }
     let variables = AppVariables::resolve(manifest, &supplied, env)?;
-    let app = app::App::load(manifest, &variables)?;
+    let subscriptions = redis_trigger::subscriptions(manifest, &variables)?;
+    let app = Arc::new(app::App::load(manifest, &variables)?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -193,8 +196,26 @@ fn up(
             .with_context(|| format!("unable to listen on {listen}"))?;
         let bound = listener.local_addr()?;
         print_routes(&app, bound);
-        let server = server::Server::new(app, bound);
-        server.serve(listener, shutdown_signal()).await
+        let server = server::Server::new(app.clone(), bound);
+        if subscriptions.is_empty() {
+            return server.serve(listener, shutdown_signal()).await;
+        }
+        // A trigger that stops (its Redis went away) stops the app, as
+        // Spin's `up` does when one of its triggers exits.
+        let triggers = redis_trigger::run(app, subscriptions);
+        tokio::pin!(triggers);
+        let mut ended = None;
+        let stop = async {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                e = &mut triggers => ended = Some(e),
+            }
+        };
+        server.serve(listener, stop).await?;
+        match ended {
+            Some(e) => Err(e.context("A trigger exited unexpectedly. Terminating.")),
+            None => Ok(()),
+        }
     })?;
     drop(embedded);
     println!("Stopped");

@@ -1,8 +1,8 @@
 //! Reading `spin.toml` (manifest version 2) by Spin 4.0.2's schema: the same
 //! fields, the same identifier rules and the same refusals of unknown keys.
 //! Features of the format this host does not implement (key-value stores,
-//! files, remote sources, non-HTTP triggers...) are refused with a message
-//! naming them instead of being silently ignored. What Spin checks only when
+//! files, remote sources, triggers other than HTTP and Redis...) are refused
+//! with a message naming them instead of being silently ignored. What Spin checks only when
 //! it loads the app (outbound hosts, templates) is in `loader`.
 
 use std::collections::BTreeMap;
@@ -22,6 +22,20 @@ pub struct Manifest {
     /// checked like the others, reached by no route.
     pub private_components: Vec<String>,
     pub components: BTreeMap<String, ComponentDecl>,
+    /// `[application.trigger.redis] address`: the Redis that
+    /// `[[trigger.redis]]` entries without an address of their own
+    /// subscribe to (a template).
+    pub redis_address: Option<String>,
+    pub redis_triggers: Vec<RedisTriggerDecl>,
+}
+
+/// One `[[trigger.redis]]` entry: messages on `channel` of the Redis at
+/// `address` (or the application's) run `component`. Both may be templates.
+#[derive(Debug, Clone)]
+pub struct RedisTriggerDecl {
+    pub component: String,
+    pub channel: String,
+    pub address: Option<String>,
 }
 
 /// An application variable from `[variables]`.
@@ -145,6 +159,22 @@ struct RawTrigger {
     config: toml::Table,
 }
 
+/// `[[trigger.redis]]` beyond `id` and `component`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisTriggerConfig {
+    channel: String,
+    #[serde(default)]
+    address: Option<String>,
+}
+
+/// `[application.trigger.redis]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisSettings {
+    address: String,
+}
+
 /// `[[trigger.http]]` beyond `id`, `component` and `components`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,7 +293,16 @@ impl Manifest {
                 );
             }
         }
+        let mut redis_address = None;
         for (kind, settings) in &raw.application.trigger {
+            if kind == "redis" {
+                let settings: RawRedisSettings = settings
+                    .clone()
+                    .try_into()
+                    .map_err(|e| anyhow::anyhow!("invalid metadata value for \"redis\": {e}"))?;
+                redis_address = Some(settings.address);
+                continue;
+            }
             let base = settings.get("base").map(|b| b.as_str().ok_or(b));
             match (kind.as_str(), base) {
                 ("http", None | Some(Ok("/"))) if settings.keys().all(|k| k == "base") => {}
@@ -308,9 +347,18 @@ impl Manifest {
         }
         let mut routes = Vec::new();
         let mut private_components = Vec::new();
+        let mut redis_triggers = Vec::new();
         for (kind, triggers) in raw.trigger {
+            if kind == "redis" {
+                for t in triggers {
+                    redis_triggers.push(redis_trigger(t, &components)?);
+                }
+                continue;
+            }
             if kind != "http" {
-                bail!("flashspin serves only HTTP triggers; `[[trigger.{kind}]]` is not supported");
+                bail!(
+                    "flashspin serves only HTTP and Redis triggers; `[[trigger.{kind}]]` is not supported"
+                );
             }
             for t in triggers {
                 match http_trigger(t, &components)? {
@@ -325,7 +373,19 @@ impl Manifest {
             routes,
             private_components,
             components,
+            redis_address,
+            redis_triggers,
         })
+    }
+
+    /// Components that Redis triggers name, each once.
+    pub fn redis_components(&self) -> impl Iterator<Item = &ComponentDecl> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.redis_triggers
+            .iter()
+            .map(|t| t.component.as_str())
+            .filter(move |id| seen.insert(*id))
+            .map(|id| &self.components[id])
     }
 
     /// Components that triggers name, routed ones first in the order their
@@ -344,6 +404,36 @@ impl Manifest {
 #[derive(Deserialize)]
 struct VersionProbe {
     spin_manifest_version: toml::Value,
+}
+
+/// One `[[trigger.redis]]`.
+fn redis_trigger(
+    t: RawTrigger,
+    components: &BTreeMap<String, ComponentDecl>,
+) -> anyhow::Result<RedisTriggerDecl> {
+    let name = t.id.clone().unwrap_or_default();
+    if t.components.is_some() {
+        bail!("trigger {name:?}: flashspin does not support `components` on Redis triggers");
+    }
+    let component = match t.component {
+        Some(toml::Value::String(id)) => id,
+        Some(_) => bail!(
+            "flashspin does not support inline components in triggers; declare `[component.<id>]` and name it"
+        ),
+        None => bail!("trigger {name:?} names no component"),
+    };
+    if !components.contains_key(&component) {
+        bail!("trigger {name:?} names component `{component}`, which is not defined");
+    }
+    let config: RawRedisTriggerConfig = t
+        .config
+        .try_into()
+        .with_context(|| format!("Redis trigger for `{component}`"))?;
+    Ok(RedisTriggerDecl {
+        component,
+        channel: config.channel,
+        address: config.address,
+    })
 }
 
 /// One `[[trigger.http]]`.
@@ -591,6 +681,42 @@ command = "make"
     }
 
     #[test]
+    fn redis_triggers_read_as_spin_reads_them() {
+        let app = format!(
+            "{APP}\n[application.trigger.redis]\naddress = \"redis://{{{{ host }}}}:6379\"\n\n\
+             [[trigger.redis]]\ncomponent = \"api\"\nchannel = \"orders\"\n\n\
+             [[trigger.redis]]\ncomponent = \"api\"\nchannel = \"{{{{ c }}}}\"\naddress = \"redis://other\"\n"
+        );
+        let m = Manifest::parse(&app, PathBuf::from("/app")).unwrap();
+        assert_eq!(m.redis_address.as_deref(), Some("redis://{{ host }}:6379"));
+        assert_eq!(m.redis_triggers.len(), 2);
+        assert_eq!(m.redis_triggers[0].channel, "orders");
+        assert_eq!(m.redis_triggers[0].address, None);
+        assert_eq!(
+            m.redis_triggers[1].address.as_deref(),
+            Some("redis://other")
+        );
+        assert_eq!(m.redis_components().count(), 1);
+        for (extra, wanted) in [
+            (
+                "[[trigger.redis]]\ncomponent = \"api\"\n",
+                "missing field `channel`",
+            ),
+            (
+                "[[trigger.redis]]\ncomponent = \"api\"\nchannel = \"x\"\nroute = \"/\"\n",
+                "unknown field `route`",
+            ),
+            (
+                "[[trigger.redis]]\ncomponent = \"nope\"\nchannel = \"x\"\n",
+                "not defined",
+            ),
+        ] {
+            let err = parse_err(&format!("{APP}\n{extra}"));
+            assert!(err.contains(wanted), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn triggers_are_required() {
         let text = APP.replace(
             "[[trigger.http]]\nroute = \"/api/...\"\ncomponent = \"api\"\n",
@@ -620,12 +746,9 @@ command = "make"
             );
         }
         let err = parse_err(&format!(
-            "{APP}\n[[trigger.redis]]\ncomponent = \"api\"\nchannel = \"x\"\n"
+            "{APP}\n[[trigger.cron]]\ncomponent = \"api\"\ncron_expression = \"x\"\n"
         ));
-        assert!(
-            err.contains("`[[trigger.redis]]` is not supported"),
-            "{err}"
-        );
+        assert!(err.contains("`[[trigger.cron]]` is not supported"), "{err}");
         let err = parse_err(&APP.replace(
             "component = \"api\"",
             "static_response = { status_code = 200 }",

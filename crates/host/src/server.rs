@@ -69,14 +69,14 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(app: App, listen: SocketAddr) -> Arc<Self> {
+    pub fn new(app: Arc<App>, listen: SocketAddr) -> Arc<Self> {
         let request_time_limit = std::env::var("FLASHSPIN_REQUEST_TIME_LIMIT_MS")
             .ok()
             .and_then(|ms| ms.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or(REQUEST_TIME_LIMIT);
         Arc::new(Self {
-            app: Arc::new(app),
+            app,
             listen,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             instances: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),

@@ -1,6 +1,7 @@
 //! Host side of the Spin platform interfaces (`fermyon:spin/redis@2.0.0` and
 //! `fermyon:spin/variables@2.0.0`), generated from `wit/` and implemented on
-//! the per-request store state.
+//! the per-request store state, and the guest side of the Redis trigger's
+//! export (`fermyon:spin/inbound-redis`), which the host calls.
 
 mod redis;
 mod variables;
@@ -26,4 +27,13 @@ pub fn add_to_linker(
         linker,
         |state| state,
     )
+}
+
+/// The export a Redis-triggered component provides.
+pub mod inbound_redis {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "flashspin:host/redis-handler",
+        exports: { default: async },
+    });
 }

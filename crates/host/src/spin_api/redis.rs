@@ -9,7 +9,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value};
 use wasmtime::component::Resource;
 
-use super::fermyon::spin::redis::{
+use super::fermyon::spin2_0_0::redis::{
     Error, Host, HostConnection, Payload, RedisParameter, RedisResult,
 };
 use crate::state::RequestState;

@@ -3,7 +3,7 @@
 //! declare gets `undefined`, as on Spin, and is also logged: it is almost
 //! always a manifest that forgot to hand the component a variable.
 
-use super::fermyon::spin::variables::{Error, Host};
+use super::fermyon::spin2_0_0::variables::{Error, Host};
 use crate::state::RequestState;
 use crate::variables::LookupError;
 

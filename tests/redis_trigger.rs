@@ -1,0 +1,115 @@
+//! The Redis trigger (`[[trigger.redis]]`), against a real `redis-server`:
+//! every component subscribed to a channel runs once per message, in its
+//! own instance; a failing or trapping handler loses its message and
+//! nothing else; the HTTP routes of the same app keep serving; and a Redis
+//! that goes away stops the app, as on Spin.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{AppConfig, RedisServer, is_real_spin, repo_root};
+
+fn manifest() -> std::path::PathBuf {
+    repo_root().join("tests/fixtures/redis-trigger.toml")
+}
+
+fn publish(redis: &RedisServer, channel: &str, message: &str) -> i64 {
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(message)
+        .query(&mut redis.conn())
+        .unwrap()
+}
+
+/// What the fixture recorded, once `count` entries are there (or 5 s).
+fn seen(redis: &RedisServer, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen: Vec<String> = redis::cmd("LRANGE")
+            .arg("seen")
+            .arg(0)
+            .arg(-1)
+            .query(&mut redis.conn())
+            .unwrap();
+        if seen.len() >= count || Instant::now() > deadline {
+            let mut seen = seen;
+            seen.sort();
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn each_message_runs_every_component_of_its_channel() {
+    let redis = RedisServer::start();
+    let app = AppConfig::new(manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    let logs = app.logs_containing("/other: [first]").await;
+    assert!(logs.contains("/events: [first,second]"), "{logs}");
+
+    assert_eq!(publish(&redis, "events", "hello"), 1, "one subscriber");
+    assert_eq!(seen(&redis, 2), ["first:hello", "second:hello"]);
+    publish(&redis, "other", "x");
+    publish(&redis, "nobody", "y");
+    assert_eq!(seen(&redis, 3), ["first:hello", "first:x", "second:hello"]);
+
+    // A handler that fails or traps loses its message, nothing else.
+    publish(&redis, "events", "fail");
+    publish(&redis, "events", "trap");
+    publish(&redis, "events", "after");
+    assert_eq!(seen(&redis, 5).len(), 5, "{:?}", seen(&redis, 5));
+    let logs = app.logs_containing("Component second handler failed").await;
+    assert!(
+        logs.contains("Component first handler failed: Redis handler returned an error"),
+        "{logs}"
+    );
+    // The app's HTTP side is unaffected.
+    let reply = app.api.get("/anything?action=count").await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn a_redis_that_goes_away_stops_the_app() {
+    if is_real_spin() {
+        return; // Spin's `up` runs the trigger in a process of its own.
+    }
+    let mut redis = RedisServer::start();
+    let mut app = AppConfig::new(manifest())
+        .var("redis_address", redis.url())
+        .start()
+        .await;
+    app.logs_containing("/other: [first]").await;
+    redis.stop();
+    let status = app
+        .wait_exit(Duration::from_secs(10))
+        .expect("the app stops when its trigger's Redis goes away");
+    assert!(!status.success());
+    let logs = app.logs();
+    assert!(
+        logs.contains("A trigger exited unexpectedly. Terminating."),
+        "{logs}"
+    );
+    assert!(logs.contains("disconnected from 127.0.0.1:"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_trigger_without_an_address_is_refused_at_start() {
+    let text = std::fs::read_to_string(manifest()).unwrap().replace(
+        "[application.trigger.redis]\naddress = \"{{ redis_address }}\"\n",
+        "",
+    );
+    // Beside the fixture, whose component paths are relative to it.
+    let path = repo_root().join("tests/fixtures/no-address.toml");
+    std::fs::write(&path, text).unwrap();
+    let redis = RedisServer::start();
+    let outcome = AppConfig::new(path.clone())
+        .var("redis_address", redis.url())
+        .without_build()
+        .try_start()
+        .await;
+    let _ = std::fs::remove_file(&path);
+    let log = outcome.err().expect("the app must not start");
+    assert!(log.contains("has no address"), "{log}");
+}

@@ -1,11 +1,14 @@
 //! Support shared by the core's script tests, the black-box suite and the
-//! benchmark: a private `redis-server`, a stand-in for the SMS gateway
+//! benchmark: a private `redis-server` and a private PostgreSQL
+//! ([`PostgresServer`]), a stand-in for the SMS gateway
 //! ([`SmsSink`]), [`NativeRedis`], the core's Redis seam over the native
 //! `redis` client, so scripts can be run directly, and [`api`], a typed
 //! client of the app's HTTP API.
 
 pub mod api;
+mod postgres;
 mod sms;
+pub use postgres::PostgresServer;
 pub use sms::{SinkMode, Sms, SmsSink};
 
 use std::net::TcpListener;

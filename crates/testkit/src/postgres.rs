@@ -1,0 +1,202 @@
+//! A private PostgreSQL for tests: `initdb` into a temporary folder, the
+//! server started with `pg_ctl` on a free loopback port, stopped when
+//! dropped. Debian's `postgresql` package puts the programs in
+//! `/usr/lib/postgresql/<version>/bin`, off the `PATH`; they are looked for
+//! there too. PostgreSQL refuses to run as root, so under root (as on a CI
+//! machine) it runs as the `postgres` user the package creates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::free_port;
+
+pub struct PostgresServer {
+    pub port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    as_postgres: bool,
+    running: bool,
+}
+
+impl PostgresServer {
+    /// Starts a server with a `postgres` superuser (no password, loopback
+    /// only) and its default database `postgres`.
+    pub fn start() -> Self {
+        let bin = find_bin().expect(
+            "PostgreSQL must be installed (Debian: `sudo apt-get install postgresql`; see README)",
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("flashspin-pg-")
+            .tempdir()
+            .unwrap();
+        let as_postgres = is_root();
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "cannot hand the data folder to postgres");
+        }
+        let mut server = PostgresServer {
+            port: 0,
+            bin,
+            dir,
+            as_postgres,
+            running: false,
+        };
+        let data = server.data();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        for _ in 0..5 {
+            server.port = free_port();
+            let options = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                server.port,
+                server.dir.path().display()
+            );
+            let log = format!("{}/server.log", server.dir.path().display());
+            if server.try_run(
+                "pg_ctl",
+                &[
+                    "-D", &data, "-o", &options, "-l", &log, "-w", "-t", "30", "start",
+                ],
+            ) {
+                server.running = true;
+                return server;
+            }
+        }
+        panic!("PostgreSQL did not start");
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn data(&self) -> String {
+        format!("{}/data", self.dir.path().display())
+    }
+
+    /// Runs one of the server's programs, as `postgres` under root.
+    fn try_run(&self, program: &str, args: &[&str]) -> bool {
+        let program = self.bin.join(program);
+        let mut cmd = if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(&program);
+            cmd
+        } else {
+            Command::new(&program)
+        };
+        cmd.args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        assert!(self.try_run(program, args), "{program} failed");
+    }
+
+    /// Runs `sql` with `psql` and returns what it printed: unaligned, tuples
+    /// only, fields separated by `|`.
+    pub fn psql(&self, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-X", "-A", "-t", "-q"])
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            output.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+
+    /// Stops the server now (fast shutdown), to see how callers cope with
+    /// an outage.
+    pub fn stop(&mut self) {
+        if self.running {
+            let data = self.data();
+            self.try_run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The folder of `initdb`, `pg_ctl` and `psql`: on the `PATH`, or Debian's.
+fn find_bin() -> Option<PathBuf> {
+    let complete = |dir: &Path| {
+        ["initdb", "pg_ctl", "psql"]
+            .iter()
+            .all(|p| dir.join(p).is_file())
+    };
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if complete(&dir) {
+                return Some(dir);
+            }
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(Path::new("/usr/lib/postgresql"))
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|bin| complete(bin))
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_server_starts_answers_and_stops() {
+        let mut server = PostgresServer::start();
+        server.psql("CREATE TABLE t (n int); INSERT INTO t VALUES (41), (1)");
+        assert_eq!(server.psql("SELECT sum(n) FROM t").trim(), "42");
+        server.stop();
+        let refused = Command::new(server.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &server.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-c", "SELECT 1"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!refused.success(), "stopped means stopped");
+    }
+}

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod login;
 pub mod lottery;
 pub mod order;
+pub mod order_export;
 pub mod page;
 pub mod payment;
 pub mod phone;

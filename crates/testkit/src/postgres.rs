@@ -113,18 +113,23 @@ impl PostgresServer {
     /// Runs `sql` with `psql` and returns what it printed: unaligned, tuples
     /// only, fields separated by `|`.
     pub fn psql(&self, sql: &str) -> String {
+        self.try_psql(sql)
+            .unwrap_or_else(|e| panic!("psql {sql:?}: {e}"))
+    }
+
+    /// [`PostgresServer::psql`], with the server's error when it fails.
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
         let output = Command::new(self.bin.join("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", "postgres", "-d", "postgres", "-X", "-A", "-t", "-q"])
             .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
-            .expect("psql runs");
-        assert!(
-            output.status.success(),
-            "psql {sql:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("UTF-8")
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
     }
 
     /// Stops the server now (fast shutdown), to see how callers cope with

@@ -51,50 +51,43 @@ impl App {
         crate::spin_api::add_to_linker(&mut linker).map_err(wasm_err)?;
 
         let cache = CompileCache::new(&engine);
-        let mut components = HashMap::new();
-        for decl in manifest.triggered_components() {
+        // Each component is compiled and linked, then checked for the export
+        // its trigger calls.
+        let prepare = |decl: &crate::manifest::ComponentDecl| {
             let id = &decl.id;
-            let context = component_context(decl, variables)?;
-
+            let context = Arc::new(component_context(decl, variables)?);
             let component = cache.load(&decl.source).with_context(|| {
                 format!("component `{id}`: cannot load {}", decl.source.display())
             })?;
             let pre = linker
                 .instantiate_pre(&component)
                 .map_err(wasm_err)
-                .and_then(|pre| ProxyPre::new(pre).map_err(wasm_err))
                 .with_context(|| {
-                    format!("component `{id}` cannot run here (is it a wasi:http component?)")
+                    format!("component `{id}` imports what this host does not provide")
                 })?;
-            components.insert(
-                id.clone(),
-                LoadedComponent {
-                    context: Arc::new(context),
-                    pre,
-                },
-            );
+            anyhow::Ok((context, pre))
+        };
+        let mut components = HashMap::new();
+        for decl in manifest.triggered_components() {
+            let (context, pre) = prepare(decl)?;
+            let pre = ProxyPre::new(pre).map_err(wasm_err).with_context(|| {
+                format!(
+                    "component `{}` cannot run here (is it a wasi:http component?)",
+                    decl.id
+                )
+            })?;
+            components.insert(decl.id.clone(), LoadedComponent { context, pre });
         }
         let mut redis_handlers = HashMap::new();
         for decl in manifest.redis_components() {
-            let id = &decl.id;
-            let context = component_context(decl, variables)?;
-            let component = cache.load(&decl.source).with_context(|| {
-                format!("component `{id}`: cannot load {}", decl.source.display())
+            let (context, pre) = prepare(decl)?;
+            let pre = RedisHandlerPre::new(pre).map_err(wasm_err).with_context(|| {
+                format!(
+                    "component `{}` does not export a Redis interface (fermyon:spin/inbound-redis)",
+                    decl.id
+                )
             })?;
-            let pre = linker
-                .instantiate_pre(&component)
-                .map_err(wasm_err)
-                .and_then(|pre| RedisHandlerPre::new(pre).map_err(wasm_err))
-                .with_context(|| {
-                    format!("component `{id}` does not export a Redis interface (fermyon:spin/inbound-redis)")
-                })?;
-            redis_handlers.insert(
-                id.clone(),
-                RedisHandler {
-                    context: Arc::new(context),
-                    pre,
-                },
-            );
+            redis_handlers.insert(decl.id.clone(), RedisHandler { context, pre });
         }
         Ok(Self {
             engine,

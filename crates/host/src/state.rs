@@ -32,6 +32,7 @@ pub struct RequestState {
     http: WasiHttpCtx,
     http_hooks: OutboundHttp,
     pub redis_connections: usize,
+    pub pg_connections: usize,
     /// Redis commands the guest has sent (each one is a round trip), shared
     /// with the server for the request's log line.
     pub redis_commands: Arc<std::sync::atomic::AtomicU32>,
@@ -63,6 +64,7 @@ impl RequestState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             redis_connections: 0,
+            pg_connections: 0,
             redis_commands: Default::default(),
             stdout,
             stderr,

@@ -1,11 +1,13 @@
-//! Host side of the Spin platform interfaces (`fermyon:spin/redis@2.0.0` and
-//! `fermyon:spin/variables@2.0.0`), generated from `wit/` and implemented on
+//! Host side of the Spin platform interfaces (`fermyon:spin/redis@2.0.0`,
+//! `fermyon:spin/variables@2.0.0` and `spin:postgres/postgres@4.0.0`), generated from `wit/` and implemented on
 //! the per-request store state, and the guest side of the Redis trigger's
 //! export (`fermyon:spin/inbound-redis`), which the host calls.
 
+mod postgres;
 mod redis;
 mod variables;
 
+pub use self::postgres::PgConnection;
 pub use self::redis::RedisConnection;
 
 wasmtime::component::bindgen!({
@@ -14,6 +16,7 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     with: {
         "fermyon:spin/redis.connection": RedisConnection,
+        "spin:postgres/postgres.connection": PgConnection,
     },
 });
 

@@ -1,0 +1,396 @@
+//! `spin:postgres/postgres@4.0.0`: outbound PostgreSQL as Spin 4.0.2
+//! provides it to spin-sdk's `pg4`, on `tokio-postgres` like Spin. The
+//! address is checked against `allowed_outbound_hosts` (scheme `postgres`,
+//! default port 5432) before any connection, and errors carry the variants
+//! and wording Spin's host gives them.
+//!
+//! Where this host differs, it is stricter or slower, never more lenient:
+//! each `open` makes a new connection (Spin keeps a pool per component), the
+//! connection is always plain TCP (`sslmode=require` fails), and ranges and
+//! intervals are not converted (a parameter of those kinds is refused, a
+//! column of those types reads as `unsupported`). Unlike Spin 4.0.2, a
+//! `query` that returns no rows answers instead of hanging; guests meant for
+//! Spin must not rely on it.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls, Row};
+use wasmtime::component::Resource;
+
+use super::spin::postgres::postgres::{
+    Column, DbDataType, DbError, DbValue, Error, Host, HostConnection, ParameterValue, QueryError,
+    RowSet,
+};
+use crate::state::RequestState;
+
+/// Connections one instance may hold at once (Spin's resource table size).
+const MAX_CONNECTIONS_PER_INSTANCE: usize = 1024;
+
+/// The host state behind a guest's `connection` resource.
+pub struct PgConnection {
+    client: Arc<Client>,
+}
+
+type HostResult<T> = wasmtime::Result<Result<T, Error>>;
+
+impl Host for RequestState {}
+
+impl RequestState {
+    /// Spin's check: every TCP host named by the connection string, with the
+    /// port at its index (or the only port), must be allowed.
+    fn check_pg_address(&self, config: &Config) -> Result<(), Error> {
+        let ports = config.get_ports();
+        for (i, host) in config.get_hosts().iter().enumerate() {
+            match host {
+                tokio_postgres::config::Host::Tcp(name) => {
+                    let port = ports.get(i).or(if ports.len() == 1 {
+                        ports.first()
+                    } else {
+                        None
+                    });
+                    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                    let url = format!("{name}{port}");
+                    if !self.component.outbound.allows(&url, "postgres") {
+                        self.log_denied("postgres", &format!("postgres://{url}"));
+                        return Err(Error::ConnectionFailed(format!(
+                            "address postgres://{url} is not permitted"
+                        )));
+                    }
+                }
+                tokio_postgres::config::Host::Unix(_) => {
+                    return Err(Error::ConnectionFailed(
+                        "Unix sockets are not supported on WebAssembly".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pg_client(&mut self, res: &Resource<PgConnection>) -> wasmtime::Result<Arc<Client>> {
+        // Shared so a statement runs without holding a borrow of the table.
+        Ok(self.table.get(res)?.client.clone())
+    }
+}
+
+impl HostConnection for RequestState {
+    async fn open(&mut self, address: String) -> HostResult<Resource<PgConnection>> {
+        let config = match Config::from_str(&address) {
+            Ok(config) => config,
+            Err(e) => return Ok(Err(Error::ConnectionFailed(e.to_string()))),
+        };
+        if let Err(e) = self.check_pg_address(&config) {
+            return Ok(Err(e));
+        }
+        if self.pg_connections >= MAX_CONNECTIONS_PER_INSTANCE {
+            return Ok(Err(Error::ConnectionFailed("too many connections".into())));
+        }
+        let (client, connection) = match config.connect(NoTls).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                return Ok(Err(Error::ConnectionFailed(format!(
+                    "establishing PostgreSQL connection: {e:?}"
+                ))));
+            }
+        };
+        // The connection task ends when the client is dropped.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        self.pg_connections += 1;
+        Ok(Ok(self.table.push(PgConnection {
+            client: Arc::new(client),
+        })?))
+    }
+
+    async fn query(
+        &mut self,
+        res: Resource<PgConnection>,
+        statement: String,
+        params: Vec<ParameterValue>,
+    ) -> HostResult<RowSet> {
+        let client = self.pg_client(&res)?;
+        let params = match to_sql_parameters(params) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(Error::BadParameter(e))),
+        };
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let stmt = match client.prepare(&statement).await {
+            Ok(stmt) => stmt,
+            Err(e) => return Ok(Err(query_failed(e))),
+        };
+        let rows = match client.query(&stmt, &refs).await {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(query_failed(e))),
+        };
+        let columns = stmt
+            .columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_owned(),
+                data_type: data_type(c.type_()),
+            })
+            .collect();
+        let rows = match rows.iter().map(convert_row).collect::<Result<Vec<_>, _>>() {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(Error::QueryFailed(QueryError::Text(e)))),
+        };
+        Ok(Ok(RowSet { columns, rows }))
+    }
+
+    async fn execute(
+        &mut self,
+        res: Resource<PgConnection>,
+        statement: String,
+        params: Vec<ParameterValue>,
+    ) -> HostResult<u64> {
+        let client = self.pg_client(&res)?;
+        let params = match to_sql_parameters(params) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(Error::ValueConversionFailed(e))),
+        };
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        Ok(client
+            .execute(statement.as_str(), &refs)
+            .await
+            .map_err(query_failed))
+    }
+
+    async fn drop(&mut self, res: Resource<PgConnection>) -> wasmtime::Result<()> {
+        self.table.delete(res)?;
+        self.pg_connections = self.pg_connections.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// A server's error keeps its structure (SQLSTATE, message, detail and the
+/// other fields); anything else (a lost connection, a parameter of the
+/// wrong type) is text.
+fn query_failed(e: tokio_postgres::Error) -> Error {
+    let Some(db) = e.as_db_error() else {
+        return Error::QueryFailed(QueryError::Text(format!("{e:?}")));
+    };
+    let mut extras = Vec::new();
+    let mut extra = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            extras.push((name.to_owned(), v));
+        }
+    };
+    extra("column", db.column().map(str::to_owned));
+    extra("constraint", db.constraint().map(str::to_owned));
+    extra("routine", db.routine().map(str::to_owned));
+    extra("hint", db.hint().map(str::to_owned));
+    extra("table", db.table().map(str::to_owned));
+    extra("datatype", db.datatype().map(str::to_owned));
+    extra("schema", db.schema().map(str::to_owned));
+    extra("file", db.file().map(str::to_owned));
+    extra("line", db.line().map(|l| l.to_string()));
+    extra("where", db.where_().map(str::to_owned));
+    Error::QueryFailed(QueryError::DbError(DbError {
+        as_text: format!("{e:?}"),
+        severity: db.severity().to_owned(),
+        code: db.code().code().to_owned(),
+        message: db.message().to_owned(),
+        detail: db.detail().map(str::to_owned),
+        extras,
+    }))
+}
+
+type SqlParam = Box<dyn ToSql + Send + Sync>;
+
+fn to_sql_parameters(params: Vec<ParameterValue>) -> Result<Vec<SqlParam>, String> {
+    params.into_iter().map(to_sql_parameter).collect()
+}
+
+fn to_sql_parameter(value: ParameterValue) -> Result<SqlParam, String> {
+    use ParameterValue as P;
+    Ok(match value {
+        P::Boolean(v) => Box::new(v),
+        P::Int8(v) => Box::new(v),
+        P::Int16(v) => Box::new(v),
+        P::Int32(v) => Box::new(v),
+        P::Int64(v) => Box::new(v),
+        P::Floating32(v) => Box::new(v),
+        P::Floating64(v) => Box::new(v),
+        P::Str(v) => Box::new(v),
+        P::Binary(v) => Box::new(v),
+        P::Date((y, m, d)) => Box::new(
+            NaiveDate::from_ymd_opt(y, m.into(), d.into())
+                .ok_or_else(|| format!("invalid date y={y}, m={m}, d={d}"))?,
+        ),
+        P::Time((h, m, s, ns)) => Box::new(
+            NaiveTime::from_hms_nano_opt(h.into(), m.into(), s.into(), ns)
+                .ok_or_else(|| format!("invalid time {h}:{m}:{s}:{ns}"))?,
+        ),
+        P::Datetime((y, mo, d, h, mi, s, ns)) => {
+            let date = NaiveDate::from_ymd_opt(y, mo.into(), d.into())
+                .ok_or_else(|| format!("invalid date y={y}, m={mo}, d={d}"))?;
+            let time = NaiveTime::from_hms_nano_opt(h.into(), mi.into(), s.into(), ns)
+                .ok_or_else(|| format!("invalid time {h}:{mi}:{s}:{ns}"))?;
+            Box::new(NaiveDateTime::new(date, time))
+        }
+        P::Timestamp(secs) => Box::new(
+            chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0)
+                .ok_or_else(|| format!("invalid epoch timestamp {secs}"))?,
+        ),
+        P::Uuid(v) => Box::new(uuid::Uuid::parse_str(&v).map_err(|e| format!("{e:?}"))?),
+        P::Jsonb(v) => {
+            Box::new(serde_json::from_slice::<serde_json::Value>(&v).map_err(|e| format!("{e:?}"))?)
+        }
+        P::Decimal(v) => {
+            Box::new(rust_decimal::Decimal::from_str_exact(&v).map_err(|e| format!("{e:?}"))?)
+        }
+        P::ArrayInt32(v) => Box::new(v),
+        P::ArrayInt64(v) => Box::new(v),
+        P::ArrayStr(v) => Box::new(v),
+        P::ArrayDecimal(v) => Box::new(
+            v.into_iter()
+                .map(|d| {
+                    d.map(|d| rust_decimal::Decimal::from_str_exact(&d))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{e:?}"))?,
+        ),
+        P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) | P::Interval(_) => {
+            return Err("ranges and intervals are not supported by this host".into());
+        }
+        P::DbNull => Box::new(Null),
+    })
+}
+
+/// NULL for a column of any type, as Spin sends `db-null`.
+#[derive(Debug, Clone, Copy)]
+struct Null;
+
+impl ToSql for Null {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(tokio_postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+fn data_type(ty: &Type) -> DbDataType {
+    match *ty {
+        Type::BOOL => DbDataType::Boolean,
+        Type::CHAR => DbDataType::Int8,
+        Type::INT2 => DbDataType::Int16,
+        Type::INT4 => DbDataType::Int32,
+        Type::INT8 => DbDataType::Int64,
+        Type::FLOAT4 => DbDataType::Floating32,
+        Type::FLOAT8 => DbDataType::Floating64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR => DbDataType::Str,
+        Type::BYTEA => DbDataType::Binary,
+        Type::DATE => DbDataType::Date,
+        Type::TIME => DbDataType::Time,
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => DbDataType::Datetime,
+        Type::UUID => DbDataType::Uuid,
+        Type::JSONB => DbDataType::Jsonb,
+        Type::NUMERIC => DbDataType::Decimal,
+        Type::INT4_ARRAY => DbDataType::ArrayInt32,
+        Type::INT8_ARRAY => DbDataType::ArrayInt64,
+        Type::NUMERIC_ARRAY => DbDataType::ArrayDecimal,
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => DbDataType::ArrayStr,
+        ref other => DbDataType::Other(other.to_string()),
+    }
+}
+
+fn convert_row(row: &Row) -> Result<Vec<DbValue>, String> {
+    (0..row.len())
+        .map(|i| convert_entry(row, i).map_err(|e| format!("{e:?}")))
+        .collect()
+}
+
+/// Reads column `i` as Spin does: through the same Rust types, so a value
+/// Spin cannot read (a `timestamptz`, which it reads as a timestamp without
+/// zone) fails here too.
+fn convert_entry(row: &Row, i: usize) -> Result<DbValue, tokio_postgres::Error> {
+    fn get<'a, T: FromSql<'a>>(
+        row: &'a Row,
+        i: usize,
+        f: impl FnOnce(T) -> DbValue,
+    ) -> Result<DbValue, tokio_postgres::Error> {
+        Ok(row.try_get::<_, Option<T>>(i)?.map_or(DbValue::DbNull, f))
+    }
+    let ty = row.columns()[i].type_().clone();
+    match ty {
+        Type::BOOL => get(row, i, DbValue::Boolean),
+        Type::CHAR => get(row, i, DbValue::Int8),
+        Type::INT2 => get(row, i, DbValue::Int16),
+        Type::INT4 => get(row, i, DbValue::Int32),
+        Type::INT8 => get(row, i, DbValue::Int64),
+        Type::FLOAT4 => get(row, i, DbValue::Floating32),
+        Type::FLOAT8 => get(row, i, DbValue::Floating64),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR => get(row, i, DbValue::Str),
+        Type::BYTEA => get(row, i, DbValue::Binary),
+        Type::DATE => get(row, i, |d: NaiveDate| {
+            DbValue::Date((d.year(), d.month() as u8, d.day() as u8))
+        }),
+        Type::TIME => get(row, i, |t: NaiveTime| {
+            DbValue::Time((
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+                t.nanosecond(),
+            ))
+        }),
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => get(row, i, |dt: NaiveDateTime| {
+            DbValue::Datetime((
+                dt.year(),
+                dt.month() as u8,
+                dt.day() as u8,
+                dt.hour() as u8,
+                dt.minute() as u8,
+                dt.second() as u8,
+                dt.nanosecond(),
+            ))
+        }),
+        Type::UUID => get(row, i, |u: uuid::Uuid| DbValue::Uuid(u.to_string())),
+        Type::JSONB => get(row, i, |j: serde_json::Value| {
+            DbValue::Jsonb(serde_json::to_vec(&j).unwrap_or_default())
+        }),
+        Type::NUMERIC => get(row, i, |d: rust_decimal::Decimal| {
+            DbValue::Decimal(d.to_string())
+        }),
+        Type::INT4_ARRAY => get(row, i, DbValue::ArrayInt32),
+        Type::INT8_ARRAY => get(row, i, DbValue::ArrayInt64),
+        Type::NUMERIC_ARRAY => get(row, i, |v: Vec<Option<rust_decimal::Decimal>>| {
+            DbValue::ArrayDecimal(v.into_iter().map(|d| d.map(|d| d.to_string())).collect())
+        }),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => {
+            get(row, i, DbValue::ArrayStr)
+        }
+        _ => get(row, i, |raw: Raw| DbValue::Unsupported(raw.0)),
+    }
+}
+
+/// A column's bytes as the server sent them, for types with no conversion.
+struct Raw(Vec<u8>);
+
+impl<'a> FromSql<'a> for Raw {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}

@@ -3,14 +3,15 @@
 //! `POST /api/orders/:id/cancel` and `POST /api/auth/logout`. The two lists
 //! come in pages (`limit`, `cursor`), with bounded Redis work per page, and
 //! are limited per user by `rate_limit_user_reads`. Another user's order is
-//! not found.
+//! not found. A cancel (or an expiry a read finds due) goes to the voucher's
+//! outbox when `order_export` is set.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::{Reader, SignedIn};
 use flashspin_core::ids::{GoodsId, OrderId, PeriodNumber};
 use flashspin_core::login::logout;
 use flashspin_core::lottery::{self, PurchaseFilter, PurchasesCursor};
-use flashspin_core::order::{self, Change, OrderStatus};
+use flashspin_core::order::{self, Change, OrderExport, OrderStatus};
 use flashspin_core::page::PageSize;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::session::SessionToken;
@@ -18,6 +19,7 @@ use flashspin_core::voucher::{self, OrdersCursor};
 use flashspin_spin::http::{clear_session_cookie, user_json};
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Reply, Route};
+use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
 
 struct Me;
@@ -169,12 +171,13 @@ fn own_order(
     change: Change,
 ) -> Result<Reply, ApiError> {
     let user_id = call.caller.0.id;
+    let export = OrderExport::from_vars(&SpinVariables)?;
     let redis = call.redis()?;
     let located = order::locate(redis, id)?
         .0
         .filter(|l| l.user_id == user_id)
         .ok_or(ApiError::NotFound)?;
-    let order = order::change(redis, located.voucher_id, id, change, Some(user_id))?;
+    let order = order::change(redis, located.voucher_id, id, change, Some(user_id), export)?;
     Ok(Reply::ok(json!({"order": order.to_json()})))
 }
 

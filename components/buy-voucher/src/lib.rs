@@ -1,14 +1,15 @@
 //! `POST /api/vouchers/:id/orders`: the flash-sale purchase. Two Redis round
 //! trips: the gate (session, limits, order number), then the purchase
 //! script (expired orders back on sale, window, one active order per user,
-//! stock, the order, unpaid until `order_pay_secs` from now). A purchase
-//! that succeeded takes a third, to file the order under its buyer.
+//! stock, the order, unpaid until `order_pay_secs` from now, and its event
+//! in the voucher's outbox when `order_export` is set). A purchase that
+//! succeeded takes a third, to file the order under its buyer.
 
 use flashspin_core::ApiError;
 use flashspin_core::config::read;
 use flashspin_core::gate::Buyer;
 use flashspin_core::ids::VoucherId;
-use flashspin_core::order;
+use flashspin_core::order::{self, OrderExport};
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
 use flashspin_spin::request::ApiRequest;
@@ -31,9 +32,10 @@ impl Route for BuyVoucher {
 
     fn run(call: &mut Call<'_, Buyer>, voucher_id: VoucherId) -> Result<Reply, ApiError> {
         let pay_secs: u32 = read(&SpinVariables, "order_pay_secs")?;
+        let export = OrderExport::from_vars(&SpinVariables)?;
         let (user_id, order_id) = (call.caller.user.id, call.caller.order_id);
         let redis = call.redis()?;
-        let order = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs)?;
+        let order = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs, export)?;
         // The order stands even if filing it fails: the buyer has it, and
         // unpaid it expires in time; the log says so.
         if let Err(e) = order::record(redis, &order) {

@@ -1,15 +1,19 @@
 //! The public catalogue: vouchers (`GET /api/vouchers?shop_id=1`,
 //! `GET /api/vouchers/:id`) and lottery goods (`GET /api/lottery`,
 //! `GET /api/lottery/:goods_id`, `GET /api/lottery/:goods_id/periods/:n`).
+//! Reading a voucher expires its orders past their pay deadline, which go to
+//! the outbox when `order_export` is set.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::Anyone;
 use flashspin_core::ids::{GoodsId, PeriodNumber, ShopId, VoucherId};
 use flashspin_core::lottery;
+use flashspin_core::order::OrderExport;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Reply, Route};
+use flashspin_spin::variables::SpinVariables;
 use serde_json::{Value, json};
 
 /// Most items one listing returns.
@@ -33,7 +37,8 @@ impl Route for Vouchers {
 
     fn run(call: &mut Call<'_, Anyone>, shop: ShopId) -> Result<Reply, ApiError> {
         let now_ms = call.now_ms();
-        let vouchers: Vec<Value> = voucher::list_by_shop(call.redis()?, shop, PAGE)?
+        let export = OrderExport::from_vars(&SpinVariables)?;
+        let vouchers: Vec<Value> = voucher::list_by_shop(call.redis()?, shop, PAGE, export)?
             .iter()
             .map(|v| v.to_json(now_ms))
             .collect();
@@ -56,7 +61,8 @@ impl Route for OneVoucher {
 
     fn run(call: &mut Call<'_, Anyone>, id: VoucherId) -> Result<Reply, ApiError> {
         let now_ms = call.now_ms();
-        let found = voucher::get(call.redis()?, id)?.ok_or(ApiError::NotFound)?;
+        let export = OrderExport::from_vars(&SpinVariables)?;
+        let found = voucher::get(call.redis()?, id, export)?.ok_or(ApiError::NotFound)?;
         Ok(Reply::ok(json!({"voucher": found.to_json(now_ms)})))
     }
 }

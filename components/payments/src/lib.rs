@@ -2,12 +2,13 @@
 //! an order was paid or refunded. Nothing is read before the signature is
 //! checked (no Redis work for a forged call); then two round trips: finding
 //! the order's voucher (with Redis's clock, against which the signature's
-//! time must be fresh), and the change itself, idempotent by event id.
+//! time must be fresh), and the change itself, idempotent by event id, with
+//! its event in the voucher's outbox when `order_export` is set.
 
 use flashspin_core::ApiError;
 use flashspin_core::config::read;
 use flashspin_core::error::Conflict;
-use flashspin_core::order::{self, Change, OrderStatus};
+use flashspin_core::order::{self, Change, OrderExport, OrderStatus};
 use flashspin_core::payment::{Event, Signature};
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_spin::request::ApiRequest;
@@ -41,6 +42,7 @@ impl Route for Webhook {
         let secret: String = read(&SpinVariables, "payment_webhook_secret")?;
         signed.signature.verify(&secret, &signed.body)?;
         let event = Event::parse(&signed.body)?;
+        let export = OrderExport::from_vars(&SpinVariables)?;
         let redis = call.redis()?;
         let (located, now_secs) = order::locate(redis, event.order_id)?;
         if !signed.signature.is_fresh(now_secs) {
@@ -54,6 +56,7 @@ impl Route for Webhook {
             event.change,
             None,
             Some(&event.id),
+            export,
         )?;
         let too_late = matches!(
             changed.order.status,

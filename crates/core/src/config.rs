@@ -38,7 +38,7 @@ where
 // The error paths are kept out of the generic function, so each type read
 // does not carry its own copy of the formatting code (Wasm size).
 #[inline(never)]
-fn missing(name: &str, why: &str) -> ApiError {
+pub(crate) fn missing(name: &str, why: &str) -> ApiError {
     ApiError::Internal(format!("variable {name}: {why}"))
 }
 

@@ -15,14 +15,16 @@ use crate::ids::{GoodsId, OrderId, ShopId, UserId, VoucherId};
 pub const GATE: &str = "{gate}";
 
 /// Key name fragments that scripts join to numbers only they know (a user
-/// id read from a session, a period number, today's day number). A script
-/// that mentions one of these names gets it as a Lua constant (see
-/// `build.rs`), so the names are still written only here.
+/// id read from a session, a period number, today's day number), and the
+/// channel they publish on. A script or library that mentions one of these
+/// names gets it as a Lua constant (see `build.rs`), so the names are still
+/// written only here.
 pub const SCRIPT_CONSTANTS: &[(&str, &str)] = &[
     ("USER_PREFIX", USER_PREFIX),
     ("ORDER_SEQUENCE_PREFIX", ORDER_SEQUENCE_PREFIX),
     ("PERIOD_PURCHASES_SUFFIX", PERIOD_PURCHASES_SUFFIX),
     ("PERIOD_BUYERS_SUFFIX", PERIOD_BUYERS_SUFFIX),
+    ("ORDER_EXPORT_CHANNEL", ORDER_EXPORT_CHANNEL),
 ];
 
 /// A rate limiter: `{gate}:rl:<endpoint>:<subject>`, where subject is
@@ -130,11 +132,31 @@ pub fn voucher_order_prefix(id: VoucherId) -> String {
 }
 
 /// An order of a voucher: hash {user_id, status, amount, pay_type, created,
-/// deadline, pay_time, use_time, refund_time, updated}. It lives in its
-/// voucher's slot, so that the order and the stock change together.
+/// deadline, pay_time, use_time, refund_time, updated, version}, where
+/// `version` counts its changes (1 when created). It lives in its voucher's
+/// slot, so that the order and the stock change together.
 pub fn voucher_order(id: VoucherId, order: OrderId) -> String {
     format!("{}{order}", voucher_order_prefix(id))
 }
+
+/// A voucher's order outbox: a stream with one entry per change of one of
+/// its orders, written by the script that makes the change, with the
+/// order's whole state after it (docs/ORDERS.md, "The outbox"). Only while
+/// orders are exported; nothing trims it but the exporter.
+pub fn voucher_outbox(id: VoucherId) -> String {
+    format!("{{v:{id}}}:outbox")
+}
+
+/// Present for a second after a script woke the exporter for the voucher's
+/// outbox: while it is, further changes do not publish again. The exporter
+/// deletes it when it wakes.
+pub fn voucher_export_wake(id: VoucherId) -> String {
+    format!("{{v:{id}}}:outbox:wake")
+}
+
+/// The pub/sub channel on which a script that appended to an outbox wakes
+/// the exporter; the message is the voucher id.
+pub const ORDER_EXPORT_CHANNEL: &str = "flashspin:order-export";
 
 /// The outcome of payment webhook event `event_id` (a payment or a
 /// refund, `kind`) about an order of the voucher, kept for a week so that a
@@ -214,6 +236,11 @@ mod tests {
     fn a_vouchers_keys_share_its_tag() {
         assert_eq!(voucher_info(VoucherId::new(42).unwrap()), "{v:42}:info");
         assert_eq!(voucher_buyers(VoucherId::new(42).unwrap()), "{v:42}:buyers");
+        assert_eq!(voucher_outbox(VoucherId::new(42).unwrap()), "{v:42}:outbox");
+        assert_eq!(
+            voucher_export_wake(VoucherId::new(42).unwrap()),
+            "{v:42}:outbox:wake"
+        );
         assert_eq!(user(UserId::new(7).unwrap()), "{gate}:user:7");
     }
 }

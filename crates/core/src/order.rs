@@ -11,6 +11,7 @@
 
 use serde_json::{Value, json};
 
+use crate::config::{Variables, missing};
 use crate::error::{ApiError, Conflict};
 use crate::ids::{OrderId, UserId, VoucherId};
 use crate::keys;
@@ -28,6 +29,45 @@ pub const RECLAIM_LIMIT: i64 = 64;
 /// How long a webhook event's outcome is kept, so that a repeat is
 /// answered alike: a week.
 pub const EVENT_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Whether the scripts that create and change orders also append each
+/// change to the voucher's outbox for the exporter to PostgreSQL (on), or
+/// only count the order's `version` (off: orders stay in Redis only).
+/// See docs/ORDERS.md, "The outbox". A component decides it from its
+/// variable [`VARIABLE`](Self::VARIABLE), which `spin.toml` sets to the
+/// PostgreSQL address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderExport {
+    /// Every change of an order goes to its voucher's outbox, and wakes
+    /// the exporter.
+    On,
+    /// No outbox is written and nothing is published.
+    Off,
+}
+
+impl OrderExport {
+    /// The component variable it is read from: `"{{ pg_address }}"`.
+    pub const VARIABLE: &'static str = "order_export";
+
+    /// On when the component's [`VARIABLE`](Self::VARIABLE) is set (a
+    /// PostgreSQL URL), off when it is empty or blank. The value, a secret,
+    /// is only tested for emptiness: neither kept nor logged. A component
+    /// not given the variable gets an error naming it, never a default.
+    pub fn from_vars(vars: &impl Variables) -> Result<Self, ApiError> {
+        let value = vars
+            .get(Self::VARIABLE)
+            .map_err(|why| missing(Self::VARIABLE, &why))?;
+        Ok(if value.trim().is_empty() {
+            OrderExport::Off
+        } else {
+            OrderExport::On
+        })
+    }
+
+    pub fn is_on(self) -> bool {
+        self == OrderExport::On
+    }
+}
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,20 +309,23 @@ impl Changed {
 }
 
 /// Applies `change` to order `id` of voucher `voucher_id`, for `owner`
-/// when given (another user's order is not found).
+/// when given (another user's order is not found). With `export` on, the
+/// change and any expiry it finds due go to the outbox.
 pub fn change(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     id: OrderId,
     change: Change,
     owner: Option<UserId>,
+    export: OrderExport,
 ) -> Result<Order, ApiError> {
-    apply(redis, voucher_id, id, change, owner, None)?.into_result()
+    apply(redis, voucher_id, id, change, owner, None, export)?.into_result()
 }
 
 /// Applies `change` to order `id` of voucher `voucher_id` for a webhook
 /// `event`: its outcome is kept under the event's id (and the change), and
-/// a repeat of it changes nothing and gets the same answer.
+/// a repeat of it changes nothing and gets the same answer. With `export`
+/// on, the change and any expiry it finds due go to the outbox.
 pub fn apply(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
@@ -290,10 +333,13 @@ pub fn apply(
     change: Change,
     owner: Option<UserId>,
     event: Option<&EventId>,
+    export: OrderExport,
 ) -> Result<Changed, ApiError> {
     let info = keys::voucher_info(voucher_id);
     let buyers = keys::voucher_buyers(voucher_id);
     let unpaid = keys::voucher_unpaid(voucher_id);
+    let outbox = keys::voucher_outbox(voucher_id);
+    let export_wake = keys::voucher_export_wake(voucher_id);
     let order_prefix = keys::voucher_order_prefix(voucher_id);
     let event_key = keys::voucher_payment_event(
         voucher_id,
@@ -314,6 +360,8 @@ pub fn apply(
             buyers: &buyers,
             unpaid: &unpaid,
             event: &event_key,
+            outbox: &outbox,
+            export_wake: &export_wake,
         },
         &order_change::Args {
             order_id: &order_id,
@@ -325,6 +373,8 @@ pub fn apply(
             event_ttl_ms: EVENT_TTL_MS,
             order_prefix: &order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
+            voucher_id: voucher_id.get() as i64,
+            export: export.is_on(),
         },
     )?;
     use order_change::Outcome;
@@ -395,6 +445,25 @@ mod tests {
             assert_eq!(PayType::parse(pay_type).map(PayType::name), Some(pay_type));
         }
         assert_eq!(PayType::parse("cash"), None);
+    }
+
+    #[test]
+    fn export_is_on_when_the_address_is_set() {
+        use std::collections::HashMap;
+        let vars = |value| HashMap::from([(OrderExport::VARIABLE, value)]);
+        assert_eq!(
+            OrderExport::from_vars(&vars("postgres://u:secret@db:5432/shop")),
+            Ok(OrderExport::On)
+        );
+        for off in ["", "  "] {
+            assert_eq!(OrderExport::from_vars(&vars(off)), Ok(OrderExport::Off));
+        }
+        // Not given to the component: an error naming the variable.
+        let err = OrderExport::from_vars(&HashMap::new()).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Internal(m) if m.contains("order_export")),
+            "{err}"
+        );
     }
 
     #[test]

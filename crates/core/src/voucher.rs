@@ -12,7 +12,7 @@ use crate::catalog::allocate_listed_id;
 use crate::error::{ApiError, Conflict};
 use crate::ids::{OrderId, ShopId, UserId, VoucherId};
 use crate::keys;
-use crate::order::{Order, OrderStatus, RECLAIM_LIMIT};
+use crate::order::{Order, OrderExport, OrderStatus, RECLAIM_LIMIT};
 use crate::redis::{Arg, Redis, RedisError, Reply};
 use crate::script::ReplyReader;
 use crate::scripts::{buy_voucher, voucher_read};
@@ -191,11 +191,18 @@ pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiErr
 
 /// Reads one voucher; `None` when there is no such voucher. Units of
 /// orders whose pay deadline has passed are put back on sale first, so
-/// `remaining` counts them as soon as they are due.
-pub fn get(redis: &mut impl Redis, id: VoucherId) -> Result<Option<Voucher>, RedisError> {
+/// `remaining` counts them as soon as they are due; each order expired so
+/// goes to the outbox when `export` is on.
+pub fn get(
+    redis: &mut impl Redis,
+    id: VoucherId,
+    export: OrderExport,
+) -> Result<Option<Voucher>, RedisError> {
     let info = keys::voucher_info(id);
     let buyers = keys::voucher_buyers(id);
     let unpaid = keys::voucher_unpaid(id);
+    let outbox = keys::voucher_outbox(id);
+    let export_wake = keys::voucher_export_wake(id);
     let order_prefix = keys::voucher_order_prefix(id);
     let v = voucher_read::run(
         redis,
@@ -203,10 +210,14 @@ pub fn get(redis: &mut impl Redis, id: VoucherId) -> Result<Option<Voucher>, Red
             info: &info,
             buyers: &buyers,
             unpaid: &unpaid,
+            outbox: &outbox,
+            export_wake: &export_wake,
         },
         &voucher_read::Args {
             order_prefix: &order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
+            voucher_id: id.get() as i64,
+            export: export.is_on(),
         },
     )?;
     if v.outcome == voucher_read::Outcome::NotFound {
@@ -231,11 +242,13 @@ pub fn get(redis: &mut impl Redis, id: VoucherId) -> Result<Option<Voucher>, Red
     }))
 }
 
-/// A shop's vouchers, newest first (at most `limit`).
+/// A shop's vouchers, newest first (at most `limit`), each read as [`get`]
+/// reads it.
 pub fn list_by_shop(
     redis: &mut impl Redis,
     shop_id: ShopId,
     limit: usize,
+    export: OrderExport,
 ) -> Result<Vec<Voucher>, RedisError> {
     let key = keys::shop_vouchers(shop_id);
     let ids = redis.execute(
@@ -256,7 +269,7 @@ pub fn list_by_shop(
             continue;
         };
         // An id listed without a voucher is a creation that did not finish.
-        if let Some(v) = get(redis, id)? {
+        if let Some(v) = get(redis, id, export)? {
             vouchers.push(v);
         }
     }
@@ -265,17 +278,21 @@ pub fn list_by_shop(
 
 /// Buys voucher `voucher_id` for `user_id` as order `order_id`, unpaid
 /// until `pay_secs` from now. Due orders of the voucher are expired first,
-/// in the same script, so their units can be bought again at once.
+/// in the same script, so their units can be bought again at once. With
+/// `export` on, the new order and each one expired go to the outbox.
 pub fn buy(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     user_id: UserId,
     order_id: OrderId,
     pay_secs: u32,
+    export: OrderExport,
 ) -> Result<Order, ApiError> {
     let info = keys::voucher_info(voucher_id);
     let buyers = keys::voucher_buyers(voucher_id);
     let unpaid = keys::voucher_unpaid(voucher_id);
+    let outbox = keys::voucher_outbox(voucher_id);
+    let export_wake = keys::voucher_export_wake(voucher_id);
     let order_prefix = keys::voucher_order_prefix(voucher_id);
     let reply = buy_voucher::run(
         redis,
@@ -283,6 +300,8 @@ pub fn buy(
             info: &info,
             buyers: &buyers,
             unpaid: &unpaid,
+            outbox: &outbox,
+            export_wake: &export_wake,
         },
         &buy_voucher::Args {
             user_id: user_id.get() as i64,
@@ -290,6 +309,8 @@ pub fn buy(
             pay_ms: i64::from(pay_secs) * 1000,
             order_prefix: &order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
+            voucher_id: voucher_id.get() as i64,
+            export: export.is_on(),
         },
     )?;
     use buy_voucher::Outcome;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use flashspin_core::ApiError;
 use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId, ShopId, UserId};
-use flashspin_core::order::{self, Change, OrderStatus};
+use flashspin_core::order::{self, Change, OrderExport, OrderStatus};
 use flashspin_core::voucher::{self, NewVoucher};
 use flashspin_testkit::RedisServer;
 
@@ -58,7 +58,7 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
                     let user = UserId::new(u64::from(worker) * 1_000_000 + n + 1).unwrap();
                     let sequence = worker * 1_000_000 + n as u32 + 1;
                     let id = OrderId::new(EPOCH_UNIX_SECS + 1000, sequence, &key).unwrap();
-                    match voucher::buy(&mut redis, voucher, user, id, 900) {
+                    match voucher::buy(&mut redis, voucher, user, id, 900, OrderExport::Off) {
                         Ok(order) => acknowledged.lock().unwrap().push(order),
                         // The crash: the connection is gone for good.
                         Err(ApiError::Unavailable(_)) => return,
@@ -83,13 +83,20 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
     server.restart();
     let mut redis = server.native();
     for order in &acknowledged {
-        let found = order::change(&mut redis, voucher, order.id, Change::Read, None);
+        let found = order::change(
+            &mut redis,
+            voucher,
+            order.id,
+            Change::Read,
+            None,
+            OrderExport::Off,
+        );
         assert_eq!(found.as_ref(), Ok(order), "order {} lost", order.id);
         assert_eq!(order.status, OrderStatus::Unpaid);
     }
     // Orders may exist that were written but never answered (the crash came
     // between); none was counted twice or lost its unit.
-    let remaining = voucher::get(&mut redis, voucher)
+    let remaining = voucher::get(&mut redis, voucher, OrderExport::Off)
         .unwrap()
         .unwrap()
         .remaining;

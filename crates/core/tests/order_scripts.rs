@@ -8,9 +8,11 @@
 //! stock), expiry at the pay deadline and the lazy reclaim of the unit,
 //! cancelling by the buyer, webhook events answered once (also when twenty
 //! arrive at once), the stock invariant `remaining + active orders = stock`
-//! while buyers race, pay and miss their deadline, the index that finds an
-//! order's voucher, and a user's order pages filtered by status.
+//! while buyers race, pay and miss their deadline (with an outbox event for
+//! each change), the index that finds an order's voucher, and a user's
+//! order pages filtered by status.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -21,10 +23,15 @@ use flashspin_core::error::Conflict;
 use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId, ShopId, UserId, VoucherId};
 use flashspin_core::keys;
 use flashspin_core::order::{
-    self, Change, EVENT_TTL_MS, EventId, Located, Order, OrderStatus, PayType, RECLAIM_LIMIT,
+    self, Change, EVENT_TTL_MS, EventId, Located, Order, OrderExport, OrderStatus, PayType,
+    RECLAIM_LIMIT,
 };
 use flashspin_core::voucher::{NewVoucher, OrdersCursor, buy, create, get, orders_page};
 use flashspin_testkit::{NativeRedis, RedisServer};
+
+/// Every change here also goes to the outbox (order_outbox.rs checks what
+/// it says), so that the outbox is tested under races too.
+const EXPORT: OrderExport = OrderExport::On;
 
 /// What a buyer pays for every voucher here, cents.
 const PAY_VALUE: i64 = 8000;
@@ -71,12 +78,12 @@ fn pay(amount: i64, pay_type: PayType) -> Change {
 }
 
 fn remaining(redis: &mut NativeRedis, v: VoucherId) -> i64 {
-    get(redis, v).unwrap().unwrap().remaining
+    get(redis, v, EXPORT).unwrap().unwrap().remaining
 }
 
 /// The order as it is now (by anyone: no owner).
 fn read(redis: &mut NativeRedis, v: VoucherId, id: OrderId) -> Order {
-    order::change(redis, v, id, Change::Read, None).unwrap()
+    order::change(redis, v, id, Change::Read, None, EXPORT).unwrap()
 }
 
 /// The voucher's active orders, counted straight from its buyers.
@@ -107,7 +114,7 @@ fn sleep_past(deadline_ms: i64) {
 /// Buys and checks everything the new order says about itself.
 fn buy_ok(redis: &mut NativeRedis, v: VoucherId, u: UserId, id: OrderId, pay_secs: u32) -> Order {
     let before = now_ms();
-    let order = buy(redis, v, u, id, pay_secs).unwrap();
+    let order = buy(redis, v, u, id, pay_secs, EXPORT).unwrap();
     let after = now_ms();
     assert!(
         (before..=after).contains(&order.create_ms),
@@ -146,7 +153,7 @@ fn change_ok(
     let before = read(redis, v, id);
     let stock_before = remaining(redis, v);
     let t0 = now_ms();
-    let changed = order::change(redis, v, id, change, owner).unwrap();
+    let changed = order::change(redis, v, id, change, owner, EXPORT).unwrap();
     let t1 = now_ms();
     let at = changed.update_ms;
     assert!((t0..=t1).contains(&at), "{t0} {changed:?} {t1}");
@@ -207,7 +214,7 @@ fn change_refused(
     let before = read(redis, v, id);
     let stock_before = remaining(redis, v);
     assert_eq!(
-        order::change(redis, v, id, change, owner),
+        order::change(redis, v, id, change, owner, EXPORT),
         Err(error),
         "{change:?} from {:?}",
         before.status
@@ -322,7 +329,7 @@ fn every_change_from_every_status() {
         match (status, change) {
             (_, Change::Read) => {
                 assert_eq!(
-                    order::change(&mut redis, v, o.id, Change::Read, owner),
+                    order::change(&mut redis, v, o.id, Change::Read, owner, EXPORT),
                     Ok(now.clone())
                 );
                 assert_eq!(read(&mut redis, v, o.id), now);
@@ -376,20 +383,20 @@ fn an_order_no_one_knows_is_not_found() {
         Change::Use,
     ] {
         assert_eq!(
-            order::change(&mut redis, v, order_id(99), change, None),
+            order::change(&mut redis, v, order_id(99), change, None, EXPORT),
             Err(ApiError::NotFound),
             "{change:?}"
         );
         // Another voucher's order is not this voucher's.
         let other = VoucherId::new(v.get() + 1).unwrap();
         assert_eq!(
-            order::change(&mut redis, other, o.id, change, None),
+            order::change(&mut redis, other, o.id, change, None, EXPORT),
             Err(ApiError::NotFound),
             "{change:?}"
         );
         // Nor is another user's, whatever the change.
         assert_eq!(
-            order::change(&mut redis, v, o.id, change, Some(user(2))),
+            order::change(&mut redis, v, o.id, change, Some(user(2)), EXPORT),
             Err(ApiError::NotFound),
             "{change:?}"
         );
@@ -405,11 +412,12 @@ fn a_second_purchase_shows_the_order_held() {
     let v = on_sale(&mut redis, 5);
     let o = buy_ok(&mut redis, v, user(1), order_id(1), PAY_SECS);
     assert_eq!(
-        buy(&mut redis, v, user(1), order_id(2), PAY_SECS),
+        buy(&mut redis, v, user(1), order_id(2), PAY_SECS, EXPORT),
         Err(ApiError::AlreadyPurchased(o.to_json()))
     );
     let paid = change_ok(&mut redis, v, o.id, pay(PAY_VALUE, PayType::Alipay), None);
-    let Err(ApiError::AlreadyPurchased(held)) = buy(&mut redis, v, user(1), order_id(3), PAY_SECS)
+    let Err(ApiError::AlreadyPurchased(held)) =
+        buy(&mut redis, v, user(1), order_id(3), PAY_SECS, EXPORT)
     else {
         panic!("a paid order is still held");
     };
@@ -418,7 +426,7 @@ fn a_second_purchase_shows_the_order_held() {
     // A refunded order is still the user's one order of the voucher.
     change_ok(&mut redis, v, o.id, Change::Refund, None);
     assert!(matches!(
-        buy(&mut redis, v, user(1), order_id(4), PAY_SECS),
+        buy(&mut redis, v, user(1), order_id(4), PAY_SECS, EXPORT),
         Err(ApiError::AlreadyPurchased(_))
     ));
     assert_eq!(remaining(&mut redis, v), 4);
@@ -439,7 +447,14 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
     for v in [by_read, by_change, by_sale] {
         assert_eq!(remaining(&mut redis, v), 0);
         assert_eq!(
-            buy(&mut redis, v, user(2), order_id(10 + v.get() as u32), 1),
+            buy(
+                &mut redis,
+                v,
+                user(2),
+                order_id(10 + v.get() as u32),
+                1,
+                EXPORT
+            ),
             Err(ApiError::Conflict(Conflict::SoldOut))
         );
     }
@@ -452,7 +467,15 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
     assert_eq!(active(&server, by_read), 1, "reclaimed lazily");
     assert_eq!(remaining(&mut redis, by_read), 1);
     assert_eq!(active(&server, by_read), 0);
-    let expired = order::change(&mut redis, by_read, a.id, Change::Read, Some(user(1))).unwrap();
+    let expired = order::change(
+        &mut redis,
+        by_read,
+        a.id,
+        Change::Read,
+        Some(user(1)),
+        EXPORT,
+    )
+    .unwrap();
     assert_eq!(
         expired,
         Order {
@@ -493,7 +516,8 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
             by_change,
             b.id,
             pay(PAY_VALUE, PayType::Card),
-            None
+            None,
+            EXPORT
         ),
         Err(ApiError::Conflict(Conflict::InvalidState))
     );
@@ -509,7 +533,7 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
     assert_eq!(remaining(&mut redis, by_sale), 0);
     assert_eq!(read(&mut redis, by_sale, c.id).status, OrderStatus::Expired);
     assert_eq!(
-        buy(&mut redis, by_sale, user(1), order_id(6), PAY_SECS),
+        buy(&mut redis, by_sale, user(1), order_id(6), PAY_SECS, EXPORT),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
     assert_eq!(read(&mut redis, by_sale, other.id), other);
@@ -522,7 +546,7 @@ fn cancelling_gives_the_unit_back_at_once_and_only_the_buyer_may() {
     let v = on_sale(&mut redis, 1);
     let o = buy_ok(&mut redis, v, user(1), order_id(1), PAY_SECS);
     assert_eq!(
-        buy(&mut redis, v, user(2), order_id(2), PAY_SECS),
+        buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
     // Another user cannot cancel it, nor even see it.
@@ -588,6 +612,7 @@ fn webhook_events_are_answered_once() {
         pay(PAY_VALUE, PayType::Alipay),
         None,
         Some(&e1),
+        EXPORT,
     )
     .and_then(order::Changed::into_result)
     .unwrap();
@@ -613,7 +638,8 @@ fn webhook_events_are_answered_once() {
                 a.id,
                 pay(PAY_VALUE, pay_type),
                 None,
-                Some(&e1)
+                Some(&e1),
+                EXPORT
             )
             .and_then(order::Changed::into_result),
             Ok(paid.clone())
@@ -636,7 +662,8 @@ fn webhook_events_are_answered_once() {
                 a.id,
                 pay(PAY_VALUE, PayType::Card),
                 None,
-                Some(&e2)
+                Some(&e2),
+                EXPORT
             )
             .and_then(order::Changed::into_result),
             Err(ApiError::Conflict(Conflict::InvalidState))
@@ -655,7 +682,8 @@ fn webhook_events_are_answered_once() {
                 b.id,
                 pay(amount, PayType::Wechat),
                 None,
-                Some(&e3)
+                Some(&e3),
+                EXPORT
             )
             .and_then(order::Changed::into_result),
             Err(ApiError::Conflict(Conflict::AmountMismatch)),
@@ -671,6 +699,7 @@ fn webhook_events_are_answered_once() {
         pay(PAY_VALUE, PayType::Wechat),
         None,
         Some(&e4),
+        EXPORT,
     )
     .and_then(order::Changed::into_result)
     .unwrap();
@@ -684,7 +713,8 @@ fn webhook_events_are_answered_once() {
             b.id,
             pay(PAY_VALUE, PayType::Wechat),
             None,
-            Some(&e3)
+            Some(&e3),
+            EXPORT
         )
         .and_then(order::Changed::into_result),
         Err(ApiError::Conflict(Conflict::AmountMismatch))
@@ -692,7 +722,7 @@ fn webhook_events_are_answered_once() {
 
     // A refund event: refunds once; a repeat answers alike.
     let r1 = event("evt_refund_1");
-    let refunded = order::apply(&mut redis, v, a.id, Change::Refund, None, Some(&r1))
+    let refunded = order::apply(&mut redis, v, a.id, Change::Refund, None, Some(&r1), EXPORT)
         .and_then(order::Changed::into_result)
         .unwrap();
     assert_eq!(
@@ -707,7 +737,7 @@ fn webhook_events_are_answered_once() {
     assert!(refunded.refund_ms.unwrap() >= at);
     thread::sleep(Duration::from_millis(5));
     assert_eq!(
-        order::apply(&mut redis, v, a.id, Change::Refund, None, Some(&r1))
+        order::apply(&mut redis, v, a.id, Change::Refund, None, Some(&r1), EXPORT)
             .and_then(order::Changed::into_result),
         Ok(refunded.clone())
     );
@@ -729,7 +759,8 @@ fn webhook_events_are_answered_once() {
             a.id,
             pay(PAY_VALUE, PayType::Alipay),
             None,
-            Some(&e1)
+            Some(&e1),
+            EXPORT
         )
         .and_then(order::Changed::into_result),
         Ok(refunded.clone())
@@ -746,7 +777,8 @@ fn webhook_events_are_answered_once() {
                 order_id(99),
                 pay(PAY_VALUE, PayType::Card),
                 None,
-                Some(&e5)
+                Some(&e5),
+                EXPORT
             )
             .and_then(order::Changed::into_result),
             Err(ApiError::NotFound)
@@ -777,6 +809,7 @@ fn twenty_deliveries_of_one_event_at_once_pay_once() {
                     pay(PAY_VALUE, PayType::Card),
                     None,
                     Some(&e),
+                    EXPORT,
                 )
                 .and_then(order::Changed::into_result)
             })
@@ -797,7 +830,8 @@ fn twenty_deliveries_of_one_event_at_once_pay_once() {
             o.id,
             pay(PAY_VALUE, PayType::Card),
             None,
-            Some(&event("evt_other"))
+            Some(&event("evt_other")),
+            EXPORT
         )
         .and_then(order::Changed::into_result),
         Err(ApiError::Conflict(Conflict::InvalidState))
@@ -855,7 +889,7 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
             thread::spawn(move || {
                 let u = user(1000 + u64::from(i));
                 barrier.wait();
-                let bought = buy(&mut redis, v, u, order_id(i + 1), 1);
+                let bought = buy(&mut redis, v, u, order_id(i + 1), 1, EXPORT);
                 let mut paid = false;
                 if let Ok(o) = &bought
                     && payers.fetch_add(1, Ordering::SeqCst) < PAYERS
@@ -867,6 +901,7 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
                         pay(PAY_VALUE, PayType::Card),
                         None,
                         None,
+                        EXPORT,
                     )
                     .and_then(order::Changed::into_result)
                     .unwrap();
@@ -926,6 +961,7 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
                     user(5000 + u64::from(i)),
                     order_id(1000 + i),
                     PAY_SECS,
+                    EXPORT,
                 )
             })
         })
@@ -950,6 +986,24 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
         assert!((0..=STOCK).contains(&remaining), "{remaining}");
     }
     assert_eq!(samples.last(), Some(&(0, STOCK)));
+
+    // Every change went to the outbox once, each order's versions in turn:
+    // 50 purchases, 25 payments, 25 expiries and 25 purchases again.
+    let events: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(keys::voucher_outbox(v))
+        .arg("-")
+        .arg("+")
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(events.len(), 125);
+    let mut versions: HashMap<String, i64> = HashMap::new();
+    for (_, fields) in &events {
+        assert_eq!((fields[0].as_str(), fields[2].as_str()), ("id", "version"));
+        let version: i64 = fields[3].parse().unwrap();
+        let last = versions.insert(fields[1].clone(), version).unwrap_or(0);
+        assert_eq!(version, last + 1, "{fields:?}");
+    }
+    assert_eq!(versions.len(), STOCK as usize + (STOCK as usize - PAYERS));
 }
 
 #[test]
@@ -960,7 +1014,15 @@ fn reclaiming_is_bounded_per_call() {
     let v = on_sale(&mut redis, stock);
     let mut last = 0;
     for i in 0..stock {
-        let o = buy(&mut redis, v, user(1 + i as u64), order_id(1 + i as u32), 1).unwrap();
+        let o = buy(
+            &mut redis,
+            v,
+            user(1 + i as u64),
+            order_id(1 + i as u32),
+            1,
+            EXPORT,
+        )
+        .unwrap();
         last = o.pay_deadline_ms.unwrap();
     }
     assert_eq!(remaining(&mut redis, v), 0);
@@ -980,14 +1042,22 @@ fn a_buyer_whose_due_order_is_past_the_reclaim_limit_may_buy_again() {
     let mut redis = server.native();
     let v = on_sale(&mut redis, RECLAIM_LIMIT + 1);
     for i in 0..RECLAIM_LIMIT {
-        buy(&mut redis, v, user(1 + i as u64), order_id(1 + i as u32), 1).unwrap();
+        buy(
+            &mut redis,
+            v,
+            user(1 + i as u64),
+            order_id(1 + i as u32),
+            1,
+            EXPORT,
+        )
+        .unwrap();
     }
     // Due last of all, so the first reclaim leaves it.
     thread::sleep(Duration::from_millis(5));
     let late = user(1000);
-    let o = buy(&mut redis, v, late, order_id(1000), 1).unwrap();
+    let o = buy(&mut redis, v, late, order_id(1000), 1, EXPORT).unwrap();
     sleep_past(o.pay_deadline_ms.unwrap());
-    let again = buy(&mut redis, v, late, order_id(1001), PAY_SECS);
+    let again = buy(&mut redis, v, late, order_id(1001), PAY_SECS, EXPORT);
     assert!(
         matches!(&again, Ok(order) if order.id == order_id(1001)),
         "{again:?}"

@@ -45,7 +45,7 @@ use flashspin_core::gate::{self, Access, Buyer, GateRequest};
 use flashspin_core::ids::{EPOCH_UNIX_SECS, GoodsId, IdKey, OrderId, ShopId, UserId, VoucherId};
 use flashspin_core::login::{self, CodeSettings};
 use flashspin_core::lottery::{self, NewGoods, PurchaseFilter};
-use flashspin_core::order::{self, Change, EventId, OrderStatus, PayType};
+use flashspin_core::order::{self, Change, EventId, OrderExport, OrderStatus, PayType};
 use flashspin_core::phone::Phone;
 use flashspin_core::ratelimit::{Endpoint, Rate};
 use flashspin_core::redis::Redis;
@@ -183,16 +183,39 @@ fn voucher_bought(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, i64::from(CALLS) + 1);
     Box::new(move |redis, i| {
         let buyer = user(u64::from(i) + 1);
-        voucher::buy(redis, id, buyer, order_id(i + 1), PAY_SECS).unwrap();
+        voucher::buy(
+            redis,
+            id,
+            buyer,
+            order_id(i + 1),
+            PAY_SECS,
+            OrderExport::Off,
+        )
+        .unwrap();
     })
 }
 
 /// A new buyer each call, after the only unit has gone.
 fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, 1);
-    voucher::buy(redis, id, user(1_000_000), order_id(1), PAY_SECS).unwrap();
+    voucher::buy(
+        redis,
+        id,
+        user(1_000_000),
+        order_id(1),
+        PAY_SECS,
+        OrderExport::Off,
+    )
+    .unwrap();
     Box::new(move |redis, i| {
-        let refused = voucher::buy(redis, id, user(u64::from(i) + 1), order_id(i + 2), PAY_SECS);
+        let refused = voucher::buy(
+            redis,
+            id,
+            user(u64::from(i) + 1),
+            order_id(i + 2),
+            PAY_SECS,
+            OrderExport::Off,
+        );
         assert_eq!(refused, Err(ApiError::Conflict(Conflict::SoldOut)));
     })
 }
@@ -200,9 +223,15 @@ fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
 /// A voucher with unpaid orders, none of them due, read.
 fn voucher_read(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, 10);
-    voucher::buy(redis, id, user(1), order_id(1), PAY_SECS).unwrap();
+    voucher::buy(redis, id, user(1), order_id(1), PAY_SECS, OrderExport::Off).unwrap();
     Box::new(move |redis, _| {
-        assert_eq!(voucher::get(redis, id).unwrap().unwrap().remaining, 9);
+        assert_eq!(
+            voucher::get(redis, id, OrderExport::Off)
+                .unwrap()
+                .unwrap()
+                .remaining,
+            9
+        );
     })
 }
 
@@ -211,7 +240,14 @@ fn order_paid(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, i64::from(CALLS) + 2);
     let orders: Vec<OrderId> = (0..=CALLS)
         .map(|i| {
-            let bought = voucher::buy(redis, id, user(u64::from(i) + 1), order_id(i + 1), PAY_SECS);
+            let bought = voucher::buy(
+                redis,
+                id,
+                user(u64::from(i) + 1),
+                order_id(i + 1),
+                PAY_SECS,
+                OrderExport::Off,
+            );
             bought.unwrap().id
         })
         .collect();
@@ -221,7 +257,16 @@ fn order_paid(redis: &mut NativeRedis) -> OneCall {
             amount: 100,
             pay_type: PayType::Card,
         };
-        let paid = order::apply(redis, id, orders[i as usize], pay, None, Some(&event)).unwrap();
+        let paid = order::apply(
+            redis,
+            id,
+            orders[i as usize],
+            pay,
+            None,
+            Some(&event),
+            OrderExport::Off,
+        )
+        .unwrap();
         assert!(paid.refused.is_none() && !paid.replayed);
         let paid = paid.order;
         assert_eq!(paid.status, OrderStatus::Paid);
@@ -231,9 +276,16 @@ fn order_paid(redis: &mut NativeRedis) -> OneCall {
 /// The same buyer again and again, after their one purchase.
 fn voucher_already_bought(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, 10);
-    voucher::buy(redis, id, user(1), order_id(1), PAY_SECS).unwrap();
+    voucher::buy(redis, id, user(1), order_id(1), PAY_SECS, OrderExport::Off).unwrap();
     Box::new(move |redis, i| {
-        let refused = voucher::buy(redis, id, user(1), order_id(i + 2), PAY_SECS);
+        let refused = voucher::buy(
+            redis,
+            id,
+            user(1),
+            order_id(i + 2),
+            PAY_SECS,
+            OrderExport::Off,
+        );
         assert!(
             matches!(refused, Err(ApiError::AlreadyPurchased(_))),
             "{refused:?}"

@@ -7,6 +7,7 @@ use std::thread;
 use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
 use flashspin_core::ids::{IdKey, OrderId, ShopId, UserId, VoucherId};
+use flashspin_core::order::OrderExport;
 use flashspin_core::voucher::{NewVoucher, buy, create, get, list_by_shop};
 use flashspin_testkit::RedisServer;
 
@@ -70,6 +71,7 @@ fn concurrent_buyers_take_exactly_the_stock() {
                     user(u64::from(i % 50) + 1),
                     order_id(i + 1),
                     PAY_SECS,
+                    OrderExport::Off,
                 )
             })
         })
@@ -85,7 +87,13 @@ fn concurrent_buyers_take_exactly_the_stock() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(get(&mut redis, v.id).unwrap().unwrap().remaining, 0);
+    assert_eq!(
+        get(&mut redis, v.id, OrderExport::Off)
+            .unwrap()
+            .unwrap()
+            .remaining,
+        0
+    );
 }
 
 #[test]
@@ -103,11 +111,25 @@ fn the_window_is_checked_against_redis_time() {
     )
     .unwrap();
     assert_eq!(
-        buy(&mut redis, later.id, user(1), order_id(1), PAY_SECS),
+        buy(
+            &mut redis,
+            later.id,
+            user(1),
+            order_id(1),
+            PAY_SECS,
+            OrderExport::Off
+        ),
         Err(ApiError::Conflict(Conflict::SaleNotStarted))
     );
     assert_eq!(
-        buy(&mut redis, over.id, user(1), order_id(2), PAY_SECS),
+        buy(
+            &mut redis,
+            over.id,
+            user(1),
+            order_id(2),
+            PAY_SECS,
+            OrderExport::Off
+        ),
         Err(ApiError::Conflict(Conflict::SaleEnded))
     );
     assert_eq!(
@@ -116,7 +138,8 @@ fn the_window_is_checked_against_redis_time() {
             VoucherId::new(999).unwrap(),
             user(1),
             order_id(3),
-            PAY_SECS
+            PAY_SECS,
+            OrderExport::Off
         ),
         Err(ApiError::NotFound)
     );
@@ -134,11 +157,12 @@ fn a_listed_id_without_a_voucher_is_skipped() {
         .arg(99)
         .exec(&mut server.conn())
         .unwrap();
-    let listed: Vec<VoucherId> = list_by_shop(&mut redis, ShopId::new(7).unwrap(), 50)
-        .unwrap()
-        .iter()
-        .map(|v| v.id)
-        .collect();
+    let listed: Vec<VoucherId> =
+        list_by_shop(&mut redis, ShopId::new(7).unwrap(), 50, OrderExport::Off)
+            .unwrap()
+            .iter()
+            .map(|v| v.id)
+            .collect();
     assert_eq!(listed, vec![a.id]);
 }
 

@@ -3,18 +3,25 @@
 -- stock and records the order, unpaid until its pay deadline, all at once,
 -- so the stock never goes below zero and no user holds two active orders.
 -- First it puts back on sale the units of orders whose deadline has passed
--- (at most reclaim_limit of them; see orders.lua).
+-- (at most reclaim_limit of them; see orders.lua). Every order it creates
+-- or expires goes to the outbox when export is on (orders.lua); a refusal
+-- writes nothing.
 --
 --@ uses orders
 --> key info                 the voucher: hash {begin, end (ms), remaining,
 --                               pay_value, next_deadline, ...}
 --> key buyers               the voucher's active orders by user
 --> key unpaid               its unpaid orders by deadline
+--> key outbox               its order outbox, a stream; not touched with
+--                               export off
+--> key export_wake          the flag of a pending wake-up of the exporter
 --> arg user_id int          the buyer
 --> arg order_id int         the new order's id
 --> arg pay_ms int           how long the buyer has to pay
 --> arg order_prefix str     the key of an order of this voucher, without the id
 --> arg reclaim_limit int    the most expired orders to put back on sale
+--> arg voucher_id int       the voucher, as a wake-up of the exporter names it
+--> arg export flag          append each change of an order to the outbox
 --
 --< outcome bought           the order was placed
 --< outcome not_found        no such voucher
@@ -37,10 +44,12 @@ if not info[1] then
   return { NOT_FOUND }
 end
 -- Checked here before calling: a refusal when nothing is due pays no call.
-local back, next_deadline = 0, info[5]
+-- The outbox too is made only once an order changes.
+local back, next_deadline, outbox = 0, info[5], false
 if next_deadline and now_ms >= next_deadline + 0 then
+  outbox = orders_outbox(outbox_key, export_wake_key, voucher_id, export)
   back, next_deadline = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix,
-    next_deadline, now_ms, reclaim_limit)
+    next_deadline, now_ms, reclaim_limit, outbox)
 end
 
 local existing = redis.call('HGET', buyers_key, user_id)
@@ -58,7 +67,8 @@ if existing then
   end
   -- Due, but beyond what the reclaim above could take: expire it now, and
   -- the buyer may buy again.
-  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, user_id, reply[8])
+  outbox = outbox or orders_outbox(outbox_key, export_wake_key, voucher_id, export)
+  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, user_id, reply[8], outbox)
   next_deadline = orders_next_deadline(info_key, unpaid_key)
   back = back + 1
 end
@@ -83,6 +93,14 @@ else
 end
 redis.call('HSET', buyers_key, user_id, order_id .. ':' .. created)
 redis.call('HSET', order_prefix .. order_id, 'user_id', user_id, 'status', 'unpaid',
-  'amount', info[4], 'created', created, 'deadline', deadline, 'updated', created)
+  'amount', info[4], 'created', created, 'deadline', deadline, 'updated', created, 'version', 1)
 redis.call('ZADD', unpaid_key, deadline, order_id .. ':' .. user_id)
-return { BOUGHT, order_id, user_id, 'unpaid', info[4], '', created, deadline, '', '', '', created }
+local reply = { BOUGHT, order_id, user_id, 'unpaid', info[4], '', created, deadline, '', '', '',
+  created }
+-- Version 1, and the reply has the order's fields from its third element:
+-- no call to read them back.
+if export == '1' then
+  orders_event(outbox or orders_outbox(outbox_key, export_wake_key, voucher_id, export),
+    order_id, 1, reply, 3)
+end
+return reply

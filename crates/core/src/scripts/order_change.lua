@@ -9,7 +9,9 @@
 -- a payment that comes too late finds the order expired. A change from the
 -- wrong state changes nothing. A webhook event is answered once: its
 -- outcome is kept under its id for event_ttl_ms, and a repeat gets the same
--- outcome and the order as it is, without changing anything.
+-- outcome and the order as it is, without changing anything. Each change
+-- it makes, expiry included, goes to the outbox when export is on
+-- (orders.lua); a refusal or a read writes nothing.
 --
 --@ uses orders
 --> key info                 the order's voucher
@@ -17,6 +19,9 @@
 --> key unpaid               its unpaid orders by deadline
 --> key event                the outcome of webhook event `event_id`; not
 --                               touched without one
+--> key outbox               the voucher's order outbox, a stream; not
+--                               touched with export off
+--> key export_wake          the flag of a pending wake-up of the exporter
 --> arg order_id str
 --> arg action str           read | cancel | pay | refund | use
 --> arg owner str            for read and cancel, the user who must own the
@@ -27,6 +32,8 @@
 --> arg event_ttl_ms int     how long an event's outcome is kept
 --> arg order_prefix str     the key of an order of this voucher, without the id
 --> arg reclaim_limit int    the most expired orders to put back on sale
+--> arg voucher_id int       the voucher, as a wake-up of the exporter names it
+--> arg export flag          append each change of an order to the outbox
 --
 --< outcome done             read, or changed as asked
 --< outcome not_found        no such order (or not the owner's)
@@ -41,8 +48,10 @@ local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = string.format('%d', now_ms)
 
+local outbox = orders_outbox(outbox_key, export_wake_key, voucher_id, export)
 local next_deadline = redis.call('HGET', info_key, 'next_deadline')
-orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, next_deadline, now_ms, reclaim_limit)
+orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, next_deadline, now_ms, reclaim_limit,
+  outbox)
 
 if has_event == '1' then
   local seen = redis.call('GET', event_key)
@@ -59,7 +68,7 @@ end
 local status = o[1]
 if status == 'unpaid' and now_ms >= o[4] + 0 then
   -- Due but beyond this call's reclaim limit: expire it now.
-  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, order_id, o[2], o[4])
+  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, order_id, o[2], o[4], outbox)
   orders_next_deadline(info_key, unpaid_key)
   status = 'expired'
 end
@@ -82,16 +91,20 @@ elseif action == 'cancel' or action == 'pay' then
       redis.call('HSET', order_key, 'status', 'paid', 'pay_type', pay_type,
         'pay_time', now_text, 'updated', now_text)
     end
+    orders_changed(outbox, order_prefix, order_id)
     orders_next_deadline(info_key, unpaid_key)
   end
 elseif action ~= 'use' and action ~= 'refund' then
   return outcome_only(BAD_ACTION)
 elseif status ~= 'paid' then
   outcome = INVALID_STATE
-elseif action == 'use' then
-  redis.call('HSET', order_key, 'status', 'used', 'use_time', now_text, 'updated', now_text)
 else
-  redis.call('HSET', order_key, 'status', 'refunded', 'refund_time', now_text, 'updated', now_text)
+  if action == 'use' then
+    redis.call('HSET', order_key, 'status', 'used', 'use_time', now_text, 'updated', now_text)
+  else
+    redis.call('HSET', order_key, 'status', 'refunded', 'refund_time', now_text, 'updated', now_text)
+  end
+  orders_changed(outbox, order_prefix, order_id)
 end
 
 if has_event == '1' then

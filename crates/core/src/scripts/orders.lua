@@ -8,17 +8,67 @@
 --   unpaid    sorted set of "<order id>:<user id>" scored by pay deadline (ms)
 --   order_prefix .. <order id>   the order: hash {user_id, status, amount,
 --             pay_type, created, deadline, pay_time, use_time, refund_time,
---             updated}; times in ms, absent until they happen
+--             updated, version}; times in ms, absent until they happen;
+--             version counts its changes, 1 when it is created
 --
 -- `next_deadline` in the voucher's record is the earliest score in `unpaid`
 -- (absent when it is empty): the read every script makes of the voucher
 -- anyway tells whether an order has expired, so when none has, nothing
 -- more is paid.
+--
+-- The outbox. Every change of an order bumps its version and, while orders
+-- are exported, appends the order as it now is to the voucher's outbox
+-- stream, in the script that makes the change: no change without its
+-- event, no event without its change. A script tells the functions below
+-- where with a table it makes once per run (orders_outbox):
+--
+--   stream    the voucher's outbox, a stream
+--   wake      the flag that the exporter has been woken (PX 1000)
+--   voucher   the voucher id, the message that wakes the exporter
+--   on        whether orders are exported; off, only versions count
+
+-- The outbox of a script run (see above); `export` is the script's flag
+-- argument, '1' for on.
+local function orders_outbox(stream, wake, voucher, export)
+  return { stream = stream, wake = wake, voucher = voucher, on = export == '1' }
+end
+
+-- Appends the event of order `oid` at `version` to the outbox: id,
+-- version, then user_id, status, amount, pay_type, created, deadline,
+-- pay_time, use_time, refund_time and updated, which are o[first] to
+-- o[first + 9] (false or nil, written '', for what the order lacks). No
+-- MAXLEN: nothing may be dropped before the exporter has it. Then wakes
+-- the exporter, unless a wake-up is pending: the flag lives a second, so
+-- a lost message delays an export by that at most.
+local function orders_event(outbox, oid, version, o, first)
+  local f = first - 1
+  redis.call('XADD', outbox.stream, '*', 'id', oid, 'version', version,
+    'user_id', o[f + 1] or '', 'status', o[f + 2] or '', 'amount', o[f + 3] or '',
+    'pay_type', o[f + 4] or '', 'created', o[f + 5] or '', 'deadline', o[f + 6] or '',
+    'pay_time', o[f + 7] or '', 'use_time', o[f + 8] or '', 'refund_time', o[f + 9] or '',
+    'updated', o[f + 10] or '')
+  if redis.call('SET', outbox.wake, '1', 'NX', 'PX', 1000) then
+    redis.call('PUBLISH', ORDER_EXPORT_CHANNEL, outbox.voucher)
+  end
+end
+
+-- Records a change just made to order `oid`: its version goes up by one
+-- and, when the outbox is on, the order as it now is goes out.
+local function orders_changed(outbox, order_prefix, oid)
+  local key = order_prefix .. oid
+  local version = redis.call('HINCRBY', key, 'version', 1)
+  if outbox.on then
+    orders_event(outbox, oid, version, redis.call('HMGET', key, 'user_id', 'status', 'amount',
+      'pay_type', 'created', 'deadline', 'pay_time', 'use_time', 'refund_time', 'updated'), 1)
+  end
+end
 
 -- Expires one unpaid order: its buyer may buy again and its unit goes back
 -- on sale. It expired at its deadline, whenever this runs, and says so.
-local function orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, uid, deadline)
+local function orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, uid, deadline,
+    outbox)
   redis.call('HSET', order_prefix .. oid, 'status', 'expired', 'updated', deadline)
+  orders_changed(outbox, order_prefix, oid)
   redis.call('HDEL', buyers_key, uid)
   redis.call('ZREM', unpaid_key, oid .. ':' .. uid)
   redis.call('HINCRBY', info_key, 'remaining', 1)
@@ -39,7 +89,8 @@ end
 -- When `next_deadline` (as the caller read it) has passed, expires at most
 -- `limit` orders that are due, oldest first. Returns the units that came
 -- back and the next deadline now.
-local function orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, next_deadline, now_ms, limit)
+local function orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, next_deadline, now_ms,
+    limit, outbox)
   if not next_deadline or now_ms < next_deadline + 0 then
     return 0, next_deadline
   end
@@ -48,7 +99,7 @@ local function orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, ne
     local member = due[i]
     local sep = string.find(member, ':', 1, true)
     orders_expire(info_key, buyers_key, unpaid_key, order_prefix,
-      string.sub(member, 1, sep - 1), string.sub(member, sep + 1), due[i + 1])
+      string.sub(member, 1, sep - 1), string.sub(member, sep + 1), due[i + 1], outbox)
   end
   return #due / 2, orders_next_deadline(info_key, unpaid_key)
 end

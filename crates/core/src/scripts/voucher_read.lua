@@ -1,13 +1,19 @@
 -- Reads a voucher, after putting back on sale the units of orders whose
 -- pay deadline has passed (at most reclaim_limit; see orders.lua), so that
--- `remaining` shows them as soon as they are due.
+-- `remaining` shows them as soon as they are due. Each order it expires
+-- goes to the outbox when export is on (orders.lua).
 --
 --@ uses orders
 --> key info                 the voucher
 --> key buyers               its active orders by user
 --> key unpaid               its unpaid orders by deadline
+--> key outbox               its order outbox, a stream; not touched with
+--                               export off
+--> key export_wake          the flag of a pending wake-up of the exporter
 --> arg order_prefix str     the key of an order of this voucher, without the id
 --> arg reclaim_limit int    the most expired orders to put back on sale
+--> arg voucher_id int       the voucher, as a wake-up of the exporter names it
+--> arg export flag          append each change of an order to the outbox
 --
 --< outcome found
 --< outcome not_found
@@ -29,8 +35,12 @@ if not v[1] then
 end
 if v[11] then
   local t = redis.call('TIME')
-  local back = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, v[11],
-    t[1] * 1000 + math.floor(t[2] / 1000), reclaim_limit)
-  v[8] = string.format('%d', v[8] + back)
+  local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+  -- Checked here before calling: a read with nothing due makes no outbox.
+  if now_ms >= v[11] + 0 then
+    local back = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, v[11], now_ms,
+      reclaim_limit, orders_outbox(outbox_key, export_wake_key, voucher_id, export))
+    v[8] = string.format('%d', v[8] + back)
+  end
 end
 return { FOUND, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10] }

@@ -1,21 +1,44 @@
 //! `spin:postgres/postgres@4.0.0`: outbound PostgreSQL as Spin 4.0.2
-//! provides it to spin-sdk's `pg4`, on `tokio-postgres` like Spin. The
-//! address is checked against `allowed_outbound_hosts` (scheme `postgres`,
-//! default port 5432) before any connection, and errors carry the variants
-//! and wording Spin's host gives them.
+//! provides it to spin-sdk's `pg4` (its `crates/factor-outbound-pg`), on
+//! the same `tokio-postgres` release (0.7.12), so that connection strings
+//! parse alike. The address is checked against `allowed_outbound_hosts`
+//! (scheme `postgres`, default port 5432) before any connection, and errors
+//! carry the variants and wording Spin's host gives them, quirks included:
+//!
+//! - a connection that cannot be made reads as deadpool (Spin's pool)
+//!   reports it: `Error occurred while creating a new object: ...` with the
+//!   causes below it;
+//! - a parameter that cannot be converted is `value-conversion-failed` in
+//!   `execute` but `bad-parameter` in `query`;
+//! - a server error while a `query` runs (after it was prepared), or a
+//!   column that cannot be read (a `timestamptz`, which Spin reads as a
+//!   timestamp without zone), reaches Spin's `query` through its row stream
+//!   and is flattened there into `query-failed(text(...))` holding the
+//!   debug form of the error, where `execute` and preparing keep a server
+//!   error's structure (`db-error`);
+//! - PostgreSQL's one-byte `"char"` is `other("char")`, its values
+//!   `unsupported`, as no case of the interface covers it;
+//! - a result of more than 128 MiB fails.
 //!
 //! Where this host differs, it is stricter or slower, never more lenient:
 //! each `open` makes a new connection (Spin keeps a pool per component), the
 //! connection is always plain TCP (`sslmode=require` fails), and ranges and
 //! intervals are not converted (a parameter of those kinds is refused, a
 //! column of those types reads as `unsupported`). Unlike Spin 4.0.2, a
-//! `query` that returns no rows answers instead of hanging; guests meant for
-//! Spin must not rely on it.
+//! `query` that returns no rows answers (its columns, no rows) instead of
+//! hanging, as Spin does since its fix f0256b37; guests meant for Spin 4.0.2
+//! must not rely on it.
+
+// The interface's error carries a whole server error, as in Spin, which
+// allows the same lint.
+#![allow(clippy::result_large_err)]
 
 use std::str::FromStr;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use futures::StreamExt as _;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Row};
 use wasmtime::component::Resource;
@@ -28,6 +51,10 @@ use crate::state::RequestState;
 
 /// Connections one instance may hold at once (Spin's resource table size).
 const MAX_CONNECTIONS_PER_INSTANCE: usize = 1024;
+
+/// The most a query's rows may take in the host (Spin's
+/// `MAX_HOST_BUFFERED_BYTES`), counted as Spin counts them.
+const MAX_RESULT_BYTES: usize = 128 << 20;
 
 /// The host state behind a guest's `connection` resource.
 pub struct PgConnection {
@@ -90,11 +117,7 @@ impl HostConnection for RequestState {
         }
         let (client, connection) = match config.connect(NoTls).await {
             Ok(pair) => pair,
-            Err(e) => {
-                return Ok(Err(Error::ConnectionFailed(format!(
-                    "establishing PostgreSQL connection: {e:?}"
-                ))));
-            }
+            Err(e) => return Ok(Err(Error::ConnectionFailed(error_chain(&PoolCreate(e))))),
         };
         // The connection task ends when the client is dropped.
         tokio::spawn(async move {
@@ -117,16 +140,10 @@ impl HostConnection for RequestState {
             Ok(p) => p,
             Err(e) => return Ok(Err(Error::BadParameter(e))),
         };
-        let refs: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
+        // As Spin since f0256b37: prepare, so the columns are known even
+        // when no row comes.
         let stmt = match client.prepare(&statement).await {
             Ok(stmt) => stmt,
-            Err(e) => return Ok(Err(query_failed(e))),
-        };
-        let rows = match client.query(&stmt, &refs).await {
-            Ok(rows) => rows,
             Err(e) => return Ok(Err(query_failed(e))),
         };
         let columns = stmt
@@ -137,10 +154,31 @@ impl HostConnection for RequestState {
                 data_type: data_type(c.type_()),
             })
             .collect();
-        let rows = match rows.iter().map(convert_row).collect::<Result<Vec<_>, _>>() {
-            Ok(rows) => rows,
-            Err(e) => return Ok(Err(Error::QueryFailed(QueryError::Text(e)))),
+        let stream = match client.query_raw(&stmt, params).await {
+            Ok(stream) => stream,
+            Err(e) => return Ok(Err(query_failed(e))),
         };
+        let mut stream = std::pin::pin!(stream);
+        let mut rows = Vec::new();
+        let mut size = std::mem::size_of::<RowSet>();
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(query_failed).and_then(|row| {
+                convert_row(&row).map_err(|e| Error::QueryFailed(QueryError::Text(error_chain(&e))))
+            });
+            // Spin's row stream yields the interface's error, which its
+            // `query` turns into text.
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => return Ok(Err(Error::QueryFailed(QueryError::Text(error_chain(&e))))),
+            };
+            size += row.iter().map(memory_size).sum::<usize>();
+            if size > MAX_RESULT_BYTES {
+                return Ok(Err(Error::QueryFailed(QueryError::Text(format!(
+                    "query result exceeds limit of {MAX_RESULT_BYTES} bytes"
+                )))));
+            }
+            rows.push(row);
+        }
         Ok(Ok(RowSet { columns, rows }))
     }
 
@@ -173,8 +211,8 @@ impl HostConnection for RequestState {
 }
 
 /// A server's error keeps its structure (SQLSTATE, message, detail and the
-/// other fields); anything else (a lost connection, a parameter of the
-/// wrong type) is text.
+/// other fields, named as Spin names them: `where_`, not `where`); anything
+/// else (a lost connection, a parameter of the wrong type) is text.
 fn query_failed(e: tokio_postgres::Error) -> Error {
     let Some(db) = e.as_db_error() else {
         return Error::QueryFailed(QueryError::Text(format!("{e:?}")));
@@ -194,7 +232,7 @@ fn query_failed(e: tokio_postgres::Error) -> Error {
     extra("schema", db.schema().map(str::to_owned));
     extra("file", db.file().map(str::to_owned));
     extra("line", db.line().map(|l| l.to_string()));
-    extra("where", db.where_().map(str::to_owned));
+    extra("where_", db.where_().map(str::to_owned));
     Error::QueryFailed(QueryError::DbError(DbError {
         as_text: format!("{e:?}"),
         severity: db.severity().to_owned(),
@@ -205,14 +243,66 @@ fn query_failed(e: tokio_postgres::Error) -> Error {
     }))
 }
 
-type SqlParam = Box<dyn ToSql + Send + Sync>;
-
-fn to_sql_parameters(params: Vec<ParameterValue>) -> Result<Vec<SqlParam>, String> {
-    params.into_iter().map(to_sql_parameter).collect()
+/// An error and its causes, as anyhow's `{:?}` (which Spin uses) shows
+/// them, without a backtrace: the error, then `Caused by:` and the causes,
+/// numbered when there are several.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let Some(first) = e.source() else {
+        return text;
+    };
+    text.push_str("\n\nCaused by:");
+    let numbered = first.source().is_some();
+    let mut cause = Some(first);
+    let mut n = 0;
+    while let Some(c) = cause {
+        for (i, line) in c.to_string().split('\n').enumerate() {
+            text.push('\n');
+            match (i, numbered) {
+                (0, true) => text.push_str(&format!("{n: >5}: ")),
+                (_, true) => text.push_str("       "),
+                (_, false) => text.push_str("    "),
+            }
+            text.push_str(line);
+        }
+        cause = c.source();
+        n += 1;
+    }
+    text
 }
 
-fn to_sql_parameter(value: ParameterValue) -> Result<SqlParam, String> {
+/// A connection that could not be made, as deadpool, Spin's pool, reports it.
+#[derive(Debug)]
+struct PoolCreate(tokio_postgres::Error);
+
+impl std::fmt::Display for PoolCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Error occurred while creating a new object: {}", self.0)
+    }
+}
+
+impl std::error::Error for PoolCreate {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+type SqlParam = Box<dyn ToSql + Send + Sync>;
+
+/// The parameters, or the text of the first that cannot be converted.
+fn to_sql_parameters(params: Vec<ParameterValue>) -> Result<Vec<SqlParam>, String> {
+    params
+        .into_iter()
+        .map(to_sql_parameter)
+        .collect::<anyhow::Result<_>>()
+        .map_err(|e| error_chain(e.as_ref()))
+}
+
+/// One parameter, with the messages of Spin's conversions.
+fn to_sql_parameter(value: ParameterValue) -> anyhow::Result<SqlParam> {
     use ParameterValue as P;
+    let invalid_date = |y, m, d| anyhow::anyhow!("invalid date y={y}, m={m}, d={d}");
+    let invalid_time = |h, m, s, ns| anyhow::anyhow!("invalid time {h}:{m}:{s}:{ns}");
     Ok(match value {
         P::Boolean(v) => Box::new(v),
         P::Int8(v) => Box::new(v),
@@ -224,45 +314,50 @@ fn to_sql_parameter(value: ParameterValue) -> Result<SqlParam, String> {
         P::Str(v) => Box::new(v),
         P::Binary(v) => Box::new(v),
         P::Date((y, m, d)) => Box::new(
-            NaiveDate::from_ymd_opt(y, m.into(), d.into())
-                .ok_or_else(|| format!("invalid date y={y}, m={m}, d={d}"))?,
+            NaiveDate::from_ymd_opt(y, m.into(), d.into()).ok_or_else(|| invalid_date(y, m, d))?,
         ),
         P::Time((h, m, s, ns)) => Box::new(
             NaiveTime::from_hms_nano_opt(h.into(), m.into(), s.into(), ns)
-                .ok_or_else(|| format!("invalid time {h}:{m}:{s}:{ns}"))?,
+                .ok_or_else(|| invalid_time(h, m, s, ns))?,
         ),
         P::Datetime((y, mo, d, h, mi, s, ns)) => {
             let date = NaiveDate::from_ymd_opt(y, mo.into(), d.into())
-                .ok_or_else(|| format!("invalid date y={y}, m={mo}, d={d}"))?;
+                .ok_or_else(|| invalid_date(y, mo, d))?;
             let time = NaiveTime::from_hms_nano_opt(h.into(), mi.into(), s.into(), ns)
-                .ok_or_else(|| format!("invalid time {h}:{mi}:{s}:{ns}"))?;
+                .ok_or_else(|| invalid_time(h, mi, s, ns))?;
             Box::new(NaiveDateTime::new(date, time))
         }
         P::Timestamp(secs) => Box::new(
             chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0)
-                .ok_or_else(|| format!("invalid epoch timestamp {secs}"))?,
+                .ok_or_else(|| anyhow::anyhow!("invalid epoch timestamp {secs}"))?,
         ),
-        P::Uuid(v) => Box::new(uuid::Uuid::parse_str(&v).map_err(|e| format!("{e:?}"))?),
-        P::Jsonb(v) => {
-            Box::new(serde_json::from_slice::<serde_json::Value>(&v).map_err(|e| format!("{e:?}"))?)
+        P::Uuid(v) => {
+            Box::new(uuid::Uuid::parse_str(&v).with_context(|| format!("invalid UUID {v}"))?)
         }
-        P::Decimal(v) => {
-            Box::new(rust_decimal::Decimal::from_str_exact(&v).map_err(|e| format!("{e:?}"))?)
-        }
+        P::Jsonb(v) => Box::new(
+            serde_json::from_slice::<serde_json::Value>(&v)
+                .with_context(|| format!("invalid JSON {}", String::from_utf8_lossy(&v)))?,
+        ),
+        P::Decimal(v) => Box::new(
+            rust_decimal::Decimal::from_str_exact(&v)
+                .with_context(|| format!("invalid decimal {v}"))?,
+        ),
         P::ArrayInt32(v) => Box::new(v),
         P::ArrayInt64(v) => Box::new(v),
         P::ArrayStr(v) => Box::new(v),
         P::ArrayDecimal(v) => Box::new(
             v.into_iter()
                 .map(|d| {
-                    d.map(|d| rust_decimal::Decimal::from_str_exact(&d))
-                        .transpose()
+                    d.map(|d| {
+                        rust_decimal::Decimal::from_str_exact(&d)
+                            .with_context(|| format!("invalid decimal {d}"))
+                    })
+                    .transpose()
                 })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{e:?}"))?,
+                .collect::<anyhow::Result<Vec<_>>>()?,
         ),
         P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) | P::Interval(_) => {
-            return Err("ranges and intervals are not supported by this host".into());
+            anyhow::bail!("ranges and intervals are not supported by this host");
         }
         P::DbNull => Box::new(Null),
     })
@@ -288,10 +383,11 @@ impl ToSql for Null {
     tokio_postgres::types::to_sql_checked!();
 }
 
+/// A column's type as Spin names it; PostgreSQL's `"char"` is not `int8`
+/// there but `other("char")`.
 fn data_type(ty: &Type) -> DbDataType {
     match *ty {
         Type::BOOL => DbDataType::Boolean,
-        Type::CHAR => DbDataType::Int8,
         Type::INT2 => DbDataType::Int16,
         Type::INT4 => DbDataType::Int32,
         Type::INT8 => DbDataType::Int64,
@@ -309,14 +405,30 @@ fn data_type(ty: &Type) -> DbDataType {
         Type::INT8_ARRAY => DbDataType::ArrayInt64,
         Type::NUMERIC_ARRAY => DbDataType::ArrayDecimal,
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => DbDataType::ArrayStr,
-        ref other => DbDataType::Other(other.to_string()),
+        ref other => DbDataType::Other(other.name().to_owned()),
     }
 }
 
-fn convert_row(row: &Row) -> Result<Vec<DbValue>, String> {
-    (0..row.len())
-        .map(|i| convert_entry(row, i).map_err(|e| format!("{e:?}")))
-        .collect()
+fn convert_row(row: &Row) -> Result<Vec<DbValue>, tokio_postgres::Error> {
+    (0..row.len()).map(|i| convert_entry(row, i)).collect()
+}
+
+/// What a value takes in the host, as Spin counts it against
+/// [`MAX_RESULT_BYTES`].
+fn memory_size(value: &DbValue) -> usize {
+    use DbValue as V;
+    let own = std::mem::size_of::<DbValue>();
+    own + match value {
+        V::ArrayInt32(v) => v.len() * std::mem::size_of::<Option<i32>>(),
+        V::ArrayInt64(v) => v.len() * std::mem::size_of::<Option<i64>>(),
+        V::ArrayDecimal(v) | V::ArrayStr(v) => v
+            .iter()
+            .map(|s| std::mem::size_of::<Option<String>>() + s.as_ref().map_or(0, String::len))
+            .sum(),
+        V::Str(s) | V::Uuid(s) | V::Decimal(s) => s.len(),
+        V::Jsonb(b) | V::Binary(b) | V::Unsupported(b) => b.len(),
+        _ => 0,
+    }
 }
 
 /// Reads column `i` as Spin does: through the same Rust types, so a value
@@ -333,7 +445,6 @@ fn convert_entry(row: &Row, i: usize) -> Result<DbValue, tokio_postgres::Error> 
     let ty = row.columns()[i].type_().clone();
     match ty {
         Type::BOOL => get(row, i, DbValue::Boolean),
-        Type::CHAR => get(row, i, DbValue::Int8),
         Type::INT2 => get(row, i, DbValue::Int16),
         Type::INT4 => get(row, i, DbValue::Int32),
         Type::INT8 => get(row, i, DbValue::Int64),

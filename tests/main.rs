@@ -11,6 +11,7 @@ mod login;
 mod lottery;
 mod manifest;
 mod orders;
+mod postgres;
 mod ratelimit;
 mod redis_trigger;
 mod size;

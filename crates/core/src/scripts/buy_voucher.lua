@@ -44,10 +44,11 @@ if not info[1] then
   return { NOT_FOUND }
 end
 -- Checked here before calling: a refusal when nothing is due pays no call.
--- The outbox too is made only once an order changes.
+-- The outbox (orders.lua) too is made only once an order changes.
 local back, next_deadline, outbox = 0, info[5], false
 if next_deadline and now_ms >= next_deadline + 0 then
-  outbox = orders_outbox(outbox_key, export_wake_key, voucher_id, export)
+  outbox = { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+    on = export == '1' }
   back, next_deadline = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix,
     next_deadline, now_ms, reclaim_limit, outbox)
 end
@@ -67,7 +68,8 @@ if existing then
   end
   -- Due, but beyond what the reclaim above could take: expire it now, and
   -- the buyer may buy again.
-  outbox = outbox or orders_outbox(outbox_key, export_wake_key, voucher_id, export)
+  outbox = outbox or { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+    on = export == '1' }
   orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, user_id, reply[8], outbox)
   next_deadline = orders_next_deadline(info_key, unpaid_key)
   back = back + 1
@@ -93,14 +95,14 @@ else
 end
 redis.call('HSET', buyers_key, user_id, order_id .. ':' .. created)
 redis.call('HSET', order_prefix .. order_id, 'user_id', user_id, 'status', 'unpaid',
-  'amount', info[4], 'created', created, 'deadline', deadline, 'updated', created, 'version', 1)
+  'amount', info[4], 'created', created, 'deadline', deadline, 'updated', created, 'version', '1')
 redis.call('ZADD', unpaid_key, deadline, order_id .. ':' .. user_id)
 local reply = { BOUGHT, order_id, user_id, 'unpaid', info[4], '', created, deadline, '', '', '',
   created }
--- Version 1, and the reply has the order's fields from its third element:
--- no call to read them back.
+-- The reply has the new order's fields from its third element: nothing to
+-- read back.
 if export == '1' then
-  orders_event(outbox or orders_outbox(outbox_key, export_wake_key, voucher_id, export),
-    order_id, 1, reply, 3)
+  orders_changed(outbox or { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+    on = true }, order_prefix, order_id, reply, 3)
 end
 return reply

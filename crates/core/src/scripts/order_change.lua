@@ -48,7 +48,8 @@ local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = string.format('%d', now_ms)
 
-local outbox = orders_outbox(outbox_key, export_wake_key, voucher_id, export)
+local outbox = { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+  on = export == '1' }
 local next_deadline = redis.call('HGET', info_key, 'next_deadline')
 orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, next_deadline, now_ms, reclaim_limit,
   outbox)

@@ -19,28 +19,42 @@
 -- The outbox. Every change of an order bumps its version and, while orders
 -- are exported, appends the order as it now is to the voucher's outbox
 -- stream, in the script that makes the change: no change without its
--- event, no event without its change. A script tells the functions below
--- where with a table it makes once per run (orders_outbox):
+-- event, no event without its change. A script tells orders_changed where
+-- with a table it makes at most once per run, and only once an order
+-- changes (a constructor in the script rather than a function here, which
+-- every run would pay for):
+--
+--   { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+--     on = export == '1' }
 --
 --   stream    the voucher's outbox, a stream
 --   wake      the flag that the exporter has been woken (PX 1000)
 --   voucher   the voucher id, the message that wakes the exporter
 --   on        whether orders are exported; off, only versions count
 
--- The outbox of a script run (see above); `export` is the script's flag
--- argument, '1' for on.
-local function orders_outbox(stream, wake, voucher, export)
-  return { stream = stream, wake = wake, voucher = voucher, on = export == '1' }
-end
-
--- Appends the event of order `oid` at `version` to the outbox: id,
--- version, then user_id, status, amount, pay_type, created, deadline,
--- pay_time, use_time, refund_time and updated, which are o[first] to
--- o[first + 9] (false or nil, written '', for what the order lacks). No
--- MAXLEN: nothing may be dropped before the exporter has it. Then wakes
--- the exporter, unless a wake-up is pending: the flag lives a second, so
--- a lost message delays an export by that at most.
-local function orders_event(outbox, oid, version, o, first)
+-- Records a change just made to order `oid`: its version goes up by one
+-- and, when the outbox is on, the order as it now is is appended to the
+-- stream: id, version, user_id, status, amount, pay_type, created,
+-- deadline, pay_time, use_time, refund_time, updated ('' for what it
+-- lacks). No MAXLEN: nothing may be dropped before the exporter has it.
+-- Then the exporter is woken unless a wake-up is pending: the flag lives a
+-- second, so a wake-up nobody heard delays an export by that at most.
+--
+-- A script that has just written a new order (version 1) passes its fields
+-- instead, o[first] to o[first + 9] from user_id to updated, and calls
+-- this only when the outbox is on: nothing is read back.
+local function orders_changed(outbox, order_prefix, oid, o, first)
+  -- Text: a number would be formatted as a double.
+  local version = '1'
+  if not o then
+    local key = order_prefix .. oid
+    version = redis.call('HINCRBY', key, 'version', 1)
+    if not outbox.on then
+      return
+    end
+    o, first = redis.call('HMGET', key, 'user_id', 'status', 'amount', 'pay_type', 'created',
+      'deadline', 'pay_time', 'use_time', 'refund_time', 'updated'), 1
+  end
   local f = first - 1
   redis.call('XADD', outbox.stream, '*', 'id', oid, 'version', version,
     'user_id', o[f + 1] or '', 'status', o[f + 2] or '', 'amount', o[f + 3] or '',
@@ -49,17 +63,6 @@ local function orders_event(outbox, oid, version, o, first)
     'updated', o[f + 10] or '')
   if redis.call('SET', outbox.wake, '1', 'NX', 'PX', 1000) then
     redis.call('PUBLISH', ORDER_EXPORT_CHANNEL, outbox.voucher)
-  end
-end
-
--- Records a change just made to order `oid`: its version goes up by one
--- and, when the outbox is on, the order as it now is goes out.
-local function orders_changed(outbox, order_prefix, oid)
-  local key = order_prefix .. oid
-  local version = redis.call('HINCRBY', key, 'version', 1)
-  if outbox.on then
-    orders_event(outbox, oid, version, redis.call('HMGET', key, 'user_id', 'status', 'amount',
-      'pay_type', 'created', 'deadline', 'pay_time', 'use_time', 'refund_time', 'updated'), 1)
   end
 end
 

@@ -39,7 +39,8 @@ if v[11] then
   -- Checked here before calling: a read with nothing due makes no outbox.
   if now_ms >= v[11] + 0 then
     local back = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, v[11], now_ms,
-      reclaim_limit, orders_outbox(outbox_key, export_wake_key, voucher_id, export))
+      reclaim_limit, { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+        on = export == '1' })
     v[8] = string.format('%d', v[8] + back)
   end
 end

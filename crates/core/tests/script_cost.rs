@@ -43,12 +43,13 @@ use flashspin_core::config::RateLimits;
 use flashspin_core::error::Conflict;
 use flashspin_core::gate::{self, Access, Buyer, GateRequest};
 use flashspin_core::ids::{EPOCH_UNIX_SECS, GoodsId, IdKey, OrderId, ShopId, UserId, VoucherId};
+use flashspin_core::keys;
 use flashspin_core::login::{self, CodeSettings};
 use flashspin_core::lottery::{self, NewGoods, PurchaseFilter};
 use flashspin_core::order::{self, Change, EventId, OrderExport, OrderStatus, PayType};
 use flashspin_core::phone::Phone;
 use flashspin_core::ratelimit::{Endpoint, Rate};
-use flashspin_core::redis::Redis;
+use flashspin_core::redis::{Arg, Redis};
 use flashspin_core::session::{SessionSettings, SessionToken};
 use flashspin_core::voucher::{self, NewVoucher};
 use flashspin_testkit::{NativeRedis, free_port};
@@ -110,7 +111,14 @@ fn scenarios(redis: &mut NativeRedis) -> Vec<Scenario> {
             gate_purchase(redis),
         ),
         ("gate, public read: no token, 2 limits", gate_public()),
-        ("`buy_voucher.lua`, bought", voucher_bought(redis)),
+        (
+            "`buy_voucher.lua`, bought",
+            voucher_bought(redis, OrderExport::Off),
+        ),
+        (
+            "`buy_voucher.lua`, bought, exported (exporter awake)",
+            voucher_bought(redis, OrderExport::On),
+        ),
         ("`buy_voucher.lua`, sold out", voucher_sold_out(redis)),
         (
             "`buy_voucher.lua`, already bought",
@@ -127,7 +135,11 @@ fn scenarios(redis: &mut NativeRedis) -> Vec<Scenario> {
         ("`voucher_read.lua`, nothing due", voucher_read(redis)),
         (
             "`order_change.lua`, a webhook paying an order",
-            order_paid(redis),
+            order_paid(redis, OrderExport::Off),
+        ),
+        (
+            "`order_change.lua`, the same, exported (exporter awake)",
+            order_paid(redis, OrderExport::On),
         ),
         ("`lottery_read.lua`, current period", lottery_read(redis)),
         (
@@ -179,20 +191,27 @@ fn gate_public() -> OneCall {
 }
 
 /// A new buyer each call (one order per user), with stock for all.
-fn voucher_bought(redis: &mut NativeRedis) -> OneCall {
+fn voucher_bought(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
     let id = on_sale_voucher(redis, i64::from(CALLS) + 1);
+    exporter_awake(redis, id);
     Box::new(move |redis, i| {
         let buyer = user(u64::from(i) + 1);
-        voucher::buy(
-            redis,
-            id,
-            buyer,
-            order_id(i + 1),
-            PAY_SECS,
-            OrderExport::Off,
-        )
-        .unwrap();
+        voucher::buy(redis, id, buyer, order_id(i + 1), PAY_SECS, export).unwrap();
     })
+}
+
+/// The exporter already woken for the voucher's outbox, for longer than a
+/// run: every exported change takes the same path, its event appended
+/// without a wake-up (which is one `PUBLISH` more, once a second at most).
+fn exporter_awake(redis: &mut NativeRedis, id: VoucherId) {
+    let wake = keys::voucher_export_wake(id);
+    let args = [
+        Arg::from(wake.as_str()),
+        Arg::from("1"),
+        Arg::from("PX"),
+        Arg::Int(3_600_000),
+    ];
+    redis.execute("SET", &args).unwrap();
 }
 
 /// A new buyer each call, after the only unit has gone.
@@ -236,8 +255,9 @@ fn voucher_read(redis: &mut NativeRedis) -> OneCall {
 }
 
 /// A payment event for a new order each call, as the webhook sends it.
-fn order_paid(redis: &mut NativeRedis) -> OneCall {
+fn order_paid(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
     let id = on_sale_voucher(redis, i64::from(CALLS) + 2);
+    exporter_awake(redis, id);
     let orders: Vec<OrderId> = (0..=CALLS)
         .map(|i| {
             let bought = voucher::buy(
@@ -264,7 +284,7 @@ fn order_paid(redis: &mut NativeRedis) -> OneCall {
             pay,
             None,
             Some(&event),
-            OrderExport::Off,
+            export,
         )
         .unwrap();
         assert!(paid.refused.is_none() && !paid.replayed);

@@ -3,13 +3,14 @@
 //! script (expired orders back on sale, window, one active order per user,
 //! stock, the order, unpaid until `order_pay_secs` from now, and its event
 //! in the voucher's outbox when `order_export` is set). A purchase that
-//! succeeded takes a third, to file the order under its buyer.
+//! succeeded, or found the buyer's order, takes a third, to file the order
+//! under its buyer: 201 means the order is filed (see `voucher::buy`).
 
 use flashspin_core::ApiError;
 use flashspin_core::config::read;
 use flashspin_core::gate::Buyer;
 use flashspin_core::ids::VoucherId;
-use flashspin_core::order::{self, OrderExport};
+use flashspin_core::order::OrderExport;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
 use flashspin_spin::request::ApiRequest;
@@ -36,11 +37,6 @@ impl Route for BuyVoucher {
         let (user_id, order_id) = (call.caller.user.id, call.caller.order_id);
         let redis = call.redis()?;
         let order = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs, export)?;
-        // The order stands even if filing it fails: the buyer has it, and
-        // unpaid it expires in time; the log says so.
-        if let Err(e) = order::record(redis, &order) {
-            eprintln!("order {} not filed under its buyer: {e}", order.id);
-        }
         Ok(Reply::created(json!({"order": order.to_json()})))
     }
 }

@@ -280,6 +280,12 @@ pub fn list_by_shop(
 /// until `pay_secs` from now. Due orders of the voucher are expired first,
 /// in the same script, so their units can be bought again at once. With
 /// `export` on, the new order and each one expired go to the outbox.
+///
+/// The order is then filed under its buyer (`order::record`, a second
+/// round trip: another slot). Only a filed order is reported bought, since
+/// an unfiled one cannot be read or paid by its id; when filing fails the
+/// error is returned, and the buyer's retry, answered `AlreadyPurchased`,
+/// files it.
 pub fn buy(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
@@ -323,8 +329,16 @@ pub fn buy(
     };
     rest.finish()?;
     match (reply.outcome, order) {
-        (Outcome::Bought, Some(order)) => Ok(order),
-        (Outcome::AlreadyBought, Some(order)) => Err(ApiError::AlreadyPurchased(order.to_json())),
+        (Outcome::Bought, Some(order)) => {
+            crate::order::record(redis, &order)?;
+            Ok(order)
+        }
+        // Filed again: if filing failed the first time (the buyer was told
+        // 503), the retry mends it; filing is idempotent.
+        (Outcome::AlreadyBought, Some(order)) => {
+            crate::order::record(redis, &order)?;
+            Err(ApiError::AlreadyPurchased(order.to_json()))
+        }
         (Outcome::NotFound, _) => Err(ApiError::NotFound),
         (Outcome::NotStarted, _) => Err(ApiError::Conflict(Conflict::SaleNotStarted)),
         (Outcome::Ended, _) => Err(ApiError::Conflict(Conflict::SaleEnded)),

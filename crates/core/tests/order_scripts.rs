@@ -1065,27 +1065,34 @@ fn a_buyer_whose_due_order_is_past_the_reclaim_limit_may_buy_again() {
 }
 
 #[test]
-fn a_recorded_order_is_located_by_its_id() {
+fn a_bought_order_is_filed_and_a_retry_mends_a_lost_filing() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 5);
-    let o = buy_ok(&mut redis, v, user(7), order_id(1), PAY_SECS);
     let before = now_ms() as u64 / 1000;
-    let (located, unix_secs) = order::locate(&mut redis, o.id).unwrap();
-    assert_eq!(located, None, "not recorded yet");
-    assert!((before..=before + 2).contains(&unix_secs), "{unix_secs}");
+    let o = buy_ok(&mut redis, v, user(7), order_id(1), PAY_SECS);
+    let filed = Some(Located {
+        voucher_id: v,
+        user_id: user(7),
+    });
+    assert_eq!(order::locate(&mut redis, o.id).unwrap().0, filed, "filed");
 
-    for _ in 0..2 {
-        order::record(&mut redis, &o).unwrap();
-    }
-    let (located, unix_secs) = order::locate(&mut redis, o.id).unwrap();
-    assert_eq!(
-        located,
-        Some(Located {
-            voucher_id: v,
-            user_id: user(7),
-        })
+    // Filing is its own round trip; when it is lost (Redis went away in
+    // between, and the buyer was answered 503), the buyer's retry files it.
+    let _: () = redis::cmd("DEL")
+        .arg(keys::order_index(o.id))
+        .arg(keys::user_voucher_orders(user(7)))
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(order::locate(&mut redis, o.id).unwrap().0, None);
+    let retry = buy(&mut redis, v, user(7), order_id(2), PAY_SECS, EXPORT);
+    assert!(
+        matches!(retry, Err(ApiError::AlreadyPurchased(_))),
+        "{retry:?}"
     );
+    order::record(&mut redis, &o).unwrap();
+    let (located, unix_secs) = order::locate(&mut redis, o.id).unwrap();
+    assert_eq!(located, filed);
     let after = now_ms() as u64 / 1000;
     assert!((before..=after).contains(&unix_secs), "{unix_secs}");
     assert_eq!(order::locate(&mut redis, order_id(2)).unwrap().0, None);

@@ -5,6 +5,7 @@
 mod harness;
 
 mod conformance;
+mod export;
 mod health;
 mod host;
 mod login;

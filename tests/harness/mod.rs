@@ -31,6 +31,11 @@ pub fn app_manifest() -> PathBuf {
     repo_root().join("spin.toml")
 }
 
+/// The order exporter's manifest, an app of one Redis trigger.
+pub fn export_manifest() -> PathBuf {
+    repo_root().join("export.toml")
+}
+
 /// The manifest of the host test fixtures.
 pub fn fixture_manifest() -> PathBuf {
     repo_root().join("tests/fixtures/spin.toml")
@@ -117,6 +122,9 @@ pub struct AppConfig {
     vars: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
     build: bool,
+    /// Whether the app has HTTP triggers, to wait for; an app of Redis
+    /// triggers alone is up once it has subscribed.
+    http: bool,
 }
 
 impl AppConfig {
@@ -130,6 +138,7 @@ impl AppConfig {
             }
         }
         Self {
+            http: manifest_serves_http(&manifest),
             manifest,
             vars,
             env: BTreeMap::new(),
@@ -228,6 +237,14 @@ impl AppConfig {
             if app.child.try_wait().unwrap().is_some() {
                 return Err(app.logs());
             }
+            if !self.http {
+                // Spin and flashspin both list the channels once subscribed.
+                if app.logs().contains("Active Channels on") {
+                    return Ok(app);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             if app.base.is_empty() {
                 app.base = if listen.ends_with(":0") {
                     serving_base(&app.logs()).unwrap_or_default()
@@ -248,6 +265,13 @@ impl AppConfig {
         }
         Err(format!("timed out waiting for the app\n{}", app.logs()))
     }
+}
+
+/// Whether a manifest has an HTTP trigger (as opposed to Redis triggers
+/// only).
+fn manifest_serves_http(manifest: &std::path::Path) -> bool {
+    let text = std::fs::read_to_string(manifest).unwrap_or_default();
+    text.contains("[[trigger.http]]")
 }
 
 /// The address a host's start-up banner names (`Serving http://ip:port`).
@@ -354,6 +378,18 @@ impl App {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the whole group at once (SIGKILL), as a crash would: nothing
+    /// gets to finish what it was doing.
+    pub fn kill(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        signal_group(self.process_group(), "KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -44,6 +44,9 @@ pub enum ApiError {
     SmsFailed,
     /// Redis could not be used; nothing was changed.
     Unavailable(RedisError),
+    /// The shop's PostgreSQL could not be reached; what was to be written
+    /// there waits in Redis.
+    DatabaseUnavailable(String),
     /// The app is misconfigured (e.g. a malformed limit variable).
     Internal(String),
 }
@@ -65,7 +68,7 @@ impl ApiError {
             ApiError::RateLimited(_) => 429,
             ApiError::Internal(_) => 500,
             ApiError::SmsFailed => 502,
-            ApiError::Unavailable(_) => 503,
+            ApiError::Unavailable(_) | ApiError::DatabaseUnavailable(_) => 503,
         }
     }
 
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::SmsFailed => "sms_failed",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -121,6 +125,9 @@ impl ApiError {
             }
             ApiError::SmsFailed => "the SMS could not be sent; try again".into(),
             ApiError::Unavailable(_) => "the service is busy; try again shortly".into(),
+            ApiError::DatabaseUnavailable(_) => {
+                "PostgreSQL cannot be reached; the orders wait in Redis".into()
+            }
             ApiError::Internal(_) => "internal error".into(),
         }
     }
@@ -143,6 +150,7 @@ impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApiError::Unavailable(e) => write!(f, "unavailable: {e}"),
+            ApiError::DatabaseUnavailable(e) => write!(f, "PostgreSQL unavailable: {e}"),
             ApiError::Internal(m) => write!(f, "internal: {m}"),
             other => write!(f, "{}: {}", other.code(), other.message()),
         }

@@ -8,6 +8,7 @@ pub mod body;
 pub mod catalog;
 pub mod client_ip;
 pub mod config;
+pub mod database;
 pub mod error;
 pub mod gate;
 pub mod health;

@@ -1,5 +1,23 @@
-//! Orders in the shop's PostgreSQL: the schema the order exporter keeps
-//! them in, as numbered migrations applied in order (`src/sql`).
+//! Orders in the shop's PostgreSQL. The scripts that change an order also
+//! append the order's new state to its voucher's outbox stream (see
+//! `orders.lua`); this module moves those events into the `voucher_order`
+//! table, created by the migrations below (`src/sql`).
+//!
+//! Delivery is at least once: a batch is acknowledged in Redis only after
+//! PostgreSQL took it, and entries a crashed or failed run left pending are
+//! taken over by the next run. The upsert only replaces a row with a later
+//! `version` of the same order, so a replayed or late event never moves an
+//! order backwards, and the table ends up as if each change had been
+//! written exactly once.
+
+use std::collections::HashMap;
+
+use crate::database::{Database, DatabaseError, SqlValue};
+use crate::ids::VoucherId;
+use crate::keys;
+use crate::redis::{Redis, RedisError};
+use crate::script::ReplyReader;
+use crate::scripts::{outbox_done, outbox_take};
 
 /// Every migration, oldest first: its name and its SQL. Each one can be
 /// applied again without harm (`IF NOT EXISTS`).
@@ -7,3 +25,336 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
     "0001_voucher_order",
     include_str!("sql/0001_voucher_order.sql"),
 )];
+
+/// The consumer group every exporter reads the outbox streams in.
+pub const GROUP: &str = "order-export";
+
+/// Events taken per round trip, and so rows per upsert.
+pub const BATCH: i64 = 100;
+
+/// How long an entry must have been pending with another consumer before
+/// a run takes it over. A consumer that is alive finishes a batch in far
+/// less; taking one over from a slow consumer only writes a row twice,
+/// which the version check makes harmless.
+pub const CLAIM_IDLE_MS: i64 = 1_000;
+
+/// Errors of an export run. Either way nothing was acknowledged that did
+/// not reach PostgreSQL.
+#[derive(Debug)]
+pub enum ExportError {
+    Redis(RedisError),
+    Database(DatabaseError),
+}
+
+impl From<RedisError> for ExportError {
+    fn from(e: RedisError) -> Self {
+        ExportError::Redis(e)
+    }
+}
+
+impl From<DatabaseError> for ExportError {
+    fn from(e: DatabaseError) -> Self {
+        ExportError::Database(e)
+    }
+}
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportError::Redis(e) => write!(f, "Redis: {e}"),
+            ExportError::Database(e) => write!(f, "PostgreSQL: {e}"),
+        }
+    }
+}
+
+/// Redis trouble is what it always is (503 or 500); PostgreSQL out of
+/// reach is 503; a statement PostgreSQL refuses is a bug of ours, 500.
+impl From<ExportError> for crate::ApiError {
+    fn from(e: ExportError) -> Self {
+        match e {
+            ExportError::Redis(e) => e.into(),
+            ExportError::Database(e) if e.is_transient() => {
+                crate::ApiError::DatabaseUnavailable(e.to_string())
+            }
+            ExportError::Database(e) => crate::ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// An order as one of its events carries it: its whole state after a
+/// change. Times are ms since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: u64,
+    pub version: i64,
+    pub voucher_id: VoucherId,
+    pub user_id: u64,
+    pub status: String,
+    pub amount: i64,
+    pub pay_type: Option<String>,
+    pub created_ms: i64,
+    pub deadline_ms: Option<i64>,
+    pub pay_ms: Option<i64>,
+    pub use_ms: Option<i64>,
+    pub refund_ms: Option<i64>,
+    pub updated_ms: i64,
+}
+
+/// One batch handed out by the outbox: the entries' stream ids, to
+/// acknowledge, and the latest state of each order among them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub entry_ids: Vec<String>,
+    pub rows: Vec<OrderRow>,
+    /// Entries taken over from another consumer.
+    pub claimed: i64,
+}
+
+/// What a run exported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    /// Events acknowledged.
+    pub events: u64,
+    /// Of which taken over from a run that did not finish.
+    pub claimed: u64,
+}
+
+fn optional_ms(reader: &mut ReplyReader) -> Result<Option<i64>, RedisError> {
+    Ok(Some(reader.num()?).filter(|&ms| ms > 0))
+}
+
+/// Takes the next batch of `voucher`'s events for `consumer`.
+pub fn take(
+    redis: &mut impl Redis,
+    voucher: VoucherId,
+    consumer: &str,
+    first_take: bool,
+) -> Result<Batch, RedisError> {
+    let outbox = keys::voucher_outbox(voucher);
+    let wake = keys::voucher_export_wake(voucher);
+    let reply = outbox_take::run(
+        redis,
+        &outbox_take::Keys {
+            outbox: &outbox,
+            wake: &wake,
+        },
+        &outbox_take::Args {
+            group: GROUP,
+            consumer,
+            claim_idle_ms: CLAIM_IDLE_MS,
+            count: BATCH,
+            first_take,
+        },
+    )?;
+    let mut events = reply.events;
+    let mut batch = Batch {
+        claimed: reply.claimed,
+        ..Batch::default()
+    };
+    let mut latest: HashMap<u64, usize> = HashMap::new();
+    while !events.at_end() {
+        let entry_id = events.string()?;
+        let row = OrderRow {
+            id: events.id()?,
+            version: events.num()?,
+            voucher_id: voucher,
+            user_id: events.id()?,
+            status: events.string()?,
+            amount: events.num()?,
+            pay_type: Some(events.string()?).filter(|t| !t.is_empty()),
+            created_ms: events.num()?,
+            deadline_ms: optional_ms(&mut events)?,
+            pay_ms: optional_ms(&mut events)?,
+            use_ms: optional_ms(&mut events)?,
+            refund_ms: optional_ms(&mut events)?,
+            updated_ms: events.num()?,
+        };
+        batch.entry_ids.push(entry_id);
+        // One row per order in a statement (PostgreSQL refuses to update a
+        // row twice in one upsert): the latest version wins.
+        match latest.get(&row.id) {
+            Some(&i) if batch.rows[i].version >= row.version => {}
+            Some(&i) => batch.rows[i] = row,
+            None => {
+                latest.insert(row.id, batch.rows.len());
+                batch.rows.push(row);
+            }
+        }
+    }
+    events.finish()?;
+    Ok(batch)
+}
+
+/// Acknowledges entries that reached PostgreSQL, and drops them.
+pub fn done(
+    redis: &mut impl Redis,
+    voucher: VoucherId,
+    entry_ids: &[String],
+) -> Result<i64, RedisError> {
+    let outbox = keys::voucher_outbox(voucher);
+    let ids: Vec<crate::redis::Arg<'_>> = entry_ids.iter().map(|id| id.as_str().into()).collect();
+    let reply = outbox_done::run(
+        redis,
+        &outbox_done::Keys { outbox: &outbox },
+        &outbox_done::Args {
+            group: GROUP,
+            ids: &ids,
+        },
+    )?;
+    Ok(reply.acknowledged)
+}
+
+/// Columns of `voucher_order` in the order the upsert binds them.
+const COLUMNS: &str = "id, user_id, voucher_id, status, amount, pay_type, pay_deadline, \
+     pay_time, use_time, refund_time, create_time, update_time, version";
+const PARAMS_PER_ROW: usize = 13;
+
+/// The upsert of `rows` orders: a new order is inserted, a known one
+/// replaced only by a later version.
+pub fn upsert_statement(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO voucher_order ({COLUMNS}) VALUES ");
+    for r in 0..rows {
+        let p = |i: usize| r * PARAMS_PER_ROW + i;
+        let ts = |i: usize| format!("to_timestamp(${}::bigint / 1000.0::float8)", p(i));
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}::bigint, ${}::bigint, ${}::bigint, ${}::text, ${}::bigint, ${}::text, {}, {}, {}, {}, {}, {}, ${}::bigint)",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            ts(7),
+            ts(8),
+            ts(9),
+            ts(10),
+            ts(11),
+            ts(12),
+            p(13)
+        ));
+    }
+    sql.push_str(
+        " ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, \
+         voucher_id = EXCLUDED.voucher_id, status = EXCLUDED.status, \
+         amount = EXCLUDED.amount, pay_type = EXCLUDED.pay_type, \
+         pay_deadline = EXCLUDED.pay_deadline, pay_time = EXCLUDED.pay_time, \
+         use_time = EXCLUDED.use_time, refund_time = EXCLUDED.refund_time, \
+         create_time = EXCLUDED.create_time, update_time = EXCLUDED.update_time, \
+         version = EXCLUDED.version \
+         WHERE voucher_order.version < EXCLUDED.version",
+    );
+    sql
+}
+
+fn upsert_params(rows: &[OrderRow]) -> Vec<SqlValue> {
+    let int = |i: i64| SqlValue::Int(i);
+    let opt = |v: Option<i64>| v.map_or(SqlValue::Null, SqlValue::Int);
+    let mut params = Vec::with_capacity(rows.len() * PARAMS_PER_ROW);
+    for row in rows {
+        params.extend([
+            int(row.id as i64),
+            int(row.user_id as i64),
+            int(row.voucher_id.get() as i64),
+            SqlValue::Text(row.status.clone()),
+            int(row.amount),
+            row.pay_type.clone().map_or(SqlValue::Null, SqlValue::Text),
+            opt(row.deadline_ms),
+            opt(row.pay_ms),
+            opt(row.use_ms),
+            opt(row.refund_ms),
+            int(row.created_ms),
+            int(row.updated_ms),
+            int(row.version),
+        ]);
+    }
+    params
+}
+
+/// Writes `rows`; on a database without the table, applies the migrations
+/// first, so a fresh database needs no set-up step.
+pub fn upsert(db: &mut impl Database, rows: &[OrderRow]) -> Result<u64, DatabaseError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let statement = upsert_statement(rows.len());
+    let params = upsert_params(rows);
+    match db.execute(&statement, &params) {
+        Err(e) if e.is_undefined_table() => {
+            migrate(db)?;
+            db.execute(&statement, &params)
+        }
+        other => other,
+    }
+}
+
+/// Applies every migration, in order.
+pub fn migrate(db: &mut impl Database) -> Result<(), DatabaseError> {
+    for (_, sql) in MIGRATIONS {
+        for statement in sql.split(';').filter(|s| !sql_is_blank(s)) {
+            db.execute(statement, &[])?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a piece of a migration holds only comments and blanks.
+fn sql_is_blank(s: &str) -> bool {
+    s.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with("--"))
+}
+
+/// Moves every pending event of `voucher` to PostgreSQL: batch after batch
+/// until the outbox has nothing more to hand out. `consumer` names this run
+/// in the consumer group; it must be unique to the run. When PostgreSQL
+/// cannot be reached the batch is tried again as long as `try_again` (which
+/// may wait) says so; the run then ends with the batch still pending.
+pub fn export_voucher(
+    redis: &mut impl Redis,
+    db: &mut impl Database,
+    voucher: VoucherId,
+    consumer: &str,
+    try_again: &mut impl FnMut() -> bool,
+) -> Result<Exported, ExportError> {
+    let mut exported = Exported::default();
+    let mut first_take = true;
+    loop {
+        let batch = take(redis, voucher, consumer, first_take)?;
+        first_take = false;
+        if batch.entry_ids.is_empty() {
+            return Ok(exported);
+        }
+        loop {
+            match upsert(db, &batch.rows) {
+                Ok(_) => break,
+                Err(e) if e.is_transient() && try_again() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        done(redis, voucher, &batch.entry_ids)?;
+        exported.events += batch.entry_ids.len() as u64;
+        exported.claimed += batch.claimed.max(0) as u64;
+    }
+}
+
+/// Every voucher there is, for a run that drains them all: ids are given
+/// out in sequence from 1.
+pub fn all_vouchers(redis: &mut impl Redis) -> Result<Vec<VoucherId>, RedisError> {
+    let reply = redis.execute("GET", &[keys::VOUCHER_SEQUENCE.into()])?;
+    let last = match reply.as_slice() {
+        [crate::redis::Reply::Nil] => 0,
+        _ => ReplyReader::named("GET of the voucher sequence", reply).id()?,
+    };
+    Ok((1..=last).filter_map(VoucherId::new).collect())
+}
+
+/// A fresh consumer name for one run of the exporter.
+pub fn consumer_name() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the CSPRNG is available");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("run-{hex}")
+}

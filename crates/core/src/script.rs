@@ -154,6 +154,11 @@ impl ReplyReader {
         }
     }
 
+    /// Whether every element has been read.
+    pub fn at_end(&self) -> bool {
+        self.items.len() == 0
+    }
+
     /// Ends the reading: a reply with elements left over does not have the
     /// shape the script declares.
     pub fn finish(mut self) -> Result<(), RedisError> {

@@ -23,7 +23,10 @@ use crate::variables::AppVariables;
 
 /// Checks `manifest` as Spin's loader does.
 pub fn check(manifest: &Manifest) -> anyhow::Result<()> {
-    if manifest.routes.is_empty() && manifest.private_components.is_empty() {
+    if manifest.routes.is_empty()
+        && manifest.private_components.is_empty()
+        && manifest.redis_triggers.is_empty()
+    {
         bail!("No triggers in app");
     }
     for (id, component) in &manifest.components {

@@ -190,7 +190,18 @@ fn up(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Spin runs the HTTP trigger only for an app that has HTTP triggers; an
+    // app of Redis triggers alone listens on no port.
+    let serves_http = !manifest.routes.is_empty() || !manifest.private_components.is_empty();
     runtime.block_on(async {
+        if !serves_http {
+            return tokio::select! {
+                () = shutdown_signal() => Ok(()),
+                e = redis_trigger::run(app, subscriptions) => {
+                    Err(e.context("A trigger exited unexpectedly. Terminating."))
+                }
+            };
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("unable to listen on {listen}"))?;

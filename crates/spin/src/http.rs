@@ -24,7 +24,10 @@ pub fn json(status: u16, body: &impl Serialize) -> Response {
 /// The response for `error`. Server-side causes go to the component's log,
 /// not to the client.
 pub fn error(error: &ApiError) -> Response {
-    if matches!(error, ApiError::Unavailable(_) | ApiError::Internal(_)) {
+    if matches!(
+        error,
+        ApiError::Unavailable(_) | ApiError::DatabaseUnavailable(_) | ApiError::Internal(_)
+    ) {
         eprintln!("{error}");
     }
     let mut body = json!({"error": {"code": error.code(), "message": error.message()}});
@@ -39,6 +42,7 @@ pub fn error(error: &ApiError) -> Response {
             add_ratelimit_headers(&mut response, verdict);
         }
         ApiError::Unavailable(_) => response.set_header("retry-after", "1"),
+        ApiError::DatabaseUnavailable(_) => response.set_header("retry-after", "5"),
         _ => {}
     }
     response

@@ -8,7 +8,7 @@
 pub mod api;
 mod postgres;
 mod sms;
-pub use postgres::PostgresServer;
+pub use postgres::{HeldSession, PostgresServer};
 pub use sms::{SinkMode, Sms, SmsSink};
 
 use std::net::TcpListener;

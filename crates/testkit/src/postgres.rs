@@ -61,23 +61,56 @@ impl PostgresServer {
         );
         for _ in 0..5 {
             server.port = free_port();
-            let options = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                server.port,
-                server.dir.path().display()
-            );
-            let log = format!("{}/server.log", server.dir.path().display());
-            if server.try_run(
-                "pg_ctl",
-                &[
-                    "-D", &data, "-o", &options, "-l", &log, "-w", "-t", "30", "start",
-                ],
-            ) {
+            if server.try_start() {
                 server.running = true;
                 return server;
             }
         }
         panic!("PostgreSQL did not start");
+    }
+
+    fn try_start(&self) -> bool {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = format!("{}/server.log", self.dir.path().display());
+        let data = self.data();
+        self.try_run(
+            "pg_ctl",
+            &[
+                "-D", &data, "-o", &options, "-l", &log, "-w", "-t", "30", "start",
+            ],
+        )
+    }
+
+    /// Starts the server again after [`PostgresServer::stop`], on the same
+    /// port with the same data.
+    pub fn restart(&mut self) {
+        assert!(!self.running, "the server is running");
+        assert!(self.try_start(), "PostgreSQL did not start again");
+        self.running = true;
+    }
+
+    /// Opens a `psql` session that runs `sql` and then waits, holding what
+    /// it took (a lock in an open transaction, say) until the session is
+    /// dropped.
+    pub fn hold(&self, sql: &str) -> HeldSession {
+        use std::io::Write;
+        let mut child = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-X", "-q"])
+            .args(["-v", "ON_ERROR_STOP=1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run psql");
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}").unwrap();
+        stdin.flush().unwrap();
+        HeldSession { child }
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
@@ -140,6 +173,19 @@ impl PostgresServer {
             self.try_run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
             self.running = false;
         }
+    }
+}
+
+/// A `psql` session left open; dropping it ends the session, and with it
+/// whatever its open transaction held.
+pub struct HeldSession {
+    child: std::process::Child,
+}
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -206,6 +206,13 @@ impl Client {
             .bearer(admin_key)
     }
 
+    /// `POST /api/admin/orders/export`: moves every pending order event to
+    /// PostgreSQL now.
+    pub fn export_orders(&self, admin_key: &str) -> Call<ExportBody> {
+        self.call(Method::POST, "/api/admin/orders/export")
+            .bearer(admin_key)
+    }
+
     /// `POST /api/payments/webhook` with `event`, signed as the payment
     /// provider signs it: `flashspin-signature: t=<unix_secs>,v1=<hex
     /// HMAC-SHA256(secret, "<t>.<body>")>`.

@@ -160,6 +160,21 @@ pub struct OrderBody {
     pub order: Order,
 }
 
+/// `POST /api/admin/orders/export` (200): what one run of the order
+/// exporter moved to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ExportBody {
+    /// Whether `pg_address` is set at all.
+    pub enabled: bool,
+    pub vouchers: u64,
+    /// Order events written and acknowledged.
+    #[serde(default)]
+    pub events: u64,
+    /// Of which taken over from a run that did not finish.
+    #[serde(default)]
+    pub claimed: u64,
+}
+
 /// `GET /api/me/orders`: a page of the user's orders, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct OrderPage {

@@ -1,0 +1,64 @@
+//! [`SpinPostgres`]: the core's PostgreSQL seam over `spin_sdk::pg4`
+//! (Spin's `spin:postgres/postgres@4.0.0`). The connection is opened on
+//! first use and opened again after a failure, so a run outlives a
+//! PostgreSQL restart; Spin pools the sessions behind it.
+
+use flashspin_core::database::{Database, DatabaseError, SqlValue};
+use spin_sdk::pg4::{Connection, ParameterValue, PgError, QueryError};
+
+/// The Spin variable holding the PostgreSQL URL
+/// (`postgres://user:password@host:port/db`); empty when orders stay in
+/// Redis only.
+pub const ADDRESS_VARIABLE: &str = "pg_address";
+
+pub struct SpinPostgres {
+    address: String,
+    conn: Option<Connection>,
+}
+
+impl SpinPostgres {
+    /// A database at `address`; nothing is opened yet.
+    pub fn new(address: String) -> Self {
+        Self {
+            address,
+            conn: None,
+        }
+    }
+}
+
+impl Database for SpinPostgres {
+    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, DatabaseError> {
+        let params: Vec<ParameterValue> = params
+            .iter()
+            .map(|p| match p {
+                SqlValue::Int(i) => ParameterValue::Int64(*i),
+                SqlValue::Text(s) => ParameterValue::Str(s.clone()),
+                SqlValue::Null => ParameterValue::DbNull,
+            })
+            .collect();
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => Connection::open(&self.address).map_err(to_core_error)?,
+        };
+        let result = conn.execute(statement, &params).map_err(to_core_error);
+        // A connection that failed may be dead; the next call opens another.
+        if result.is_ok() {
+            self.conn = Some(conn);
+        }
+        result
+    }
+}
+
+fn to_core_error(e: PgError) -> DatabaseError {
+    match e {
+        PgError::ConnectionFailed(m) => DatabaseError::Unreachable(m),
+        PgError::QueryFailed(QueryError::DbError(db)) => DatabaseError::Refused {
+            code: db.code,
+            message: db.message,
+        },
+        PgError::QueryFailed(QueryError::Text(m)) => DatabaseError::Other(m),
+        PgError::BadParameter(m) | PgError::ValueConversionFailed(m) | PgError::Other(m) => {
+            DatabaseError::Other(m)
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flashspin_core::keys::ORDER_EXPORT_CHANNEL;
-use flashspin_core::order_export::{CLAIM_IDLE_MS, MIGRATIONS};
+use flashspin_core::order_export::MIGRATIONS;
 use flashspin_core::time::format_rfc3339;
 use flashspin_testkit::PostgresServer;
 use flashspin_testkit::api::{NewVoucher, Order};
@@ -476,9 +476,8 @@ async fn orders_acknowledged_before_redis_is_killed_survive_in_redis_and_postgre
     redis.restart();
     let _exporter = exporter(&redis, &pg).await;
     // Wake-ups published while nobody listened are gone; the operator's
-    // drain (cron) exports what they announced, and takes over what the
-    // stopped exporter held once that has been pending for a second.
-    tokio::time::sleep(Duration::from_millis(CLAIM_IDLE_MS as u64)).await;
+    // drain (cron) exports what they announced, and what the stopped
+    // exporter held.
     let drained = app.api.export_orders(ADMIN_KEY).await.expect(200);
     assert!(drained.enabled);
 
@@ -508,4 +507,53 @@ async fn orders_acknowledged_before_redis_is_killed_survive_in_redis_and_postgre
         );
     }
     assert_outbox_empty(&redis, &voucher_id);
+}
+
+#[tokio::test]
+async fn the_operators_drain_brings_expiries_and_says_when_it_cannot() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let mut pg = PostgresServer::start();
+    // No exporter app: the drain alone, as a cron would run it.
+    let app = config(&redis, &sink, &pg)
+        .var("order_pay_secs", "1")
+        .start()
+        .await;
+    let voucher_id = create_voucher(&app, 10).await;
+    let tokens = users(&app, &sink, 9000, 3).await;
+    let orders = buy_all(&app, &tokens, &voucher_id, 3).await;
+    let drained = app.api.export_orders(ADMIN_KEY).await.expect(200);
+    assert_eq!((drained.vouchers, drained.events), (1, 3));
+    assert!(all_have(&rows(&pg), &orders, "unpaid"));
+
+    // Due orders expire in Redis when something touches their voucher; the
+    // drain does, so their expiry lands too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let drained = app.api.export_orders(ADMIN_KEY).await.expect(200);
+    assert_eq!(drained.events, 3);
+    let expired = rows(&pg);
+    assert!(all_have(&expired, &orders, "expired"), "{expired:?}");
+    assert!(expired.values().all(|r| r.version == 2));
+
+    // Without PostgreSQL: 503, and the events wait.
+    pg.stop();
+    let again = app
+        .api
+        .buy_voucher(&tokens[0], &voucher_id)
+        .await
+        .expect(201)
+        .order;
+    let refused = app.api.export_orders(ADMIN_KEY).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.error_code(), "database_unavailable");
+    pg.restart();
+    let drained = app.api.export_orders(ADMIN_KEY).await.expect(200);
+    assert_eq!(drained.events, 1);
+    assert!(all_have(&rows(&pg), &[again], "unpaid"));
+
+    // An app without pg_address exports nothing and says so.
+    let plain = loose_config(&redis, &sink).start().await;
+    let off = plain.api.export_orders(ADMIN_KEY).await.expect(200);
+    assert!(!off.enabled);
+    assert_eq!(off.events, 0);
 }

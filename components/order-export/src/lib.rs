@@ -9,14 +9,19 @@
 //! - `POST /api/admin/orders/export` (admin key): exports every voucher's,
 //!   for operators who run it from cron, and after the exporter was down
 //!   (messages published while nobody listens are lost; the events are not).
+//!   It first expires the orders that are due, which otherwise happens only
+//!   when a request touches their voucher, so that a cron also brings
+//!   expiries to PostgreSQL.
 
 use std::time::{Duration, Instant};
 
 use flashspin_core::ApiError;
 use flashspin_core::ids::VoucherId;
-use flashspin_core::order_export::{self, ExportError, Exported};
+use flashspin_core::order::OrderExport;
+use flashspin_core::order_export::{self, ExportError, Exported, Runner};
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::redis::Redis;
+use flashspin_core::voucher;
 use flashspin_spin::pg::{self, SpinPostgres};
 use flashspin_spin::redis::SpinRedis;
 use flashspin_spin::request::ApiRequest;
@@ -43,14 +48,21 @@ fn export(
     redis: &mut impl Redis,
     address: String,
     vouchers: &[VoucherId],
+    runner: Runner,
     mut try_again: impl FnMut() -> bool,
 ) -> Result<Exported, ExportError> {
     let mut db = SpinPostgres::new(address);
     let consumer = order_export::consumer_name();
     let mut total = Exported::default();
     for &voucher in vouchers {
-        let exported =
-            order_export::export_voucher(redis, &mut db, voucher, &consumer, &mut try_again)?;
+        let exported = order_export::export_voucher(
+            redis,
+            &mut db,
+            voucher,
+            &consumer,
+            runner,
+            &mut try_again,
+        )?;
         total.events += exported.events;
         total.claimed += exported.claimed;
     }
@@ -75,7 +87,7 @@ fn on_message(message: Vec<u8>) -> Result<(), String> {
         }
         more
     };
-    export(&mut redis, address, &[voucher], try_again)
+    export(&mut redis, address, &[voucher], Runner::Woken, try_again)
         .map(drop)
         .map_err(|e| format!("order-export: voucher {voucher}: {e}"))
 }
@@ -103,7 +115,10 @@ impl Route for ExportAll {
         };
         let redis = call.redis()?;
         let vouchers = order_export::all_vouchers(redis)?;
-        let exported = export(redis, address, &vouchers, || false)?;
+        for &voucher in &vouchers {
+            voucher::get(redis, voucher, OrderExport::On)?;
+        }
+        let exported = export(redis, address, &vouchers, Runner::Operator, || false)?;
         Ok(Reply::ok(json!({
             "enabled": true,
             "vouchers": vouchers.len(),

@@ -33,10 +33,30 @@ pub const GROUP: &str = "order-export";
 pub const BATCH: i64 = 100;
 
 /// How long an entry must have been pending with another consumer before
-/// a run takes it over. A consumer that is alive finishes a batch in far
-/// less; taking one over from a slow consumer only writes a row twice,
+/// a woken run takes it over. A consumer that is alive finishes a batch in
+/// far less; taking one over from a slow consumer only writes a row twice,
 /// which the version check makes harmless.
 pub const CLAIM_IDLE_MS: i64 = 1_000;
+
+/// Who runs an export, which decides what it takes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// A run woken by a change: takes over entries pending for
+    /// [`CLAIM_IDLE_MS`], leaving a run in progress its batch.
+    Woken,
+    /// The operator's drain: takes over everything pending at once (a
+    /// failed or dead run's entries included), since it is asked for now.
+    Operator,
+}
+
+impl Runner {
+    fn claim_idle_ms(self) -> i64 {
+        match self {
+            Runner::Woken => CLAIM_IDLE_MS,
+            Runner::Operator => 0,
+        }
+    }
+}
 
 /// Errors of an export run. Either way nothing was acknowledged that did
 /// not reach PostgreSQL.
@@ -128,6 +148,7 @@ pub fn take(
     redis: &mut impl Redis,
     voucher: VoucherId,
     consumer: &str,
+    runner: Runner,
     first_take: bool,
 ) -> Result<Batch, RedisError> {
     let outbox = keys::voucher_outbox(voucher);
@@ -141,7 +162,7 @@ pub fn take(
         &outbox_take::Args {
             group: GROUP,
             consumer,
-            claim_idle_ms: CLAIM_IDLE_MS,
+            claim_idle_ms: runner.claim_idle_ms(),
             count: BATCH,
             first_take,
         },
@@ -317,12 +338,13 @@ pub fn export_voucher(
     db: &mut impl Database,
     voucher: VoucherId,
     consumer: &str,
+    runner: Runner,
     try_again: &mut impl FnMut() -> bool,
 ) -> Result<Exported, ExportError> {
     let mut exported = Exported::default();
     let mut first_take = true;
     loop {
-        let batch = take(redis, voucher, consumer, first_take)?;
+        let batch = take(redis, voucher, consumer, runner, first_take)?;
         first_take = false;
         if batch.entry_ids.is_empty() {
             return Ok(exported);

@@ -6,6 +6,7 @@
 
 mod chart;
 mod drive;
+mod export;
 mod report;
 mod target;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use flashspin_testkit::PostgresServer;
 use flashspin_testkit::api::{Client, OrderBody};
 
 use crate::drive::{Limit, Request, Step};
@@ -115,6 +117,11 @@ struct Args {
     /// With --url: the loopback port to receive the app's SMS on.
     #[arg(long)]
     sink_port: Option<u16>,
+    /// Export every order to a private PostgreSQL while the scenarios run,
+    /// with the exporter app (`export.toml`) beside the app, and report the
+    /// export lag. The expiring-orders app does not export.
+    #[arg(long, conflicts_with = "url")]
+    export: bool,
     #[arg(
         long,
         env = "FLASHSPIN_BENCH_ADMIN_KEY",
@@ -126,6 +133,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let pg = args.export.then(PostgresServer::start);
+    let pg_vars: Vec<(&'static str, String)> = match &pg {
+        Some(pg) => vec![
+            ("pg_address", pg.url()),
+            ("pg_host", format!("127.0.0.1:{}", pg.port)),
+        ],
+        None => Vec::new(),
+    };
+    let pg_vars: Vec<(&'static str, &str)> =
+        pg_vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let target = match &args.url {
         Some(url) => {
             Target::existing(
@@ -136,7 +153,18 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
         }
-        None => Target::start(&args.host, &args.admin_key, &[]).await?,
+        None => Target::start(&args.host, &args.admin_key, &pg_vars).await?,
+    };
+    let _exporter = match &pg {
+        Some(pg) => {
+            let pg_host = format!("127.0.0.1:{}", pg.port);
+            Some(
+                target
+                    .start_exporter(&args.host, &pg.url(), &pg_host)
+                    .await?,
+            )
+        }
+        None => None,
     };
     println!("Signing in {} users ...", args.users);
     let tokens = Arc::new(target.sign_in_users(args.users).await?);
@@ -235,6 +263,11 @@ async fn main() -> anyhow::Result<()> {
     };
     if let (Some(one), Some(two)) = (of(Scenario::OnePing), of(Scenario::TwoPings)) {
         table.push_str(&report::second_round_trip(one, two));
+    }
+    if let Some(pg) = &pg {
+        let lag = export::measure(&target, pg).await?;
+        println!("{}", lag.one_line());
+        table.push_str(&lag.markdown());
     }
     std::fs::write(args.out.join("results.md"), &table)?;
     chart::render(&results, &args.out.join("results.png"))?;

@@ -31,6 +31,16 @@ impl Drop for Target {
     }
 }
 
+/// The export app, stopped when dropped.
+pub struct Exporter(Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Limits high enough that the limiter runs on every request but refuses
 /// none: the benchmark measures the work, not the refusals.
 /// What each benchmark voucher costs, cents.
@@ -115,6 +125,49 @@ impl Target {
         };
         target.wait_ready().await?;
         Ok(target)
+    }
+
+    /// The order exporter (`export.toml`) on this target's Redis, writing to
+    /// the PostgreSQL at `pg_address`; ready once it has subscribed.
+    pub async fn start_exporter(
+        &self,
+        host: &Path,
+        pg_address: &str,
+        pg_host: &str,
+    ) -> anyhow::Result<Exporter> {
+        let env = [
+            ("REDIS_ADDRESS", self.redis_url.clone()),
+            ("PG_ADDRESS", pg_address.to_string()),
+            ("PG_HOST", pg_host.to_string()),
+        ];
+        let (app, _) = serve(host, EXPORT_MANIFEST, &env)?;
+        let exporter = Exporter(app);
+        let mut conn = redis::Client::open(self.redis_url.as_str())?.get_connection()?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, listening): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(flashspin_core::keys::ORDER_EXPORT_CHANNEL)
+                .query(&mut conn)?;
+            if listening > 0 {
+                return Ok(exporter);
+            }
+            if Instant::now() > deadline {
+                bail!("the exporter did not subscribe");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
+    }
+
+    /// Runs the operator's drain of the order outbox: the events it found
+    /// still waiting.
+    pub async fn drain_orders(&self) -> anyhow::Result<u64> {
+        let drained = self.api.export_orders(&self.admin_key).try_send().await?;
+        Ok(drained.try_ok().context("draining the outbox")?.events)
     }
 
     pub async fn existing(
@@ -277,6 +330,7 @@ fn process_cpu(pid: u32) -> Option<Duration> {
 
 const APP_MANIFEST: &str = "spin.toml";
 const PROBE_MANIFEST: &str = "tests/fixtures/spin.toml";
+const EXPORT_MANIFEST: &str = "export.toml";
 
 /// Builds the components of `manifest` and serves them with `host` on a
 /// free port, with `env` as Spin variables (`SPIN_VARIABLE_<name>`).

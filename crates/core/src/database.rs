@@ -26,9 +26,10 @@ pub enum DatabaseError {
 }
 
 impl DatabaseError {
-    /// SQLSTATE `42P01`: the table is not there (yet).
-    pub fn is_undefined_table(&self) -> bool {
-        matches!(self, DatabaseError::Refused { code, .. } if code == "42P01")
+    /// SQLSTATE `42P01` or `42703`: a table or a column is not there (yet),
+    /// i.e. the database is behind the migrations.
+    pub fn is_missing_schema(&self) -> bool {
+        matches!(self, DatabaseError::Refused { code, .. } if code == "42P01" || code == "42703")
     }
 }
 

@@ -21,10 +21,13 @@ use crate::scripts::{outbox_done, outbox_take};
 
 /// Every migration, oldest first: its name and its SQL. Each one can be
 /// applied again without harm (`IF NOT EXISTS`).
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_voucher_order",
-    include_str!("sql/0001_voucher_order.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_voucher_order",
+        include_str!("sql/0001_voucher_order.sql"),
+    ),
+    ("0002_exported_at", include_str!("sql/0002_exported_at.sql")),
+];
 
 /// The consumer group every exporter reads the outbox streams in.
 pub const GROUP: &str = "order-export";
@@ -264,7 +267,7 @@ pub fn upsert_statement(rows: usize) -> String {
          pay_deadline = EXCLUDED.pay_deadline, pay_time = EXCLUDED.pay_time, \
          use_time = EXCLUDED.use_time, refund_time = EXCLUDED.refund_time, \
          create_time = EXCLUDED.create_time, update_time = EXCLUDED.update_time, \
-         version = EXCLUDED.version \
+         version = EXCLUDED.version, exported_at = now() \
          WHERE voucher_order.version < EXCLUDED.version",
     );
     sql
@@ -294,8 +297,9 @@ fn upsert_params(rows: &[OrderRow]) -> Vec<SqlValue> {
     params
 }
 
-/// Writes `rows`; on a database without the table, applies the migrations
-/// first, so a fresh database needs no set-up step.
+/// Writes `rows`; on a database without the table (or a column a later
+/// migration adds), applies the migrations first, so a fresh or older
+/// database needs no set-up step.
 pub fn upsert(db: &mut impl Database, rows: &[OrderRow]) -> Result<u64, DatabaseError> {
     if rows.is_empty() {
         return Ok(0);
@@ -303,7 +307,7 @@ pub fn upsert(db: &mut impl Database, rows: &[OrderRow]) -> Result<u64, Database
     let statement = upsert_statement(rows.len());
     let params = upsert_params(rows);
     match db.execute(&statement, &params) {
-        Err(e) if e.is_undefined_table() => {
+        Err(e) if e.is_missing_schema() => {
             migrate(db)?;
             db.execute(&statement, &params)
         }

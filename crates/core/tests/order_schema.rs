@@ -38,7 +38,7 @@ fn the_migrations_create_the_orders_table_and_can_run_again() {
     assert_eq!(
         columns.trim(),
         "id,user_id,voucher_id,status,amount,pay_type,pay_deadline,pay_time,use_time,\
-         refund_time,create_time,update_time,version"
+         refund_time,create_time,update_time,version,exported_at"
     );
 }
 

@@ -2,13 +2,14 @@
 //! benchmark: a private `redis-server` and a private PostgreSQL
 //! ([`PostgresServer`]), a stand-in for the SMS gateway
 //! ([`SmsSink`]), [`NativeRedis`], the core's Redis seam over the native
-//! `redis` client, so scripts can be run directly, and [`api`], a typed
-//! client of the app's HTTP API.
+//! `redis` client, so scripts can be run directly, [`NativePostgres`], the
+//! core's PostgreSQL seam over the native `postgres` client, and [`api`], a
+//! typed client of the app's HTTP API.
 
 pub mod api;
 mod postgres;
 mod sms;
-pub use postgres::{HeldSession, PostgresServer};
+pub use postgres::{HeldSession, NativePostgres, PostgresServer};
 pub use sms::{SinkMode, Sms, SmsSink};
 
 use std::net::TcpListener;

@@ -4,9 +4,17 @@
 //! `/usr/lib/postgresql/<version>/bin`, off the `PATH`; they are looked for
 //! there too. PostgreSQL refuses to run as root, so under root (as on a CI
 //! machine) it runs as the `postgres` user the package creates.
+//!
+//! [`NativePostgres`] is the core's PostgreSQL seam over the synchronous
+//! `postgres` client (on the `tokio-postgres` the host pins), so that the
+//! exporter's core can be run directly against the server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use flashspin_core::database::{Database, DatabaseError, SqlValue};
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::free_port;
 
@@ -113,6 +121,11 @@ impl PostgresServer {
         HeldSession { child }
     }
 
+    /// The core's PostgreSQL seam on this server; nothing is opened yet.
+    pub fn native(&self) -> NativePostgres {
+        NativePostgres::new(self.url())
+    }
+
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
@@ -186,6 +199,84 @@ impl Drop for HeldSession {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The core's [`Database`] seam over the synchronous `postgres` client,
+/// with errors mapped as `flashspin-spin`'s adapter over Spin maps them: no
+/// connection is `Unreachable`, a statement the server refused `Refused`
+/// with its SQLSTATE, anything else `Other`. The connection is opened on
+/// first use and again after any failure, so it outlives a restart.
+pub struct NativePostgres {
+    url: String,
+    client: Option<postgres::Client>,
+}
+
+impl NativePostgres {
+    pub fn new(url: String) -> Self {
+        Self { url, client: None }
+    }
+
+    fn connect(&self) -> Result<postgres::Client, DatabaseError> {
+        let unreachable = |e: postgres::Error| DatabaseError::Unreachable(e.to_string());
+        let mut config: postgres::Config = self.url.parse().map_err(unreachable)?;
+        config.connect_timeout(Duration::from_secs(5));
+        config.connect(postgres::NoTls).map_err(unreachable)
+    }
+}
+
+/// SQL `NULL` for a parameter of any type (`Option<T>` only passes for
+/// `T`'s types).
+#[derive(Debug)]
+struct Null;
+
+impl ToSql for Null {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl Database for NativePostgres {
+    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, DatabaseError> {
+        let values: Vec<Box<dyn ToSql + Sync>> = params
+            .iter()
+            .map(|p| -> Box<dyn ToSql + Sync> {
+                match p {
+                    SqlValue::Int(i) => Box::new(*i),
+                    SqlValue::Text(s) => Box::new(s.clone()),
+                    SqlValue::Null => Box::new(Null),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
+        let mut client = match self.client.take() {
+            Some(client) => client,
+            None => self.connect()?,
+        };
+        let result = client
+            .execute(statement, &refs)
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => DatabaseError::Refused {
+                    code: db.code().code().to_string(),
+                    message: db.message().to_string(),
+                },
+                None => DatabaseError::Other(e.to_string()),
+            });
+        // A connection that failed may be dead; the next call opens another.
+        if result.is_ok() {
+            self.client = Some(client);
+        }
+        result
     }
 }
 

@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 use flashspin_core::ApiError;
 use flashspin_core::ids::VoucherId;
 use flashspin_core::order::OrderExport;
-use flashspin_core::order_export::{self, ExportError, Exported, Runner};
+use flashspin_core::order_export::{self, Runner};
 use flashspin_core::ratelimit::Endpoint;
-use flashspin_core::redis::Redis;
 use flashspin_core::voucher;
 use flashspin_spin::pg::{self, SpinPostgres};
 use flashspin_spin::redis::SpinRedis;
@@ -42,33 +41,6 @@ fn pg_address() -> Result<Option<String>, String> {
     Ok(Some(address).filter(|a| !a.is_empty()))
 }
 
-/// Exports the pending events of `vouchers`, one after the other, as one
-/// run of the consumer group.
-fn export(
-    redis: &mut impl Redis,
-    address: String,
-    vouchers: &[VoucherId],
-    runner: Runner,
-    mut try_again: impl FnMut() -> bool,
-) -> Result<Exported, ExportError> {
-    let mut db = SpinPostgres::new(address);
-    let consumer = order_export::consumer_name();
-    let mut total = Exported::default();
-    for &voucher in vouchers {
-        let exported = order_export::export_voucher(
-            redis,
-            &mut db,
-            voucher,
-            &consumer,
-            runner,
-            &mut try_again,
-        )?;
-        total.events += exported.events;
-        total.claimed += exported.claimed;
-    }
-    Ok(total)
-}
-
 #[spin_sdk::redis_component]
 fn on_message(message: Vec<u8>) -> Result<(), String> {
     let voucher = std::str::from_utf8(&message)
@@ -87,7 +59,8 @@ fn on_message(message: Vec<u8>) -> Result<(), String> {
         }
         more
     };
-    export(&mut redis, address, &[voucher], Runner::Woken, try_again)
+    let mut db = SpinPostgres::new(address);
+    order_export::export(&mut redis, &mut db, &[voucher], Runner::Woken, try_again)
         .map(drop)
         .map_err(|e| format!("order-export: voucher {voucher}: {e}"))
 }
@@ -118,7 +91,8 @@ impl Route for ExportAll {
         for &voucher in &vouchers {
             voucher::get(redis, voucher, OrderExport::On)?;
         }
-        let exported = export(redis, address, &vouchers, Runner::Operator, || false)?;
+        let mut db = SpinPostgres::new(address);
+        let exported = order_export::export(redis, &mut db, &vouchers, Runner::Operator, || false)?;
         Ok(Reply::ok(json!({
             "enabled": true,
             "vouchers": vouchers.len(),

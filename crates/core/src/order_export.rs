@@ -366,6 +366,26 @@ pub fn export_voucher(
     }
 }
 
+/// One run over `vouchers`, one after the other, under a fresh consumer
+/// name: what the exporter does when woken (one voucher) and what the
+/// operator's drain does (all of them).
+pub fn export(
+    redis: &mut impl Redis,
+    db: &mut impl Database,
+    vouchers: &[VoucherId],
+    runner: Runner,
+    mut try_again: impl FnMut() -> bool,
+) -> Result<Exported, ExportError> {
+    let consumer = consumer_name();
+    let mut total = Exported::default();
+    for &voucher in vouchers {
+        let exported = export_voucher(redis, db, voucher, &consumer, runner, &mut try_again)?;
+        total.events += exported.events;
+        total.claimed += exported.claimed;
+    }
+    Ok(total)
+}
+
 /// Every voucher there is, for a run that drains them all: ids are given
 /// out in sequence from 1.
 pub fn all_vouchers(redis: &mut impl Redis) -> Result<Vec<VoucherId>, RedisError> {

@@ -136,7 +136,8 @@ pub struct Batch {
 /// What a run exported.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Exported {
-    /// Events acknowledged.
+    /// Events this run wrote and acknowledged (a batch that another run,
+    /// having taken it over, acknowledged first counts here too).
     pub events: u64,
     /// Of which taken over from a run that did not finish.
     pub claimed: u64,

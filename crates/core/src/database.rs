@@ -11,6 +11,10 @@ pub enum SqlValue {
     Int(i64),
     Text(String),
     Null,
+    /// A `bigint[]`, elements possibly NULL.
+    IntArray(Vec<Option<i64>>),
+    /// A `text[]`, elements possibly NULL.
+    TextArray(Vec<Option<String>>),
 }
 
 /// PostgreSQL could not be used, or refused a statement.

@@ -113,6 +113,7 @@ fn component_context(
             variables: component_variables,
             outbound: Arc::new(outbound),
             environment: decl.environment.clone().into_iter().collect(),
+            pg_pools: Default::default(),
         })
     })()
     .with_context(|| format!("component `{id}`"))

@@ -23,6 +23,8 @@ pub struct ComponentContext {
     pub variables: ComponentVariables,
     pub outbound: Arc<OutboundPolicy>,
     pub environment: Vec<(String, String)>,
+    /// PostgreSQL connections kept between requests, as Spin keeps them.
+    pub pg_pools: Arc<crate::spin_api::PgPools>,
 }
 
 pub struct RequestState {

@@ -34,6 +34,8 @@ impl Database for SpinPostgres {
                 SqlValue::Int(i) => ParameterValue::Int64(*i),
                 SqlValue::Text(s) => ParameterValue::Str(s.clone()),
                 SqlValue::Null => ParameterValue::DbNull,
+                SqlValue::IntArray(v) => ParameterValue::ArrayInt64(v.clone()),
+                SqlValue::TextArray(v) => ParameterValue::ArrayStr(v.clone()),
             })
             .collect();
         let conn = match self.conn.take() {

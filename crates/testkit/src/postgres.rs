@@ -255,6 +255,8 @@ impl Database for NativePostgres {
                     SqlValue::Int(i) => Box::new(*i),
                     SqlValue::Text(s) => Box::new(s.clone()),
                     SqlValue::Null => Box::new(Null),
+                    SqlValue::IntArray(v) => Box::new(v.clone()),
+                    SqlValue::TextArray(v) => Box::new(v.clone()),
                 }
             })
             .collect();

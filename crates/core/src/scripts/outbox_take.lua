@@ -1,7 +1,8 @@
 -- Hands the order exporter its next batch of one voucher's order events
--- (see orders.lua for how they are written). Entries left pending for
--- claim_idle_ms by another consumer (an exporter that crashed or gave up)
--- are taken over first; then new entries are read. An entry stays pending
+-- (see orders.lua for how they are written). On a run's first take,
+-- entries left pending for claim_idle_ms by another consumer (an exporter
+-- that crashed or gave up) are taken over first; otherwise new entries are
+-- read. An entry stays pending
 -- until outbox_done.lua acknowledges it, so a batch that never reaches
 -- PostgreSQL is handed out again. When there is nothing to hand out, the
 -- consumers left with nothing pending are removed from the group.
@@ -23,18 +24,18 @@
 --                               created, deadline, pay_time, use_time,
 --                               refund_time and updated ('' when absent)
 
+local entries, claimed = {}, 0
 if first_take == '1' then
   redis.call('DEL', wake_key)
+  if redis.call('EXISTS', outbox_key) == 0 then
+    return { 0 }
+  end
+  -- The group is made on first use; it then exists for good (BUSYGROUP).
+  redis.pcall('XGROUP', 'CREATE', outbox_key, group, '0')
+  entries = redis.call('XAUTOCLAIM', outbox_key, group, consumer, claim_idle_ms,
+    '0-0', 'COUNT', count)[2]
+  claimed = #entries
 end
-if redis.call('EXISTS', outbox_key) == 0 then
-  return { 0 }
-end
--- The group is made on first use; it then exists for good (BUSYGROUP).
-redis.pcall('XGROUP', 'CREATE', outbox_key, group, '0')
-
-local entries = redis.call('XAUTOCLAIM', outbox_key, group, consumer, claim_idle_ms,
-  '0-0', 'COUNT', count)[2]
-local claimed = #entries
 if claimed == 0 then
   local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
     'STREAMS', outbox_key, '>')

@@ -3,10 +3,12 @@
 //! the per-request store state, and the guest side of the Redis trigger's
 //! export (`fermyon:spin/inbound-redis`), which the host calls.
 
+mod pg_pool;
 mod postgres;
 mod redis;
 mod variables;
 
+pub use self::pg_pool::PgPools;
 pub use self::postgres::PgConnection;
 pub use self::redis::RedisConnection;
 

@@ -20,9 +20,10 @@
 //!   `unsupported`, as no case of the interface covers it;
 //! - a result of more than 128 MiB fails.
 //!
+//! Connections are pooled per component as Spin pools them (`pg_pool`).
+//!
 //! Where this host differs, it is stricter or slower, never more lenient:
-//! each `open` makes a new connection (Spin keeps a pool per component), the
-//! connection is always plain TCP (`sslmode=require` fails), and ranges and
+//! the connection is always plain TCP (`sslmode=require` fails), and ranges and
 //! intervals are not converted (a parameter of those kinds is refused, a
 //! column of those types reads as `unsupported`). Unlike Spin 4.0.2, a
 //! `query` that returns no rows answers (its columns, no rows) instead of
@@ -40,9 +41,10 @@ use anyhow::Context as _;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use futures::StreamExt as _;
 use tokio_postgres::types::{FromSql, ToSql, Type};
-use tokio_postgres::{Client, Config, NoTls, Row};
+use tokio_postgres::{Config, Row};
 use wasmtime::component::Resource;
 
+use super::pg_pool::Pooled;
 use super::spin::postgres::postgres::{
     Column, DbDataType, DbError, DbValue, Error, Host, HostConnection, ParameterValue, QueryError,
     RowSet,
@@ -58,7 +60,7 @@ const MAX_RESULT_BYTES: usize = 128 << 20;
 
 /// The host state behind a guest's `connection` resource.
 pub struct PgConnection {
-    client: Arc<Client>,
+    client: Arc<Pooled>,
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, Error>>;
@@ -97,7 +99,7 @@ impl RequestState {
         Ok(())
     }
 
-    fn pg_client(&mut self, res: &Resource<PgConnection>) -> wasmtime::Result<Arc<Client>> {
+    fn pg_client(&mut self, res: &Resource<PgConnection>) -> wasmtime::Result<Arc<Pooled>> {
         // Shared so a statement runs without holding a borrow of the table.
         Ok(self.table.get(res)?.client.clone())
     }
@@ -115,14 +117,11 @@ impl HostConnection for RequestState {
         if self.pg_connections >= MAX_CONNECTIONS_PER_INSTANCE {
             return Ok(Err(Error::ConnectionFailed("too many connections".into())));
         }
-        let (client, connection) = match config.connect(NoTls).await {
-            Ok(pair) => pair,
+        let pools = self.component.pg_pools.clone();
+        let client = match pools.get(&address, &config).await {
+            Ok(client) => client,
             Err(e) => return Ok(Err(Error::ConnectionFailed(error_chain(&PoolCreate(e))))),
         };
-        // The connection task ends when the client is dropped.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
         self.pg_connections += 1;
         Ok(Ok(self.table.push(PgConnection {
             client: Arc::new(client),

@@ -122,6 +122,11 @@ struct Args {
     /// export lag. The expiring-orders app does not export.
     #[arg(long, conflicts_with = "url")]
     export: bool,
+    /// With --export, leave the exporter out: the scripts write the outbox
+    /// and nothing reads it, which isolates what the purchase path itself
+    /// pays for exporting. No lag is reported.
+    #[arg(long, requires = "export")]
+    outbox_only: bool,
     #[arg(
         long,
         env = "FLASHSPIN_BENCH_ADMIN_KEY",
@@ -156,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
         None => Target::start(&args.host, &args.admin_key, &pg_vars).await?,
     };
     let _exporter = match &pg {
-        Some(pg) => {
+        Some(pg) if !args.outbox_only => {
             let pg_host = format!("127.0.0.1:{}", pg.port);
             Some(
                 target
@@ -164,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
                     .await?,
             )
         }
-        None => None,
+        _ => None,
     };
     println!("Signing in {} users ...", args.users);
     let tokens = Arc::new(target.sign_in_users(args.users).await?);
@@ -264,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(one), Some(two)) = (of(Scenario::OnePing), of(Scenario::TwoPings)) {
         table.push_str(&report::second_round_trip(one, two));
     }
-    if let Some(pg) = &pg {
+    if let Some(pg) = pg.as_ref().filter(|_| !args.outbox_only) {
         let lag = export::measure(&target, pg).await?;
         println!("{}", lag.one_line());
         table.push_str(&lag.markdown());

@@ -59,19 +59,31 @@ if #entries == 0 then
   return { 0 }
 end
 
+-- orders.lua writes an event's fields in this order; an entry written so
+-- is copied as it is, any other is read by field name.
 local FIELDS = { 'id', 'version', 'user_id', 'status', 'amount', 'pay_type', 'created',
   'deadline', 'pay_time', 'use_time', 'refund_time', 'updated' }
 local reply = { claimed }
+local n = 1
 for _, entry in ipairs(entries) do
-  local event = {}
   local fields = entry[2]
-  for i = 1, #fields, 2 do
-    local name = fields[i]
-    event[name] = fields[i + 1]
-  end
-  reply[#reply + 1] = entry[1]
-  for _, name in ipairs(FIELDS) do
-    reply[#reply + 1] = event[name] or ''
+  n = n + 1
+  reply[n] = entry[1]
+  if #fields == 24 and fields[1] == 'id' and fields[23] == 'updated' then
+    for i = 2, 24, 2 do
+      n = n + 1
+      reply[n] = fields[i]
+    end
+  else
+    local event = {}
+    for i = 1, #fields, 2 do
+      local name = fields[i]
+      event[name] = fields[i + 1]
+    end
+    for _, name in ipairs(FIELDS) do
+      n = n + 1
+      reply[n] = event[name] or ''
+    end
   end
 end
 return reply

@@ -23,49 +23,20 @@ use std::time::{Duration, Instant};
 
 use flashspin_core::ApiError;
 use flashspin_core::database::DatabaseError;
-use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId, ShopId, UserId, VoucherId};
+use flashspin_core::ids::VoucherId;
 use flashspin_core::keys;
 use flashspin_core::order::{self, Change, Order, OrderExport, PayType};
 use flashspin_core::order_export::{
     self, BATCH, Batch, CLAIM_IDLE_MS, ExportError, Exported, GROUP, MIGRATIONS, Runner,
 };
-use flashspin_core::voucher::{self, NewVoucher};
+use flashspin_core::voucher::{self};
 use flashspin_testkit::{NativePostgres, NativeRedis, PostgresServer, RedisServer};
 
+mod common;
+use common::*;
+
 const ON: OrderExport = OrderExport::On;
-const PAY_VALUE: i64 = 8000;
 const PAY_SECS: u32 = 900;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A voucher on sale now, for an hour.
-fn on_sale(redis: &mut NativeRedis, stock: i64) -> VoucherId {
-    let new = NewVoucher {
-        shop_id: ShopId::new(1).unwrap(),
-        title: "t".into(),
-        sub_title: String::new(),
-        rules: String::new(),
-        pay_value: PAY_VALUE,
-        actual_value: 10_000,
-        stock,
-        begin_ms: now_ms() - 1000,
-        end_ms: now_ms() + 3_600_000,
-    };
-    voucher::create(redis, new).unwrap().id
-}
-
-fn user(n: u64) -> UserId {
-    UserId::new(n).unwrap()
-}
-
-fn order_id(seq: u32) -> OrderId {
-    OrderId::new(EPOCH_UNIX_SECS + 1000, seq, &IdKey::from_secret("t")).unwrap()
-}
 
 /// Order `n` of a test, bought by user `n`.
 fn buy(redis: &mut NativeRedis, v: VoucherId, n: u32) -> Order {

@@ -12,51 +12,18 @@ use std::time::Duration;
 
 use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
-use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId, ShopId, UserId, VoucherId};
+use flashspin_core::ids::{OrderId, ShopId, VoucherId};
 use flashspin_core::keys;
 use flashspin_core::order::{self, Change, EventId, Order, OrderExport, OrderStatus, PayType};
-use flashspin_core::voucher::{self, NewVoucher};
+use flashspin_core::voucher::{self};
 use flashspin_testkit::{NativeRedis, RedisServer};
+
+mod common;
+use common::*;
 
 const ON: OrderExport = OrderExport::On;
 const OFF: OrderExport = OrderExport::Off;
-const PAY_VALUE: i64 = 8000;
 const PAY_SECS: u32 = 900;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn sale(redis: &mut NativeRedis, stock: i64, begin_ms: i64, end_ms: i64) -> VoucherId {
-    let new = NewVoucher {
-        shop_id: ShopId::new(1).unwrap(),
-        title: "t".into(),
-        sub_title: String::new(),
-        rules: String::new(),
-        pay_value: PAY_VALUE,
-        actual_value: 10_000,
-        stock,
-        begin_ms,
-        end_ms,
-    };
-    voucher::create(redis, new).unwrap().id
-}
-
-/// A voucher on sale now, for an hour.
-fn on_sale(redis: &mut NativeRedis, stock: i64) -> VoucherId {
-    sale(redis, stock, now_ms() - 1000, now_ms() + 3_600_000)
-}
-
-fn user(n: u64) -> UserId {
-    UserId::new(n).unwrap()
-}
-
-fn order_id(seq: u32) -> OrderId {
-    OrderId::new(EPOCH_UNIX_SECS + 1000, seq, &IdKey::from_secret("t")).unwrap()
-}
 
 fn pay(amount: i64) -> Change {
     Change::Pay {

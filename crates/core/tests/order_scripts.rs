@@ -20,54 +20,24 @@ use std::time::Duration;
 
 use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
-use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId, ShopId, UserId, VoucherId};
+use flashspin_core::ids::{OrderId, UserId, VoucherId};
 use flashspin_core::keys;
 use flashspin_core::order::{
     self, Change, EVENT_TTL_MS, EventId, Located, Order, OrderExport, OrderStatus, PayType,
     RECLAIM_LIMIT,
 };
-use flashspin_core::voucher::{NewVoucher, OrdersCursor, buy, create, get, orders_page};
+use flashspin_core::voucher::{OrdersCursor, buy, get, orders_page};
 use flashspin_testkit::{NativeRedis, RedisServer};
+
+mod common;
+use common::*;
 
 /// Every change here also goes to the outbox (order_outbox.rs checks what
 /// it says), so that the outbox is tested under races too.
 const EXPORT: OrderExport = OrderExport::On;
 
-/// What a buyer pays for every voucher here, cents.
-const PAY_VALUE: i64 = 8000;
 /// How long buyers have to pay when the test does not wait for the deadline.
 const PAY_SECS: u32 = 900;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A voucher on sale now, for an hour.
-fn on_sale(redis: &mut NativeRedis, stock: i64) -> VoucherId {
-    let new = NewVoucher {
-        shop_id: ShopId::new(1).unwrap(),
-        title: "t".into(),
-        sub_title: String::new(),
-        rules: String::new(),
-        pay_value: PAY_VALUE,
-        actual_value: 10_000,
-        stock,
-        begin_ms: now_ms() - 1000,
-        end_ms: now_ms() + 3_600_000,
-    };
-    create(redis, new).unwrap().id
-}
-
-fn user(n: u64) -> UserId {
-    UserId::new(n).unwrap()
-}
-
-fn order_id(seq: u32) -> OrderId {
-    OrderId::new(EPOCH_UNIX_SECS + 1000, seq, &IdKey::from_secret("t")).unwrap()
-}
 
 fn event(id: &str) -> EventId {
     EventId::parse(id).unwrap()

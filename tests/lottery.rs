@@ -1,12 +1,14 @@
 //! The one-yuan lottery over HTTP: goods and periods, concurrent purchases
-//! with partial fills, unique codes, the verifiable draw, the next period,
+//! with partial fills, unique codes, the draw checked from the public
+//! purchase records alone, receipts and pseudonyms, the next period,
 //! idempotent retries, bad input and outages.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use flashspin_core::lottery::{commitment_of, next_digest, winning_code};
+use flashspin_core::lottery::{CodePermutation, commitment_of, next_digest, winning_code};
 use flashspin_testkit::api::{
-    Answer, Goods, LotteryQuery, NewGoods, PeriodStatus, Purchase, PurchaseBody,
+    Answer, Goods, LotteryQuery, NewGoods, PageQuery, PeriodRecord, PeriodStatus, Purchase,
+    PurchaseBody, Session,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -59,10 +61,34 @@ async fn sold(app: &App, goods: &str) -> u64 {
     app.api.goods(goods).await.ok().goods.period.sold
 }
 
-async fn users(app: &App, sink: &SmsSink, n: usize) -> Vec<String> {
-    let phones: Vec<String> = (0..n).map(|i| format!("137{i:08}")).collect();
-    let sessions = app.api.sign_in_all(sink, &phones, 20).await;
-    sessions.into_iter().map(|s| s.token).collect()
+fn phone(i: usize) -> String {
+    format!("137{i:08}")
+}
+
+async fn sessions(app: &App, sink: &SmsSink, n: usize) -> Vec<Session> {
+    let phones: Vec<String> = (0..n).map(phone).collect();
+    app.api.sign_in_all(sink, &phones, 20).await
+}
+
+/// Every record of a period from the public list, `limit` at a time, with
+/// no token; checks that only the last page has no cursor.
+async fn public_records(app: &App, goods: &str, n: u64, limit: u32) -> Vec<PeriodRecord> {
+    let mut records = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = PageQuery {
+            limit: Some(limit),
+            cursor: cursor.as_deref(),
+        };
+        let page = app.api.period_purchases(goods, n, &query).await.expect(200);
+        assert!(page.purchases.len() <= limit as usize);
+        records.extend(page.purchases);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return records,
+        }
+        assert!(records.len() < 100_000, "paging does not end");
+    }
 }
 
 #[tokio::test]
@@ -113,7 +139,8 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
     let redis = RedisServer::start();
     let sink = SmsSink::start().await;
     let app = lottery_app(&redis, &sink).await;
-    let tokens = users(&app, &sink, 40).await;
+    let sessions = sessions(&app, &sink, 40).await;
+    let tokens: Vec<String> = sessions.iter().map(|s| s.token.clone()).collect();
     let goods = create_goods(&app, &new_goods("Bike", 2000, 100)).await;
     let id = goods.id.clone();
     let commitment_1 = goods.period.commitment.clone();
@@ -161,7 +188,9 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
     );
     assert_eq!(period_1.iter().filter(|p| p.period_sold_out).count(), 1);
 
-    // The draw: the winner owns the winning code, and it can be recomputed.
+    // The draw, checked from the public list and the period's
+    // `calculation` alone: the chain of records, the winning code, the
+    // winner's purchase.
     let drawn = app.api.period(&id, 1).await.body().period;
     assert_eq!(drawn.status, PeriodStatus::Drawn);
     let draw = drawn.draw.as_ref().expect("a drawn period shows its draw");
@@ -173,22 +202,61 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
         commitment_1,
         "the revealed seed matches the commitment"
     );
-    let winning = draw.winning_code;
+    let records = public_records(&app, &id, 1, 37).await;
+    assert_eq!(records, public_records(&app, &id, 1, 100).await);
+    let mut digest = String::new();
+    let mut next_index = 0;
+    for r in &records {
+        digest = next_digest(&digest, &r.record);
+        assert_eq!(r.digest, digest, "the digest after {}", r.record);
+        let fields: Vec<&str> = r.record.split('|').collect();
+        assert_eq!(fields.len(), 5, "{}", r.record);
+        assert_eq!(
+            fields[2..4],
+            [r.codes_from.to_string(), r.count.to_string()]
+        );
+        assert_eq!(r.codes_from, next_index, "records in chain order");
+        next_index += r.count;
+    }
+    assert_eq!(next_index, calc.total_shares);
+    assert_eq!(calc.purchases_digest, digest);
+    let winning = winning_code(seed, &digest, calc.total_shares, calc.code_base);
+    assert_eq!(draw.winning_code, winning);
+    let index =
+        CodePermutation::from_seed(seed, calc.total_shares).backward(winning - calc.code_base - 1);
+    let holder = records
+        .iter()
+        .find(|r| r.codes_from <= index && index < r.codes_from + r.count)
+        .expect("a record holds the winning share");
     assert_eq!(
-        winning_code(seed, &calc.purchases_digest, 2000, 10_000_001),
-        winning
+        holder.record.split('|').next(),
+        Some(draw.winner_purchase_id.as_str())
     );
+
+    // What the buyers were told agrees: the record holding the winning
+    // share is a purchase that got the winning code, and every receipt is
+    // in the list.
     let (buyer, winner_purchase) = purchases
         .iter()
         .enumerate()
         .find(|(_, p)| p.period == 1 && p.codes.contains(&winning))
         .expect("someone holds the winning code");
     assert_eq!(draw.winner_purchase_id, winner_purchase.id);
-    let winner = app.api.me(&tokens[buyer % 40]).await.body();
     assert_eq!(
-        draw.winner.id, winner.user.id,
+        draw.winner.id,
+        sessions[buyer % 40].user.id,
         "the winner owns the winning code"
     );
+    let listed: BTreeMap<&str, &str> = records
+        .iter()
+        .map(|r| (r.record.as_str(), r.digest.as_str()))
+        .collect();
+    assert_eq!(listed.len(), period_1.len());
+    for p in &period_1 {
+        assert_eq!(p.commitment, commitment_1, "the receipt's commitment");
+        assert_eq!(listed.get(p.record.as_str()), Some(&p.digest.as_str()));
+        assert_eq!(p.record.split('|').next(), Some(p.id.as_str()));
+    }
     let buyers_in_1: BTreeSet<usize> = purchases
         .iter()
         .enumerate()
@@ -198,17 +266,42 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
     assert_eq!(draw.participants, buyers_in_1.len() as u64);
     assert!(draw.winner.phone.contains("****"));
 
-    // The digest is the chain of purchase records, in index order.
-    let records: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("{{g:{id}}}:p:1:purchases"))
-        .arg(0)
-        .arg(-1)
-        .query(&mut redis.conn())
-        .unwrap();
-    let digest = records
-        .iter()
-        .fold(String::new(), |d, r| next_digest(&d, r));
-    assert_eq!(calc.purchases_digest, digest);
+    // Records name no buyer by id or phone, and the pseudonym a user sees
+    // in their own list is the one in their records.
+    let user_ids: BTreeSet<&str> = sessions.iter().map(|s| s.user.id.as_str()).collect();
+    let mut pseudonyms = BTreeSet::new();
+    for (i, session) in sessions.iter().enumerate() {
+        let query = LotteryQuery {
+            goods_id: Some(&id),
+            ..LotteryQuery::default()
+        };
+        let mine = app.api.my_lottery(&session.token, &query).await.body();
+        assert_eq!(mine.purchases.len(), 5, "user {i}");
+        let theirs: BTreeSet<&str> = mine
+            .purchases
+            .iter()
+            .map(|p| p.pseudonym.as_str())
+            .collect();
+        assert_eq!(theirs.len(), 1, "user {i}: one pseudonym");
+        let pseudonym = *theirs.first().unwrap();
+        assert!(
+            pseudonyms.insert(pseudonym.to_string()),
+            "pseudonyms differ"
+        );
+        assert_eq!(pseudonym.len(), 16);
+        assert!(pseudonym.bytes().all(|b| b.is_ascii_hexdigit()));
+        for p in purchases.iter().skip(i).step_by(40) {
+            assert_eq!(p.record.split('|').nth(1), Some(pseudonym), "{}", p.record);
+        }
+    }
+    for r in &records {
+        let buyer = r.record.split('|').nth(1).unwrap();
+        assert!(pseudonyms.contains(buyer), "{}", r.record);
+        assert!(!user_ids.contains(buyer), "{}", r.record);
+        for i in 0..40 {
+            assert!(!r.record.contains(&phone(i)), "{}", r.record);
+        }
+    }
 
     // Period 2 is open with a new commitment, and took the rest.
     let now = app.api.goods(&id).await.body().goods.period;
@@ -220,6 +313,15 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
         .map(|p| p.allocated)
         .sum();
     assert_eq!(now.sold, in_two);
+    // The open period's records so far are public too.
+    let so_far = public_records(&app, &id, 2, 100).await;
+    let receipts_2: BTreeSet<&str> = purchases
+        .iter()
+        .filter(|p| p.period == 2)
+        .map(|p| p.record.as_str())
+        .collect();
+    let listed_2: BTreeSet<&str> = so_far.iter().map(|r| r.record.as_str()).collect();
+    assert_eq!(listed_2, receipts_2);
 
     // My codes match what the purchases returned.
     let query = LotteryQuery {
@@ -398,4 +500,74 @@ async fn my_codes_come_in_bounded_pages_across_goods() {
     assert_eq!(listed.len(), 3600, "each code once");
     assert_eq!(listed.iter().copied().collect::<BTreeSet<_>>(), bought);
     assert!(pages >= 4, "{pages}");
+}
+
+#[tokio::test]
+async fn a_periods_records_come_in_pages_to_anyone() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = lottery_app(&redis, &sink).await;
+    let token = app.api.sign_in(&sink, "13812345678").await.token;
+    let goods = create_goods(&app, &new_goods("Cup", 100, 100)).await;
+    let id = goods.id.as_str();
+    let empty = app.api.period_purchases(id, 1, &PageQuery::default()).await;
+    assert_eq!(empty.body().purchases, []);
+    let mut receipts = Vec::new();
+    for _ in 0..7 {
+        receipts.push(buy(&app, id, &token, 3, None).await.expect(201).purchase);
+    }
+    // A page of 3: 3, 3 and 1 records, the last without a cursor.
+    let first = app
+        .api
+        .period_purchases(
+            id,
+            1,
+            &PageQuery {
+                limit: Some(3),
+                cursor: None,
+            },
+        )
+        .await
+        .expect(200);
+    assert_eq!(first.purchases.len(), 3);
+    assert!(first.next_cursor.is_some());
+    let all = public_records(&app, id, 1, 3).await;
+    let records: Vec<&str> = all.iter().map(|r| r.record.as_str()).collect();
+    let bought: Vec<&str> = receipts.iter().map(|p| p.record.as_str()).collect();
+    assert_eq!(records, bought);
+    for (r, p) in all.iter().zip(&receipts) {
+        assert_eq!(r.digest, p.digest);
+        assert_eq!(p.commitment, goods.period.commitment);
+    }
+    let whole = app
+        .api
+        .period_purchases(id, 1, &PageQuery::default())
+        .await
+        .body();
+    assert_eq!((whole.purchases.len(), whole.next_cursor), (7, None));
+    // Bad pages are 400, unknown goods and periods 404.
+    for (limit, cursor) in [
+        (Some(0), None),
+        (Some(101), None),
+        (None, Some("x")),
+        (None, Some("1.2")),
+        (None, Some("-1")),
+    ] {
+        let reply = app
+            .api
+            .period_purchases(id, 1, &PageQuery { limit, cursor })
+            .await;
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (400, "invalid_request".into()),
+            "{limit:?} {cursor:?}"
+        );
+    }
+    for (goods, n) in [(id, 2), ("999", 1), ("abc", 1)] {
+        let reply = app
+            .api
+            .period_purchases(goods, n, &PageQuery::default())
+            .await;
+        assert_eq!(reply.status, 404, "{goods} {n}");
+    }
 }

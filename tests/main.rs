@@ -17,3 +17,4 @@ mod ratelimit;
 mod redis_trigger;
 mod size;
 mod vouchers;
+mod web;

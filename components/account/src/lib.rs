@@ -4,7 +4,8 @@
 //! come in pages (`limit`, `cursor`), with bounded Redis work per page, and
 //! are limited per user by `rate_limit_user_reads`. Another user's order is
 //! not found. A cancel (or an expiry a read finds due) goes to the voucher's
-//! outbox when `order_export` is set.
+//! outbox when `order_export` is set. Each lottery purchase shows the
+//! buyer's pseudonym as its public record has it.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::{Reader, SignedIn};

@@ -2,15 +2,18 @@
 //! period. Two Redis round trips: the gate (session, limits, purchase
 //! number), then the purchase script, which also draws the period when this
 //! purchase sells it out. A purchase that succeeded takes a third, to add
-//! the goods to the user's list.
+//! the goods to the user's list. The answer carries the purchase's receipt
+//! (commitment, record, digest); the record names the buyer by the
+//! pseudonym keyed from `id_secret`.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::Buyer;
 use flashspin_core::ids::GoodsId;
-use flashspin_core::lottery::{self, IdempotencyKey};
+use flashspin_core::lottery::{self, IdempotencyKey, PseudonymKey};
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Reply, Route};
+use flashspin_spin::variables::SpinVariables;
 use serde_json::json;
 
 struct BuyShares;
@@ -49,11 +52,13 @@ impl Route for BuyShares {
 
     fn run(call: &mut Call<'_, Buyer>, order: Order) -> Result<Reply, ApiError> {
         let (user_id, purchase_id) = (call.caller.user.id, call.caller.order_id);
+        let pseudonyms = PseudonymKey::from_vars(&SpinVariables)?;
         let redis = call.redis()?;
         let purchase = lottery::buy(
             redis,
             order.goods_id,
             user_id,
+            &pseudonyms,
             order.count,
             purchase_id,
             order.idempotency_key.as_ref(),

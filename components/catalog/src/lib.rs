@@ -1,13 +1,15 @@
 //! The public catalogue: vouchers (`GET /api/vouchers?shop_id=1`,
 //! `GET /api/vouchers/:id`) and lottery goods (`GET /api/lottery`,
-//! `GET /api/lottery/:goods_id`, `GET /api/lottery/:goods_id/periods/:n`).
+//! `GET /api/lottery/:goods_id`, `GET /api/lottery/:goods_id/periods/:n`,
+//! and the period's public purchase records,
+//! `GET /api/lottery/:goods_id/periods/:n/purchases`).
 //! Reading a voucher expires its orders past their pay deadline, which go to
 //! the outbox when `order_export` is set.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::Anyone;
 use flashspin_core::ids::{GoodsId, PeriodNumber, ShopId, VoucherId};
-use flashspin_core::lottery;
+use flashspin_core::lottery::{self, RecordsCursor};
 use flashspin_core::order::OrderExport;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
@@ -137,4 +139,44 @@ impl Route for Period {
     }
 }
 
-flashspin_spin::component!(Vouchers, OneVoucher, AllGoods, OneGoods, Period);
+struct PeriodPurchases;
+
+impl Route for PeriodPurchases {
+    const PATH: &'static str = "/api/lottery/:goods_id/periods/:n/purchases";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Catalog;
+    type Caller = Anyone;
+    type Input = (GoodsId, PeriodNumber, usize, Option<RecordsCursor>);
+
+    fn parse(req: &ApiRequest) -> Result<Self::Input, ApiError> {
+        let (id, n) = (req.path_id("goods-id")?, req.path_id("n")?);
+        let limit = lottery::records_limit(req.query_param("limit").as_deref())?;
+        let after = req
+            .query_param("cursor")
+            .map(|c| RecordsCursor::parse(&c))
+            .transpose()?;
+        Ok((id, n, limit, after))
+    }
+
+    fn run(
+        call: &mut Call<'_, Anyone>,
+        (id, n, limit, after): Self::Input,
+    ) -> Result<Reply, ApiError> {
+        let (records, next) = lottery::period_records(call.redis()?, id, n.get(), after, limit)?;
+        let records: Vec<Value> = records.iter().map(|r| r.to_json()).collect();
+        let mut body = json!({"purchases": records});
+        if let Some(next) = next {
+            body["next_cursor"] = next.to_string().into();
+        }
+        Ok(Reply::ok(body))
+    }
+}
+
+flashspin_spin::component!(
+    Vouchers,
+    OneVoucher,
+    AllGoods,
+    OneGoods,
+    Period,
+    PeriodPurchases
+);

@@ -201,13 +201,17 @@ pub const PERIOD_PURCHASES_SUFFIX: &str = ":purchases";
 /// A period's set of buyers while it sells: the period's key and this suffix.
 pub const PERIOD_BUYERS_SUFFIX: &str = ":users";
 
-/// A period's purchases: sorted set of "pid|uid|start|count|ms" scored by
-/// the first share index.
+/// A period's purchases: sorted set of "<record>|<digest>|<user id>" scored
+/// by the first share index, where record is the public
+/// "pid|pseudonym|start|count|ms" hashed into the period's digest and digest
+/// the chain's value after it. The user id is for the draw only: the public
+/// list (`lottery_purchases.lua`) returns record and digest.
 pub fn goods_period_purchases(id: GoodsId, n: u64) -> String {
     format!("{}{PERIOD_PURCHASES_SUFFIX}", goods_period(id, n))
 }
 
-/// A user's purchases of a goods: list of "period|pid|start|count|ms".
+/// A user's purchases of a goods: list of
+/// "period|pid|start|count|ms|pseudonym".
 pub fn goods_user_purchases(id: GoodsId, user_id: UserId) -> String {
     format!("{{g:{id}}}:u:{user_id}")
 }

@@ -5,20 +5,24 @@
 //! A goods' data lives under its own tag `{g:<id>}`. Buying is one script
 //! (`buy_lottery.lua`): it takes an index range, derives the codes from a
 //! keyed permutation (`perm.lua`), extends the period's purchase digest and,
-//! on the last share, draws the winner and opens the next period. See
-//! `docs/LOTTERY.md` for how anyone can recompute a draw.
+//! on the last share, draws the winner and opens the next period. Its
+//! record names the buyer by a keyed pseudonym ([`PseudonymKey`]), and
+//! every period's records are public in chain order ([`period_records`]).
+//! See `docs/LOTTERY.md` for how anyone can recompute a draw.
 
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::body::JsonObject;
 use crate::catalog::allocate_listed_id;
+use crate::config::{Variables, read as read_var};
 use crate::error::{ApiError, Conflict};
 use crate::ids::{GoodsId, OrderId, UserId};
 use crate::keys;
 use crate::phone::mask;
 use crate::redis::{Arg, Redis, RedisError, Reply};
-use crate::scripts::{buy_lottery, lottery_create, lottery_mine, lottery_read};
+use crate::scripts::{buy_lottery, lottery_create, lottery_mine, lottery_purchases, lottery_read};
 use crate::session::hex;
 use crate::time::format_rfc3339;
 
@@ -114,6 +118,97 @@ pub fn winning_code(seed: &str, purchases_digest: &str, total_shares: u64, code_
 /// The next link of a period's purchase digest.
 pub fn next_digest(digest: &str, record: &str) -> String {
     crate::sha1::hex_string(format!("{digest}|{record}").as_bytes())
+}
+
+/// The key of buyers' pseudonyms: `HMAC-SHA256(id_secret,
+/// "buyer-pseudonym")`. A purchase record names its buyer by
+/// [`PseudonymKey::pseudonym`], never by user id or phone.
+#[derive(Clone)]
+pub struct PseudonymKey([u8; 32]);
+
+impl PseudonymKey {
+    /// Derives the key from the `id_secret` variable's value.
+    pub fn from_secret(id_secret: &str) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(id_secret.as_bytes()).expect("any key length");
+        mac.update(b"buyer-pseudonym");
+        Self(mac.finalize().into_bytes().into())
+    }
+
+    /// From the `id_secret` variable.
+    pub fn from_vars(vars: &impl Variables) -> Result<Self, ApiError> {
+        Ok(Self::from_secret(&read_var::<String>(vars, "id_secret")?))
+    }
+
+    /// The user's pseudonym: the first 16 hex digits of
+    /// `HMAC-SHA256(key, decimal user id)`, the same in every goods and
+    /// period.
+    pub fn pseudonym(&self, user_id: UserId) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(user_id.to_string().as_bytes());
+        hex(&mac.finalize().into_bytes()[..8])
+    }
+}
+
+/// The code permutation of a period (`perm.lua`), for checking a draw:
+/// share index `i` has code `code_base + 1 + forward(i)`, keyed by
+/// `sha1_hex(seed + ":codes")`, so anyone can work it out once the draw
+/// reveals the seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodePermutation {
+    keys: [u64; 4],
+    half: u64,
+    n: u64,
+}
+
+impl CodePermutation {
+    /// The permutation of a period of `total_shares` with seed `seed`.
+    pub fn from_seed(seed: &str, total_shares: u64) -> Self {
+        let h = crate::sha1::hex_string(format!("{seed}:codes").as_bytes());
+        let keys = std::array::from_fn(|i| {
+            u64::from_str_radix(&h[6 * i..6 * i + 6], 16).expect("hex digits")
+        });
+        let mut half_bits = 1;
+        while 4u64.pow(half_bits) < total_shares {
+            half_bits += 1;
+        }
+        Self {
+            keys,
+            half: 1 << half_bits,
+            n: total_shares,
+        }
+    }
+
+    fn round(&self, r: u64, k: u64) -> u64 {
+        ((r * r + k) * 104_729 + r * 7919) % 65_521 % self.half
+    }
+
+    /// The permuted index of share index `x` (below `total_shares`).
+    pub fn forward(&self, mut x: u64) -> u64 {
+        loop {
+            let (mut l, mut r) = (x / self.half, x % self.half);
+            for &k in &self.keys {
+                (l, r) = (r, l ^ self.round(r, k));
+            }
+            x = l * self.half + r;
+            if x < self.n {
+                return x;
+            }
+        }
+    }
+
+    /// The share index whose permuted index is `y`.
+    pub fn backward(&self, mut y: u64) -> u64 {
+        loop {
+            let (mut l, mut r) = (y / self.half, y % self.half);
+            for &k in self.keys.iter().rev() {
+                (l, r) = (r ^ self.round(l, k), l);
+            }
+            y = l * self.half + r;
+            if y < self.n {
+                return y;
+            }
+        }
+    }
 }
 
 /// An `idempotency-key`: 1 to 64 visible ASCII characters.
@@ -289,7 +384,8 @@ impl GoodsPeriod {
                     "commitment": self.commitment,
                     "commitment_formula": "commitment = sha256_hex(seed)",
                     "purchases_digest": d.digest,
-                    "digest_formula": "digest_0 = \"\"; digest_k = sha1_hex(digest_(k-1) + \"|\" + purchase_k) with purchase_k = \"<purchase id>|<user id>|<first share index>|<shares>|<unix ms>\" in the order bought",
+                    "digest_formula": "digest_0 = \"\"; digest_k = sha1_hex(digest_(k-1) + \"|\" + record_k) with record_k = \"<purchase id>|<pseudonym>|<first share index>|<shares>|<unix ms>\" the period's purchase records in order (GET /api/lottery/{goods_id}/periods/{n}/purchases)",
+                    "code_formula": "code of share index i = code_base + 1 + permute(i), permute keyed by sha1_hex(seed + \":codes\") (docs/LOTTERY.md); the winner's purchase holds index permute^-1(winning_code - code_base - 1)",
                     "code_base": self.code_base,
                     "total_shares": self.total_shares,
                 },
@@ -353,6 +449,11 @@ pub struct Purchase {
     pub codes: Vec<u64>,
     pub period_sold_out: bool,
     pub create_ms: i64,
+    /// The receipt: the period's commitment, this purchase's record and
+    /// the period's digest after it.
+    pub commitment: String,
+    pub record: String,
+    pub digest: String,
 }
 
 impl Purchase {
@@ -366,15 +467,20 @@ impl Purchase {
             "codes": self.codes,
             "period_sold_out": self.period_sold_out,
             "create_time": format_rfc3339(self.create_ms),
+            "commitment": self.commitment,
+            "record": self.record,
+            "digest": self.digest,
         })
     }
 }
 
-/// Buys up to `count` shares of the goods' open period.
+/// Buys up to `count` shares of the goods' open period; the purchase's
+/// record names the buyer by their pseudonym under `pseudonyms`.
 pub fn buy(
     redis: &mut impl Redis,
     goods_id: GoodsId,
     user_id: UserId,
+    pseudonyms: &PseudonymKey,
     count: u64,
     purchase_id: OrderId,
     idempotency_key: Option<&IdempotencyKey>,
@@ -387,6 +493,7 @@ pub fn buy(
     let purchases = keys::goods_user_purchases(goods_id, user_id);
     let period_prefix = keys::goods_period_prefix(goods_id);
     let uid = user_id.to_string();
+    let pseudonym = pseudonyms.pseudonym(user_id);
     let pid = purchase_id.to_string();
     let reply = buy_lottery::run(
         redis,
@@ -397,6 +504,7 @@ pub fn buy(
         },
         &buy_lottery::Args {
             user_id: &uid,
+            pseudonym: &pseudonym,
             shares: count.min(i64::MAX as u64) as i64,
             purchase_id: &pid,
             has_key: idempotency_key.is_some(),
@@ -420,6 +528,9 @@ pub fn buy(
                 codes,
                 period_sold_out: reply.sold_out,
                 create_ms: reply.created_ms,
+                commitment: reply.commitment,
+                record: reply.record,
+                digest: reply.digest,
             })
         }
         Outcome::NotFound => Err(ApiError::NotFound),
@@ -439,6 +550,8 @@ pub struct MyPurchase {
     pub period: u64,
     pub codes: Vec<u64>,
     pub create_ms: i64,
+    /// The buyer's pseudonym, as the purchase's public record names them.
+    pub pseudonym: String,
 }
 
 impl MyPurchase {
@@ -449,6 +562,7 @@ impl MyPurchase {
             "period": self.period,
             "codes": self.codes,
             "create_time": format_rfc3339(self.create_ms),
+            "pseudonym": self.pseudonym,
         })
     }
 }
@@ -631,6 +745,7 @@ fn goods_purchases(
         let id = r.string()?;
         let period = r.int()? as u64;
         let create_ms = r.int()?;
+        let pseudonym = r.string()?;
         let count = r.int()?;
         let codes = (0..count)
             .map(|_| r.int().map(|c| c as u64))
@@ -641,6 +756,7 @@ fn goods_purchases(
             period,
             codes,
             create_ms,
+            pseudonym,
         });
     }
     r.finish()?;
@@ -650,6 +766,103 @@ fn goods_purchases(
         skip: reply.next_skip as u64,
     });
     Ok((out, next))
+}
+
+/// One purchase record of a period, as the public list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodRecord {
+    /// `<purchase id>|<pseudonym>|<first share index>|<shares>|<unix ms>`.
+    pub record: String,
+    /// The period's digest after this record.
+    pub digest: String,
+    pub codes_from: u64,
+    pub count: u64,
+}
+
+impl PeriodRecord {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "record": self.record,
+            "digest": self.digest,
+            "codes_from": self.codes_from,
+            "count": self.count,
+        })
+    }
+}
+
+/// `?limit=` of a period's records: 100 unless given, at most 100.
+pub const RECORDS_PER_PAGE: usize = 100;
+
+/// Parses `?limit=` of a period's records (1 to 100, as every list).
+pub fn records_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(RECORDS_PER_PAGE),
+        Some(raw) => Ok(crate::page::PageSize::parse(Some(raw))?.get()),
+    }
+}
+
+/// Where a page of a period's records ended: the first share index of its
+/// last record. Written as that number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsCursor(u64);
+
+impl RecordsCursor {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        match crate::page::cursor_numbers(raw, &[1])?[..] {
+            [n] if n < MAX_SHARES as u64 => Ok(Self(n)),
+            _ => Err(ApiError::invalid("cursor is not one this API handed out")),
+        }
+    }
+}
+
+impl std::fmt::Display for RecordsCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One page of period `n`'s purchase records in chain order, after
+/// `after`, at most `limit`: one round trip. The cursor is `None` on the
+/// last page; no such goods or period is `NotFound`.
+pub fn period_records(
+    redis: &mut impl Redis,
+    goods_id: GoodsId,
+    n: u64,
+    after: Option<RecordsCursor>,
+    limit: usize,
+) -> Result<(Vec<PeriodRecord>, Option<RecordsCursor>), ApiError> {
+    let period = keys::goods_period(goods_id, n);
+    let purchases = keys::goods_period_purchases(goods_id, n);
+    let reply = lottery_purchases::run(
+        redis,
+        &lottery_purchases::Keys {
+            period: &period,
+            purchases: &purchases,
+        },
+        &lottery_purchases::Args {
+            after: after.map_or(-1, |c| c.0 as i64),
+            limit: limit as i64,
+        },
+    )?;
+    if reply.outcome == lottery_purchases::Outcome::NotFound {
+        return Err(ApiError::NotFound);
+    }
+    let mut r = reply.records;
+    let mut records = Vec::with_capacity(reply.count.max(0) as usize);
+    for _ in 0..reply.count {
+        records.push(PeriodRecord {
+            record: r.string()?,
+            digest: r.string()?,
+            codes_from: r.int()? as u64,
+            count: r.int()? as u64,
+        });
+    }
+    r.finish()?;
+    let next = match records.last() {
+        Some(last) if reply.more => Some(RecordsCursor(last.codes_from)),
+        _ => None,
+    };
+    Ok((records, next))
 }
 
 #[cfg(test)]
@@ -718,21 +931,86 @@ mod tests {
 
     #[test]
     fn the_worked_example_of_docs_lottery_md() {
-        // The example in docs/LOTTERY.md, recomputed step by step.
-        let d1 = next_digest("", "1001|7|0|3|1767225600000");
-        let d2 = next_digest(&d1, "1002|8|3|2|1767225601000");
+        // The example in docs/LOTTERY.md, recomputed step by step. Its
+        // pseudonyms are those of users 7 and 8 with id_secret "example".
+        let key = PseudonymKey::from_secret("example");
+        let (p7, p8) = (
+            key.pseudonym(UserId::new(7).unwrap()),
+            key.pseudonym(UserId::new(8).unwrap()),
+        );
+        assert_eq!((p7.as_str(), p8.as_str()), EXAMPLE_PSEUDONYMS);
+        let r1 = format!("1001|{p7}|0|3|1767225600000");
+        let r2 = format!("1002|{p8}|3|2|1767225601000");
+        let d1 = next_digest("", &r1);
+        let d2 = next_digest(&d1, &r2);
         assert_eq!(
             d1,
-            sha1_smol::Sha1::from("|1001|7|0|3|1767225600000")
-                .digest()
-                .to_string()
+            sha1_smol::Sha1::from(format!("|{r1}")).digest().to_string()
         );
+        assert_eq!([d1.as_str(), d2.as_str()], EXAMPLE_DIGESTS);
         let seed = "5f".repeat(32);
+        assert_eq!(
+            commitment_of(&seed),
+            "ce63c4ebf143f2aade4d14b4e5d941832c7af9ef9a000df459c9b6a07f155486"
+        );
         let code = winning_code(&seed, &d2, 5, 10_000_001);
-        assert!((10_000_002..=10_000_006).contains(&code));
         assert_eq!(code, EXAMPLE_WINNING_CODE, "digest {d2}");
+        // The winning code's share index, 1, is in the first purchase
+        // (indexes 0 to 2); index i has code 10000001 + 1 + forward(i).
+        let perm = CodePermutation::from_seed(&seed, 5);
+        assert_eq!(perm.backward(code - 10_000_002), 1);
+        let codes: Vec<u64> = (0..5).map(|i| 10_000_002 + perm.forward(i)).collect();
+        assert_eq!(
+            codes,
+            [10_000_003, 10_000_004, 10_000_005, 10_000_006, 10_000_002]
+        );
     }
 
-    /// The winning code of the documented example (see the test above).
-    const EXAMPLE_WINNING_CODE: u64 = 10_000_005;
+    /// The numbers of the documented example (see the test above).
+    const EXAMPLE_PSEUDONYMS: (&str, &str) = ("3c88ceb6e29063d2", "d653f2a639703406");
+    const EXAMPLE_DIGESTS: [&str; 2] = [
+        "3c306c3a27ee9161214d87df8327ac18a31ef1c6",
+        "7a6df3c0aedba2485ec1562e5edb05c4d67e6a87",
+    ];
+    const EXAMPLE_WINNING_CODE: u64 = 10_000_004;
+
+    #[test]
+    fn pseudonyms_are_keyed_16_hex_digits() {
+        let key = PseudonymKey::from_secret("s");
+        let a = key.pseudonym(UserId::new(1).unwrap());
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a, key.pseudonym(UserId::new(1).unwrap()));
+        assert_ne!(a, key.pseudonym(UserId::new(2).unwrap()));
+        assert_ne!(
+            a,
+            PseudonymKey::from_secret("t").pseudonym(UserId::new(1).unwrap())
+        );
+    }
+
+    #[test]
+    fn the_code_permutation_is_a_bijection_undone_by_backward() {
+        for n in [1u64, 2, 5, 16, 17, 1000, 4097] {
+            let p = CodePermutation::from_seed("seed", n);
+            let mut seen = vec![false; n as usize];
+            for i in 0..n {
+                let y = p.forward(i);
+                assert!(!std::mem::replace(&mut seen[y as usize], true), "n {n}");
+                assert_eq!(p.backward(y), i, "n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn record_pages_take_a_limit_and_a_cursor() {
+        assert_eq!(records_limit(None).unwrap(), 100);
+        assert_eq!(records_limit(Some("7")).unwrap(), 7);
+        for bad in ["0", "101", "x"] {
+            assert!(records_limit(Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(RecordsCursor::parse("42").unwrap().to_string(), "42");
+        for bad in ["", "x", "1.2", "-1", "10000000"] {
+            assert!(RecordsCursor::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -7,8 +7,9 @@ use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
 use flashspin_core::ids::{EPOCH_UNIX_SECS, GoodsId, IdKey, OrderId, UserId};
 use flashspin_core::lottery::{
-    MAX_CODES_PER_PAGE, NewGoods, PurchaseFilter, PurchasesCursor, buy, create, purchases_page,
-    read, winning_code,
+    self, CodePermutation, MAX_CODES_PER_PAGE, NewGoods, PeriodRecord, PseudonymKey, Purchase,
+    PurchaseFilter, PurchasesCursor, RecordsCursor, create, next_digest, period_records,
+    purchases_page, read, winning_code,
 };
 use flashspin_testkit::{NativeRedis, RedisServer};
 
@@ -28,6 +29,22 @@ fn pid(n: u32) -> OrderId {
 
 fn user(n: u64) -> UserId {
     UserId::new(n).unwrap()
+}
+
+fn pseudonyms() -> PseudonymKey {
+    PseudonymKey::from_secret("t")
+}
+
+/// Buys as `lottery::buy` does, with the tests' pseudonym key.
+fn buy(
+    redis: &mut NativeRedis,
+    id: GoodsId,
+    user: UserId,
+    count: u64,
+    purchase: OrderId,
+    key: Option<&lottery::IdempotencyKey>,
+) -> Result<Purchase, ApiError> {
+    lottery::buy(redis, id, user, &pseudonyms(), count, purchase, key)
 }
 
 fn sell_out_one_by_one(redis: &mut NativeRedis, id: GoodsId, total: u64) -> BTreeSet<u64> {
@@ -273,4 +290,202 @@ fn an_open_periods_seed_never_shows_in_slowlog() {
             "period {n}"
         );
     }
+}
+
+/// Every record of a period, page by page, with the pages' sizes.
+fn all_records(
+    redis: &mut NativeRedis,
+    id: GoodsId,
+    n: u64,
+    limit: usize,
+) -> (Vec<PeriodRecord>, Vec<usize>) {
+    let mut records = Vec::new();
+    let mut sizes = Vec::new();
+    let mut cursor: Option<RecordsCursor> = None;
+    loop {
+        let (page, next) = period_records(redis, id, n, cursor, limit).unwrap();
+        sizes.push(page.len());
+        records.extend(page);
+        // Cursors travel as text.
+        cursor = next.map(|c| RecordsCursor::parse(&c.to_string()).unwrap());
+        if cursor.is_none() {
+            return (records, sizes);
+        }
+        assert!(sizes.len() < 1000, "paging does not end");
+    }
+}
+
+#[test]
+fn a_periods_records_are_public_in_chain_order_and_check_the_draw() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let id = create(&mut redis, &goods(50, 10_000_001, None)).unwrap();
+    let opened = read(&mut redis, id, 0).unwrap().unwrap();
+    // Purchases of 1 to 7 shares by 3 users until the period sells out
+    // (the last one cut short), then one in period 2.
+    let mut receipts = Vec::new();
+    for i in 0..20u32 {
+        let count = u64::from(1 + i % 7);
+        let p = buy(
+            &mut redis,
+            id,
+            user(1 + u64::from(i % 3)),
+            count,
+            pid(i + 1),
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.commitment, opened.commitment, "the receipt's commitment");
+        receipts.push(p);
+        if receipts.last().unwrap().period_sold_out {
+            break;
+        }
+    }
+    let p2 = buy(&mut redis, id, user(9), 2, pid(99), None).unwrap();
+    assert_eq!(p2.period, 2);
+    receipts.push(p2);
+    let in_one: Vec<&Purchase> = receipts.iter().filter(|p| p.period == 1).collect();
+    let (records, sizes) = all_records(&mut redis, id, 1, 100);
+    assert_eq!(sizes, [in_one.len()]);
+    // Each record is the receipt's, its digest the chain's value after it,
+    // and the first share indexes follow one another.
+    let mut digest = String::new();
+    let mut next_index = 0;
+    for (r, p) in records.iter().zip(&in_one) {
+        digest = next_digest(&digest, &r.record);
+        assert_eq!((&r.record, &r.digest), (&p.record, &p.digest));
+        assert_eq!(r.digest, digest);
+        assert_eq!((r.codes_from, r.count), (next_index, p.codes.len() as u64));
+        let fields: Vec<&str> = r.record.split('|').collect();
+        assert_eq!(fields.len(), 5, "{}", r.record);
+        assert_eq!(fields[0], p.id.to_string());
+        assert_eq!(fields[2..4], [next_index.to_string(), r.count.to_string()]);
+        next_index += r.count;
+    }
+    assert_eq!(next_index, 50);
+    // Records name buyers by pseudonym only.
+    for (i, r) in records.iter().enumerate() {
+        let buyer = user(1 + (i as u64) % 3);
+        assert_eq!(
+            r.record.split('|').nth(1),
+            Some(pseudonyms().pseudonym(buyer).as_str())
+        );
+    }
+    // The draw, from the records and the published calculation alone.
+    let draw = read(&mut redis, id, 1).unwrap().unwrap().draw.unwrap();
+    assert_eq!(draw.digest, digest);
+    let code = winning_code(&draw.seed, &digest, 50, 10_000_001);
+    assert_eq!(code, draw.winning_code);
+    let index = CodePermutation::from_seed(&draw.seed, 50).backward(code - 10_000_002);
+    let holder = records
+        .iter()
+        .find(|r| r.codes_from <= index && index < r.codes_from + r.count)
+        .unwrap();
+    assert_eq!(
+        holder.record.split('|').next(),
+        Some(draw.winner_purchase.as_str())
+    );
+    // The Rust permutation gives the codes the script gave.
+    let perm = CodePermutation::from_seed(&draw.seed, 50);
+    for (r, p) in records.iter().zip(&in_one) {
+        let codes: Vec<u64> = (r.codes_from..r.codes_from + r.count)
+            .map(|i| 10_000_002 + perm.forward(i))
+            .collect();
+        assert_eq!(codes, p.codes);
+    }
+    // Period 2 lists what it has so far; period 3 and other goods are not found.
+    let in_two = all_records(&mut redis, id, 2, 100).0;
+    assert_eq!(in_two.len(), 1);
+    assert_eq!(in_two[0].record, receipts.last().unwrap().record);
+    assert_eq!(
+        period_records(&mut redis, id, 3, None, 100),
+        Err(ApiError::NotFound)
+    );
+    let unknown = GoodsId::new(id.get() + 1).unwrap();
+    assert_eq!(
+        period_records(&mut redis, unknown, 1, None, 100),
+        Err(ApiError::NotFound)
+    );
+}
+
+#[test]
+fn record_pages_hold_every_record_once() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let id = create(&mut redis, &goods(1000, 10_000_001, None)).unwrap();
+    let mut receipts = Vec::new();
+    for i in 0..23u32 {
+        receipts.push(buy(&mut redis, id, user(7), 2, pid(i + 1), None).unwrap());
+    }
+    for (limit, sizes) in [
+        (1, vec![1; 23]),
+        (5, vec![5, 5, 5, 5, 3]),
+        (23, vec![23]),
+        (100, vec![23]),
+    ] {
+        let (records, got) = all_records(&mut redis, id, 1, limit);
+        assert_eq!(got, sizes, "limit {limit}");
+        let listed: Vec<&str> = records.iter().map(|r| r.record.as_str()).collect();
+        let bought: Vec<&str> = receipts.iter().map(|p| p.record.as_str()).collect();
+        assert_eq!(listed, bought, "limit {limit}");
+    }
+    // A page that ends exactly at the last record has no next cursor.
+    let (_, next) = period_records(&mut redis, id, 1, None, 23).unwrap();
+    assert_eq!(next, None);
+    // A cursor is the client's to send: any index gives the records after it.
+    let (page, _) = period_records(
+        &mut redis,
+        id,
+        1,
+        Some(RecordsCursor::parse("3").unwrap()),
+        2,
+    )
+    .unwrap();
+    let starts: Vec<u64> = page.iter().map(|r| r.codes_from).collect();
+    assert_eq!(starts, [4, 6]);
+    // A period not sold from yet lists nothing.
+    let fresh = create(&mut redis, &goods(10, 1, None)).unwrap();
+    assert_eq!(
+        period_records(&mut redis, fresh, 1, None, 100).unwrap(),
+        (vec![], None)
+    );
+}
+
+#[test]
+fn a_retried_purchase_returns_the_same_receipt() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let id = create(&mut redis, &goods(10, 1, None)).unwrap();
+    let key = lottery::IdempotencyKey::parse("k").unwrap();
+    let first = buy(&mut redis, id, user(1), 10, pid(1), Some(&key)).unwrap();
+    assert!(first.period_sold_out);
+    // The period is drawn and period 2 open: the repeat is still the receipt
+    // of period 1.
+    let again = buy(&mut redis, id, user(1), 3, pid(2), Some(&key)).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        period_records(&mut redis, id, 1, None, 100)
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
+    assert_eq!(read(&mut redis, id, 2).unwrap().unwrap().sold, 0);
+}
+
+#[test]
+fn my_purchases_show_my_pseudonym() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let id = create(&mut redis, &goods(100, 1, None)).unwrap();
+    let p = buy(&mut redis, id, user(5), 4, pid(1), None).unwrap();
+    let filter = PurchaseFilter {
+        goods: Some(id),
+        period: None,
+    };
+    let (page, _) = purchases_page(&mut redis, user(5), filter, None, 20).unwrap();
+    let mine = pseudonyms().pseudonym(user(5));
+    assert_eq!(page[0].pseudonym, mine);
+    assert_eq!(p.record.split('|').nth(1), Some(mine.as_str()));
+    assert!(!p.record.split('|').any(|f| f == "5"), "{}", p.record);
 }

@@ -320,7 +320,8 @@ fn lottery_bought(redis: &mut NativeRedis, total_shares: i64) -> OneCall {
     let id = lottery::create(redis, &goods(total_shares)).unwrap();
     Box::new(move |redis, i| {
         let buyer = user(u64::from(i) + 1);
-        let purchase = lottery::buy(redis, id, buyer, 3, order_id(i + 1), None).unwrap();
+        let purchase =
+            lottery::buy(redis, id, buyer, &pseudonyms(), 3, order_id(i + 1), None).unwrap();
         assert_eq!(purchase.codes.len(), 3);
     })
 }
@@ -487,6 +488,11 @@ fn goods(total_shares: i64) -> NewGoods {
 /// takes one pass.
 const POWER_OF_4: i64 = 1 << 22;
 
+/// The key of buyers' pseudonyms in these purchases.
+fn pseudonyms() -> lottery::PseudonymKey {
+    lottery::PseudonymKey::from_secret("t")
+}
+
 /// Who bought shares in [`goods_with_purchases`].
 const LOTTERY_BUYER: u64 = 7;
 
@@ -495,7 +501,16 @@ const LOTTERY_BUYER: u64 = 7;
 fn goods_with_purchases(redis: &mut NativeRedis) -> GoodsId {
     let id = lottery::create(redis, &goods(POWER_OF_4)).unwrap();
     for n in 1..=3 {
-        lottery::buy(redis, id, user(LOTTERY_BUYER), 3, order_id(n), None).unwrap();
+        lottery::buy(
+            redis,
+            id,
+            user(LOTTERY_BUYER),
+            &pseudonyms(),
+            3,
+            order_id(n),
+            None,
+        )
+        .unwrap();
     }
     id
 }

@@ -13,8 +13,10 @@
 --> key idempotency          the stored answer for the request's idempotency
 --                               key (never touched without one)
 --> key purchases            the user's purchases of this goods: list of
---                               "period|pid|start|count|ms"
+--                               "period|pid|start|count|ms|pseudonym"
 --> arg user_id str
+--> arg pseudonym str        the buyer's pseudonym (16 hex digits), which the
+--                               public record names instead of the user
 --> arg shares int           shares requested (1..min(total, max_count))
 --> arg purchase_id str
 --> arg has_key flag         the request has an idempotency key
@@ -33,6 +35,9 @@
 --< field created_ms int
 --< field requested int
 --< field limit int          for bad_count: the most shares a purchase may take
+--< field commitment str     the period's commitment, published when it opened
+--< field record str         the purchase's record, as hashed into the digest
+--< field digest str         the period's digest after this purchase
 --< rest codes               `allocated` codes
 --
 -- When a next period opens, its seed is made here from the goods' secret
@@ -43,11 +48,14 @@
 -- perm (the codes' key, see perm.lua), commitment, digest, opened, status,
 -- and after the draw seed, winning_code, winner, winner_purchase, drawn,
 -- participants), their purchases (.. PERIOD_PURCHASES_SUFFIX: sorted set
--- of "pid|uid|start|count|ms" scored by start, so the draw finds the
--- winner's purchase in O(log n)) and their buyers while selling
--- (.. PERIOD_BUYERS_SUFFIX, a set).
+-- of "<record>|<digest after it>|<user id>" scored by start, so the draw
+-- finds the winner's purchase in O(log n) and the public list pages
+-- through them in chain order, lottery_purchases.lua, which never shows
+-- the user id) and their buyers while selling (.. PERIOD_BUYERS_SUFFIX, a
+-- set).
 --
--- Each purchase extends the period's digest:
+-- Each purchase extends the period's digest with its record
+-- "pid|pseudonym|start|count|ms":
 --   digest = sha1hex(digest .. '|' .. record)     (starting from '')
 -- and the draw is
 --   winning_code = base + 1 + (tonumber(first 12 hex digits of
@@ -75,54 +83,53 @@ local function codes_of(period_no, start, count, perm)
   return codes
 end
 
-local function answer_of(period_no, pid, start, count, ms, sold_out, requested, perm)
-  local reply = { BOUGHT, pid, period_no + 0, count, sold_out, ms, requested, 0 }
+local function answer_of(period_no, pid, start, count, ms, sold_out, requested, perm,
+                         commitment, record, digest)
+  local reply = { BOUGHT, pid, period_no + 0, count, sold_out, ms, requested, 0,
+    commitment, record, digest }
   for _, c in ipairs(codes_of(period_no, start, count, perm)) do
     reply[#reply + 1] = c
   end
   return reply
 end
 
--- The reply for a stored record "period|pid|start|count|ms".
-local function answer(record, sold_out, requested)
-  local f = {}
-  for part in string.gmatch(record, '[^|]+') do f[#f + 1] = part end
-  return answer_of(f[1], f[2], f[3] + 0, f[4] + 0, f[5] + 0, sold_out, requested, nil)
-end
-
+-- The reply stored for an idempotency key: the period, its record
+-- "pid|pseudonym|start|count|ms" and the digest after it.
 if has_key == '1' then
-  local stored = redis.call('HMGET', idempotency_key, 'record', 'sold_out', 'requested')
+  local stored = redis.call('HMGET', idempotency_key, 'record', 'sold_out', 'requested', 'period', 'digest')
   if stored[1] then
-    return answer(stored[1], tonumber(stored[2]), tonumber(stored[3]))
+    local pid, start, count, ms = string.match(stored[1], '^([^|]+)|[^|]*|([^|]+)|([^|]+)|([^|]+)$')
+    local p = redis.call('HMGET', period_prefix .. stored[4], 'perm', 'commitment')
+    return answer_of(stored[4], pid, start + 0, count + 0, ms + 0, tonumber(stored[2]),
+      tonumber(stored[3]), p[1], p[2], stored[1], stored[5])
   end
 end
 
 local requested = shares + 0
 local cap = math.min(total, tonumber(max_count))
 if requested < 1 or requested > cap or requested ~= math.floor(requested) then
-  return { BAD_COUNT, '', 0, 0, 0, 0, 0, cap }
+  return { BAD_COUNT, '', 0, 0, 0, 0, 0, cap, '', '', '' }
 end
 if info[5] ~= 'selling' then
-  return { CLOSED, '', period, 0, 0, 0, 0, 0 }
+  return { CLOSED, '', period, 0, 0, 0, 0, 0, '', '', '' }
 end
 
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local pkey = period_prefix .. info[4]
 -- One read and one write of the period hash (each redis.call costs).
-local current = redis.call('HMGET', pkey, 'sold', 'digest', 'perm')
+local current = redis.call('HMGET', pkey, 'sold', 'digest', 'perm', 'commitment')
 local sold, perm = current[1] + 0, current[3]
 local allocated = math.min(requested, total - sold)
 local start = sold
 local tail = string.format('|%d|%d|%d', start, allocated, now_ms)
-local record = purchase_id .. '|' .. user_id .. tail
+local record = purchase_id .. '|' .. pseudonym .. tail
 local digest = redis.sha1hex(current[2] .. '|' .. record)
 redis.call('HSET', pkey, 'sold', string.format('%d', sold + allocated), 'digest', digest)
 
-redis.call('ZADD', pkey .. PERIOD_PURCHASES_SUFFIX, current[1], record)
+redis.call('ZADD', pkey .. PERIOD_PURCHASES_SUFFIX, current[1], record .. '|' .. digest .. '|' .. user_id)
 redis.call('SADD', pkey .. PERIOD_BUYERS_SUFFIX, user_id)
-local mine = info[4] .. '|' .. purchase_id .. tail
-redis.call('RPUSH', purchases_key, mine)
+redis.call('RPUSH', purchases_key, info[4] .. '|' .. purchase_id .. tail .. '|' .. pseudonym)
 
 local sold_out = 0
 if sold + allocated == total then
@@ -137,7 +144,7 @@ if sold + allocated == total then
   local index = perm_backward(perm_new(perm, total), offset)
   -- The purchase with the greatest first index not above `index` holds it.
   local holder = redis.call('ZREVRANGEBYSCORE', pkey .. PERIOD_PURCHASES_SUFFIX, index, '-inf', 'LIMIT', 0, 1)[1]
-  local winner_purchase, winner = string.match(holder, '([^|]+)|([^|]+)|')
+  local winner_purchase, winner = string.match(holder, '^([^|]+)|.*|([^|]+)$')
   redis.call('HSET', pkey, 'status', 'drawn', 'seed', seed, 'winning_code', winning_code,
     'winner', winner, 'winner_purchase', winner_purchase, 'drawn', now_ms,
     'participants', redis.call('SCARD', pkey .. PERIOD_BUYERS_SUFFIX))
@@ -153,7 +160,9 @@ if sold + allocated == total then
 end
 
 if has_key == '1' then
-  redis.call('HSET', idempotency_key, 'record', mine, 'sold_out', sold_out, 'requested', shares)
+  redis.call('HSET', idempotency_key, 'record', record, 'sold_out', sold_out, 'requested', shares,
+    'period', info[4], 'digest', digest)
   redis.call('PEXPIRE', idempotency_key, 86400000)
 end
-return answer_of(info[4], purchase_id, start, allocated, now_ms, sold_out, requested, perm)
+return answer_of(info[4], purchase_id, start, allocated, now_ms, sold_out, requested, perm,
+  current[4], record, digest)

@@ -5,7 +5,8 @@
 --@ uses perm
 --> key info                 the goods
 --> key purchases            the user's purchases of the goods: list of
---                               "period|pid|start|count|ms", oldest first
+--                               "period|pid|start|count|ms|pseudonym", oldest
+--                               first
 --> arg period int           only this period, or 0 for all
 --> arg from_index int       read records before this index (exclusive);
 --                               -1: from the newest
@@ -22,8 +23,9 @@
 --                               record is left
 --< field next_skip int
 --< field count int          purchases in this page
---< rest purchases           for each: purchase_id, period, created_ms, n,
---                               then n codes. A purchase whose codes do not
+--< rest purchases           for each: purchase_id, period, created_ms,
+--                               pseudonym (the buyer's, as in the period's
+--                               public record), n, then n codes. A purchase whose codes do not
 --                               all fit is cut, and the next page goes on with
 --                               the rest under the same purchase id.
 
@@ -51,7 +53,8 @@ local perms = {}
 local reply = { low, 0, 0 }
 for i = #records, 1, -1 do
   local index = low + i - 1
-  local period_no, pid, start, count, ms = string.match(records[i], '([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)')
+  local period_no, pid, start, count, ms, pseudonym =
+    string.match(records[i], '([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|?([^|]*)')
   period_no, start, count = tonumber(period_no), tonumber(start), tonumber(count)
   if only == 0 or only == period_no then
     -- A cursor is the client's to send: never skip more than the purchase.
@@ -68,6 +71,7 @@ for i = #records, 1, -1 do
     reply[#reply + 1] = pid
     reply[#reply + 1] = period_no
     reply[#reply + 1] = tonumber(ms)
+    reply[#reply + 1] = pseudonym
     reply[#reply + 1] = n
     for k = start + from, start + from + n - 1 do
       reply[#reply + 1] = base + 1 + perm_forward(perms[period_no], k)

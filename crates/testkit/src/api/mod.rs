@@ -69,6 +69,16 @@ pub struct LotteryQuery<'a> {
     pub cursor: Option<&'a str>,
 }
 
+/// `?limit=&cursor=` of a public list; `Default` asks for the first page
+/// of the default size.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PageQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<&'a str>,
+}
+
 impl Client {
     pub fn new(base: impl Into<String>) -> Self {
         Self::with_http(base, reqwest::Client::new())
@@ -249,6 +259,18 @@ impl Client {
     /// `GET /api/lottery/:goods_id/periods/:n`.
     pub fn period(&self, goods_id: &str, n: u64) -> Call<PeriodBody> {
         self.call(Method::GET, &format!("/api/lottery/{goods_id}/periods/{n}"))
+    }
+
+    /// `GET /api/lottery/:goods_id/periods/:n/purchases`: a page of the
+    /// period's purchase records.
+    pub fn period_purchases(
+        &self,
+        goods_id: &str,
+        n: u64,
+        query: &PageQuery<'_>,
+    ) -> Call<PeriodRecords> {
+        let path = format!("/api/lottery/{goods_id}/periods/{n}/purchases");
+        Call::new(self.http.get(self.url(&path)).query(query))
     }
 
     /// `POST /api/lottery/:goods_id/shares`: buys `count` shares, with an

@@ -278,6 +278,7 @@ pub struct Calculation {
     pub commitment_formula: String,
     pub purchases_digest: String,
     pub digest_formula: String,
+    pub code_formula: String,
     pub code_base: u64,
     pub total_shares: u64,
 }
@@ -301,6 +302,12 @@ pub struct Purchase {
     pub codes: Vec<u64>,
     pub period_sold_out: bool,
     pub create_time: String,
+    /// The receipt: the period's commitment, published when it opened,
+    pub commitment: String,
+    /// this purchase's record as hashed into the period's digest,
+    pub record: String,
+    /// and the digest after it.
+    pub digest: String,
 }
 
 /// `{"purchase": ...}` (201); a retry with the same idempotency key gets
@@ -319,6 +326,8 @@ pub struct MyPurchase {
     pub period: u64,
     pub codes: Vec<u64>,
     pub create_time: String,
+    /// The buyer's pseudonym, as the purchase's public record names them.
+    pub pseudonym: String,
 }
 
 /// `GET /api/me/lottery`: a page of the user's purchases.
@@ -337,6 +346,31 @@ impl PurchasePage {
             .flat_map(|p| p.codes.iter().copied())
             .collect()
     }
+}
+
+/// One purchase record of a period, as the public list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodRecord {
+    /// `<purchase id>|<pseudonym>|<first share index>|<shares>|<unix ms>`.
+    pub record: String,
+    /// The period's digest after this record.
+    pub digest: String,
+    /// The first share index.
+    pub codes_from: u64,
+    /// Shares.
+    pub count: u64,
+}
+
+/// `GET /api/lottery/:goods_id/periods/:n/purchases`: a page of a period's
+/// records, in chain order.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodRecords {
+    pub purchases: Vec<PeriodRecord>,
+    /// Where the next page starts; none on the last page.
+    #[serde(default, deserialize_with = "present")]
+    pub next_cursor: Option<String>,
 }
 
 /// The API's error body, `{"error": {"code", "message"}}`; a refused second

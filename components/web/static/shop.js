@@ -349,6 +349,7 @@ function fillOrder(node, o) {
   node.querySelector(".status").textContent = STATUS_TEXT[o.status] || o.status;
   node.querySelector(".deadline").textContent =
     o.status === "unpaid" && o.pay_deadline ? localTime(o.pay_deadline) : "—";
+  node.querySelector(".deadline").dataset.deadline = o.pay_deadline || "";
   let cancel = node.querySelector("button.cancel");
   if (o.status === "unpaid" && !cancel) {
     cancel = el("button", { type: "button", class: "cancel", text: "Cancel order" });

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod browser;
 mod conformance;
 mod export;
 mod health;

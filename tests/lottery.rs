@@ -414,6 +414,7 @@ async fn bad_purchases_are_refused_and_change_nothing() {
         (json!(0), 400),
         (json!(-3), 400),
         (json!(11), 400),
+        (json!(10_001), 400),
         (json!(2.5), 400),
         (json!("3"), 400),
         (json!(null), 400),
@@ -438,6 +439,15 @@ async fn bad_purchases_are_refused_and_change_nothing() {
     assert_eq!(bad_key.status, 400);
     assert_eq!(buy(&app, id, "", 1, None).await.status, 401);
     assert_eq!(sold(&app, id).await, 0);
+    // A count out of bounds is refused before a used idempotency key
+    // could replay the purchase it named; a whole number with a fraction
+    // is a count like any other.
+    assert_eq!(buy(&app, id, &token, 2, Some("once")).await.status, 201);
+    assert_eq!(buy(&app, id, &token, 10_001, Some("once")).await.status, 400);
+    assert_eq!(buy(&app, id, &token, 0, Some("once")).await.status, 400);
+    let whole = buy_count(&app, id, &token, &json!(3.0)).await;
+    assert_eq!(whole.status, 201, "{}", whole.text());
+    assert_eq!(sold(&app, id).await, 5);
     let bad_goods = app.api.create_goods(ADMIN_KEY, &new_goods("x", 0, 1)).await;
     assert_eq!(bad_goods.status, 400);
     assert_eq!(app.api.lottery().await.body().goods.len(), 1);

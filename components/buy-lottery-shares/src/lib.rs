@@ -9,7 +9,7 @@
 use flashspin_core::ApiError;
 use flashspin_core::gate::Buyer;
 use flashspin_core::ids::GoodsId;
-use flashspin_core::lottery::{self, IdempotencyKey, PseudonymKey};
+use flashspin_core::lottery::{self, IdempotencyKey, PseudonymKey, ShareCount};
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Reply, Route};
@@ -20,7 +20,7 @@ struct BuyShares;
 
 struct Order {
     goods_id: GoodsId,
-    count: u64,
+    count: ShareCount,
     idempotency_key: Option<IdempotencyKey>,
 }
 
@@ -34,18 +34,15 @@ impl Route for BuyShares {
     fn parse(req: &ApiRequest) -> Result<Order, ApiError> {
         let goods_id = req.path_id("goods-id")?;
         let mut body = req.json()?;
-        let count = body.integer("count")?;
+        let count = ShareCount::parse(body.integer("count")?)?;
         body.finish()?;
-        if count < 1 {
-            return Err(ApiError::invalid("count must be at least 1"));
-        }
         let idempotency_key = req
             .header("idempotency-key")
             .map(IdempotencyKey::parse)
             .transpose()?;
         Ok(Order {
             goods_id,
-            count: count as u64,
+            count,
             idempotency_key,
         })
     }
@@ -59,7 +56,7 @@ impl Route for BuyShares {
             order.goods_id,
             user_id,
             &pseudonyms,
-            order.count,
+            order.count.get(),
             purchase_id,
             order.idempotency_key.as_ref(),
         )?;

@@ -47,8 +47,7 @@ impl JsonObject {
     pub fn optional_integer(&mut self, name: &str) -> Result<Option<i64>, ApiError> {
         match self.take(name) {
             None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
+            Some(Value::Number(n)) => integral(&n)
                 .map(Some)
                 .ok_or_else(|| ApiError::invalid(format!("{name} must be an integer in range"))),
             Some(_) => Err(ApiError::invalid(format!("{name} must be an integer"))),
@@ -62,6 +61,17 @@ impl JsonObject {
             None => Ok(()),
         }
     }
+}
+
+/// The integer `n` is, if it is one: JSON does not tell `3` from `3.0`,
+/// and some clients write whole numbers with a fraction. Fractions of
+/// 2^53 and beyond are refused: a double there no longer names one integer.
+fn integral(n: &serde_json::Number) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        (f.fract() == 0.0 && f.abs() < EXACT).then_some(f as i64)
+    })
 }
 
 /// A client-chosen token (an idempotency key, a webhook's event id): 1 to
@@ -95,6 +105,15 @@ mod tests {
         assert_eq!(o.integer("c").unwrap(), 7);
         assert!(message(o.string("missing").unwrap_err()).contains("missing"));
         assert!(message(o.finish().unwrap_err()).contains('d'));
+    }
+
+    #[test]
+    fn whole_numbers_count_as_integers_however_written() {
+        let mut o = JsonObject::parse(br#"{"a": 170.0, "b": -2e3, "c": 1e300, "d": 0.5}"#).unwrap();
+        assert_eq!(o.integer("a").unwrap(), 170);
+        assert_eq!(o.integer("b").unwrap(), -2000);
+        assert!(o.integer("c").is_err());
+        assert!(o.integer("d").is_err());
     }
 
     #[test]

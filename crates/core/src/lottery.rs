@@ -211,6 +211,26 @@ impl CodePermutation {
     }
 }
 
+/// How many shares one purchase asks for: 1 to [`MAX_SHARES_PER_PURCHASE`].
+/// Whether the goods has that many is for its script to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareCount(u64);
+
+impl ShareCount {
+    pub fn parse(count: i64) -> Result<Self, ApiError> {
+        match u64::try_from(count) {
+            Ok(n @ 1..=MAX_SHARES_PER_PURCHASE) => Ok(Self(n)),
+            _ => Err(ApiError::invalid(format!(
+                "count must be 1 to {MAX_SHARES_PER_PURCHASE}"
+            ))),
+        }
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
 /// An `idempotency-key`: 1 to 64 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);

@@ -74,8 +74,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             if ob.len() != 6 || !matches!(ob[0], b'+' | b'-') || ob[3] != b':' {
                 return None;
             }
-            let h: i64 = rest[1..3].parse().ok()?;
-            let m: i64 = rest[4..6].parse().ok()?;
+            // Digits only: `parse` alone would take "+1" and "-1".
+            let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+                let part = &ob[r];
+                part.iter()
+                    .all(u8::is_ascii_digit)
+                    .then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+            };
+            let (h, m) = (digits(1..3)?, digits(4..6)?);
             if h > 23 || m > 59 {
                 return None;
             }
@@ -149,6 +155,9 @@ mod tests {
             "2026-01-01T24:00:00Z",
             "2026-01-01T00:00:00",
             "2026-01-01T00:00:00+8:00",
+            "2026-01-01T00:00:00+-1:00",
+            "2026-01-01T00:00:00-+1:00",
+            "2026-01-01T00:00:00++1:00",
             "1969-12-31T23:59:59Z",
             "2026-01-01T00:00:00.Z",
             "２０２６-01-01T00:00:00Z",

@@ -12,6 +12,7 @@ mod host;
 mod login;
 mod lottery;
 mod manifest;
+mod openapi;
 mod orders;
 mod postgres;
 mod ratelimit;

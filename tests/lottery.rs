@@ -443,7 +443,10 @@ async fn bad_purchases_are_refused_and_change_nothing() {
     // could replay the purchase it named; a whole number with a fraction
     // is a count like any other.
     assert_eq!(buy(&app, id, &token, 2, Some("once")).await.status, 201);
-    assert_eq!(buy(&app, id, &token, 10_001, Some("once")).await.status, 400);
+    assert_eq!(
+        buy(&app, id, &token, 10_001, Some("once")).await.status,
+        400
+    );
     assert_eq!(buy(&app, id, &token, 0, Some("once")).await.status, 400);
     let whole = buy_count(&app, id, &token, &json!(3.0)).await;
     assert_eq!(whole.status, 201, "{}", whole.text());

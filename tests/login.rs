@@ -310,6 +310,9 @@ async fn a_new_code_replaces_the_old_and_resends_wait_for_the_gap() {
     );
     let wait: u64 = early.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=3).contains(&wait), "retry-after {wait}");
+    // The gap is not a rate limit: no limit's state is claimed spent.
+    assert_eq!(early.header("ratelimit"), None);
+    assert_eq!(early.header("ratelimit-policy"), None);
     assert_eq!(sink.messages().len(), 1);
 
     tokio::time::sleep(Duration::from_millis(3100)).await;

@@ -198,7 +198,14 @@ pub fn send_code(
     let verdict = Verdict::from_reply(stored, reply.retry_after_ms, reply.states, &all)?;
     match reply.outcome {
         Outcome::Stored => Ok(CodeSent { code, verdict }),
-        Outcome::TooEarly | Outcome::Limited => Err(ApiError::RateLimited(verdict)),
+        Outcome::Limited => Err(ApiError::RateLimited(verdict)),
+        // The resend gap is not one of the limits and the script did not
+        // look at them: reporting their states would claim them spent.
+        // `retry-after` alone says when the gap ends.
+        Outcome::TooEarly => Err(ApiError::RateLimited(Verdict {
+            states: Vec::new(),
+            ..verdict
+        })),
     }
 }
 

@@ -18,12 +18,18 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-/// Parses an id: decimal digits, 1 to `u64::MAX`, no sign or spaces.
-fn parse_decimal(s: &str) -> Option<u64> {
+/// A number written as 1 to 20 decimal digits and nothing else (no sign,
+/// no spaces), up to `u64::MAX`. Rust's own `parse` would also take `+7`.
+pub fn digits(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok().filter(|id| *id > 0)
+    s.parse().ok()
+}
+
+/// Parses an id: decimal digits, 1 to `u64::MAX`, no sign or spaces.
+fn parse_decimal(s: &str) -> Option<u64> {
+    digits(s).filter(|id| *id > 0)
 }
 
 /// The ids written as decimal numbers, parsed alike.

@@ -35,8 +35,8 @@ impl PageSize {
         let Some(raw) = raw else {
             return Ok(Self(Self::DEFAULT));
         };
-        match raw.parse::<usize>() {
-            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
+        match crate::ids::digits(raw) {
+            Some(n) if (1..=Self::MAX as u64).contains(&n) => Ok(Self(n as usize)),
             _ => Err(ApiError::invalid(format!(
                 "limit must be a whole number from 1 to {}",
                 Self::MAX
@@ -52,7 +52,7 @@ impl PageSize {
 /// The numbers of a cursor, checked for count; the caller gives them their
 /// meaning.
 pub fn cursor_numbers(raw: &str, counts: &[usize]) -> Result<Vec<u64>, ApiError> {
-    let numbers: Option<Vec<u64>> = raw.split('.').map(|n| n.parse().ok()).collect();
+    let numbers: Option<Vec<u64>> = raw.split('.').map(crate::ids::digits).collect();
     match numbers {
         Some(numbers) if counts.contains(&numbers.len()) => Ok(numbers),
         _ => Err(ApiError::invalid("cursor is not one this API handed out")),
@@ -94,7 +94,7 @@ mod tests {
     fn sizes_default_and_stay_in_range() {
         assert_eq!(PageSize::parse(None).unwrap().get(), 20);
         assert_eq!(PageSize::parse(Some("100")).unwrap().get(), 100);
-        for bad in ["0", "101", "-1", "x", ""] {
+        for bad in ["0", "101", "-1", "x", "", "+5", " 5"] {
             assert!(PageSize::parse(Some(bad)).is_err(), "{bad}");
         }
     }
@@ -103,7 +103,15 @@ mod tests {
     fn cursors_are_dotted_numbers() {
         assert_eq!(cursor_numbers("5.7", &[2]).unwrap(), [5, 7]);
         assert_eq!(cursor_numbers("5", &[1, 3]).unwrap(), [5]);
-        for bad in ["", "5.", "a.b", "1.2.3.4", "-1.2"] {
+        for bad in [
+            "",
+            "5.",
+            "a.b",
+            "1.2.3.4",
+            "-1.2",
+            "+1.2",
+            "1.99999999999999999999",
+        ] {
             assert!(cursor_numbers(bad, &[2, 3]).is_err(), "{bad}");
         }
     }

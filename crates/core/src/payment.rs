@@ -117,12 +117,17 @@ impl Event {
         // provider that adds a field must not have every event refused
         // (and retried) from then on.
         drop(b);
-        let order_id = order_id
-            .parse()
-            .ok()
+        // Digits that cannot be an id (0, or past 64 bits) name no order.
+        if order_id.is_empty()
+            || order_id.len() > 20
+            || !order_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(ApiError::invalid("order_id must be 1 to 20 decimal digits"));
+        }
+        let order_id = crate::ids::digits(&order_id)
             .filter(|id| *id > 0)
             .map(OrderId::from_raw)
-            .ok_or_else(|| ApiError::invalid("order_id must be a decimal id"))?;
+            .ok_or(ApiError::NotFound)?;
         let change = match kind.as_str() {
             "payment.succeeded" => {
                 let amount = amount.ok_or_else(|| ApiError::invalid("amount is required"))?;
@@ -236,6 +241,7 @@ mod tests {
             r#"{"event_id":"evt_1","type":"payment.succeeded","order_id":"42","amount":1,"pay_type":"cash"}"#,
             r#"{"event_id":"evt_1","type":"charge.failed","order_id":"42"}"#,
             r#"{"event_id":"evt_1","type":"refund.succeeded","order_id":"x"}"#,
+            r#"{"event_id":"evt_1","type":"refund.succeeded","order_id":"+42"}"#,
             r#"{"event_id":"","type":"refund.succeeded","order_id":"42"}"#,
         ] {
             assert!(
@@ -244,6 +250,17 @@ mod tests {
                     Err(ApiError::InvalidRequest(_))
                 ),
                 "{bad}"
+            );
+        }
+        // Well-formed digits that no order can have are an unknown order.
+        for unknown in ["0", "99999999999999999999"] {
+            let body = format!(
+                r#"{{"event_id":"evt_3","type":"refund.succeeded","order_id":"{unknown}"}}"#
+            );
+            assert_eq!(
+                Event::parse(body.as_bytes()),
+                Err(ApiError::NotFound),
+                "{unknown}"
             );
         }
     }

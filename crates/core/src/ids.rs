@@ -21,10 +21,16 @@ use sha2::{Digest, Sha256};
 /// A number written as 1 to 20 decimal digits and nothing else (no sign,
 /// no spaces), up to `u64::MAX`. Rust's own `parse` would also take `+7`.
 pub fn digits(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_digits(s) {
         return None;
     }
     s.parse().ok()
+}
+
+/// Whether `s` is written as 1 to 20 decimal digits and nothing else,
+/// whatever their value.
+pub fn is_digits(s: &str) -> bool {
+    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Parses an id: decimal digits, 1 to `u64::MAX`, no sign or spaces.

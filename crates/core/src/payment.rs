@@ -11,7 +11,7 @@ use sha2::Sha256;
 
 use crate::body::JsonObject;
 use crate::error::ApiError;
-use crate::ids::OrderId;
+use crate::ids::{DecimalId, OrderId};
 use crate::order::{Change, EventId, PayType};
 
 /// How far a signature's time may be from Redis's clock.
@@ -117,17 +117,11 @@ impl Event {
         // provider that adds a field must not have every event refused
         // (and retried) from then on.
         drop(b);
-        // Digits that cannot be an id (0, or past 64 bits) name no order.
-        if order_id.is_empty()
-            || order_id.len() > 20
-            || !order_id.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !crate::ids::is_digits(&order_id) {
             return Err(ApiError::invalid("order_id must be 1 to 20 decimal digits"));
         }
-        let order_id = crate::ids::digits(&order_id)
-            .filter(|id| *id > 0)
-            .map(OrderId::from_raw)
-            .ok_or(ApiError::NotFound)?;
+        // Digits that cannot be an id (0, or past 64 bits) name no order.
+        let order_id = OrderId::parse_decimal(&order_id).ok_or(ApiError::NotFound)?;
         let change = match kind.as_str() {
             "payment.succeeded" => {
                 let amount = amount.ok_or_else(|| ApiError::invalid("amount is required"))?;

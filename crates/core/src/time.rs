@@ -74,14 +74,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             if ob.len() != 6 || !matches!(ob[0], b'+' | b'-') || ob[3] != b':' {
                 return None;
             }
-            // Digits only: `parse` alone would take "+1" and "-1".
-            let digits = |r: std::ops::Range<usize>| -> Option<i64> {
-                let part = &ob[r];
-                part.iter()
-                    .all(u8::is_ascii_digit)
-                    .then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
-            };
-            let (h, m) = (digits(1..3)?, digits(4..6)?);
+            // Through `num`, digits only: `parse` alone would take "+1".
+            let at = s.len() - rest.len();
+            let (h, m) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
             if h > 23 || m > 59 {
                 return None;
             }

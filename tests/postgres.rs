@@ -350,6 +350,109 @@ async fn only_allowed_addresses_are_reached() {
     }
 }
 
+/// A listener on loopback standing in for an address the guest must not
+/// reach: it counts the connections it gets and drops each at once.
+struct Trap {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Trap {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self { port, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn every_address_dialled_is_checked_hostaddr_included() {
+    if is_real_spin() {
+        // Spin 4.0.2 checks only the host names, and lets `hostaddr`
+        // through unchecked (docs/HOST.md); this host is stricter.
+        return;
+    }
+    let pg = PostgresServer::start();
+    let port = pg.port;
+    let trap = Trap::start();
+    let denied_port = trap.port;
+    // Allowed: a name that the connection string then overrides with
+    // `hostaddr`, the address actually dialled, on the trap's port.
+    let app = app_allowing(&format!("allowed-db.invalid:{denied_port}")).await;
+    let not_permitted = |url: &str| json!({"error": {"connection-failed": format!("address postgres://{url} is not permitted")}});
+    let cases = [
+        // The allowed name, and the trap's address beside it.
+        (
+            format!("host=allowed-db.invalid hostaddr=127.0.0.1 port={denied_port} user=postgres"),
+            not_permitted(&format!("127.0.0.1:{denied_port}")),
+        ),
+        // The same in a URL.
+        (
+            format!(
+                "postgres://postgres@allowed-db.invalid:{denied_port}/postgres?hostaddr=127.0.0.1"
+            ),
+            not_permitted(&format!("127.0.0.1:{denied_port}")),
+        ),
+        // No host at all, only an address.
+        (
+            format!("hostaddr=127.0.0.1 port={denied_port} user=postgres"),
+            not_permitted(&format!("127.0.0.1:{denied_port}")),
+        ),
+        (
+            format!("postgres://postgres@/postgres?hostaddr=127.0.0.1&port={denied_port}"),
+            not_permitted(&format!("127.0.0.1:{denied_port}")),
+        ),
+        // Several: each address is checked with the port at its index.
+        (
+            format!(
+                "host=allowed-db.invalid,allowed-db.invalid hostaddr=127.0.0.2,127.0.0.1 \
+                 port={denied_port},{denied_port} user=postgres"
+            ),
+            not_permitted(&format!("127.0.0.2:{denied_port}")),
+        ),
+        // Nothing to check is nothing allowed.
+        (
+            "user=postgres dbname=postgres".to_string(),
+            json!({"error": {"connection-failed": "address names no host: not permitted"}}),
+        ),
+    ];
+    for (address, expected) in cases {
+        let answer = run(&app, &address, "query", "SELECT 1 AS one", json!([])).await;
+        assert_eq!(answer, expected, "{address}");
+    }
+    assert_eq!(trap.connections(), 0, "a denied address was connected to");
+    let logs = app
+        .logs_containing(&format!("postgres://127.0.0.1:{denied_port} denied"))
+        .await;
+    assert!(
+        logs.contains(&format!(
+            "[pg-probe] postgres access to postgres://127.0.0.1:{denied_port} denied"
+        )),
+        "{logs}"
+    );
+
+    // With both the name and the address allowed, `hostaddr` is dialled.
+    let app = app_allowing(&format!("127.0.0.1:{port}")).await;
+    let address = format!("host=127.0.0.1 hostaddr=127.0.0.1 port={port} user=postgres");
+    let answer = run(&app, &address, "query", "SELECT 1 AS one", json!([])).await;
+    assert_eq!(
+        answer,
+        json!({"columns": [{"name": "one", "type": "int32"}], "rows": [[{"int32": 1}]]})
+    );
+}
+
 #[tokio::test]
 async fn server_errors_keep_their_structure() {
     let (pg, app) = start().await;

@@ -1,8 +1,9 @@
 //! `spin:postgres/postgres@4.0.0`: outbound PostgreSQL as Spin 4.0.2
 //! provides it to spin-sdk's `pg4` (its `crates/factor-outbound-pg`), on
 //! the same `tokio-postgres` release (0.7.12), so that connection strings
-//! parse alike. The address is checked against `allowed_outbound_hosts`
-//! (scheme `postgres`, default port 5432) before any connection, and errors
+//! parse alike. Every address the client would dial, each host and each
+//! `hostaddr`, is checked against `allowed_outbound_hosts` (scheme
+//! `postgres`, default port 5432) before any connection, and errors
 //! carry the variants and wording Spin's host gives them, quirks included:
 //!
 //! - a connection that cannot be made reads as deadpool (Spin's pool)
@@ -23,7 +24,9 @@
 //! Connections are pooled per component as Spin pools them (`pg_pool`).
 //!
 //! Where this host differs, it is stricter or slower, never more lenient:
-//! the connection is always plain TCP (`sslmode=require` fails), and ranges and
+//! `hostaddr` is checked where Spin 4.0.2 checks only host names (and lets
+//! a string of `hostaddr` alone through unchecked), the connection is
+//! always plain TCP (`sslmode=require` fails), and ranges and
 //! intervals are not converted (a parameter of those kinds is refused, a
 //! column of those types reads as `unsupported`). Unlike Spin 4.0.2, a
 //! `query` that returns no rows answers (its columns, no rows) instead of
@@ -68,32 +71,23 @@ type HostResult<T> = wasmtime::Result<Result<T, Error>>;
 impl Host for RequestState {}
 
 impl RequestState {
-    /// Spin's check: every TCP host named by the connection string, with the
-    /// port at its index (or the only port), must be allowed.
+    /// Every address the connection string makes the client dial must be
+    /// allowed: each host name (Spin's check) and each `hostaddr` (which
+    /// Spin does not check, though it is what is dialled when given), and
+    /// a string that names neither is refused.
     fn check_pg_address(&self, config: &Config) -> Result<(), Error> {
-        let ports = config.get_ports();
-        for (i, host) in config.get_hosts().iter().enumerate() {
-            match host {
-                tokio_postgres::config::Host::Tcp(name) => {
-                    let port = ports.get(i).or(if ports.len() == 1 {
-                        ports.first()
-                    } else {
-                        None
-                    });
-                    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-                    let url = format!("{name}{port}");
-                    if !self.component.outbound.allows(&url, "postgres") {
-                        self.log_denied("postgres", &format!("postgres://{url}"));
-                        return Err(Error::ConnectionFailed(format!(
-                            "address postgres://{url} is not permitted"
-                        )));
-                    }
-                }
-                tokio_postgres::config::Host::Unix(_) => {
-                    return Err(Error::ConnectionFailed(
-                        "Unix sockets are not supported on WebAssembly".into(),
-                    ));
-                }
+        let targets = pg_targets(config)?;
+        if targets.is_empty() {
+            return Err(Error::ConnectionFailed(
+                "address names no host: not permitted".into(),
+            ));
+        }
+        for url in targets {
+            if !self.component.outbound.allows(&url, "postgres") {
+                self.log_denied("postgres", &format!("postgres://{url}"));
+                return Err(Error::ConnectionFailed(format!(
+                    "address postgres://{url} is not permitted"
+                )));
             }
         }
         Ok(())
@@ -207,6 +201,44 @@ impl HostConnection for RequestState {
         self.pg_connections = self.pg_connections.saturating_sub(1);
         Ok(())
     }
+}
+
+/// What the allow-list must pass for `config`, as `host[:port]`, in the
+/// order tokio-postgres tries them: at each index the host name, then the
+/// `hostaddr` it dials instead when one is given. The port is the one at
+/// the index, or the only one given; none reads as 5432, as it does to the
+/// client (which refuses any other count of ports before dialling).
+fn pg_targets(config: &Config) -> Result<Vec<String>, Error> {
+    let hosts = config.get_hosts();
+    let hostaddrs = config.get_hostaddrs();
+    let ports = config.get_ports();
+    let mut targets = Vec::new();
+    for i in 0..hosts.len().max(hostaddrs.len()) {
+        let port = ports
+            .get(i)
+            .or(if ports.len() == 1 {
+                ports.first()
+            } else {
+                None
+            })
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        match hosts.get(i) {
+            Some(tokio_postgres::config::Host::Tcp(name)) => targets.push(format!("{name}{port}")),
+            Some(tokio_postgres::config::Host::Unix(_)) => {
+                return Err(Error::ConnectionFailed(
+                    "Unix sockets are not supported on WebAssembly".into(),
+                ));
+            }
+            None => {}
+        }
+        match hostaddrs.get(i) {
+            Some(std::net::IpAddr::V4(ip)) => targets.push(format!("{ip}{port}")),
+            Some(std::net::IpAddr::V6(ip)) => targets.push(format!("[{ip}]{port}")),
+            None => {}
+        }
+    }
+    Ok(targets)
 }
 
 /// A server's error keeps its structure (SQLSTATE, message, detail and the
@@ -502,5 +534,36 @@ impl<'a> FromSql<'a> for Raw {
 
     fn accepts(_: &Type) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(address: &str) -> Vec<String> {
+        pg_targets(&Config::from_str(address).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_address_dialled_is_a_target() {
+        assert_eq!(
+            targets("host=db hostaddr=10.0.0.5 port=6000"),
+            ["db:6000", "10.0.0.5:6000"]
+        );
+        assert_eq!(
+            targets("hostaddr=169.254.169.254 port=80"),
+            ["169.254.169.254:80"]
+        );
+        assert_eq!(
+            targets("postgres://u@db:7/x?hostaddr=::1"),
+            ["db:7", "[::1]:7"]
+        );
+        assert_eq!(
+            targets("host=a,b hostaddr=10.0.0.1,10.0.0.2 port=1,2"),
+            ["a:1", "10.0.0.1:1", "b:2", "10.0.0.2:2"]
+        );
+        assert_eq!(targets("host=db"), ["db"]);
+        assert!(targets("user=postgres").is_empty());
     }
 }

@@ -123,14 +123,29 @@ pub struct OrderRow {
     pub updated_ms: i64,
 }
 
+/// Where a run is in a voucher's outbox: it first takes over what other
+/// runs left pending, all of it, then reads what is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The run's first take: clears the wake flag and starts taking over
+    /// at the head of the pending list.
+    First,
+    /// Taking over, from this point of the pending list on.
+    Claim(String),
+    /// Reading entries no run has had yet.
+    Read,
+}
+
 /// One batch handed out by the outbox: the entries' stream ids, to
 /// acknowledge, and the latest state of each order among them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
     pub entry_ids: Vec<String>,
     pub rows: Vec<OrderRow>,
     /// Entries taken over from another consumer.
     pub claimed: i64,
+    /// Where the run's next take starts.
+    pub next: Step,
 }
 
 /// What a run exported.
@@ -147,16 +162,22 @@ fn optional_ms(reader: &mut ReplyReader) -> Result<Option<i64>, RedisError> {
     Ok(Some(reader.num()?).filter(|&ms| ms > 0))
 }
 
-/// Takes the next batch of `voucher`'s events for `consumer`.
+/// Takes the next batch of `voucher`'s events for `consumer`, at `step`
+/// of its run.
 pub fn take(
     redis: &mut impl Redis,
     voucher: VoucherId,
     consumer: &str,
     runner: Runner,
-    first_take: bool,
+    step: &Step,
 ) -> Result<Batch, RedisError> {
     let outbox = keys::voucher_outbox(voucher);
     let wake = keys::voucher_export_wake(voucher);
+    let claim_from = match step {
+        Step::First => "0-0",
+        Step::Claim(cursor) => cursor.as_str(),
+        Step::Read => "",
+    };
     let reply = outbox_take::run(
         redis,
         &outbox_take::Keys {
@@ -168,13 +189,19 @@ pub fn take(
             consumer,
             claim_idle_ms: runner.claim_idle_ms(),
             count: BATCH,
-            first_take,
+            first_take: *step == Step::First,
+            claim_from,
         },
     )?;
     let mut events = reply.events;
     let mut batch = Batch {
+        entry_ids: Vec::new(),
+        rows: Vec::new(),
         claimed: reply.claimed,
-        ..Batch::default()
+        next: match reply.cursor {
+            cursor if cursor.is_empty() => Step::Read,
+            cursor => Step::Claim(cursor),
+        },
     };
     let mut latest: HashMap<u64, usize> = HashMap::new();
     while !events.at_end() {
@@ -327,10 +354,10 @@ pub fn export_voucher(
     try_again: &mut impl FnMut() -> bool,
 ) -> Result<Exported, ExportError> {
     let mut exported = Exported::default();
-    let mut first_take = true;
+    let mut step = Step::First;
     loop {
-        let batch = take(redis, voucher, consumer, runner, first_take)?;
-        first_take = false;
+        let batch = take(redis, voucher, consumer, runner, &step)?;
+        step = batch.next.clone();
         if batch.entry_ids.is_empty() {
             return Ok(exported);
         }

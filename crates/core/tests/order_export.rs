@@ -27,7 +27,7 @@ use flashspin_core::ids::VoucherId;
 use flashspin_core::keys;
 use flashspin_core::order::{self, Change, Order, OrderExport, PayType};
 use flashspin_core::order_export::{
-    self, BATCH, Batch, CLAIM_IDLE_MS, ExportError, Exported, GROUP, MIGRATIONS, Runner,
+    self, BATCH, Batch, CLAIM_IDLE_MS, ExportError, Exported, GROUP, MIGRATIONS, Runner, Step,
 };
 use flashspin_core::voucher::{self};
 use flashspin_testkit::{NativePostgres, NativeRedis, PostgresServer, RedisServer};
@@ -62,8 +62,10 @@ fn wait_claim_idle() {
     thread::sleep(Duration::from_millis(CLAIM_IDLE_MS as u64 + 100));
 }
 
+/// A woken run's take: its first, or a later one reading new entries.
 fn take(redis: &mut NativeRedis, v: VoucherId, consumer: &str, first_take: bool) -> Batch {
-    order_export::take(redis, v, consumer, Runner::Woken, first_take).unwrap()
+    let step = if first_take { Step::First } else { Step::Read };
+    order_export::take(redis, v, consumer, Runner::Woken, &step).unwrap()
 }
 
 fn export(
@@ -427,7 +429,7 @@ fn entries_never_acknowledged_are_taken_over_once_idle() {
     assert_eq!(consumers(&server, v), named(&[("a", 0), ("b", 4)]));
 
     // The operator's drain takes over everything pending at once.
-    let drain = order_export::take(&mut redis, v, "c", Runner::Operator, true).unwrap();
+    let drain = order_export::take(&mut redis, v, "c", Runner::Operator, &Step::First).unwrap();
     assert_eq!((drain.entry_ids.len(), drain.claimed), (4, 4));
     assert_eq!(
         consumers(&server, v),
@@ -727,4 +729,33 @@ fn a_statement_postgresql_refuses_ends_the_run_with_its_batch_pending() {
     let paid = read(&mut redis, v, &first);
     assert!(table(&db).contains(&row(&paid, 2)));
     assert_eq!((xlen(&server, v), pending(&server, v)), (0, 0));
+}
+
+#[test]
+fn the_operators_drain_takes_over_everything_pending_not_one_batch() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let db = PostgresServer::start();
+    let mut pg = db.native();
+    let v = on_sale(&mut redis, 300);
+    for n in 1..=250 {
+        buy(&mut redis, v, n);
+    }
+
+    // Three runs die holding a batch each: 100, 100 and 50 entries.
+    for consumer in ["a", "b", "c"] {
+        take(&mut redis, v, consumer, true);
+    }
+    assert_eq!(
+        consumers(&server, v),
+        named(&[("a", 100), ("b", 100), ("c", 50)])
+    );
+
+    // The drain takes over all of them at once and writes each order once.
+    let drained =
+        order_export::export(&mut redis, &mut pg, &[v], Runner::Operator, || false).unwrap();
+    assert_eq!(drained, exported(250, 250));
+    assert_eq!(table(&db).len(), 250);
+    assert_eq!((xlen(&server, v), pending(&server, v)), (0, 0));
+    assert_eq!(consumers(&server, v), named(&[]));
 }

@@ -1,11 +1,12 @@
 -- Hands the order exporter its next batch of one voucher's order events
--- (see orders.lua for how they are written). On a run's first take,
--- entries left pending for claim_idle_ms by another consumer (an exporter
--- that crashed or gave up) are taken over first; otherwise new entries are
--- read. An entry stays pending
--- until outbox_done.lua acknowledges it, so a batch that never reaches
--- PostgreSQL is handed out again. When there is nothing to hand out, the
--- consumers left with nothing pending are removed from the group.
+-- (see orders.lua for how they are written). A run first takes over the
+-- entries left pending for claim_idle_ms by other consumers (an exporter
+-- that crashed or gave up), the whole pending list batch by batch from
+-- claim_from on; once it has been through it, it reads new entries. An
+-- entry stays pending until outbox_done.lua acknowledges it, so a batch
+-- that never reaches PostgreSQL is handed out again. When there is nothing
+-- to hand out, the consumers left with nothing pending are removed from
+-- the group.
 --
 --> key outbox               the voucher's stream of order events
 --> key wake                 its wake-up flag, cleared on a run's first take so
@@ -17,23 +18,39 @@
 --                               pending before it is taken over
 --> arg count int            the most entries to hand out
 --> arg first_take flag      whether this is the run's first take
+--> arg claim_from str       where in the pending list to go on taking over
+--                               ('0-0' from its start), or '' to read new
+--                               entries
 --
 --< field claimed int        how many of the entries were taken over
+--< field cursor str         where to go on taking over next time, or '' once
+--                               the pending list has been gone through
 --< rest events              per entry: its stream id, then the order's id,
 --                               version, user_id, status, amount, pay_type,
 --                               created, deadline, pay_time, use_time,
 --                               refund_time and updated ('' when absent)
 
-local entries, claimed = {}, 0
+local entries, claimed, cursor = {}, 0, ''
 if first_take == '1' then
   redis.call('DEL', wake_key)
   if redis.call('EXISTS', outbox_key) == 0 then
-    return { 0 }
+    return { 0, '' }
   end
   -- The group is made on first use; it then exists for good (BUSYGROUP).
   redis.pcall('XGROUP', 'CREATE', outbox_key, group, '0')
-  entries = redis.call('XAUTOCLAIM', outbox_key, group, consumer, claim_idle_ms,
-    '0-0', 'COUNT', count)[2]
+end
+if claim_from ~= '' then
+  -- Entries that are not idle yet (a live run's batch) are passed over; the
+  -- pending list is short, a batch per run that did not finish.
+  cursor = claim_from
+  repeat
+    local claim = redis.call('XAUTOCLAIM', outbox_key, group, consumer, claim_idle_ms,
+      cursor, 'COUNT', count)
+    cursor, entries = claim[1], claim[2]
+  until #entries > 0 or cursor == '0-0'
+  if cursor == '0-0' then
+    cursor = ''
+  end
   claimed = #entries
 end
 if claimed == 0 then
@@ -56,15 +73,15 @@ if #entries == 0 then
       redis.call('XGROUP', 'DELCONSUMER', outbox_key, group, info['name'])
     end
   end
-  return { 0 }
+  return { 0, '' }
 end
 
 -- orders.lua writes an event's fields in this order; an entry written so
 -- is copied as it is, any other is read by field name.
 local FIELDS = { 'id', 'version', 'user_id', 'status', 'amount', 'pay_type', 'created',
   'deadline', 'pay_time', 'use_time', 'refund_time', 'updated' }
-local reply = { claimed }
-local n = 1
+local reply = { claimed, cursor }
+local n = 2
 for _, entry in ipairs(entries) do
   local fields = entry[2]
   n = n + 1

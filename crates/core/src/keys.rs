@@ -154,6 +154,14 @@ pub fn voucher_export_wake(id: VoucherId) -> String {
     format!("{{v:{id}}}:outbox:wake")
 }
 
+/// A voucher's parked order events: a stream of the outbox's events that
+/// PostgreSQL refused for their data (a constraint, a trigger), each with
+/// the error, taken out of the outbox so that the events after them are
+/// exported, until the operator moves them back (docs/EXPORT.md).
+pub fn voucher_outbox_parked(id: VoucherId) -> String {
+    format!("{{v:{id}}}:outbox:parked")
+}
+
 /// The pub/sub channel on which a script that appended to an outbox wakes
 /// the exporter; the message is the voucher id.
 pub const ORDER_EXPORT_CHANNEL: &str = "flashspin:order-export";
@@ -163,6 +171,14 @@ pub const ORDER_EXPORT_CHANNEL: &str = "flashspin:order-export";
 /// repeat is answered alike.
 pub fn voucher_payment_event(id: VoucherId, order: OrderId, kind: &str, event_id: &str) -> String {
     format!("{{v:{id}}}:event:{order}:{kind}:{event_id}")
+}
+
+/// The voucher's money events the shop must act on by hand (a late or a
+/// second payment, one of another amount, a refund of a used order): a
+/// stream, one entry per event, read by the operator
+/// (`GET /api/admin/payments/attention`).
+pub fn voucher_payment_attention(id: VoucherId) -> String {
+    format!("{{v:{id}}}:payments:attention")
 }
 
 /// Which voucher an order belongs to and who bought it: "<voucher id>:<user
@@ -244,6 +260,10 @@ mod tests {
         assert_eq!(
             voucher_export_wake(VoucherId::new(42).unwrap()),
             "{v:42}:outbox:wake"
+        );
+        assert_eq!(
+            voucher_outbox_parked(VoucherId::new(42).unwrap()),
+            "{v:42}:outbox:parked"
         );
         assert_eq!(user(UserId::new(7).unwrap()), "{gate}:user:7");
     }

@@ -287,30 +287,11 @@ pub fn locate(redis: &mut impl Redis, id: OrderId) -> Result<(Option<Located>, u
     Ok((located, reply.unix_secs.max(0) as u64))
 }
 
-/// What became of a change of an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Changed {
-    /// The order as it now is.
-    pub order: Order,
-    /// Why the change was refused (then nothing changed).
-    pub refused: Option<Conflict>,
-    /// The answer to a webhook event seen before: nothing was done now.
-    pub replayed: bool,
-}
-
-impl Changed {
-    /// The order, or the refusal as the API's error.
-    pub fn into_result(self) -> Result<Order, ApiError> {
-        match self.refused {
-            None => Ok(self.order),
-            Some(conflict) => Err(ApiError::Conflict(conflict)),
-        }
-    }
-}
-
 /// Applies `change` to order `id` of voucher `voucher_id`, for `owner`
-/// when given (another user's order is not found). With `export` on, the
-/// change and any expiry it finds due go to the outbox.
+/// when given (another user's order is not found). A change the order's
+/// status does not allow is refused and changes nothing. With `export` on,
+/// the change and any expiry it finds due go to the outbox. The payment
+/// provider's events go through [`settle`] instead, which refuses nothing.
 pub fn change(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
@@ -319,14 +300,161 @@ pub fn change(
     owner: Option<UserId>,
     export: OrderExport,
 ) -> Result<Order, ApiError> {
-    apply(redis, voucher_id, id, change, owner, None, export)?.into_result()
+    use order_change::Outcome;
+    let (outcome, _, order) = run_change(redis, voucher_id, id, change, owner, None, export)?;
+    match outcome {
+        Outcome::Done | Outcome::PaidAndRefunded => Ok(order),
+        Outcome::AmountMismatch => Err(ApiError::Conflict(Conflict::AmountMismatch)),
+        // Without an event, what the webhook would take note of is a
+        // change from the wrong state.
+        Outcome::InvalidState
+        | Outcome::RefundPending
+        | Outcome::RefundRecorded
+        | Outcome::AlreadyRefunded
+        | Outcome::LateRefunded
+        | Outcome::LatePayment
+        | Outcome::DuplicatePayment
+        | Outcome::RefundAfterUse
+        | Outcome::NotFound
+        | Outcome::BadAction => Err(ApiError::Conflict(Conflict::InvalidState)),
+    }
 }
 
-/// Applies `change` to order `id` of voucher `voucher_id` for a webhook
-/// `event`: its outcome is kept under the event's id (and the change), and
-/// a repeat of it changes nothing and gets the same answer. With `export`
-/// on, the change and any expiry it finds due go to the outbox.
-pub fn apply(
+/// What became of the money of a payment provider's event
+/// (docs/ORDERS.md, "Events in any order"). Every one is handled: the
+/// webhook answers 200 with its name, so that the provider stops retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The payment paid the order.
+    Paid,
+    /// The refund refunded the paid order.
+    Refunded,
+    /// The payment came after its refund: the order went from unpaid to
+    /// refunded, and the money in and out match.
+    PaidAndRefunded,
+    /// A refund before its payment, noted on the order; the payment, when
+    /// it comes, refunds the order. The only outcome that is not final:
+    /// a retry is looked at afresh.
+    RefundPending,
+    /// A refund of an order that expired or was cancelled unpaid: noted,
+    /// so that its late payment is known to be returned already.
+    RefundRecorded,
+    /// A refund of an order that another refund event refunded.
+    AlreadyRefunded,
+    /// A payment after expiry or cancel whose refund came first.
+    LateRefunded,
+    /// A payment after the order expired or was cancelled: the shop must
+    /// refund it.
+    LatePayment,
+    /// A payment of another amount than the order's: the shop must refund
+    /// it (the order stays unpaid).
+    AmountMismatch,
+    /// A second payment of an order already paid: the shop must refund it.
+    DuplicatePayment,
+    /// Money returned for an order already redeemed in the shop.
+    RefundAfterUse,
+}
+
+impl Settlement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Settlement::Paid => "paid",
+            Settlement::Refunded => "refunded",
+            Settlement::PaidAndRefunded => "paid_and_refunded",
+            Settlement::RefundPending => "refund_pending",
+            Settlement::RefundRecorded => "refund_recorded",
+            Settlement::AlreadyRefunded => "already_refunded",
+            Settlement::LateRefunded => "late_refunded",
+            Settlement::LatePayment => "late_payment",
+            Settlement::AmountMismatch => "amount_mismatch",
+            Settlement::DuplicatePayment => "duplicate_payment",
+            Settlement::RefundAfterUse => "refund_after_use",
+        }
+    }
+
+    /// Whether the shop must act by hand: these are logged and listed for
+    /// the operator once per event.
+    pub fn needs_attention(self) -> bool {
+        matches!(
+            self,
+            Settlement::LatePayment
+                | Settlement::AmountMismatch
+                | Settlement::DuplicatePayment
+                | Settlement::RefundAfterUse
+        )
+    }
+}
+
+/// What the payment provider says happened to an order's money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Money {
+    /// `payment.succeeded`: this much was paid, this way.
+    Paid { amount: i64, pay_type: PayType },
+    /// `refund.succeeded`.
+    Refunded,
+}
+
+/// What became of a payment provider's event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The order as it now is.
+    pub order: Order,
+    pub settlement: Settlement,
+    /// The answer to an event seen before: nothing was done now.
+    pub replayed: bool,
+}
+
+/// Applies the payment provider's event `event` about order `id` of
+/// voucher `voucher_id`. Its outcome is kept under the event's id once it
+/// can no longer change, and a repeat then changes nothing and gets the
+/// same answer; what the shop must act on is appended to the voucher's
+/// attention stream in the same script. With `export` on, the change and
+/// any expiry it finds due go to the outbox.
+pub fn settle(
+    redis: &mut impl Redis,
+    voucher_id: VoucherId,
+    id: OrderId,
+    event: &EventId,
+    money: Money,
+    export: OrderExport,
+) -> Result<Settled, ApiError> {
+    use order_change::Outcome;
+    let change = match money {
+        Money::Paid { amount, pay_type } => Change::Pay { amount, pay_type },
+        Money::Refunded => Change::Refund,
+    };
+    let (outcome, replayed, order) =
+        run_change(redis, voucher_id, id, change, None, Some(event), export)?;
+    let settlement = match (outcome, money) {
+        (Outcome::Done, Money::Paid { .. }) => Settlement::Paid,
+        (Outcome::Done, Money::Refunded) => Settlement::Refunded,
+        (Outcome::PaidAndRefunded, _) => Settlement::PaidAndRefunded,
+        (Outcome::RefundPending, _) => Settlement::RefundPending,
+        (Outcome::RefundRecorded, _) => Settlement::RefundRecorded,
+        (Outcome::AlreadyRefunded, _) => Settlement::AlreadyRefunded,
+        (Outcome::LateRefunded, _) => Settlement::LateRefunded,
+        (Outcome::LatePayment, _) => Settlement::LatePayment,
+        (Outcome::AmountMismatch, _) => Settlement::AmountMismatch,
+        (Outcome::DuplicatePayment, _) => Settlement::DuplicatePayment,
+        (Outcome::RefundAfterUse, _) => Settlement::RefundAfterUse,
+        (Outcome::InvalidState | Outcome::NotFound | Outcome::BadAction, _) => {
+            return Err(ApiError::Internal(format!(
+                "script order_change: {outcome:?} for a {} event",
+                change.action()
+            )));
+        }
+    };
+    Ok(Settled {
+        order,
+        settlement,
+        replayed,
+    })
+}
+
+/// Runs `order_change.lua`: the outcome, whether it is a replayed event's,
+/// and the order as it now is. No such order is `NotFound`; the other
+/// outcomes are the caller's to read.
+fn run_change(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     id: OrderId,
@@ -334,12 +462,13 @@ pub fn apply(
     owner: Option<UserId>,
     event: Option<&EventId>,
     export: OrderExport,
-) -> Result<Changed, ApiError> {
+) -> Result<(order_change::Outcome, bool, Order), ApiError> {
     let info = keys::voucher_info(voucher_id);
     let buyers = keys::voucher_buyers(voucher_id);
     let unpaid = keys::voucher_unpaid(voucher_id);
     let outbox = keys::voucher_outbox(voucher_id);
     let export_wake = keys::voucher_export_wake(voucher_id);
+    let attention = keys::voucher_payment_attention(voucher_id);
     let order_prefix = keys::voucher_order_prefix(voucher_id);
     let event_key = keys::voucher_payment_event(
         voucher_id,
@@ -362,6 +491,7 @@ pub fn apply(
             event: &event_key,
             outbox: &outbox,
             export_wake: &export_wake,
+            attention: &attention,
         },
         &order_change::Args {
             order_id: &order_id,
@@ -369,7 +499,7 @@ pub fn apply(
             owner: &owner,
             amount,
             pay_type,
-            has_event: event.is_some(),
+            event_id: event.map_or("", EventId::as_str),
             event_ttl_ms: EVENT_TTL_MS,
             order_prefix: &order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
@@ -379,10 +509,7 @@ pub fn apply(
     )?;
     use order_change::Outcome;
     let mut rest = reply.order;
-    let refused = match reply.outcome {
-        Outcome::Done => None,
-        Outcome::InvalidState => Some(Conflict::InvalidState),
-        Outcome::AmountMismatch => Some(Conflict::AmountMismatch),
+    match reply.outcome {
         Outcome::NotFound => {
             rest.finish()?;
             return Err(ApiError::NotFound);
@@ -394,15 +521,12 @@ pub fn apply(
                 change.action()
             )));
         }
-    };
+        _ => {}
+    }
     // The script already reads a due order as expired.
     let order = Order::read(&mut rest, voucher_id, i64::MIN)?;
     rest.finish()?;
-    Ok(Changed {
-        order,
-        refused,
-        replayed: reply.replayed,
-    })
+    Ok((reply.outcome, reply.replayed, order))
 }
 
 /// Files a placed order under its buyer: in their list (newest first) and

@@ -11,8 +11,13 @@ use sha2::Sha256;
 
 use crate::body::JsonObject;
 use crate::error::ApiError;
+use crate::ids::VoucherId;
 use crate::ids::{DecimalId, OrderId};
-use crate::order::{Change, EventId, PayType};
+use crate::keys;
+use crate::order::{EventId, Money, PayType};
+use crate::page::PageSize;
+use crate::redis::{Redis, RedisError};
+use crate::script::ReplyReader;
 
 /// How far a signature's time may be from Redis's clock.
 pub const TOLERANCE_SECS: u64 = 300;
@@ -99,7 +104,7 @@ fn parse_hex(s: &str) -> Option<[u8; 32]> {
 pub struct Event {
     pub id: EventId,
     pub order_id: OrderId,
-    pub change: Change,
+    pub money: Money,
 }
 
 impl Event {
@@ -122,7 +127,7 @@ impl Event {
         }
         // Digits that cannot be an id (0, or past 64 bits) name no order.
         let order_id = OrderId::parse_decimal(&order_id).ok_or(ApiError::NotFound)?;
-        let change = match kind.as_str() {
+        let money = match kind.as_str() {
             "payment.succeeded" => {
                 let amount = amount.ok_or_else(|| ApiError::invalid("amount is required"))?;
                 if amount < 0 {
@@ -132,9 +137,9 @@ impl Event {
                     .as_deref()
                     .and_then(PayType::parse)
                     .ok_or_else(|| ApiError::invalid("pay_type must be alipay, wechat or card"))?;
-                Change::Pay { amount, pay_type }
+                Money::Paid { amount, pay_type }
             }
-            "refund.succeeded" => Change::Refund,
+            "refund.succeeded" => Money::Refunded,
             _ => {
                 return Err(ApiError::invalid(
                     "type must be payment.succeeded or refund.succeeded",
@@ -144,9 +149,115 @@ impl Event {
         Ok(Event {
             id,
             order_id,
-            change,
+            money,
         })
     }
+}
+
+/// A money event the shop must act on by hand (a late or second payment,
+/// one of another amount, a refund of a used order), as the order script
+/// appended it to its voucher's attention stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttentionEntry {
+    pub voucher_id: VoucherId,
+    pub order_id: OrderId,
+    pub event_id: String,
+    /// The settlement's name (`order::Settlement::name`).
+    pub outcome: String,
+    /// What a payment paid, cents; `None` for a refund.
+    pub amount: Option<i64>,
+    pub time_ms: i64,
+}
+
+impl AttentionEntry {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "voucher_id": self.voucher_id.to_string(),
+            "order_id": self.order_id.to_string(),
+            "event_id": self.event_id,
+            "outcome": self.outcome,
+            "amount": self.amount,
+            "time": crate::time::format_rfc3339(self.time_ms),
+        })
+    }
+}
+
+/// The money events to act on: how many there are in all, and the newest
+/// `limit` of them, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attention {
+    pub count: u64,
+    pub events: Vec<AttentionEntry>,
+}
+
+/// Reads the attention streams of `vouchers`: two reads each (the length,
+/// the newest entries), for the operator only.
+pub fn attention(
+    redis: &mut impl Redis,
+    vouchers: &[VoucherId],
+    limit: PageSize,
+) -> Result<Attention, RedisError> {
+    let mut count = 0;
+    let mut events = Vec::new();
+    for &voucher_id in vouchers {
+        let key = keys::voucher_payment_attention(voucher_id);
+        let len = redis.execute("XLEN", &[key.as_str().into()])?;
+        count += ReplyReader::named("XLEN of an attention stream", len).id()?;
+        let limit = limit.get() as i64;
+        let reply = redis.execute(
+            "XREVRANGE",
+            &[
+                key.as_str().into(),
+                "+".into(),
+                "-".into(),
+                "COUNT".into(),
+                limit.into(),
+            ],
+        )?;
+        let mut reader = ReplyReader::named("an attention stream", reply);
+        while !reader.at_end() {
+            events.push(read_attention(&mut reader, voucher_id)?);
+        }
+    }
+    events.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
+    events.truncate(limit.get());
+    Ok(Attention { count, events })
+}
+
+/// One stream entry, flattened: its id, then the fields `order_change.lua`
+/// writes, in its order.
+fn read_attention(
+    reader: &mut ReplyReader,
+    voucher_id: VoucherId,
+) -> Result<AttentionEntry, RedisError> {
+    let _entry_id = reader.string()?;
+    let mut field = |name: &str| -> Result<String, RedisError> {
+        let got = reader.string()?;
+        if got != name {
+            return Err(RedisError::UnexpectedReply(format!(
+                "attention entry: {got:?} where {name:?} was expected"
+            )));
+        }
+        reader.string()
+    };
+    let event_id = field("event_id")?;
+    let order_id = field("order_id")?;
+    let outcome = field("outcome")?;
+    let amount = field("amount")?;
+    let time = field("time")?;
+    let bad = |what: &str| RedisError::UnexpectedReply(format!("attention entry: {what}"));
+    Ok(AttentionEntry {
+        voucher_id,
+        order_id: OrderId::parse_decimal(&order_id).ok_or_else(|| bad("order_id"))?,
+        event_id,
+        outcome,
+        amount: if amount.is_empty() {
+            None
+        } else {
+            Some(amount.parse().map_err(|_| bad("amount"))?)
+        },
+        time_ms: time.parse().map_err(|_| bad("time"))?,
+    })
 }
 
 #[cfg(test)]
@@ -222,14 +333,14 @@ mod tests {
         let pay = br#"{"event_id":"evt_1","type":"payment.succeeded","order_id":"42","amount":8000,"pay_type":"alipay"}"#;
         let event = Event::parse(pay).unwrap();
         assert_eq!(
-            event.change,
-            Change::Pay {
+            event.money,
+            Money::Paid {
                 amount: 8000,
                 pay_type: PayType::Alipay
             }
         );
         let refund = br#"{"event_id":"evt_2","type":"refund.succeeded","order_id":"42"}"#;
-        assert_eq!(Event::parse(refund).unwrap().change, Change::Refund);
+        assert_eq!(Event::parse(refund).unwrap().money, Money::Refunded);
         for bad in [
             r#"{"event_id":"evt_1","type":"payment.succeeded","order_id":"42","pay_type":"alipay"}"#,
             r#"{"event_id":"evt_1","type":"payment.succeeded","order_id":"42","amount":1,"pay_type":"cash"}"#,

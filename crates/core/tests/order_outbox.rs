@@ -14,7 +14,9 @@ use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
 use flashspin_core::ids::{OrderId, ShopId, VoucherId};
 use flashspin_core::keys;
-use flashspin_core::order::{self, Change, EventId, Order, OrderExport, OrderStatus, PayType};
+use flashspin_core::order::{
+    self, Change, EventId, Money, Order, OrderExport, OrderStatus, PayType,
+};
 use flashspin_core::voucher::{self};
 use flashspin_testkit::{NativeRedis, RedisServer};
 
@@ -24,6 +26,12 @@ use common::*;
 const ON: OrderExport = OrderExport::On;
 const OFF: OrderExport = OrderExport::Off;
 const PAY_SECS: u32 = 900;
+
+/// A payment of the order's amount, as the webhook reports it.
+const PAID: Money = Money::Paid {
+    amount: PAY_VALUE,
+    pay_type: PayType::Card,
+};
 
 fn pay(amount: i64) -> Change {
     Change::Pay {
@@ -166,19 +174,10 @@ fn every_change_appends_one_event_with_the_order_after_it() {
     let c = voucher::buy(&mut redis, v, user(3), order_id(3), PAY_SECS, ON).unwrap();
     outbox.expect_one(&mut redis, v, c.id, 1);
     let paid = EventId::parse("evt_pay").unwrap();
-    order::apply(&mut redis, v, c.id, pay(PAY_VALUE), None, Some(&paid), ON).unwrap();
+    order::settle(&mut redis, v, c.id, &paid, PAID, ON).unwrap();
     outbox.expect_one(&mut redis, v, c.id, 2);
     let refunded = EventId::parse("evt_refund").unwrap();
-    order::apply(
-        &mut redis,
-        v,
-        c.id,
-        Change::Refund,
-        None,
-        Some(&refunded),
-        ON,
-    )
-    .unwrap();
+    order::settle(&mut redis, v, c.id, &refunded, Money::Refunded, ON).unwrap();
     outbox.expect_one(&mut redis, v, c.id, 3);
 
     // Entries in the order of the changes, each order's versions rising.
@@ -419,7 +418,7 @@ fn a_refused_change_or_a_read_appends_nothing() {
     // A webhook event answered again changes nothing and appends nothing.
     let e = EventId::parse("evt_1").unwrap();
     for _ in 0..3 {
-        order::apply(&mut redis, v, b.id, pay(PAY_VALUE), None, Some(&e), ON).unwrap();
+        order::settle(&mut redis, v, b.id, &e, PAID, ON).unwrap();
     }
     outbox.expect_one(&mut redis, v, b.id, 2);
 }
@@ -436,17 +435,7 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
     order::change(&mut redis, v, a.id, Change::Use, None, OFF).unwrap();
     assert_eq!(version_of(&server, v, a.id), 3);
     let b = voucher::buy(&mut redis, v, user(2), order_id(2), PAY_SECS, OFF).unwrap();
-    let e = EventId::parse("evt_1").unwrap();
-    order::apply(
-        &mut redis,
-        v,
-        b.id,
-        Change::Cancel,
-        Some(user(2)),
-        Some(&e),
-        OFF,
-    )
-    .unwrap();
+    order::change(&mut redis, v, b.id, Change::Cancel, Some(user(2)), OFF).unwrap();
     assert_eq!(version_of(&server, v, b.id), 2);
     // Expired by a read.
     let c = voucher::buy(&mut redis, v, user(3), order_id(3), 1, OFF).unwrap();

@@ -23,8 +23,8 @@ use flashspin_core::error::Conflict;
 use flashspin_core::ids::{OrderId, UserId, VoucherId};
 use flashspin_core::keys;
 use flashspin_core::order::{
-    self, Change, EVENT_TTL_MS, EventId, Located, Order, OrderExport, OrderStatus, PayType,
-    RECLAIM_LIMIT,
+    self, Change, EVENT_TTL_MS, EventId, Located, Money, Order, OrderExport, OrderStatus, PayType,
+    RECLAIM_LIMIT, Settlement,
 };
 use flashspin_core::voucher::{OrdersCursor, buy, get, orders_page};
 use flashspin_testkit::{NativeRedis, RedisServer};
@@ -45,6 +45,29 @@ fn event(id: &str) -> EventId {
 
 fn pay(amount: i64, pay_type: PayType) -> Change {
     Change::Pay { amount, pay_type }
+}
+
+/// Settles `change` (a payment or a refund) as the webhook's event `e`:
+/// the order when the change was made (paid, refunded), else what the
+/// event came to. No such order is `Err(None)`.
+fn settled(
+    redis: &mut NativeRedis,
+    v: VoucherId,
+    id: OrderId,
+    change: Change,
+    e: &EventId,
+) -> Result<Order, Option<Settlement>> {
+    let money = match change {
+        Change::Pay { amount, pay_type } => Money::Paid { amount, pay_type },
+        Change::Refund => Money::Refunded,
+        other => panic!("{other:?} is no event"),
+    };
+    match order::settle(redis, v, id, e, money, EXPORT) {
+        Ok(s) if matches!(s.settlement, Settlement::Paid | Settlement::Refunded) => Ok(s.order),
+        Ok(s) => Err(Some(s.settlement)),
+        Err(ApiError::NotFound) => Err(None),
+        Err(other) => panic!("{other:?}"),
+    }
 }
 
 fn remaining(redis: &mut NativeRedis, v: VoucherId) -> i64 {
@@ -575,17 +598,7 @@ fn webhook_events_are_answered_once() {
     // The same payment event twice: one payment, the same answer.
     let e1 = event("evt_pay_1");
     let t0 = now_ms();
-    let paid = order::apply(
-        &mut redis,
-        v,
-        a.id,
-        pay(PAY_VALUE, PayType::Alipay),
-        None,
-        Some(&e1),
-        EXPORT,
-    )
-    .and_then(order::Changed::into_result)
-    .unwrap();
+    let paid = settled(&mut redis, v, a.id, pay(PAY_VALUE, PayType::Alipay), &e1).unwrap();
     let t1 = now_ms();
     let at = paid.pay_ms.unwrap();
     assert!((t0..=t1).contains(&at), "{t0} {paid:?} {t1}");
@@ -602,16 +615,7 @@ fn webhook_events_are_answered_once() {
     thread::sleep(Duration::from_millis(5));
     for pay_type in [PayType::Alipay, PayType::Card] {
         assert_eq!(
-            order::apply(
-                &mut redis,
-                v,
-                a.id,
-                pay(PAY_VALUE, pay_type),
-                None,
-                Some(&e1),
-                EXPORT
-            )
-            .and_then(order::Changed::into_result),
+            settled(&mut redis, v, a.id, pay(PAY_VALUE, pay_type), &e1),
             Ok(paid.clone())
         );
     }
@@ -622,79 +626,41 @@ fn webhook_events_are_answered_once() {
         .unwrap();
     assert!(EVENT_TTL_MS - 60_000 < ttl && ttl <= EVENT_TTL_MS, "{ttl}");
 
-    // Another event paying the paid order: refused, and so is its repeat.
+    // Another event paying the paid order: a second payment, changing
+    // nothing, and so is its repeat.
     let e2 = event("evt_pay_2");
     for _ in 0..2 {
         assert_eq!(
-            order::apply(
-                &mut redis,
-                v,
-                a.id,
-                pay(PAY_VALUE, PayType::Card),
-                None,
-                Some(&e2),
-                EXPORT
-            )
-            .and_then(order::Changed::into_result),
-            Err(ApiError::Conflict(Conflict::InvalidState))
+            settled(&mut redis, v, a.id, pay(PAY_VALUE, PayType::Card), &e2),
+            Err(Some(Settlement::DuplicatePayment))
         );
     }
     assert_eq!(read(&mut redis, v, a.id), paid);
 
-    // A payment of the wrong amount is refused, its repeat too, even with
-    // the right amount: the event was answered. Another event pays.
+    // A payment of the wrong amount pays nothing, its repeat neither, even
+    // with the right amount: the event was answered. Another event pays.
     let e3 = event("evt_pay_3");
     for amount in [PAY_VALUE + 1, PAY_VALUE + 1, PAY_VALUE] {
         assert_eq!(
-            order::apply(
-                &mut redis,
-                v,
-                b.id,
-                pay(amount, PayType::Wechat),
-                None,
-                Some(&e3),
-                EXPORT
-            )
-            .and_then(order::Changed::into_result),
-            Err(ApiError::Conflict(Conflict::AmountMismatch)),
+            settled(&mut redis, v, b.id, pay(amount, PayType::Wechat), &e3),
+            Err(Some(Settlement::AmountMismatch)),
             "{amount}"
         );
         assert_eq!(read(&mut redis, v, b.id), b);
     }
     let e4 = event("evt_pay_4");
-    let b_paid = order::apply(
-        &mut redis,
-        v,
-        b.id,
-        pay(PAY_VALUE, PayType::Wechat),
-        None,
-        Some(&e4),
-        EXPORT,
-    )
-    .and_then(order::Changed::into_result)
-    .unwrap();
+    let b_paid = settled(&mut redis, v, b.id, pay(PAY_VALUE, PayType::Wechat), &e4).unwrap();
     assert_eq!(b_paid.status, OrderStatus::Paid);
     assert_eq!(b_paid.pay_type, Some(PayType::Wechat));
-    // B's refused event repeated still gets its own outcome.
+    // B's mismatched event repeated still gets its own outcome.
     assert_eq!(
-        order::apply(
-            &mut redis,
-            v,
-            b.id,
-            pay(PAY_VALUE, PayType::Wechat),
-            None,
-            Some(&e3),
-            EXPORT
-        )
-        .and_then(order::Changed::into_result),
-        Err(ApiError::Conflict(Conflict::AmountMismatch))
+        settled(&mut redis, v, b.id, pay(PAY_VALUE, PayType::Wechat), &e3),
+        Err(Some(Settlement::AmountMismatch))
     );
 
     // A refund event: refunds once; a repeat answers alike.
     let r1 = event("evt_refund_1");
-    let refunded = order::apply(&mut redis, v, a.id, Change::Refund, None, Some(&r1), EXPORT)
-        .and_then(order::Changed::into_result)
-        .unwrap();
+    let refunded = settled(&mut redis, v, a.id, Change::Refund, &r1).unwrap();
     assert_eq!(
         refunded,
         Order {
@@ -707,8 +673,7 @@ fn webhook_events_are_answered_once() {
     assert!(refunded.refund_ms.unwrap() >= at);
     thread::sleep(Duration::from_millis(5));
     assert_eq!(
-        order::apply(&mut redis, v, a.id, Change::Refund, None, Some(&r1), EXPORT)
-            .and_then(order::Changed::into_result),
+        settled(&mut redis, v, a.id, Change::Refund, &r1),
         Ok(refunded.clone())
     );
     // Without an event, a second refund is a wrong change.
@@ -723,16 +688,7 @@ fn webhook_events_are_answered_once() {
     // The first payment event repeated: the same outcome, the order as it
     // now is, and nothing paid again.
     assert_eq!(
-        order::apply(
-            &mut redis,
-            v,
-            a.id,
-            pay(PAY_VALUE, PayType::Alipay),
-            None,
-            Some(&e1),
-            EXPORT
-        )
-        .and_then(order::Changed::into_result),
+        settled(&mut redis, v, a.id, pay(PAY_VALUE, PayType::Alipay), &e1),
         Ok(refunded.clone())
     );
     assert_eq!(read(&mut redis, v, a.id), refunded);
@@ -741,17 +697,14 @@ fn webhook_events_are_answered_once() {
     let e5 = event("evt_nothing");
     for _ in 0..2 {
         assert_eq!(
-            order::apply(
+            settled(
                 &mut redis,
                 v,
                 order_id(99),
                 pay(PAY_VALUE, PayType::Card),
-                None,
-                Some(&e5),
-                EXPORT
-            )
-            .and_then(order::Changed::into_result),
-            Err(ApiError::NotFound)
+                &e5
+            ),
+            Err(None)
         );
     }
     assert_eq!(remaining(&mut redis, v), 8);
@@ -772,16 +725,7 @@ fn twenty_deliveries_of_one_event_at_once_pay_once() {
             thread::spawn(move || {
                 let e = event("evt_concurrent");
                 barrier.wait();
-                order::apply(
-                    &mut redis,
-                    v,
-                    o.id,
-                    pay(PAY_VALUE, PayType::Card),
-                    None,
-                    Some(&e),
-                    EXPORT,
-                )
-                .and_then(order::Changed::into_result)
+                settled(&mut redis, v, o.id, pay(PAY_VALUE, PayType::Card), &e)
             })
         })
         .collect();
@@ -794,17 +738,14 @@ fn twenty_deliveries_of_one_event_at_once_pay_once() {
     }
     assert_eq!(read(&mut redis, v, o.id), first);
     assert_eq!(
-        order::apply(
+        settled(
             &mut redis,
             v,
             o.id,
             pay(PAY_VALUE, PayType::Card),
-            None,
-            Some(&event("evt_other")),
-            EXPORT
-        )
-        .and_then(order::Changed::into_result),
-        Err(ApiError::Conflict(Conflict::InvalidState))
+            &event("evt_other")
+        ),
+        Err(Some(Settlement::DuplicatePayment))
     );
     assert_eq!(remaining(&mut redis, v), 2);
 }
@@ -864,16 +805,14 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
                 if let Ok(o) = &bought
                     && payers.fetch_add(1, Ordering::SeqCst) < PAYERS
                 {
-                    let p = order::apply(
+                    let p = order::change(
                         &mut redis,
                         v,
                         o.id,
                         pay(PAY_VALUE, PayType::Card),
                         None,
-                        None,
                         EXPORT,
                     )
-                    .and_then(order::Changed::into_result)
                     .unwrap();
                     assert_eq!(p.status, OrderStatus::Paid);
                     paid = true;

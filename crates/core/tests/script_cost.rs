@@ -46,7 +46,7 @@ use flashspin_core::ids::{EPOCH_UNIX_SECS, GoodsId, IdKey, OrderId, ShopId, User
 use flashspin_core::keys;
 use flashspin_core::login::{self, CodeSettings};
 use flashspin_core::lottery::{self, NewGoods, PurchaseFilter};
-use flashspin_core::order::{self, Change, EventId, OrderExport, OrderStatus, PayType};
+use flashspin_core::order::{self, EventId, Money, OrderExport, OrderStatus, PayType, Settlement};
 use flashspin_core::phone::Phone;
 use flashspin_core::ratelimit::{Endpoint, Rate};
 use flashspin_core::redis::{Arg, Redis};
@@ -273,21 +273,12 @@ fn order_paid(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
         .collect();
     Box::new(move |redis, i| {
         let event = EventId::parse(&format!("evt_{i}")).unwrap();
-        let pay = Change::Pay {
+        let pay = Money::Paid {
             amount: 100,
             pay_type: PayType::Card,
         };
-        let paid = order::apply(
-            redis,
-            id,
-            orders[i as usize],
-            pay,
-            None,
-            Some(&event),
-            export,
-        )
-        .unwrap();
-        assert!(paid.refused.is_none() && !paid.replayed);
+        let paid = order::settle(redis, id, orders[i as usize], &event, pay, export).unwrap();
+        assert!(paid.settlement == Settlement::Paid && !paid.replayed);
         let paid = paid.order;
         assert_eq!(paid.status, OrderStatus::Paid);
     })

@@ -214,6 +214,62 @@ async fn outbound_access_follows_allowed_outbound_hosts() {
     assert_eq!(reply["error"], "Error::InvalidAddress");
 }
 
+#[tokio::test]
+async fn a_redis_address_is_checked_as_the_client_reads_it() {
+    if is_real_spin() {
+        // Spin 4.0.2 checks the host after the first `@`, while its client
+        // connects to the one before a `#` or `?` (docs/HOST.md).
+        return;
+    }
+    let redis = RedisServer::start();
+    // Stands in for a server the guest must not reach: counts connections
+    // and drops each at once.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in trap.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let app = fixture_app(&redis).await;
+    let port = redis.port;
+    for address in [
+        // A fragment or a query that hides an allowed host behind `@`.
+        format!("redis://127.0.0.1:{trap_port}#@127.0.0.1:{port}"),
+        format!("redis://127.0.0.1:{trap_port}?@127.0.0.1:{port}"),
+        format!("redis://127.0.0.1:{trap_port}/#@127.0.0.1:{port}"),
+        format!("redis://127.0.0.1:{trap_port}?x=@127.0.0.1:{port}"),
+        // The other way round: the client would reach the allowed server,
+        // but the address reads, as Spin reads it, as another host.
+        format!("redis://127.0.0.1:{port}#@127.0.0.1:{trap_port}"),
+    ] {
+        let ping = json!({"address": address, "command": "PING", "args": []});
+        let reply = app.api.post_json("/api/x?action=redis", &ping).await.body();
+        assert_eq!(
+            reply["error"], "Error::InvalidAddress",
+            "{address}: {reply}"
+        );
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a denied address was connected to"
+    );
+    // The allowed server, in spellings the client reads alike, still answers.
+    for address in [
+        redis.url(),
+        format!("redis://127.0.0.1:{port}/0"),
+        format!("redis://127.0.0.1:{port}/?protocol=resp2"),
+    ] {
+        let ping = json!({"address": address, "command": "PING", "args": []});
+        let reply = app.api.post_json("/api/x?action=redis", &ping).await.body();
+        assert_eq!(reply["results"], json!([{"status": "PONG"}]), "{address}");
+    }
+}
+
 async fn execute(app: &App, redis: &RedisServer, command: &str, args: Value) -> Value {
     let body = json!({"address": redis.url(), "command": command, "args": args});
     app.api.post_json("/api/x?action=redis", &body).await.body()

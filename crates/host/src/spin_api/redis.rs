@@ -1,17 +1,23 @@
 //! `fermyon:spin/redis`: outbound Redis as Spin provides it. A connection is
 //! opened when the guest asks for one and closed when the guest drops it or
 //! the request's store goes away; nothing is pooled across requests, so the
-//! costs measured on this host are the costs on Spin.
+//! costs measured on this host are the costs on Spin. An address must pass
+//! `allowed_outbound_hosts` both as written (Spin's check) and as the Redis
+//! client reads it, and the client connects with the reading that was
+//! checked (`redis_target`).
 
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value,
+};
 use wasmtime::component::Resource;
 
 use super::fermyon::spin2_0_0::redis::{
     Error, Host, HostConnection, Payload, RedisParameter, RedisResult,
 };
+use crate::outbound::OutboundPolicy;
 use crate::state::RequestState;
 
 /// Connections one request may hold open at once.
@@ -54,14 +60,18 @@ impl RequestState {
 
 impl HostConnection for RequestState {
     async fn open(&mut self, address: String) -> HostResult<Resource<RedisConnection>> {
-        if !self.component.outbound.allows(&address, "redis") {
-            self.log_denied("redis", &address);
-            return Ok(Err(Error::InvalidAddress));
-        }
+        let info = match redis_target(&self.component.outbound, &address) {
+            Ok(info) => info,
+            Err(Refused::NotAllowed) => {
+                self.log_denied("redis", &address);
+                return Ok(Err(Error::InvalidAddress));
+            }
+            Err(Refused::Malformed) => return Ok(Err(Error::InvalidAddress)),
+        };
         if self.redis_connections >= MAX_CONNECTIONS_PER_REQUEST {
             return Ok(Err(Error::TooManyConnections));
         }
-        let client = match redis::Client::open(address.as_str()) {
+        let client = match redis::Client::open(info) {
             Ok(client) => client,
             Err(_) => return Ok(Err(Error::InvalidAddress)),
         };
@@ -181,6 +191,40 @@ impl HostConnection for RequestState {
     }
 }
 
+/// Why [`redis_target`] refused an address.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    NotAllowed,
+    Malformed,
+}
+
+/// The server the client would connect to for `address`, if the component
+/// may reach it. The address must pass Spin's check as written, and the
+/// host and port the client itself reads from it must pass too: the two
+/// readings differ when a `#` or `?` comes before an `@`
+/// (`redis://evil:6380#@cache:6379` reads as `cache` to the allow-list and
+/// as `evil:6380` to the client). The client is given this one parse, so
+/// what was checked is what it connects to. Only TCP addresses are served.
+fn redis_target(policy: &OutboundPolicy, address: &str) -> Result<ConnectionInfo, Refused> {
+    if !policy.allows(address, "redis") {
+        return Err(Refused::NotAllowed);
+    }
+    let url = url::Url::parse(address).map_err(|_| Refused::Malformed)?;
+    let scheme = url.scheme().to_owned();
+    let info = url.into_connection_info().map_err(|_| Refused::Malformed)?;
+    let ConnectionAddr::Tcp(host, port) = info.addr() else {
+        return Err(Refused::NotAllowed);
+    };
+    let host = match host.parse::<std::net::Ipv6Addr>() {
+        Ok(ip) => format!("[{ip}]"),
+        Err(_) => host.clone(),
+    };
+    if !policy.allows(&format!("{scheme}://{host}:{port}"), "redis") {
+        return Err(Refused::NotAllowed);
+    }
+    Ok(info)
+}
+
 /// Spin's mapping of a reply to `execute`'s flat result list: arrays and
 /// sets are flattened in order, `OK` and other simple strings become
 /// `status`, RESP3 doubles and big numbers travel as text and booleans as
@@ -247,6 +291,30 @@ pub fn to_wit_error(e: RedisError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_address_checked_is_the_address_connected_to() {
+        let policy = OutboundPolicy::parse(&["redis://cache:6379"]).unwrap();
+        let target = |address: &str| redis_target(&policy, address).map(|i| i.addr().to_string());
+        assert_eq!(target("redis://cache:6379"), Ok("cache:6379".into()));
+        assert_eq!(target("redis://cache"), Ok("cache:6379".into()));
+        assert_eq!(target("redis://:pw@cache:6379/1"), Ok("cache:6379".into()));
+        for hidden in [
+            "redis://evil:6380#@cache:6379",
+            "redis://evil:6380?@cache:6379",
+            "redis://evil:6380?x=@cache:6379",
+            "redis://evil#@cache",
+        ] {
+            assert_eq!(target(hidden), Err(Refused::NotAllowed), "{hidden}");
+        }
+        let v6 = OutboundPolicy::parse(&["redis://[::1]:7"]).unwrap();
+        assert!(redis_target(&v6, "redis://[::1]:7").is_ok());
+        let any = OutboundPolicy::parse(&["*://*:*"]).unwrap();
+        assert_eq!(
+            redis_target(&any, "unix://localhost/run/redis.sock").map(drop),
+            Err(Refused::NotAllowed)
+        );
+    }
 
     #[test]
     fn nested_replies_are_flattened_in_order() {

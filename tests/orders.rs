@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flashspin_core::time::{format_rfc3339, parse_rfc3339};
 use flashspin_testkit::api::{
-    Call, Client, NewVoucher, Order, OrderBody, OrderStatus, OrdersQuery, PayType, Voucher,
+    Call, Client, NewVoucher, Order, OrderStatus, OrdersQuery, PayType, Voucher, WebhookBody,
     webhook_signature,
 };
 use reqwest::Method;
@@ -173,7 +173,7 @@ fn refund(event_id: &str, order_id: &str) -> Value {
 }
 
 /// The webhook call for `event`, signed now with [`SECRET`].
-fn webhook(app: &App, event: &Value) -> Call<OrderBody> {
+fn webhook(app: &App, event: &Value) -> Call<WebhookBody> {
     app.api.payment_webhook(SECRET, now_secs(), event)
 }
 
@@ -214,6 +214,35 @@ async fn assert_refused<T: 'static>(
         "{what} changed something"
     );
 }
+
+/// Sends the webhook `call`, which must be handled (200, so the provider
+/// stops retrying) with `outcome` and `needs_attention`, changing neither
+/// the order nor its voucher.
+async fn assert_settled_unchanged(
+    app: &App,
+    held: &Held,
+    call: Call<WebhookBody>,
+    (outcome, needs_attention): (&str, bool),
+    what: &str,
+) {
+    let before = snapshot(app, held).await;
+    let body = call.await.expect(200);
+    assert_eq!(
+        (body.outcome.as_str(), body.needs_attention, body.replayed),
+        (outcome, needs_attention, false),
+        "{what}"
+    );
+    assert_eq!(body.order, before.0, "{what}: the order as it is");
+    assert_eq!(
+        snapshot(app, held).await,
+        before,
+        "{what} changed something"
+    );
+}
+
+/// A payment the shop must return by hand, as the webhook answers it.
+const DUPLICATE_PAYMENT: (&str, bool) = ("duplicate_payment", true);
+const LATE_PAYMENT: (&str, bool) = ("late_payment", true);
 
 /// Another purchase of the voucher by the buyer of `held` is refused with
 /// the order they hold, as it is now.
@@ -282,14 +311,6 @@ async fn orders_move_only_along_their_life() {
     )
     .await;
     let refund_it = |event: &str| webhook(app, &refund(event, held.id()));
-    assert_refused(
-        app,
-        &held,
-        refund_it("evt_r0"),
-        INVALID_STATE,
-        "refund of an unpaid order",
-    )
-    .await;
 
     // Paid: the time and the way, nothing else moves.
     let paid = pay(app, &held, "evt_p1", "alipay").await;
@@ -323,7 +344,8 @@ async fn orders_move_only_along_their_life() {
     )
     .await;
     let pay_again = webhook(app, &payment("evt_p2", held.id(), PRICE, "card"));
-    assert_refused(app, &held, pay_again, INVALID_STATE, "a second payment").await;
+    let what = "a second payment";
+    assert_settled_unchanged(app, &held, pay_again, DUPLICATE_PAYMENT, what).await;
 
     // Used at the counter.
     let used = use_it().await.expect(200).order;
@@ -337,11 +359,11 @@ async fn orders_move_only_along_their_life() {
     );
     assert_eq!(read(app, &held).await, used);
     assert_refused(app, &held, use_it(), INVALID_STATE, "use twice").await;
-    assert_refused(
+    assert_settled_unchanged(
         app,
         &held,
         refund_it("evt_r1"),
-        INVALID_STATE,
+        ("refund_after_use", true),
         "refund of a used order",
     )
     .await;
@@ -354,14 +376,8 @@ async fn orders_move_only_along_their_life() {
     )
     .await;
     let pay_used = webhook(app, &payment("evt_p3", held.id(), PRICE, "card"));
-    assert_refused(
-        app,
-        &held,
-        pay_used,
-        INVALID_STATE,
-        "payment of a used order",
-    )
-    .await;
+    let what = "payment of a used order";
+    assert_settled_unchanged(app, &held, pay_used, DUPLICATE_PAYMENT, what).await;
     assert_already_purchased(app, &held, "while used").await;
     assert_eq!(remaining(app, &used_v).await, 4);
 
@@ -370,7 +386,12 @@ async fn orders_move_only_along_their_life() {
     let paid = pay(app, &held, "evt_p4", "wechat").await;
     assert_eq!(paid.pay_type, Some(PayType::Wechat));
     let refunded = webhook(app, &refund("evt_r2", held.id())).await;
-    let refunded = refunded.expect(200).order;
+    let refunded = refunded.expect(200);
+    assert_eq!(
+        (refunded.outcome.as_str(), refunded.needs_attention),
+        ("refunded", false)
+    );
+    let refunded = refunded.order;
     assert_eq!(refunded.status, OrderStatus::Refunded);
     let refund_time = refunded.refund_time.clone().expect("a refund time");
     assert!(ms(&refund_time) >= ms(paid.pay_time.as_deref().unwrap()));
@@ -383,7 +404,8 @@ async fn orders_move_only_along_their_life() {
     let use_it = app.api.use_order(ADMIN_KEY, held.id());
     assert_refused(app, &held, use_it, INVALID_STATE, "use of a refunded order").await;
     let again = webhook(app, &refund("evt_r3", held.id()));
-    assert_refused(app, &held, again, INVALID_STATE, "a second refund").await;
+    let nothing_to_do = ("already_refunded", false);
+    assert_settled_unchanged(app, &held, again, nothing_to_do, "a second refund").await;
     let cancel = app.api.cancel_order(&token, held.id());
     assert_refused(
         app,
@@ -394,14 +416,8 @@ async fn orders_move_only_along_their_life() {
     )
     .await;
     let pay_refunded = webhook(app, &payment("evt_p5", held.id(), PRICE, "card"));
-    assert_refused(
-        app,
-        &held,
-        pay_refunded,
-        INVALID_STATE,
-        "payment of a refunded order",
-    )
-    .await;
+    let what = "payment of a refunded order";
+    assert_settled_unchanged(app, &held, pay_refunded, DUPLICATE_PAYMENT, what).await;
     assert_already_purchased(app, &held, "while refunded").await;
     assert_eq!(
         remaining(app, &refunded_v).await,
@@ -430,14 +446,8 @@ async fn orders_move_only_along_their_life() {
     let cancel = app.api.cancel_order(&token, held.id());
     assert_refused(app, &held, cancel, INVALID_STATE, "cancel twice").await;
     let pay_cancelled = webhook(app, &payment("evt_p6", held.id(), PRICE, "card"));
-    assert_refused(
-        app,
-        &held,
-        pay_cancelled,
-        INVALID_STATE,
-        "payment of a cancelled order",
-    )
-    .await;
+    let what = "payment of a cancelled order";
+    assert_settled_unchanged(app, &held, pay_cancelled, LATE_PAYMENT, what).await;
     let use_it = app.api.use_order(ADMIN_KEY, held.id());
     assert_refused(
         app,
@@ -448,11 +458,11 @@ async fn orders_move_only_along_their_life() {
     )
     .await;
     let refund_it = webhook(app, &refund("evt_r4", held.id()));
-    assert_refused(
+    assert_settled_unchanged(
         app,
         &held,
         refund_it,
-        INVALID_STATE,
+        ("refund_recorded", false),
         "refund of a cancelled order",
     )
     .await;
@@ -852,7 +862,8 @@ async fn a_webhook_replayed_twenty_times_at_once_pays_once() {
     assert_eq!(remaining(app, &voucher_id).await, 4);
 
     let other = webhook(app, &payment("evt_other", held.id(), PRICE, "card"));
-    assert_refused(app, &held, other, INVALID_STATE, "another payment event").await;
+    let what = "another payment event";
+    assert_settled_unchanged(app, &held, other, DUPLICATE_PAYMENT, what).await;
 }
 
 #[tokio::test]
@@ -955,20 +966,20 @@ async fn payments_must_match_an_order_and_its_amount() {
         let event = payment(&format!("evt_amount_{i}"), held.id(), amount, "card");
         let call = webhook(app, &event);
         let what = format!("paying {amount} for {PRICE}");
-        assert_refused(app, &held, call, (409, "amount_mismatch"), &what).await;
+        assert_settled_unchanged(app, &held, call, ("amount_mismatch", true), &what).await;
     }
     let paid = pay(app, &held, "evt_right", "card").await;
     assert_eq!(paid.status, OrderStatus::Paid);
 }
 
 #[tokio::test]
-async fn late_payments_are_refused_and_logged() {
+async fn late_payments_are_handled_logged_once_and_listed_for_the_operator() {
     let shop = shop(&[("order_pay_secs", "2")]).await;
     let app = &shop.app;
     let alice = user(&shop, "13800000001").await;
     let bob = user(&shop, "13800000002").await;
     // Two vouchers, so that the expiry does not show in the cancelled
-    // order's voucher while its payment is refused.
+    // order's voucher while its payment is looked at.
     let voucher_id = create_voucher(app, 1).await;
     let other_voucher = create_voucher(app, 1).await;
     let expiring = buy(app, &alice, &voucher_id).await;
@@ -978,14 +989,15 @@ async fn late_payments_are_refused_and_logged() {
         2000
     );
 
-    // After a cancel.
+    // After a cancel: handled (200, so the provider stops), nothing moves.
     let reply = app.api.cancel_order(&bob, cancelled.id()).await;
     assert_eq!(reply.expect(200).order.status, OrderStatus::Cancelled);
     let late = webhook(
         app,
         &payment("evt_after_cancel", cancelled.id(), PRICE, "card"),
     );
-    assert_refused(app, &cancelled, late, INVALID_STATE, "payment after cancel").await;
+    let what = "payment after cancel";
+    assert_settled_unchanged(app, &cancelled, late, LATE_PAYMENT, what).await;
     assert_eq!(remaining(app, &other_voucher).await, 1);
 
     // After the deadline: the voucher's next read has the unit back.
@@ -996,26 +1008,21 @@ async fn late_payments_are_refused_and_logged() {
     assert_eq!(expired.status, OrderStatus::Expired);
     assert_eq!((&expired.pay_time, expired.pay_type), (&None, None));
     let late = webhook(app, &payment("evt_late", expiring.id(), PRICE, "alipay"));
-    assert_refused(app, &expiring, late, INVALID_STATE, "payment after expiry").await;
-    // The provider retries a refusal: answered alike, and logged only once.
-    let retried = webhook(app, &payment("evt_late", expiring.id(), PRICE, "alipay"));
-    assert_refused(
-        app,
-        &expiring,
-        retried,
-        INVALID_STATE,
-        "a retried late payment",
-    )
-    .await;
+    let what = "payment after expiry";
+    assert_settled_unchanged(app, &expiring, late, LATE_PAYMENT, what).await;
+    // The provider's retry of the same event: the same answer, replayed,
+    // and neither logged nor listed again.
+    let retried = webhook(app, &payment("evt_late", expiring.id(), PRICE, "alipay")).await;
+    let retried = retried.expect(200);
+    assert_eq!(
+        (retried.outcome.as_str(), retried.replayed),
+        ("late_payment", true)
+    );
+    // The shop returns it; the provider's refund is noted, nothing to do.
     let refund_it = webhook(app, &refund("evt_refund_late", expiring.id()));
-    assert_refused(
-        app,
-        &expiring,
-        refund_it,
-        INVALID_STATE,
-        "refund of an expired order",
-    )
-    .await;
+    let noted = ("refund_recorded", false);
+    let what = "refund of an expired order";
+    assert_settled_unchanged(app, &expiring, refund_it, noted, what).await;
     let cancel = app.api.cancel_order(&alice, expiring.id());
     assert_refused(
         app,
@@ -1026,26 +1033,49 @@ async fn late_payments_are_refused_and_logged() {
     )
     .await;
 
-    for (event, order, why) in [
-        (
-            "evt_late",
-            expiring.id(),
-            "came after the order expired: refund it",
-        ),
-        (
-            "evt_after_cancel",
-            cancelled.id(),
-            "came after the order was cancelled: refund it",
-        ),
+    for (event, order) in [
+        ("evt_late", expiring.id()),
+        ("evt_after_cancel", cancelled.id()),
     ] {
-        let needle = format!("payment {event} for order {order}");
+        let needle = format!("payment event {event} for order {order}");
         let logs = app.logs_containing(&needle).await;
         let lines: Vec<_> = logs.lines().filter(|l| l.contains(&needle)).collect();
         assert!(
-            lines.len() == 1 && lines[0].contains(why),
-            "one log line saying {why:?} for {needle}:\n{logs}"
+            lines.len() == 1 && lines[0].contains("late_payment, act on it by hand"),
+            "one log line for {needle}:\n{logs}"
         );
     }
+
+    // The operator's list: both, newest first, and nothing else.
+    let listed = app.api.payment_attention(ADMIN_KEY).await.expect(200);
+    assert_eq!(listed.count, 2);
+    let seen: Vec<_> = listed
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.event_id.as_str(),
+                e.order_id.as_str(),
+                e.outcome.as_str(),
+                e.amount,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("evt_late", expiring.id(), "late_payment", Some(PRICE)),
+            (
+                "evt_after_cancel",
+                cancelled.id(),
+                "late_payment",
+                Some(PRICE)
+            ),
+        ]
+    );
+    assert_eq!(listed.events[1].voucher_id, other_voucher);
+    let refused = app.api.payment_attention("not-the-key").await;
+    assert_eq!(refused.status, 401);
 
     // The buyer sees it expired, and may buy again.
     let query = OrdersQuery {
@@ -1083,8 +1113,8 @@ async fn refused_purchases_and_webhooks_take_two_round_trips() {
     assert_eq!(webhook(app, &refund("evt_2", held.id())).await.status, 200);
     let replay = webhook(app, &refund("evt_2", held.id())).await;
     assert_eq!(replay.status, 200);
-    let late = webhook(app, &payment("evt_3", held.id(), PRICE, "card")).await;
-    assert_eq!(late.status, 409);
+    let second = webhook(app, &payment("evt_3", held.id(), PRICE, "card")).await;
+    assert_eq!(second.expect(200).outcome, "duplicate_payment");
     // Forged: refused before Redis is asked anything.
     let forged = app
         .api
@@ -1192,4 +1222,50 @@ async fn my_orders_show_an_order_expired_as_soon_as_it_reads_expired() {
     assert_eq!(listed, [], "listed as unpaid after its deadline");
     assert_eq!(mine, [order], "the list");
     assert_eq!(remaining(app, &voucher_id).await, 5);
+}
+
+#[tokio::test]
+async fn a_refund_delivered_before_its_payment_refunds_the_order_when_the_payment_comes() {
+    let shop = shop(&[]).await;
+    let app = &shop.app;
+    let token = user(&shop, "13800000001").await;
+    let voucher_id = create_voucher(app, 5).await;
+    let held = buy(app, &token, &voucher_id).await;
+
+    // The refund first: handled, kept, the order still unpaid; its retries
+    // get the same answer until the payment comes.
+    for _ in 0..2 {
+        let early = webhook(app, &refund("evt_refund", held.id()))
+            .await
+            .expect(200);
+        assert_eq!(
+            (
+                early.outcome.as_str(),
+                early.needs_attention,
+                early.replayed
+            ),
+            ("refund_pending", false, false)
+        );
+        assert_eq!(early.order, held.order);
+    }
+    let paid = webhook(app, &payment("evt_pay", held.id(), PRICE, "wechat")).await;
+    let paid = paid.expect(200);
+    assert_eq!(
+        (paid.outcome.as_str(), paid.needs_attention),
+        ("paid_and_refunded", false)
+    );
+    assert_eq!(paid.order.status, OrderStatus::Refunded);
+    assert!(paid.order.pay_time.is_some() && paid.order.refund_time.is_some());
+    assert_eq!(read(app, &held).await, paid.order);
+    // Not redeemable, and the unit stays sold as for any refund.
+    let use_it = app.api.use_order(ADMIN_KEY, held.id());
+    assert_refused(app, &held, use_it, INVALID_STATE, "use of a refunded order").await;
+    assert_eq!(remaining(app, &voucher_id).await, 4);
+    // The refund's retry now finds it done.
+    let retry = webhook(app, &refund("evt_refund", held.id()))
+        .await
+        .expect(200);
+    assert_eq!(retry.outcome, "refunded");
+    let listed = app.api.payment_attention(ADMIN_KEY).await.expect(200);
+    assert_eq!((listed.count, listed.events.len()), (0, 0));
 }

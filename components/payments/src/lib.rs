@@ -4,11 +4,16 @@
 //! the order's voucher (with Redis's clock, against which the signature's
 //! time must be fresh), and the change itself, idempotent by event id, with
 //! its event in the voucher's outbox when `order_export` is set.
+//!
+//! Every event about a known order is answered 200 with what became of the
+//! money (`outcome`), also when there was nothing to do, so that the
+//! provider stops retrying; 4xx is kept for what a retry could fix (a bad
+//! signature, an order not filed yet). What the shop must do by hand is
+//! logged once per event and listed for the operator (docs/ORDERS.md).
 
 use flashspin_core::ApiError;
 use flashspin_core::config::read;
-use flashspin_core::error::Conflict;
-use flashspin_core::order::{self, Change, OrderExport, OrderStatus};
+use flashspin_core::order::{self, OrderExport};
 use flashspin_core::payment::{Event, Signature};
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_spin::request::ApiRequest;
@@ -49,38 +54,32 @@ impl Route for Webhook {
             return Err(ApiError::InvalidSignature);
         }
         let located = located.ok_or(ApiError::NotFound)?;
-        let changed = order::apply(
+        let settled = order::settle(
             redis,
             located.voucher_id,
             event.order_id,
-            event.change,
-            None,
-            Some(&event.id),
+            &event.id,
+            event.money,
             export,
         )?;
-        let too_late = matches!(
-            changed.order.status,
-            OrderStatus::Expired | OrderStatus::Cancelled
-        );
-        if let (Some(Conflict::InvalidState), Change::Pay { .. }, true, false) =
-            (changed.refused, event.change, too_late, changed.replayed)
-        {
-            // The money was taken for an order that is no longer on sale.
-            // Said once per event: the provider retries a refusal.
+        let settlement = settled.settlement;
+        if settlement.needs_attention() && !settled.replayed {
+            // Once per event: the outcome is kept, so a retry is replayed.
+            // The operator also finds it in the attention list.
             eprintln!(
-                "payment {} for order {} came after the order {}: refund it",
+                "payment event {} for order {} of voucher {}: {}, act on it by hand",
                 event.id.as_str(),
                 event.order_id,
-                if changed.order.status == OrderStatus::Expired {
-                    "expired"
-                } else {
-                    "was cancelled"
-                }
+                located.voucher_id,
+                settlement.name(),
             );
         }
-        Ok(Reply::ok(
-            json!({"order": changed.into_result()?.to_json()}),
-        ))
+        Ok(Reply::ok(json!({
+            "order": settled.order.to_json(),
+            "outcome": settlement.name(),
+            "needs_attention": settlement.needs_attention(),
+            "replayed": settled.replayed,
+        })))
     }
 }
 

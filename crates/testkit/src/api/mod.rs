@@ -55,6 +55,18 @@ pub struct OrdersQuery<'a> {
     pub cursor: Option<&'a str>,
 }
 
+/// The query of `GET /api/admin/orders/export/parked`; `Default` asks for
+/// the first page of every voucher's.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ParkedQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voucher_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<&'a str>,
+}
+
 /// The query of `GET /api/me/lottery`: optionally one goods, or one period
 /// of it, and the page.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -216,11 +228,33 @@ impl Client {
             .bearer(admin_key)
     }
 
+    /// `GET /api/admin/payments/attention`: the money events the shop must
+    /// act on by hand.
+    pub fn payment_attention(&self, admin_key: &str) -> Call<AttentionBody> {
+        self.call(Method::GET, "/api/admin/payments/attention")
+            .bearer(admin_key)
+    }
+
     /// `POST /api/admin/orders/export`: moves every pending order event to
     /// PostgreSQL now.
     pub fn export_orders(&self, admin_key: &str) -> Call<ExportBody> {
         self.call(Method::POST, "/api/admin/orders/export")
             .bearer(admin_key)
+    }
+
+    /// `GET /api/admin/orders/export/parked`: order events PostgreSQL
+    /// refused, a page at a time.
+    pub fn parked_orders(&self, admin_key: &str, query: &ParkedQuery<'_>) -> Call<ParkedPage> {
+        let url = self.url("/api/admin/orders/export/parked");
+        Call::new(self.http.get(url).query(query)).bearer(admin_key)
+    }
+
+    /// `POST /api/admin/orders/export/parked/retry`: moves the parked
+    /// events of `voucher_id`, or of every voucher, back and exports them.
+    pub fn retry_parked_orders(&self, admin_key: &str, voucher_id: Option<&str>) -> Call<RetryBody> {
+        let url = self.url("/api/admin/orders/export/parked/retry");
+        let query: Vec<(&str, &str)> = voucher_id.map(|v| ("voucher_id", v)).into_iter().collect();
+        Call::new(self.http.post(url).query(&query)).bearer(admin_key)
     }
 
     /// `POST /api/payments/webhook` with `event`, signed as the payment
@@ -231,7 +265,7 @@ impl Client {
         secret: &str,
         unix_secs: u64,
         event: &serde_json::Value,
-    ) -> Call<OrderBody> {
+    ) -> Call<WebhookBody> {
         let body = event.to_string().into_bytes();
         let signature = webhook_signature(secret, unix_secs, &body);
         self.payment_webhook_raw(&signature, body)
@@ -239,7 +273,7 @@ impl Client {
 
     /// `POST /api/payments/webhook` with `body` as it is and any
     /// `flashspin-signature`, for forged, stale or tampered calls.
-    pub fn payment_webhook_raw(&self, signature: &str, body: Vec<u8>) -> Call<OrderBody> {
+    pub fn payment_webhook_raw(&self, signature: &str, body: Vec<u8>) -> Call<WebhookBody> {
         self.call(Method::POST, "/api/payments/webhook")
             .header("flashspin-signature", signature)
             .header("content-type", "application/json")

@@ -160,6 +160,39 @@ pub struct OrderBody {
     pub order: Order,
 }
 
+/// `POST /api/payments/webhook` (200): the order as it now is and what
+/// became of the event's money.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WebhookBody {
+    pub order: Order,
+    /// `paid`, `refunded`, `late_payment`... (docs/ORDERS.md).
+    pub outcome: String,
+    /// Whether the shop must act on it by hand.
+    pub needs_attention: bool,
+    /// The answer to an event seen before.
+    pub replayed: bool,
+}
+
+/// `GET /api/admin/payments/attention` (200).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AttentionBody {
+    /// All such events, over every voucher.
+    pub count: u64,
+    /// The newest, newest first.
+    pub events: Vec<AttentionEvent>,
+}
+
+/// A money event the shop must act on by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AttentionEvent {
+    pub voucher_id: String,
+    pub order_id: String,
+    pub event_id: String,
+    pub outcome: String,
+    pub amount: Option<i64>,
+    pub time: String,
+}
+
 /// `POST /api/admin/orders/export` (200): what one run of the order
 /// exporter moved to PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -173,6 +206,91 @@ pub struct ExportBody {
     /// Of which taken over from a run that did not finish.
     #[serde(default)]
     pub claimed: u64,
+    /// Events PostgreSQL refused for their data, parked.
+    #[serde(default)]
+    pub parked: u64,
+    /// Vouchers whose export PostgreSQL refused for another reason.
+    #[serde(default)]
+    pub failed: Vec<FailedVoucher>,
+}
+
+/// A voucher whose export stopped at a statement PostgreSQL refused; its
+/// events wait in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedVoucher {
+    pub voucher_id: String,
+    pub error: SqlError,
+}
+
+/// What PostgreSQL said when it refused a statement.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlError {
+    /// The SQLSTATE, e.g. `23514` for a check constraint.
+    pub sqlstate: String,
+    pub message: String,
+}
+
+/// `GET /api/admin/orders/export/parked` (200): a page of parked events.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParkedPage {
+    pub parked: Vec<ParkedEvent>,
+    /// Where the next page starts; none when nothing can be left.
+    pub next_cursor: Option<String>,
+}
+
+/// An order event PostgreSQL refused, waiting to be retried.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParkedEvent {
+    pub voucher_id: String,
+    /// Its id among the voucher's parked events.
+    pub id: String,
+    pub parked_at: String,
+    pub error: SqlError,
+    pub order: ParkedOrder,
+}
+
+/// The order as a parked event carries it: its state after one change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParkedOrder {
+    pub id: String,
+    pub version: i64,
+    pub voucher_id: String,
+    pub user_id: String,
+    pub status: OrderStatus,
+    pub amount: i64,
+    pub pay_type: Option<PayType>,
+    pub pay_deadline: Option<String>,
+    pub pay_time: Option<String>,
+    pub use_time: Option<String>,
+    pub refund_time: Option<String>,
+    pub create_time: String,
+    pub update_time: String,
+}
+
+/// `POST /api/admin/orders/export/parked/retry` (200): what was moved back
+/// and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBody {
+    pub enabled: bool,
+    /// Vouchers looked at.
+    pub vouchers: u64,
+    /// Parked events moved back into their outboxes.
+    pub moved: u64,
+    /// Events then written and acknowledged.
+    pub events: u64,
+    #[serde(default)]
+    pub claimed: u64,
+    /// Events parked again, PostgreSQL still refusing them.
+    #[serde(default)]
+    pub parked: u64,
+    #[serde(default)]
+    pub failed: Vec<FailedVoucher>,
 }
 
 /// `GET /api/me/orders`: a page of the user's orders, newest first.

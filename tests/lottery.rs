@@ -266,8 +266,9 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
     assert_eq!(draw.participants, buyers_in_1.len() as u64);
     assert!(draw.winner.phone.contains("****"));
 
-    // Records name no buyer by id or phone, and the pseudonym a user sees
-    // in their own list is the one in their records.
+    // Records name no buyer by id or phone, a user has one pseudonym per
+    // period, and the one a user sees in their own list is the one in
+    // their records.
     let user_ids: BTreeSet<&str> = sessions.iter().map(|s| s.user.id.as_str()).collect();
     let mut pseudonyms = BTreeSet::new();
     for (i, session) in sessions.iter().enumerate() {
@@ -277,21 +278,24 @@ async fn concurrent_buyers_get_every_code_once_and_the_draw_checks_out() {
         };
         let mine = app.api.my_lottery(&session.token, &query).await.body();
         assert_eq!(mine.purchases.len(), 5, "user {i}");
-        let theirs: BTreeSet<&str> = mine
+        let theirs: BTreeSet<(u64, &str)> = mine
             .purchases
             .iter()
-            .map(|p| p.pseudonym.as_str())
+            .map(|p| (p.period, p.pseudonym.as_str()))
             .collect();
-        assert_eq!(theirs.len(), 1, "user {i}: one pseudonym");
-        let pseudonym = *theirs.first().unwrap();
-        assert!(
-            pseudonyms.insert(pseudonym.to_string()),
-            "pseudonyms differ"
-        );
-        assert_eq!(pseudonym.len(), 16);
-        assert!(pseudonym.bytes().all(|b| b.is_ascii_hexdigit()));
+        let periods: BTreeSet<u64> = theirs.iter().map(|&(n, _)| n).collect();
+        assert_eq!(theirs.len(), periods.len(), "user {i}: one per period");
+        for &(_, pseudonym) in &theirs {
+            assert!(
+                pseudonyms.insert(pseudonym.to_string()),
+                "pseudonyms differ"
+            );
+            assert_eq!(pseudonym.len(), 16);
+            assert!(pseudonym.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
         for p in purchases.iter().skip(i).step_by(40) {
-            assert_eq!(p.record.split('|').nth(1), Some(pseudonym), "{}", p.record);
+            let pseudonym = p.record.split('|').nth(1).unwrap();
+            assert!(theirs.contains(&(p.period, pseudonym)), "{}", p.record);
         }
     }
     for r in &records {
@@ -582,5 +586,65 @@ async fn a_periods_records_come_in_pages_to_anyone() {
             .period_purchases(goods, n, &PageQuery::default())
             .await;
         assert_eq!(reply.status, 404, "{goods} {n}");
+    }
+}
+
+/// The pseudonym a record names its buyer by.
+fn pseudonym_in(record: &str) -> &str {
+    record.split('|').nth(1).expect("a record has a pseudonym")
+}
+
+#[tokio::test]
+async fn a_buyers_records_in_other_periods_and_goods_do_not_link() {
+    // A drawn period publishes its winner's purchase id, and with it the
+    // winner's pseudonym: were it the same elsewhere, it would attribute
+    // every purchase of theirs, in other goods and in periods still selling.
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let app = lottery_app(&redis, &sink).await;
+    let me = app.api.sign_in(&sink, "13812345678").await.token;
+    let other = app.api.sign_in(&sink, "13912345678").await.token;
+    let cup = create_goods(&app, &new_goods("Cup", 5, 100)).await.id;
+    let pen = create_goods(&app, &new_goods("Pen", 5, 100)).await.id;
+    let mut mine = Vec::new();
+    for goods in [&cup, &cup] {
+        mine.push(buy(&app, goods, &me, 2, None).await.expect(201).purchase);
+    }
+    let last = buy(&app, &cup, &other, 1, None).await.expect(201).purchase;
+    assert!(last.period_sold_out, "period 1 is drawn");
+    for goods in [&cup, &pen] {
+        mine.push(buy(&app, goods, &me, 2, None).await.expect(201).purchase);
+    }
+    let places: Vec<(&str, u64)> = mine
+        .iter()
+        .map(|p| (p.goods_id.as_str(), p.period))
+        .collect();
+    assert_eq!(places, [(&*cup, 1), (&*cup, 1), (&*cup, 2), (&*pen, 1)]);
+
+    // The public records, as anyone sees them.
+    let mut listed = BTreeMap::new();
+    for (goods, n) in [(&cup, 1), (&cup, 2), (&pen, 1)] {
+        for r in public_records(&app, goods, n, 100).await {
+            let id = r.record.split('|').next().unwrap().to_string();
+            listed.insert(id, r.record);
+        }
+    }
+    let public: Vec<&str> = mine.iter().map(|p| pseudonym_in(&listed[&p.id])).collect();
+    // Within one period my purchases share a pseudonym, so I can find
+    // my records; elsewhere nothing ties them to it or to each other.
+    assert_eq!(public[0], public[1], "one pseudonym within a period");
+    let distinct: BTreeSet<&str> = public[1..].iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "other periods and goods: {public:?}");
+    assert_ne!(pseudonym_in(&last.record), public[0]);
+
+    // My own list shows each purchase's pseudonym as its record has it.
+    let page = app
+        .api
+        .my_lottery(&me, &LotteryQuery::default())
+        .await
+        .body();
+    assert_eq!(page.purchases.len(), 4);
+    for p in &page.purchases {
+        assert_eq!(p.pseudonym, pseudonym_in(&listed[&p.id]), "{}", p.id);
     }
 }

@@ -3,8 +3,8 @@
 //! number), then the purchase script, which also draws the period when this
 //! purchase sells it out. A purchase that succeeded takes a third, to add
 //! the goods to the user's list. The answer carries the purchase's receipt
-//! (commitment, record, digest); the record names the buyer by the
-//! pseudonym keyed from `id_secret`.
+//! (commitment, record, digest); the record names the buyer by their
+//! pseudonym for that goods and period, keyed from `id_secret`.
 
 use flashspin_core::ApiError;
 use flashspin_core::gate::Buyer;

@@ -6,8 +6,9 @@
 //! (`buy_lottery.lua`): it takes an index range, derives the codes from a
 //! keyed permutation (`perm.lua`), extends the period's purchase digest and,
 //! on the last share, draws the winner and opens the next period. Its
-//! record names the buyer by a keyed pseudonym ([`PseudonymKey`]), and
-//! every period's records are public in chain order ([`period_records`]).
+//! record names the buyer by a keyed pseudonym of that goods and period
+//! ([`PseudonymKey`]), and every period's records are public in chain
+//! order ([`period_records`]).
 //! See `docs/LOTTERY.md` for how anyone can recompute a draw.
 
 use hmac::{Hmac, Mac};
@@ -121,8 +122,10 @@ pub fn next_digest(digest: &str, record: &str) -> String {
 }
 
 /// The key of buyers' pseudonyms: `HMAC-SHA256(id_secret,
-/// "buyer-pseudonym")`. A purchase record names its buyer by
-/// [`PseudonymKey::pseudonym`], never by user id or phone.
+/// "buyer-pseudonym")`. A purchase record names its buyer by a pseudonym
+/// of their own for that goods and period ([`PseudonymKey::pseudonym`]),
+/// never by user id or phone, so records in different periods or goods
+/// cannot be tied to one another.
 #[derive(Clone)]
 pub struct PseudonymKey([u8; 32]);
 
@@ -139,13 +142,26 @@ impl PseudonymKey {
         Ok(Self::from_secret(&read_var::<String>(vars, "id_secret")?))
     }
 
-    /// The user's pseudonym: the first 16 hex digits of
-    /// `HMAC-SHA256(key, decimal user id)`, the same in every goods and
-    /// period.
-    pub fn pseudonym(&self, user_id: UserId) -> String {
+    /// The buyer's key for one goods: `hex(HMAC-SHA256(key, "<user
+    /// id>:<goods id>"))`, 64 hex digits. The purchase script gets this,
+    /// not a pseudonym, because only the script knows which period the
+    /// purchase lands in; it says nothing the script's other arguments
+    /// (the user id) do not already tell whoever watches Redis.
+    pub fn buyer_key(&self, user_id: UserId, goods_id: GoodsId) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
-        mac.update(user_id.to_string().as_bytes());
-        hex(&mac.finalize().into_bytes()[..8])
+        mac.update(format!("{user_id}:{goods_id}").as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// The user's pseudonym in period `period` of goods `goods_id`, as
+    /// `buy_lottery.lua` makes it: the first 16 hex digits of
+    /// `sha1_hex(buyer_key + ":" + period)`. The same for all of a user's
+    /// purchases in one period, and unrelated across periods and goods.
+    pub fn pseudonym(&self, user_id: UserId, goods_id: GoodsId, period: u64) -> String {
+        let key = self.buyer_key(user_id, goods_id);
+        let mut h = crate::sha1::hex_string(format!("{key}:{period}").as_bytes());
+        h.truncate(16);
+        h
     }
 }
 
@@ -495,7 +511,8 @@ impl Purchase {
 }
 
 /// Buys up to `count` shares of the goods' open period; the purchase's
-/// record names the buyer by their pseudonym under `pseudonyms`.
+/// record names the buyer by their pseudonym for that period under
+/// `pseudonyms`.
 pub fn buy(
     redis: &mut impl Redis,
     goods_id: GoodsId,
@@ -513,7 +530,7 @@ pub fn buy(
     let purchases = keys::goods_user_purchases(goods_id, user_id);
     let period_prefix = keys::goods_period_prefix(goods_id);
     let uid = user_id.to_string();
-    let pseudonym = pseudonyms.pseudonym(user_id);
+    let buyer_key = pseudonyms.buyer_key(user_id, goods_id);
     let pid = purchase_id.to_string();
     let reply = buy_lottery::run(
         redis,
@@ -524,7 +541,7 @@ pub fn buy(
         },
         &buy_lottery::Args {
             user_id: &uid,
-            pseudonym: &pseudonym,
+            buyer_key: &buyer_key,
             shares: count.min(i64::MAX as u64) as i64,
             purchase_id: &pid,
             has_key: idempotency_key.is_some(),
@@ -952,11 +969,13 @@ mod tests {
     #[test]
     fn the_worked_example_of_docs_lottery_md() {
         // The example in docs/LOTTERY.md, recomputed step by step. Its
-        // pseudonyms are those of users 7 and 8 with id_secret "example".
+        // pseudonyms are those of users 7 and 8 in period 1 of goods 1
+        // with id_secret "example".
         let key = PseudonymKey::from_secret("example");
+        let goods = GoodsId::new(1).unwrap();
         let (p7, p8) = (
-            key.pseudonym(UserId::new(7).unwrap()),
-            key.pseudonym(UserId::new(8).unwrap()),
+            key.pseudonym(UserId::new(7).unwrap(), goods, 1),
+            key.pseudonym(UserId::new(8).unwrap(), goods, 1),
         );
         assert_eq!((p7.as_str(), p8.as_str()), EXAMPLE_PSEUDONYMS);
         let r1 = format!("1001|{p7}|0|3|1767225600000");
@@ -973,6 +992,10 @@ mod tests {
             commitment_of(&seed),
             "ce63c4ebf143f2aade4d14b4e5d941832c7af9ef9a000df459c9b6a07f155486"
         );
+        assert_eq!(
+            crate::sha1::hex_string(format!("{seed}:{d2}").as_bytes()),
+            EXAMPLE_DRAW_HASH
+        );
         let code = winning_code(&seed, &d2, 5, 10_000_001);
         assert_eq!(code, EXAMPLE_WINNING_CODE, "digest {d2}");
         // The winning code's share index, 1, is in the first purchase
@@ -987,24 +1010,46 @@ mod tests {
     }
 
     /// The numbers of the documented example (see the test above).
-    const EXAMPLE_PSEUDONYMS: (&str, &str) = ("3c88ceb6e29063d2", "d653f2a639703406");
+    const EXAMPLE_PSEUDONYMS: (&str, &str) = ("56a6538dea26a450", "b7384cec7d31885c");
     const EXAMPLE_DIGESTS: [&str; 2] = [
-        "3c306c3a27ee9161214d87df8327ac18a31ef1c6",
-        "7a6df3c0aedba2485ec1562e5edb05c4d67e6a87",
+        "40ee4e28f094232d81660fd946b2d58054029edd",
+        "864a4750b2f1b04ad1d6262274b81ca253520614",
     ];
+    const EXAMPLE_DRAW_HASH: &str = "2f64099d1f5dabc044ff3468b4118926aabf92c1";
     const EXAMPLE_WINNING_CODE: u64 = 10_000_004;
 
     #[test]
-    fn pseudonyms_are_keyed_16_hex_digits() {
+    fn pseudonyms_are_keyed_16_hex_digits_of_one_goods_and_period() {
         let key = PseudonymKey::from_secret("s");
-        let a = key.pseudonym(UserId::new(1).unwrap());
+        let (one, two) = (UserId::new(1).unwrap(), UserId::new(2).unwrap());
+        let (g1, g2) = (GoodsId::new(1).unwrap(), GoodsId::new(2).unwrap());
+        let a = key.pseudonym(one, g1, 1);
         assert_eq!(a.len(), 16);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(a, key.pseudonym(UserId::new(1).unwrap()));
-        assert_ne!(a, key.pseudonym(UserId::new(2).unwrap()));
-        assert_ne!(
+        assert_eq!(a, key.pseudonym(one, g1, 1));
+        // As the purchase script makes it from the buyer's key.
+        let buyer_key = key.buyer_key(one, g1);
+        assert_eq!(buyer_key.len(), 64);
+        assert_eq!(
             a,
-            PseudonymKey::from_secret("t").pseudonym(UserId::new(1).unwrap())
+            sha1_smol::Sha1::from(format!("{buyer_key}:1"))
+                .digest()
+                .to_string()[..16]
+        );
+        // Another user, period, goods or secret: another pseudonym.
+        let others = [
+            key.pseudonym(two, g1, 1),
+            key.pseudonym(one, g1, 2),
+            key.pseudonym(one, g2, 1),
+            PseudonymKey::from_secret("t").pseudonym(one, g1, 1),
+        ];
+        for other in others {
+            assert_ne!(a, other);
+        }
+        // "1:11" and "11:1" must not meet.
+        assert_ne!(
+            key.buyer_key(one, GoodsId::new(11).unwrap()),
+            key.buyer_key(UserId::new(11).unwrap(), g1)
         );
     }
 

@@ -368,7 +368,7 @@ fn a_periods_records_are_public_in_chain_order_and_check_the_draw() {
         let buyer = user(1 + (i as u64) % 3);
         assert_eq!(
             r.record.split('|').nth(1),
-            Some(pseudonyms().pseudonym(buyer).as_str())
+            Some(pseudonyms().pseudonym(buyer, id, 1).as_str())
         );
     }
     // The draw, from the records and the published calculation alone.
@@ -484,8 +484,29 @@ fn my_purchases_show_my_pseudonym() {
         period: None,
     };
     let (page, _) = purchases_page(&mut redis, user(5), filter, None, 20).unwrap();
-    let mine = pseudonyms().pseudonym(user(5));
+    let mine = pseudonyms().pseudonym(user(5), id, 1);
     assert_eq!(page[0].pseudonym, mine);
     assert_eq!(p.record.split('|').nth(1), Some(mine.as_str()));
     assert!(!p.record.split('|').any(|f| f == "5"), "{}", p.record);
+}
+
+#[test]
+fn a_buyer_has_one_pseudonym_per_goods_and_period() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let cup = create(&mut redis, &goods(4, 1, None)).unwrap();
+    let pen = create(&mut redis, &goods(4, 1, None)).unwrap();
+    let pseudonym = |p: &Purchase| p.record.split('|').nth(1).unwrap().to_string();
+    let a = buy(&mut redis, cup, user(5), 2, pid(1), None).unwrap();
+    let b = buy(&mut redis, cup, user(5), 2, pid(2), None).unwrap();
+    assert!(b.period_sold_out);
+    let c = buy(&mut redis, cup, user(5), 2, pid(3), None).unwrap();
+    let d = buy(&mut redis, pen, user(5), 2, pid(4), None).unwrap();
+    assert_eq!((c.period, d.period), (2, 1));
+    assert_eq!(pseudonym(&a), pseudonym(&b));
+    let all: BTreeSet<String> = [&a, &c, &d].into_iter().map(pseudonym).collect();
+    assert_eq!(all.len(), 3, "{all:?}");
+    for (p, goods, n) in [(&a, cup, 1), (&c, cup, 2), (&d, pen, 1)] {
+        assert_eq!(pseudonym(p), pseudonyms().pseudonym(user(5), goods, n));
+    }
 }

@@ -15,8 +15,10 @@
 --> key purchases            the user's purchases of this goods: list of
 --                               "period|pid|start|count|ms|pseudonym"
 --> arg user_id str
---> arg pseudonym str        the buyer's pseudonym (16 hex digits), which the
---                               public record names instead of the user
+--> arg buyer_key str        the buyer's key for this goods (64 hex digits);
+--                               the public record names the buyer by the
+--                               period's pseudonym made from it, not by
+--                               the user id
 --> arg shares int           shares requested (1..min(total, max_count))
 --> arg purchase_id str
 --> arg has_key flag         the request has an idempotency key
@@ -123,6 +125,10 @@ local sold, perm = current[1] + 0, current[3]
 local allocated = math.min(requested, total - sold)
 local start = sold
 local tail = string.format('|%d|%d|%d', start, allocated, now_ms)
+-- The buyer's pseudonym in this period (PseudonymKey::pseudonym): made
+-- here because only here is the period known; one per period, so a
+-- published winner's record ties together none of their other purchases.
+local pseudonym = string.sub(redis.sha1hex(buyer_key .. ':' .. info[4]), 1, 16)
 local record = purchase_id .. '|' .. pseudonym .. tail
 local digest = redis.sha1hex(current[2] .. '|' .. record)
 redis.call('HSET', pkey, 'sold', string.format('%d', sold + allocated), 'digest', digest)

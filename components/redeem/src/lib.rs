@@ -1,12 +1,18 @@
-//! `POST /api/admin/orders/:id/use`: shop staff redeem a paid voucher order
-//! at the counter (`paid` to `used`). Needs the admin key (see `Operator`).
-//! The change goes to the voucher's outbox when `order_export` is set.
-//! Its own component rather than a route of `admin`: a different job, for
-//! different people, and `admin` is at its size budget.
+//! The shop staff's work on orders after the sale: `POST
+//! /api/admin/orders/:id/use` redeems a paid voucher order at the counter
+//! (`paid` to `used`), its change going to the voucher's outbox when
+//! `order_export` is set; `GET /api/admin/payments/attention` lists the
+//! money events the shop must act on by hand (late, second or
+//! wrong-amount payments, refunds of used orders). Both need the admin key
+//! (see `Operator`). Its own component rather than routes of `admin`: a
+//! different job, for different people, and `admin` is at its size budget.
 
 use flashspin_core::ApiError;
 use flashspin_core::ids::OrderId;
 use flashspin_core::order::{self, Change, OrderExport};
+use flashspin_core::order_export::all_vouchers;
+use flashspin_core::page::PageSize;
+use flashspin_core::payment;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Operator, Reply, Route};
@@ -37,4 +43,28 @@ impl Route for UseOrder {
     }
 }
 
-flashspin_spin::component!(UseOrder);
+/// `GET /api/admin/payments/attention`: how many money events need the
+/// shop's hand, and the newest `?limit=` of them across all vouchers.
+struct PaymentAttention;
+
+impl Route for PaymentAttention {
+    const PATH: &'static str = "/api/admin/payments/attention";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Admin;
+    type Caller = Operator;
+    type Input = PageSize;
+
+    fn parse(req: &ApiRequest) -> Result<PageSize, ApiError> {
+        PageSize::parse(req.query_param("limit").as_deref())
+    }
+
+    fn run(call: &mut Call<'_, Operator>, limit: PageSize) -> Result<Reply, ApiError> {
+        let redis = call.redis()?;
+        let vouchers = all_vouchers(redis)?;
+        let found = payment::attention(redis, &vouchers, limit)?;
+        let events: Vec<_> = found.events.iter().map(|e| e.to_json()).collect();
+        Ok(Reply::ok(json!({"count": found.count, "events": events})))
+    }
+}
+
+flashspin_spin::component!(UseOrder, PaymentAttention);

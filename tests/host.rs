@@ -625,6 +625,92 @@ async fn the_embedded_redis_keeps_its_data_in_the_folder_it_is_given() {
 }
 
 #[tokio::test]
+async fn the_embedded_redis_is_for_the_app_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    if is_real_spin() {
+        return; // Spin has no embedded Redis.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A folder the host creates, as `--redis-dir` names one that is new.
+    let data = dir.path().join("data");
+    let app = AppConfig::new(app_manifest())
+        .unset("code_secret")
+        .unset("id_secret")
+        .env("FLASHSPIN_REDIS_DIR", data.display().to_string())
+        .start()
+        .await;
+    // The app itself gets in.
+    let reply = app.api.health().await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Anyone else on the machine is refused.
+    let logs = app.logs();
+    let url = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("Started embedded Redis at "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let refused = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .and_then(|mut stranger| redis::cmd("PING").query::<String>(&mut stranger))
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("NOAUTH"), "{refused}");
+    assert!(
+        logs.contains("Generated a random `redis_password` for this session"),
+        "{logs}"
+    );
+
+    // The password is kept with the other generated secrets, and no
+    // command line shows it.
+    let secrets = std::fs::read_to_string(data.join("flashspin-secrets")).unwrap();
+    let password = secrets
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_password="))
+        .expect("the password is kept with the secrets");
+    let authenticated = format!("redis://:{password}@{}", url.trim_start_matches("redis://"));
+    let mut owner = redis::Client::open(authenticated)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert_eq!(
+        redis::cmd("PING").query::<String>(&mut owner).unwrap(),
+        "PONG"
+    );
+    for pid in live_processes_in_group(app.process_group()) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(password),
+            "process {pid} shows the password"
+        );
+    }
+
+    // The data and everything in it are the owner's alone.
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode(&data) & 0o777, 0o700, "the data folder");
+    let mut pending = vec![data.clone()];
+    let mut files = 0;
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(
+                mode(&path) & 0o077,
+                0,
+                "{} is open to others",
+                path.display()
+            );
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 2, "the append-only files and the secrets");
+}
+
+#[tokio::test]
 async fn stopping_the_host_stops_what_it_started() {
     // On flashspin with no redis_address the group holds the host and its
     // embedded redis-server; under Spin, `spin up` and `spin trigger http`.

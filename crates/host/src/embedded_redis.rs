@@ -4,13 +4,22 @@
 //! every write ([`Fsync`]), in a folder of the operator's choosing, where it
 //! finds its data again on the next start, or in a temporary folder that is
 //! discarded on exit.
+//!
+//! It is the app's alone: it requires a password (`requirepass`, handed to
+//! it on its standard input so that no command line shows it), and its
+//! folder is the owner's only (0700), the files it creates in it too
+//! (0600, through the umask it is started with).
 
+use std::io::Write as _;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use redis::{IntoConnectionInfo as _, RedisConnectionInfo};
 
 /// When the AOF reaches the disk: Redis's `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,14 +59,19 @@ impl DataDir {
 
 pub struct EmbeddedRedis {
     child: Child,
+    /// `redis://127.0.0.1:PORT`, without the password: it is also an
+    /// `allowed_outbound_hosts` entry, which may carry no credentials.
     pub url: String,
+    port: u16,
+    password: String,
     dir: DataDir,
 }
 
 impl EmbeddedRedis {
-    /// Starts a server keeping its data in `dir` (created if missing), or
-    /// in a temporary folder when `None`.
-    pub fn start(dir: Option<&Path>, fsync: Fsync) -> anyhow::Result<Self> {
+    /// Starts a server requiring `password`, keeping its data in `dir`
+    /// (created if missing, and made the owner's only), or in a temporary
+    /// folder when `None`.
+    pub fn start(dir: Option<&Path>, fsync: Fsync, password: &str) -> anyhow::Result<Self> {
         // A port found free may be taken by someone else before our server
         // binds it; then we try another.
         for _ in 0..5 {
@@ -65,6 +79,8 @@ impl EmbeddedRedis {
                 Some(path) => {
                     std::fs::create_dir_all(path)
                         .with_context(|| format!("cannot create {}", path.display()))?;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                        .with_context(|| format!("cannot make {} private", path.display()))?;
                     DataDir::Kept(path.canonicalize()?)
                 }
                 None => DataDir::Temporary(
@@ -73,7 +89,7 @@ impl EmbeddedRedis {
                         .tempdir()?,
                 ),
             };
-            if let Some(redis) = Self::start_on(free_port()?, dir, fsync)? {
+            if let Some(redis) = Self::start_on(free_port()?, dir, fsync, password)? {
                 return Ok(redis);
             }
         }
@@ -88,18 +104,49 @@ impl EmbeddedRedis {
         }
     }
 
+    /// The URL with the password in it, for what the host itself connects
+    /// with (a Redis trigger on this server).
+    pub fn url_with_password(&self) -> String {
+        let mut encoded = String::new();
+        for byte in self.password.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                encoded.push(char::from(byte));
+            } else {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        format!("redis://:{encoded}@127.0.0.1:{}", self.port)
+    }
+
     /// Starts a server on `port`; `None` when something else holds the port.
-    fn start_on(port: u16, dir: DataDir, fsync: Fsync) -> anyhow::Result<Option<Self>> {
-        let child = Command::new("redis-server")
+    fn start_on(
+        port: u16,
+        dir: DataDir,
+        fsync: Fsync,
+        password: &str,
+    ) -> anyhow::Result<Option<Self>> {
+        let mut command = Command::new("redis-server");
+        command
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", fsync.name()])
             .arg("--dir")
             .arg(dir.path())
-            .stdin(Stdio::null())
+            // The rest of the configuration, the password, comes on stdin.
+            .arg("-")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn();
+            .stderr(Stdio::inherit());
+        // SAFETY: umask is async-signal-safe, so it may run between fork
+        // and exec; it changes the child's file-creation mask only, and
+        // redis-server creates its files with the modes it is left.
+        unsafe {
+            command.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
+        let child = command.spawn();
         let child = match child {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -112,8 +159,17 @@ impl EmbeddedRedis {
         let mut redis = Self {
             child,
             url: format!("redis://127.0.0.1:{port}"),
+            port,
+            password: password.to_string(),
             dir,
         };
+        // Closed at once, so the server reads to its end and starts. If the
+        // write fails the server has exited, or runs without the password
+        // and never answers `wait_ready`, which connects with it.
+        if let Some(mut stdin) = redis.child.stdin.take() {
+            let line = format!("requirepass {}\n", config_string(password));
+            let _ = stdin.write_all(line.as_bytes());
+        }
         Ok(redis.wait_ready()?.then_some(redis))
     }
 
@@ -125,7 +181,7 @@ impl EmbeddedRedis {
             if self.child.try_wait()?.is_some() {
                 return Ok(false);
             }
-            if let Some(pid) = server_pid(&self.url) {
+            if let Some(pid) = server_pid(self.port, &self.password) {
                 return Ok(pid == self.child.id());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -134,9 +190,14 @@ impl EmbeddedRedis {
     }
 }
 
-/// The process id of the Redis server at `url`, if one answers.
-fn server_pid(url: &str) -> Option<u32> {
-    let mut conn = redis::Client::open(url).ok()?.get_connection().ok()?;
+/// The process id of the Redis server on `port` that takes `password`, if
+/// one answers.
+fn server_pid(port: u16, password: &str) -> Option<u32> {
+    let info = ("127.0.0.1", port)
+        .into_connection_info()
+        .ok()?
+        .set_redis_settings(RedisConnectionInfo::default().set_password(password));
+    let mut conn = redis::Client::open(info).ok()?.get_connection().ok()?;
     let info: String = redis::cmd("INFO").arg("server").query(&mut conn).ok()?;
     info.lines()
         .find_map(|line| line.strip_prefix("process_id:"))
@@ -150,6 +211,39 @@ impl Drop for EmbeddedRedis {
     }
 }
 
+/// `value` as a quoted string of Redis's configuration syntax, every byte
+/// but letters and digits escaped.
+fn config_string(value: &str) -> String {
+    let mut quoted = String::from("\"");
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() {
+            quoted.push(char::from(byte));
+        } else {
+            quoted.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chosen_password_of_any_characters_is_required_and_works() {
+        let password = "p a\"s%41s#@/\\é";
+        let redis = EmbeddedRedis::start(None, Fsync::Everysec, password).unwrap();
+        let ping = |url: &str| -> redis::RedisResult<String> {
+            let mut conn = redis::Client::open(url)?.get_connection()?;
+            redis::cmd("PING").query(&mut conn)
+        };
+        assert_eq!(ping(&redis.url_with_password()).unwrap(), "PONG");
+        let refused = ping(&redis.url).unwrap_err();
+        assert_eq!(refused.code(), Some("NOAUTH"), "{refused}");
+    }
 }

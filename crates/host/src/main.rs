@@ -32,6 +32,10 @@ use crate::variables::{AppVariables, env_name};
 
 /// The variable the embedded Redis fills in when nothing else does.
 const REDIS_ADDRESS: &str = "redis_address";
+/// The variable that carries the embedded Redis's password to the app.
+const REDIS_PASSWORD: &str = "redis_password";
+/// The generated secrets, kept beside the embedded Redis's data.
+const SECRETS_FILE: &str = "flashspin-secrets";
 
 #[derive(Parser)]
 #[command(version, about = "Build and serve a Spin HTTP app locally")]
@@ -128,63 +132,87 @@ fn up(
     let env = |name: &str| std::env::var(name).ok();
     // Start the embedded Redis only when the app declares `redis_address`
     // and nothing gives it a value.
-    let embedded = match manifest.variables.get(REDIS_ADDRESS) {
-        Some(decl) if decl.default.is_none() && env(&env_name(REDIS_ADDRESS)).is_none() => {
-            let redis = EmbeddedRedis::start(redis_dir, redis_fsync)?;
-            match redis.kept_dir() {
-                Some(dir) => println!(
-                    "Started embedded Redis at {} (data kept in {}, fsync {})",
-                    redis.url,
-                    dir.display(),
-                    format!("{redis_fsync:?}").to_lowercase()
-                ),
-                None => println!(
-                    "Started embedded Redis at {} (data is discarded on exit)",
-                    redis.url
-                ),
-            }
-            Some(redis)
-        }
-        _ => None,
-    };
+    let wants_embedded = matches!(
+        manifest.variables.get(REDIS_ADDRESS),
+        Some(decl) if decl.default.is_none() && env(&env_name(REDIS_ADDRESS)).is_none()
+    );
     let mut supplied = BTreeMap::new();
-    if let Some(redis) = &embedded {
-        supplied.insert(REDIS_ADDRESS.to_string(), redis.url.clone());
-        // A throwaway Redis gets throwaway secrets: a required secret with no
-        // value gets a random one for this session, so `up` just works for
-        // development, while a real deployment must choose its own.
-        // With a kept data folder they are kept beside the data, so that
-        // what the data was made with (order ids, code digests) still holds
-        // after a restart.
-        let kept = redis.kept_dir().map(|dir| dir.join("flashspin-secrets"));
+    let embedded = if wants_embedded {
+        // A throwaway Redis gets throwaway secrets: a required secret with
+        // no value, and the Redis's own password, get a random one for this
+        // session, so `up` just works for development, while a real
+        // deployment must choose its own. With a kept data folder they are
+        // kept beside the data, so that what the data was made with (order
+        // ids, code digests) still holds after a restart.
+        let kept = redis_dir.map(|dir| dir.join(SECRETS_FILE));
         let mut saved = match &kept {
             Some(file) if file.exists() => read_secrets(file)?,
             _ => BTreeMap::new(),
         };
         let before = saved.len();
+        let mut session_secret = |name: &str| -> anyhow::Result<String> {
+            if let Some(value) = saved.get(name) {
+                return Ok(value.clone());
+            }
+            println!(
+                "Generated a random `{name}` for this session (set {} to choose one)",
+                env_name(name)
+            );
+            let value = random_hex(32)?;
+            saved.insert(name.to_string(), value.clone());
+            Ok(value)
+        };
+        let password = match env(&env_name(REDIS_PASSWORD)).filter(|p| !p.is_empty()) {
+            Some(chosen) => chosen,
+            None => session_secret(REDIS_PASSWORD)?,
+        };
+        let redis = EmbeddedRedis::start(redis_dir, redis_fsync, &password)?;
+        match redis.kept_dir() {
+            Some(dir) => println!(
+                "Started embedded Redis at {} (data kept in {}, fsync {})",
+                redis.url,
+                dir.display(),
+                format!("{redis_fsync:?}").to_lowercase()
+            ),
+            None => println!(
+                "Started embedded Redis at {} (data is discarded on exit)",
+                redis.url
+            ),
+        }
+        supplied.insert(REDIS_ADDRESS.to_string(), redis.url.clone());
+        if manifest.variables.contains_key(REDIS_PASSWORD) {
+            supplied.insert(REDIS_PASSWORD.to_string(), password);
+        } else {
+            eprintln!(
+                "Warning: the embedded Redis requires a password, which the app gets as the \
+                 `{REDIS_PASSWORD}` variable; this manifest declares none, so its components \
+                 cannot reach it. Declare it, or set {} to a Redis of your own.",
+                env_name(REDIS_ADDRESS)
+            );
+        }
         for (name, decl) in &manifest.variables {
             if decl.required && decl.secret && env(&env_name(name)).is_none() {
-                let value = match saved.get(name) {
-                    Some(value) => value.clone(),
-                    None => {
-                        println!(
-                            "Generated a random `{name}` for this session (set {} to choose one)",
-                            env_name(name)
-                        );
-                        let value = random_hex(32)?;
-                        saved.insert(name.clone(), value.clone());
-                        value
-                    }
-                };
-                supplied.insert(name.clone(), value);
+                supplied.insert(name.clone(), session_secret(name)?);
             }
         }
         if let Some(file) = kept.filter(|_| saved.len() > before) {
             write_secrets(&file, &saved)?;
         }
-    }
+        Some(redis)
+    } else {
+        None
+    };
     let variables = AppVariables::resolve(manifest, &supplied, env)?;
-    let subscriptions = redis_trigger::subscriptions(manifest, &variables)?;
+    let mut subscriptions = redis_trigger::subscriptions(manifest, &variables)?;
+    if let Some(redis) = &embedded {
+        // A trigger on the host's own Redis subscribes with its password,
+        // which `redis_address` (also an allowed host) cannot carry.
+        for subscription in &mut subscriptions {
+            if subscription.address == redis.url {
+                subscription.address = redis.url_with_password();
+            }
+        }
+    }
     let app = Arc::new(app::App::load(manifest, &variables)?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -3,9 +3,10 @@
 //! `allowed_outbound_hosts`.
 //!
 //! Providers, first match wins: values the host itself supplies (the embedded
-//! Redis address), then `SPIN_VARIABLE_<NAME>` environment variables, then the
-//! manifest default. Every variable is required or has a default, so once
-//! start-up succeeds every template has a value.
+//! Redis's address and password, the secrets it makes up), then
+//! `SPIN_VARIABLE_<NAME>` environment variables, then the manifest default.
+//! Every variable is required or has a default, so once start-up succeeds
+//! every template has a value.
 
 use std::collections::BTreeMap;
 

@@ -187,11 +187,20 @@ fn all_have(rows: &HashMap<String, Row>, orders: &[Order], status: &str) -> bool
 }
 
 /// The voucher's outbox holds nothing: every event was exported and
-/// acknowledged, and no consumer of the group holds one.
+/// acknowledged, and no consumer of the group holds one. A run
+/// acknowledges a batch just after PostgreSQL took it, so a test that has
+/// just seen the rows gives the last batch a moment.
 fn assert_outbox_empty(redis: &RedisServer, voucher_id: &str) {
     let outbox = format!("{}:outbox", voucher_tag(voucher_id));
     let mut conn = redis.conn();
-    let len: i64 = redis::cmd("XLEN").arg(&outbox).query(&mut conn).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let len = loop {
+        let len: i64 = redis::cmd("XLEN").arg(&outbox).query(&mut conn).unwrap();
+        if len == 0 || Instant::now() > deadline {
+            break len;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(len, 0, "events left in {outbox}");
     let pending: redis::Value = redis::cmd("XPENDING")
         .arg(&outbox)
@@ -556,4 +565,163 @@ async fn the_operators_drain_brings_expiries_and_says_when_it_cannot() {
     let off = plain.api.export_orders(ADMIN_KEY).await.expect(200);
     assert!(!off.enabled);
     assert_eq!(off.events, 0);
+}
+
+/// Creates `voucher_order` and logs every row PostgreSQL writes into it
+/// (`writes`: the operation, the order's id and version), so that a test
+/// sees how often each order was written.
+fn log_writes(pg: &PostgresServer) {
+    for (_, sql) in MIGRATIONS {
+        pg.psql(sql);
+    }
+    pg.psql(
+        "CREATE TABLE writes (n bigserial, op text, id bigint, version bigint);
+         CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           INSERT INTO writes (op, id, version) VALUES (TG_OP, NEW.id, NEW.version);
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER log_write AFTER INSERT OR UPDATE ON voucher_order
+           FOR EACH ROW EXECUTE FUNCTION log_write();",
+    );
+}
+
+/// How many times each order was written, by order id.
+fn writes_by_order(pg: &PostgresServer) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for id in pg.psql("SELECT id FROM writes").lines() {
+        *counts.entry(id.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn an_order_postgresql_refuses_is_parked_and_the_drain_goes_on() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let pg = PostgresServer::start();
+    log_writes(&pg);
+    // No exporter app: the drain alone, so that it meets every event.
+    let app = config(&redis, &sink, &pg).start().await;
+    let (v1, v2) = (
+        create_voucher(&app, 10).await,
+        create_voucher(&app, 10).await,
+    );
+    let tokens = users(&app, &sink, 11000, 8).await;
+    let first = buy_all(&app, &tokens[..5], &v1, 5).await;
+    let later = buy_all(&app, &tokens[5..], &v2, 3).await;
+
+    // The shop's table refuses one buyer's orders.
+    let bad = &first[2];
+    pg.psql(&format!(
+        "ALTER TABLE voucher_order ADD CONSTRAINT not_this_buyer CHECK (user_id <> {})",
+        bad.user_id
+    ));
+    let drained = app.api.export_orders(ADMIN_KEY).await.expect(200);
+    assert!(drained.enabled && drained.failed.is_empty(), "{drained:?}");
+    assert_eq!(
+        (drained.vouchers, drained.events, drained.parked),
+        (2, 7, 1)
+    );
+    let table = rows(&pg);
+    let good: Vec<Order> = first
+        .iter()
+        .chain(&later)
+        .filter(|o| o.id != bad.id)
+        .cloned()
+        .collect();
+    assert_eq!(table.len(), 7);
+    assert!(all_have(&table, &good, "unpaid"));
+    assert!(!table.contains_key(&bad.id));
+    assert_outbox_empty(&redis, &v1);
+    assert_outbox_empty(&redis, &v2);
+
+    // The operator sees it, with PostgreSQL's reason.
+    let parked = app
+        .api
+        .parked_orders(ADMIN_KEY, &Default::default())
+        .await
+        .expect(200);
+    assert_eq!(parked.parked.len(), 1, "{parked:?}");
+    assert_eq!(parked.next_cursor, None);
+    let event = &parked.parked[0];
+    assert_eq!(
+        (event.voucher_id.as_str(), event.order.id.as_str()),
+        (v1.as_str(), bad.id.as_str())
+    );
+    assert_eq!(
+        (event.order.version, event.order.user_id.as_str()),
+        (1, bad.user_id.as_str())
+    );
+    assert_eq!(event.error.sqlstate, "23514");
+    assert!(event.error.message.contains("not_this_buyer"), "{event:?}");
+    let only_v2 = flashspin_testkit::api::ParkedQuery {
+        voucher_id: Some(&v2),
+        ..Default::default()
+    };
+    let none = app.api.parked_orders(ADMIN_KEY, &only_v2).await.expect(200);
+    assert!(none.parked.is_empty() && none.next_cursor.is_none());
+    for bad_query in [
+        flashspin_testkit::api::ParkedQuery {
+            voucher_id: Some("x"),
+            ..Default::default()
+        },
+        flashspin_testkit::api::ParkedQuery {
+            limit: Some(0),
+            ..Default::default()
+        },
+        flashspin_testkit::api::ParkedQuery {
+            cursor: Some("x"),
+            ..Default::default()
+        },
+    ] {
+        let refused = app.api.parked_orders(ADMIN_KEY, &bad_query).await;
+        assert_eq!(refused.status, 400, "{bad_query:?}: {}", refused.text());
+    }
+    let refused = app.api.parked_orders("wrong", &Default::default()).await;
+    assert_eq!(refused.status, 401);
+    let refused = app.api.retry_parked_orders("wrong", None).await;
+    assert_eq!(refused.status, 401);
+
+    // Retried while the table still refuses it: parked again.
+    let retried = app
+        .api
+        .retry_parked_orders(ADMIN_KEY, Some(&v1))
+        .await
+        .expect(200);
+    assert_eq!((retried.moved, retried.events, retried.parked), (1, 0, 1));
+    assert_eq!(writes_by_order(&pg).len(), 7);
+
+    // Once the cause is fixed, a retry writes it exactly once.
+    pg.psql("ALTER TABLE voucher_order DROP CONSTRAINT not_this_buyer");
+    let retried = app
+        .api
+        .retry_parked_orders(ADMIN_KEY, None)
+        .await
+        .expect(200);
+    assert!(retried.enabled);
+    assert_eq!(
+        (
+            retried.vouchers,
+            retried.moved,
+            retried.events,
+            retried.parked
+        ),
+        (2, 1, 1, 0)
+    );
+    let table = rows(&pg);
+    assert_eq!(table.len(), 8);
+    assert_eq!(table[&bad.id].status, "unpaid");
+    let writes = writes_by_order(&pg);
+    assert_eq!(writes.len(), 8);
+    assert!(writes.values().all(|&n| n == 1), "{writes:?}");
+    let parked = app
+        .api
+        .parked_orders(ADMIN_KEY, &Default::default())
+        .await
+        .expect(200);
+    assert!(parked.parked.is_empty());
+    let drained = app.api.export_orders(ADMIN_KEY).await.expect(200);
+    assert_eq!((drained.events, drained.parked), (0, 0));
+    assert_outbox_empty(&redis, &v1);
 }

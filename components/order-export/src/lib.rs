@@ -12,20 +12,28 @@
 //!   It first expires the orders that are due, which otherwise happens only
 //!   when a request touches their voucher, so that a cron also brings
 //!   expiries to PostgreSQL.
+//!
+//! Events PostgreSQL refuses for their data are parked (see
+//! `order_export::export_voucher`); the operator lists them with
+//! `GET /api/admin/orders/export/parked` and, once the cause is fixed,
+//! moves them back and exports them with
+//! `POST /api/admin/orders/export/parked/retry`.
 
 use std::time::{Duration, Instant};
 
 use flashspin_core::ApiError;
+use flashspin_core::database::DatabaseError;
 use flashspin_core::ids::VoucherId;
 use flashspin_core::order::OrderExport;
-use flashspin_core::order_export::{self, Runner};
+use flashspin_core::order_export::{self, ParkedCursor, Report, Runner};
+use flashspin_core::page::PageSize;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
 use flashspin_spin::pg::{self, SpinPostgres};
 use flashspin_spin::redis::SpinRedis;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Operator, Reply, Route};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// How long a woken exporter keeps trying while PostgreSQL is out of
 /// reach, and how long it waits between tries. Bounded: messages queue
@@ -68,9 +76,58 @@ fn on_message(message: Vec<u8>) -> Result<(), String> {
         more
     };
     let mut db = SpinPostgres::new(address);
-    order_export::export(&mut redis, &mut db, &[voucher], Runner::Woken, try_again)
-        .map(drop)
-        .map_err(|e| format!("order-export: voucher {voucher}: {e}"))
+    let report = order_export::export(&mut redis, &mut db, &[voucher], Runner::Woken, try_again)
+        .map_err(|e| format!("order-export: voucher {voucher}: {e}"))?;
+    log_parked(&report);
+    match report.failed.first() {
+        Some((_, e)) => Err(format!("order-export: voucher {voucher}: PostgreSQL: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// Says in the log that events were parked, which needs someone to look.
+fn log_parked(report: &Report) {
+    if report.exported.parked > 0 {
+        eprintln!(
+            "order-export: parked {} event(s) PostgreSQL refused; GET /api/admin/orders/export/parked lists them",
+            report.exported.parked
+        );
+    }
+}
+
+/// What a run over several vouchers did, as the admin routes answer it.
+fn report_json(vouchers: usize, report: &Report) -> Value {
+    let failed: Vec<Value> = report
+        .failed
+        .iter()
+        .map(|(voucher, e)| {
+            let (sqlstate, message) = match e {
+                DatabaseError::Refused { code, message } => (code.clone(), message.clone()),
+                other => (String::new(), other.to_string()),
+            };
+            json!({
+                "voucher_id": voucher.to_string(),
+                "error": {"sqlstate": sqlstate, "message": message},
+            })
+        })
+        .collect();
+    json!({
+        "enabled": true,
+        "vouchers": vouchers,
+        "events": report.exported.events,
+        "claimed": report.exported.claimed,
+        "parked": report.exported.parked,
+        "failed": failed,
+    })
+}
+
+/// `?voucher_id=`: one voucher rather than all of them.
+fn voucher_filter(req: &ApiRequest) -> Result<Option<VoucherId>, ApiError> {
+    req.query_param("voucher_id")
+        .map(|v| {
+            VoucherId::parse(&v).ok_or_else(|| ApiError::invalid("voucher_id must be a decimal id"))
+        })
+        .transpose()
 }
 
 /// `POST /api/admin/orders/export`: exports every voucher's pending events
@@ -100,14 +157,90 @@ impl Route for ExportAll {
             voucher::get(redis, voucher, OrderExport::On)?;
         }
         let mut db = SpinPostgres::new(address);
-        let exported = order_export::export(redis, &mut db, &vouchers, Runner::Operator, || false)?;
-        Ok(Reply::ok(json!({
-            "enabled": true,
-            "vouchers": vouchers.len(),
-            "events": exported.events,
-            "claimed": exported.claimed,
-        })))
+        let report = order_export::export(redis, &mut db, &vouchers, Runner::Operator, || false)?;
+        log_parked(&report);
+        Ok(Reply::ok(report_json(vouchers.len(), &report)))
     }
 }
 
-flashspin_spin::component!(ExportAll);
+/// `GET /api/admin/orders/export/parked`: the parked events, of one voucher
+/// (`?voucher_id=`) or all, a page at a time (`?limit=`, `?cursor=`).
+struct Parked;
+
+impl Route for Parked {
+    const PATH: &'static str = "/api/admin/orders/export/parked";
+    const METHOD: &'static str = "GET";
+    const ENDPOINT: Endpoint = Endpoint::Admin;
+    type Caller = Operator;
+    type Input = (Option<VoucherId>, PageSize, Option<ParkedCursor>);
+
+    fn parse(req: &ApiRequest) -> Result<Self::Input, ApiError> {
+        let only = voucher_filter(req)?;
+        let limit = PageSize::parse(req.query_param("limit").as_deref())?;
+        let from = req
+            .query_param("cursor")
+            .map(|c| ParkedCursor::parse(&c))
+            .transpose()?;
+        Ok((only, limit, from))
+    }
+
+    fn run(
+        call: &mut Call<'_, Operator>,
+        (only, limit, from): Self::Input,
+    ) -> Result<Reply, ApiError> {
+        let (events, next) = order_export::parked_page(call.redis()?, only, from, limit.get())?;
+        let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
+        let mut body = json!({"parked": events});
+        if let Some(next) = next {
+            body["next_cursor"] = next.to_string().into();
+        }
+        Ok(Reply::ok(body))
+    }
+}
+
+/// `POST /api/admin/orders/export/parked/retry`: moves the parked events of
+/// one voucher (`?voucher_id=`) or all back into their outboxes and
+/// exports those vouchers now; what PostgreSQL still refuses is parked
+/// again.
+struct RetryParked;
+
+impl Route for RetryParked {
+    const PATH: &'static str = "/api/admin/orders/export/parked/retry";
+    const METHOD: &'static str = "POST";
+    const ENDPOINT: Endpoint = Endpoint::Admin;
+    type Caller = Operator;
+    type Input = Option<VoucherId>;
+
+    fn parse(req: &ApiRequest) -> Result<Option<VoucherId>, ApiError> {
+        voucher_filter(req)
+    }
+
+    fn run(call: &mut Call<'_, Operator>, only: Option<VoucherId>) -> Result<Reply, ApiError> {
+        let Some(address) = pg_address().map_err(ApiError::Internal)? else {
+            return Ok(Reply::ok(
+                json!({"enabled": false, "vouchers": 0, "moved": 0, "events": 0}),
+            ));
+        };
+        let redis = call.redis()?;
+        let vouchers = match only {
+            Some(voucher) => vec![voucher],
+            None => order_export::all_vouchers(redis)?,
+        };
+        let (mut moved, mut retried) = (0, Vec::new());
+        for &voucher in &vouchers {
+            let n = order_export::unpark(redis, voucher)?;
+            if n > 0 {
+                moved += n;
+                retried.push(voucher);
+            }
+        }
+        let mut db = SpinPostgres::new(address);
+        let report = order_export::export(redis, &mut db, &retried, Runner::Operator, || false)?;
+        log_parked(&report);
+        let mut body = report_json(vouchers.len(), &report);
+        body["moved"] = moved.into();
+        Ok(Reply::ok(body))
+    }
+}
+
+flashspin_spin::component!(ExportAll, Parked, RetryParked);

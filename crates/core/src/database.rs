@@ -39,15 +39,28 @@ impl DatabaseError {
 
 impl DatabaseError {
     /// Whether trying again later may succeed: no connection, a connection
-    /// lost, or a server that is shutting down or out of resources
-    /// (SQLSTATE classes 08, 53, 57). A refused statement is not.
+    /// lost, a server that is shutting down or out of resources, a
+    /// statement cancelled by a timeout, a lock not had in time, a deadlock
+    /// or a serialization failure (SQLSTATE classes 08, 40, 53, 57, and
+    /// 55P03). Any other refused statement is not.
     pub fn is_transient(&self) -> bool {
         match self {
             DatabaseError::Unreachable(_) | DatabaseError::Other(_) => true,
-            DatabaseError::Refused { code, .. } => ["08", "53", "57"]
-                .iter()
-                .any(|class| code.starts_with(class)),
+            DatabaseError::Refused { code, .. } => {
+                code == "55P03"
+                    || ["08", "40", "53", "57"]
+                        .iter()
+                        .any(|class| code.starts_with(class))
+            }
         }
+    }
+
+    /// Whether the server refused the data itself, which no retry changes
+    /// until someone changes the data's rules: a data exception (class 22),
+    /// a constraint (class 23) or an exception a trigger raised (P0001).
+    pub fn is_refused_data(&self) -> bool {
+        matches!(self, DatabaseError::Refused { code, .. }
+            if code.starts_with("22") || code.starts_with("23") || code == "P0001")
     }
 }
 
@@ -67,4 +80,43 @@ impl std::error::Error for DatabaseError {}
 pub trait Database {
     /// Runs a statement; returns how many rows it touched.
     fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, DatabaseError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: &str) -> DatabaseError {
+        DatabaseError::Refused {
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn refusals_are_told_apart_by_sqlstate() {
+        // Data a retry will not change: parked by the exporter.
+        for code in ["22001", "22P02", "23505", "23514", "23502", "P0001"] {
+            let e = refused(code);
+            assert!(e.is_refused_data() && !e.is_transient(), "{code}");
+        }
+        // Gone by themselves: tried again, never parked.
+        for code in [
+            "08006", "40001", "40P01", "53300", "57014", "57P01", "55P03",
+        ] {
+            let e = refused(code);
+            assert!(e.is_transient() && !e.is_refused_data(), "{code}");
+        }
+        for e in [
+            DatabaseError::Unreachable("refused".into()),
+            DatabaseError::Other("connection closed".into()),
+        ] {
+            assert!(e.is_transient() && !e.is_refused_data(), "{e}");
+        }
+        // Neither: the statement or the privileges are wrong.
+        for code in ["42501", "42601", "P0002", "55000", "XX000"] {
+            let e = refused(code);
+            assert!(!e.is_transient() && !e.is_refused_data(), "{code}");
+        }
+    }
 }

@@ -17,7 +17,8 @@ use crate::ids::VoucherId;
 use crate::keys;
 use crate::redis::{Redis, RedisError};
 use crate::script::ReplyReader;
-use crate::scripts::{outbox_done, outbox_take};
+use crate::scripts::{outbox_done, outbox_park, outbox_parked, outbox_take, outbox_unpark};
+use crate::time::format_rfc3339;
 
 /// Every migration, oldest first: its name and its SQL. Each one can be
 /// applied again without harm (`IF NOT EXISTS`).
@@ -136,12 +137,37 @@ pub enum Step {
     Read,
 }
 
+impl OrderRow {
+    /// The order as the admin API shows an event: the fields of the API's
+    /// orders, and the version the event carries.
+    pub fn to_json(&self) -> serde_json::Value {
+        let time = |ms: Option<i64>| ms.map(format_rfc3339);
+        serde_json::json!({
+            "id": self.id.to_string(),
+            "version": self.version,
+            "voucher_id": self.voucher_id.to_string(),
+            "user_id": self.user_id.to_string(),
+            "status": self.status,
+            "amount": self.amount,
+            "pay_type": self.pay_type,
+            "pay_deadline": time(self.deadline_ms),
+            "pay_time": time(self.pay_ms),
+            "use_time": time(self.use_ms),
+            "refund_time": time(self.refund_ms),
+            "create_time": format_rfc3339(self.created_ms),
+            "update_time": format_rfc3339(self.updated_ms),
+        })
+    }
+}
+
 /// One batch handed out by the outbox: the entries' stream ids, to
 /// acknowledge, and the latest state of each order among them.
 #[derive(Debug)]
 pub struct Batch {
     pub entry_ids: Vec<String>,
     pub rows: Vec<OrderRow>,
+    /// For each row, the index in `entry_ids` of the entry it comes from.
+    pub row_entries: Vec<usize>,
     /// Entries taken over from another consumer.
     pub claimed: i64,
     /// Where the run's next take starts.
@@ -156,10 +182,39 @@ pub struct Exported {
     pub events: u64,
     /// Of which taken over from a run that did not finish.
     pub claimed: u64,
+    /// Events PostgreSQL refused for their data, parked (not in `events`).
+    pub parked: u64,
+}
+
+impl std::ops::AddAssign for Exported {
+    fn add_assign(&mut self, other: Self) {
+        self.events += other.events;
+        self.claimed += other.claimed;
+        self.parked += other.parked;
+    }
 }
 
 fn optional_ms(reader: &mut ReplyReader) -> Result<Option<i64>, RedisError> {
     Ok(Some(reader.num()?).filter(|&ms| ms > 0))
+}
+
+/// An order event as the scripts hand it out (`outbox_event.lua`).
+fn read_row(events: &mut ReplyReader, voucher: VoucherId) -> Result<OrderRow, RedisError> {
+    Ok(OrderRow {
+        id: events.id()?,
+        version: events.num()?,
+        voucher_id: voucher,
+        user_id: events.id()?,
+        status: events.string()?,
+        amount: events.num()?,
+        pay_type: Some(events.string()?).filter(|t| !t.is_empty()),
+        created_ms: events.num()?,
+        deadline_ms: optional_ms(events)?,
+        pay_ms: optional_ms(events)?,
+        use_ms: optional_ms(events)?,
+        refund_ms: optional_ms(events)?,
+        updated_ms: events.num()?,
+    })
 }
 
 /// Takes the next batch of `voucher`'s events for `consumer`, at `step`
@@ -197,6 +252,7 @@ pub fn take(
     let mut batch = Batch {
         entry_ids: Vec::new(),
         rows: Vec::new(),
+        row_entries: Vec::new(),
         claimed: reply.claimed,
         next: match reply.cursor {
             cursor if cursor.is_empty() => Step::Read,
@@ -206,30 +262,21 @@ pub fn take(
     let mut latest: HashMap<u64, usize> = HashMap::new();
     while !events.at_end() {
         let entry_id = events.string()?;
-        let row = OrderRow {
-            id: events.id()?,
-            version: events.num()?,
-            voucher_id: voucher,
-            user_id: events.id()?,
-            status: events.string()?,
-            amount: events.num()?,
-            pay_type: Some(events.string()?).filter(|t| !t.is_empty()),
-            created_ms: events.num()?,
-            deadline_ms: optional_ms(&mut events)?,
-            pay_ms: optional_ms(&mut events)?,
-            use_ms: optional_ms(&mut events)?,
-            refund_ms: optional_ms(&mut events)?,
-            updated_ms: events.num()?,
-        };
+        let row = read_row(&mut events, voucher)?;
+        let entry = batch.entry_ids.len();
         batch.entry_ids.push(entry_id);
         // One row per order in a statement (PostgreSQL refuses to update a
         // row twice in one upsert): the latest version wins.
         match latest.get(&row.id) {
             Some(&i) if batch.rows[i].version >= row.version => {}
-            Some(&i) => batch.rows[i] = row,
+            Some(&i) => {
+                batch.rows[i] = row;
+                batch.row_entries[i] = entry;
+            }
             None => {
                 latest.insert(row.id, batch.rows.len());
                 batch.rows.push(row);
+                batch.row_entries.push(entry);
             }
         }
     }
@@ -254,6 +301,225 @@ pub fn done(
         },
     )?;
     Ok(reply.acknowledged)
+}
+
+/// Parks the entry `entry_id` of `voucher`'s outbox, which PostgreSQL
+/// refused with `error`: it moves, with the error, to the voucher's parked
+/// stream and is acknowledged. False when it was no longer pending
+/// (another run, having taken it over, acknowledged or parked it first).
+pub fn park(
+    redis: &mut impl Redis,
+    voucher: VoucherId,
+    entry_id: &str,
+    error: &DatabaseError,
+) -> Result<bool, RedisError> {
+    let (code, message) = match error {
+        DatabaseError::Refused { code, message } => (code.as_str(), message.clone()),
+        other => ("", other.to_string()),
+    };
+    let reply = outbox_park::run(
+        redis,
+        &outbox_park::Keys {
+            outbox: &keys::voucher_outbox(voucher),
+            parked: &keys::voucher_outbox_parked(voucher),
+        },
+        &outbox_park::Args {
+            group: GROUP,
+            entry_id,
+            code,
+            message: &message,
+        },
+    )?;
+    Ok(reply.parked)
+}
+
+/// An order event PostgreSQL refused, as it waits parked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    pub voucher: VoucherId,
+    /// Its stream id in the parked stream: `<ms when parked>-<n>`.
+    pub id: String,
+    /// The SQLSTATE and message PostgreSQL refused it with.
+    pub code: String,
+    pub message: String,
+    /// The order as the event carries it.
+    pub row: OrderRow,
+}
+
+impl ParkedEvent {
+    /// When it was parked, ms since the epoch (its stream id says).
+    pub fn parked_ms(&self) -> i64 {
+        self.id
+            .split_once('-')
+            .and_then(|(ms, _)| ms.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl ParkedEvent {
+    /// As `GET /api/admin/orders/export/parked` lists it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "voucher_id": self.voucher.to_string(),
+            "id": self.id,
+            "parked_at": format_rfc3339(self.parked_ms()),
+            "error": {"sqlstate": self.code, "message": self.message},
+            "order": self.row.to_json(),
+        })
+    }
+}
+
+/// Where a page of parked events starts: at the first of `voucher`'s, or
+/// after its event `after` (a stream id, as two numbers). Clients see it
+/// as dotted numbers: `<voucher>` or `<voucher>.<ms>.<n>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkedCursor {
+    pub voucher: VoucherId,
+    after: Option<(u64, u64)>,
+}
+
+impl ParkedCursor {
+    pub fn parse(raw: &str) -> Result<Self, crate::ApiError> {
+        let n = crate::page::cursor_numbers(raw, &[1, 3])?;
+        let voucher = VoucherId::new(n[0])
+            .ok_or_else(|| crate::ApiError::invalid("cursor is not one this API handed out"))?;
+        Ok(Self {
+            voucher,
+            after: (n.len() == 3).then(|| (n[1], n[2])),
+        })
+    }
+
+    fn after_entry(&self) -> Option<String> {
+        self.after.map(|(ms, n)| format!("{ms}-{n}"))
+    }
+}
+
+impl std::fmt::Display for ParkedCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.after {
+            Some((ms, n)) => write!(f, "{}.{ms}.{n}", self.voucher),
+            None => write!(f, "{}", self.voucher),
+        }
+    }
+}
+
+/// The most vouchers one page of parked events looks into (a round trip
+/// each), so that a page's cost is bounded however many vouchers there
+/// are; a page that reaches it may hold fewer events than asked for, and
+/// says where to go on.
+pub const PARKED_VOUCHERS_PER_PAGE: u64 = 1_000;
+
+/// A page of parked events: of `only` or of every voucher in id order,
+/// oldest first within a voucher, from `from` on, at most `limit`; and where
+/// the next page starts, if anything may be left.
+pub fn parked_page(
+    redis: &mut impl Redis,
+    only: Option<VoucherId>,
+    from: Option<ParkedCursor>,
+    limit: usize,
+) -> Result<(Vec<ParkedEvent>, Option<ParkedCursor>), crate::ApiError> {
+    let (first, last) = match only {
+        Some(v) => (v.get(), v.get()),
+        None => (1, last_voucher(redis)?),
+    };
+    let start = from.map_or(first, |c| c.voucher.get());
+    if start < first || (start > last && only.is_some()) {
+        return Err(crate::ApiError::invalid(
+            "cursor is not one this API handed out",
+        ));
+    }
+    let mut page = Vec::new();
+    let end = last.min(start.saturating_add(PARKED_VOUCHERS_PER_PAGE - 1));
+    for id in start..=end {
+        let voucher = VoucherId::new(id).expect("ids from 1 up");
+        let after = from
+            .filter(|c| c.voucher == voucher)
+            .and_then(|c| c.after_entry());
+        let (events, more) = parked(redis, voucher, after.as_deref(), limit - page.len())?;
+        page.extend(events);
+        if page.len() == limit {
+            let next = if more {
+                let last_id = &page.last().expect("a full page").id;
+                let (ms, n) = last_id.split_once('-').unwrap_or((last_id, "0"));
+                Some(ParkedCursor {
+                    voucher,
+                    after: Some((ms.parse().unwrap_or(0), n.parse().unwrap_or(0))),
+                })
+            } else {
+                VoucherId::new(id + 1)
+                    .filter(|_| id < last)
+                    .map(|voucher| ParkedCursor {
+                        voucher,
+                        after: None,
+                    })
+            };
+            return Ok((page, next));
+        }
+    }
+    let next = VoucherId::new(end + 1)
+        .filter(|_| end < last)
+        .map(|voucher| ParkedCursor {
+            voucher,
+            after: None,
+        });
+    Ok((page, next))
+}
+
+/// Up to `count` of `voucher`'s parked events after the stream id `after`
+/// (from the first when `None`), oldest first, and whether more follow.
+pub fn parked(
+    redis: &mut impl Redis,
+    voucher: VoucherId,
+    after: Option<&str>,
+    count: usize,
+) -> Result<(Vec<ParkedEvent>, bool), RedisError> {
+    let reply = outbox_parked::run(
+        redis,
+        &outbox_parked::Keys {
+            parked: &keys::voucher_outbox_parked(voucher),
+        },
+        &outbox_parked::Args {
+            after: after.unwrap_or(""),
+            count: count as i64,
+        },
+    )?;
+    let mut events = reply.events;
+    let mut list = Vec::new();
+    while !events.at_end() {
+        list.push(ParkedEvent {
+            voucher,
+            id: events.string()?,
+            code: events.string()?,
+            message: events.string()?,
+            row: read_row(&mut events, voucher)?,
+        });
+    }
+    events.finish()?;
+    Ok((list, reply.more))
+}
+
+/// Moves all of `voucher`'s parked events back into its outbox, where the
+/// next run takes them as new ones; returns how many.
+pub fn unpark(redis: &mut impl Redis, voucher: VoucherId) -> Result<u64, RedisError> {
+    let (parked, outbox) = (
+        keys::voucher_outbox_parked(voucher),
+        keys::voucher_outbox(voucher),
+    );
+    let mut moved = 0;
+    loop {
+        let reply = outbox_unpark::run(
+            redis,
+            &outbox_unpark::Keys {
+                parked: &parked,
+                outbox: &outbox,
+            },
+            &outbox_unpark::Args { count: BATCH },
+        )?;
+        moved += reply.moved.max(0) as u64;
+        if reply.left <= 0 || reply.moved <= 0 {
+            return Ok(moved);
+        }
+    }
 }
 
 /// The upsert of a batch: a new order is inserted, a known one replaced
@@ -340,11 +606,41 @@ fn sql_is_blank(s: &str) -> bool {
         .all(|l| l.is_empty() || l.starts_with("--"))
 }
 
+/// Writes `rows` (the first of them is row `first` of its batch); when
+/// PostgreSQL refuses the data of some of them, writes each half on its own,
+/// and so on, until each refused row is alone, and adds those to
+/// `refused` with their error. Every other row is written. A batch with one
+/// bad row costs about twice the log of its size in statements; each
+/// statement is all or nothing, so a refused one wrote nothing.
+fn write_isolating(
+    db: &mut impl Database,
+    rows: &[OrderRow],
+    first: usize,
+    refused: &mut Vec<(usize, DatabaseError)>,
+) -> Result<(), DatabaseError> {
+    match upsert(db, rows) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_refused_data() && rows.len() == 1 => {
+            refused.push((first, e));
+            Ok(())
+        }
+        Err(e) if e.is_refused_data() => {
+            let half = rows.len() / 2;
+            write_isolating(db, &rows[..half], first, refused)?;
+            write_isolating(db, &rows[half..], first + half, refused)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Moves every pending event of `voucher` to PostgreSQL: batch after batch
 /// until the outbox has nothing more to hand out. `consumer` names this run
 /// in the consumer group; it must be unique to the run. When PostgreSQL
 /// cannot be reached the batch is tried again as long as `try_again` (which
-/// may wait) says so; the run then ends with the batch still pending.
+/// may wait) says so; the run then ends with the batch still pending. An
+/// event whose data PostgreSQL refuses ([`DatabaseError::is_refused_data`])
+/// is parked and the rest of its batch written; any other refusal ends the
+/// run with the batch pending.
 pub fn export_voucher(
     redis: &mut impl Redis,
     db: &mut impl Database,
@@ -354,55 +650,129 @@ pub fn export_voucher(
     try_again: &mut impl FnMut() -> bool,
 ) -> Result<Exported, ExportError> {
     let mut exported = Exported::default();
+    export_voucher_into(
+        redis,
+        db,
+        voucher,
+        consumer,
+        runner,
+        try_again,
+        &mut exported,
+    )?;
+    Ok(exported)
+}
+
+/// [`export_voucher`], adding to `exported` batch by batch, so that what
+/// was done before an error is counted.
+fn export_voucher_into(
+    redis: &mut impl Redis,
+    db: &mut impl Database,
+    voucher: VoucherId,
+    consumer: &str,
+    runner: Runner,
+    try_again: &mut impl FnMut() -> bool,
+    exported: &mut Exported,
+) -> Result<(), ExportError> {
     let mut step = Step::First;
     loop {
         let batch = take(redis, voucher, consumer, runner, &step)?;
         step = batch.next.clone();
         if batch.entry_ids.is_empty() {
-            return Ok(exported);
+            return Ok(());
         }
-        loop {
-            match upsert(db, &batch.rows) {
-                Ok(_) => break,
+        let refused = loop {
+            let mut refused = Vec::new();
+            match write_isolating(db, &batch.rows, 0, &mut refused) {
+                Ok(()) => break refused,
                 Err(e) if e.is_transient() && try_again() => continue,
                 Err(e) => return Err(e.into()),
             }
+        };
+        // A refused row's entry is parked; the batch's older events of the
+        // same order are acknowledged with the rest, superseded by it as in
+        // any batch.
+        let mut acknowledge = vec![true; batch.entry_ids.len()];
+        for (row, error) in &refused {
+            let entry = batch.row_entries[*row];
+            acknowledge[entry] = false;
+            if park(redis, voucher, &batch.entry_ids[entry], error)? {
+                exported.parked += 1;
+            }
         }
-        done(redis, voucher, &batch.entry_ids)?;
-        exported.events += batch.entry_ids.len() as u64;
+        let written: Vec<String> = batch
+            .entry_ids
+            .into_iter()
+            .zip(acknowledge)
+            .filter_map(|(id, ack)| ack.then_some(id))
+            .collect();
+        if !written.is_empty() {
+            done(redis, voucher, &written)?;
+        }
+        exported.events += written.len() as u64;
         exported.claimed += batch.claimed.max(0) as u64;
     }
 }
 
+/// What a run over several vouchers did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Summed over the vouchers, those that failed included.
+    pub exported: Exported,
+    /// The vouchers whose export stopped at a statement PostgreSQL refused
+    /// for another reason than an event's data (a privilege taken away, a
+    /// table changed under the exporter): their batch stays pending.
+    pub failed: Vec<(VoucherId, DatabaseError)>,
+}
+
 /// One run over `vouchers`, one after the other, under a fresh consumer
 /// name: what the exporter does when woken (one voucher) and what the
-/// operator's drain does (all of them).
+/// operator's drain does (all of them). A voucher that fails for a reason
+/// of its own is reported and the run goes on with the next; when Redis or
+/// PostgreSQL cannot be used at all (a transient error that `try_again`
+/// did not outlast), the run stops there with the error.
 pub fn export(
     redis: &mut impl Redis,
     db: &mut impl Database,
     vouchers: &[VoucherId],
     runner: Runner,
     mut try_again: impl FnMut() -> bool,
-) -> Result<Exported, ExportError> {
+) -> Result<Report, ExportError> {
     let consumer = consumer_name();
-    let mut total = Exported::default();
+    let mut report = Report::default();
     for &voucher in vouchers {
-        let exported = export_voucher(redis, db, voucher, &consumer, runner, &mut try_again)?;
-        total.events += exported.events;
-        total.claimed += exported.claimed;
+        let result = export_voucher_into(
+            redis,
+            db,
+            voucher,
+            &consumer,
+            runner,
+            &mut try_again,
+            &mut report.exported,
+        );
+        match result {
+            Ok(()) => {}
+            Err(ExportError::Database(e)) if !e.is_transient() => report.failed.push((voucher, e)),
+            Err(e) => return Err(e),
+        }
     }
-    Ok(total)
+    Ok(report)
 }
 
 /// Every voucher there is, for a run that drains them all: ids are given
 /// out in sequence from 1.
 pub fn all_vouchers(redis: &mut impl Redis) -> Result<Vec<VoucherId>, RedisError> {
+    Ok((1..=last_voucher(redis)?)
+        .filter_map(VoucherId::new)
+        .collect())
+}
+
+/// The last voucher id given out, 0 before the first.
+fn last_voucher(redis: &mut impl Redis) -> Result<u64, RedisError> {
     let reply = redis.execute("GET", &[keys::VOUCHER_SEQUENCE.into()])?;
-    let last = match reply.as_slice() {
-        [crate::redis::Reply::Nil] => 0,
-        _ => ReplyReader::named("GET of the voucher sequence", reply).id()?,
-    };
-    Ok((1..=last).filter_map(VoucherId::new).collect())
+    match reply.as_slice() {
+        [crate::redis::Reply::Nil] => Ok(0),
+        _ => ReplyReader::named("GET of the voucher sequence", reply).id(),
+    }
 }
 
 /// A fresh consumer name for one run of the exporter.

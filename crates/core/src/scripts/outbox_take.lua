@@ -3,11 +3,12 @@
 -- entries left pending for claim_idle_ms by other consumers (an exporter
 -- that crashed or gave up), the whole pending list batch by batch from
 -- claim_from on; once it has been through it, it reads new entries. An
--- entry stays pending until outbox_done.lua acknowledges it, so a batch
--- that never reaches PostgreSQL is handed out again. When there is nothing
--- to hand out, the consumers left with nothing pending are removed from
--- the group.
+-- entry stays pending until outbox_done.lua acknowledges it (or
+-- outbox_park.lua parks it), so a batch that never reaches PostgreSQL is
+-- handed out again. When there is nothing to hand out, the consumers left
+-- with nothing pending are removed from the group.
 --
+--@ uses outbox_event
 --> key outbox               the voucher's stream of order events
 --> key wake                 its wake-up flag, cleared on a run's first take so
 --                               that an event written from now on wakes the
@@ -76,31 +77,11 @@ if #entries == 0 then
   return { 0, '' }
 end
 
--- orders.lua writes an event's fields in this order; an entry written so
--- is copied as it is, any other is read by field name.
-local FIELDS = { 'id', 'version', 'user_id', 'status', 'amount', 'pay_type', 'created',
-  'deadline', 'pay_time', 'use_time', 'refund_time', 'updated' }
 local reply = { claimed, cursor }
 local n = 2
 for _, entry in ipairs(entries) do
-  local fields = entry[2]
   n = n + 1
   reply[n] = entry[1]
-  if #fields == 24 and fields[1] == 'id' and fields[23] == 'updated' then
-    for i = 2, 24, 2 do
-      n = n + 1
-      reply[n] = fields[i]
-    end
-  else
-    local event = {}
-    for i = 1, #fields, 2 do
-      local name = fields[i]
-      event[name] = fields[i + 1]
-    end
-    for _, name in ipairs(FIELDS) do
-      n = n + 1
-      reply[n] = event[name] or ''
-    end
-  end
+  n = outbox_event(reply, n, entry[2])
 end
 return reply

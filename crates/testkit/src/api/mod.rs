@@ -251,7 +251,11 @@ impl Client {
 
     /// `POST /api/admin/orders/export/parked/retry`: moves the parked
     /// events of `voucher_id`, or of every voucher, back and exports them.
-    pub fn retry_parked_orders(&self, admin_key: &str, voucher_id: Option<&str>) -> Call<RetryBody> {
+    pub fn retry_parked_orders(
+        &self,
+        admin_key: &str,
+        voucher_id: Option<&str>,
+    ) -> Call<RetryBody> {
         let url = self.url("/api/admin/orders/export/parked/retry");
         let query: Vec<(&str, &str)> = voucher_id.map(|v| ("voucher_id", v)).into_iter().collect();
         Call::new(self.http.post(url).query(&query)).bearer(admin_key)

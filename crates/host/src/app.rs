@@ -142,6 +142,9 @@ fn new_engine() -> anyhow::Result<Engine> {
         .table_elements(20_000);
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 components (async exports and imports, streams, futures), as
+    // Spin's engine has them; concurrency support comes with the feature.
+    config.wasm_component_model_async(true);
     // Guests check the epoch as they run: each store yields its thread to
     // other requests at every tick (see `server`).
     config.epoch_interruption(true);

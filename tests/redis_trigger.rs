@@ -2,7 +2,11 @@
 //! every component subscribed to a channel runs once per message, in its
 //! own instance; a failing or trapping handler loses its message and
 //! nothing else; the HTTP routes of the same app keep serving; and a Redis
-//! that goes away stops the app, as on Spin.
+//! that goes away stops the app, as on Spin. Where this host bounds what
+//! Spin does not (docs/HOST.md, Limits): a handler that runs past the
+//! message time limit is stopped and the next message handled, and
+//! messages beyond the queue limit are dropped, a copy of one already
+//! waiting merged with it.
 
 use std::time::{Duration, Instant};
 
@@ -112,4 +116,94 @@ async fn a_trigger_without_an_address_is_refused_at_start() {
     let _ = std::fs::remove_file(&path);
     let log = outcome.err().expect("the app must not start");
     assert!(log.contains("has no address"), "{log}");
+}
+
+/// The `seen` list as it is now, in order.
+fn seen_now(redis: &RedisServer) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg("seen")
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis.conn())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_handler_past_the_time_limit_is_stopped_and_the_next_message_runs() {
+    if is_real_spin() {
+        return; // Spin waits for a handler however long it takes.
+    }
+    let redis = RedisServer::start();
+    let app = AppConfig::new(manifest())
+        .var("redis_address", redis.url())
+        .env("FLASHSPIN_MESSAGE_TIME_LIMIT_MS", "500")
+        .start()
+        .await;
+    app.logs_containing("/other: [first]").await;
+
+    // A handler asleep for ever, then one computing for ever: each is
+    // stopped at the limit, and the messages after them run.
+    let started = Instant::now();
+    for message in ["hang", "after-hang", "spin", "after-spin"] {
+        publish(&redis, "other", message);
+    }
+    assert_eq!(seen(&redis, 2), ["first:after-hang", "first:after-spin"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    let logs = app.logs_containing("still running after").await;
+    assert_eq!(
+        logs.matches("Component first handler stopped: still running after 500ms")
+            .count(),
+        2,
+        "{logs}"
+    );
+    // The HTTP side never waited for them.
+    let reply = app.api.get("/anything?action=count").await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn messages_beyond_the_queue_limit_are_dropped_or_merged() {
+    if is_real_spin() {
+        return; // Spin keeps every message in memory.
+    }
+    let redis = RedisServer::start();
+    let app = AppConfig::new(manifest())
+        .var("redis_address", redis.url())
+        .env("FLASHSPIN_MESSAGE_QUEUE_LIMIT", "3")
+        .start()
+        .await;
+    app.logs_containing("/other: [first]").await;
+
+    // While a handler sleeps, three messages wait; a copy of one of them
+    // is merged with it and a fourth message is dropped.
+    publish(&redis, "other", "sleep:1500");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen_now(&redis).is_empty() {
+        assert!(Instant::now() < deadline, "the handler never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for message in ["a", "b", "c", "a", "d"] {
+        publish(&redis, "other", message);
+    }
+    let logs = app.logs_containing("dropped").await;
+    assert!(logs.contains("queue full"), "{logs}");
+    // The three that waited run, once each; nothing else does.
+    assert_eq!(
+        seen(&redis, 4),
+        ["first:a", "first:b", "first:c", "first:sleep:1500"]
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(seen_now(&redis).len(), 4, "{:?}", seen_now(&redis));
+    // Once they are handled, the queue takes messages again.
+    publish(&redis, "other", "e");
+    assert_eq!(seen(&redis, 5).len(), 5);
+    let logs = app.logs();
+    assert!(
+        logs.contains("dropped 2 message(s), 1 of them the same as one waiting"),
+        "{logs}"
+    );
 }

@@ -725,3 +725,84 @@ async fn an_order_postgresql_refuses_is_parked_and_the_drain_goes_on() {
     assert_eq!((drained.events, drained.parked), (0, 0));
     assert_outbox_empty(&redis, &v1);
 }
+
+/// Whether a session holds `voucher_order` in ACCESS EXCLUSIVE mode.
+fn table_locked(pg: &PostgresServer) -> bool {
+    let held = pg.psql(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE c.relname = 'voucher_order' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+    );
+    held.trim() != "0"
+}
+
+#[tokio::test]
+async fn a_locked_table_stops_the_exporter_for_its_lock_timeout_only_and_loses_nothing() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let pg = PostgresServer::start();
+    log_writes(&pg);
+    let app = config(&redis, &sink, &pg).start().await;
+    let exporter_app = exporter(&redis, &pg).await;
+    let voucher_id = create_voucher(&app, 100).await;
+    let tokens = users(&app, &sink, 13000, 21).await;
+
+    // A shop tool locks the table and keeps it.
+    let lock = pg.hold("BEGIN; LOCK TABLE voucher_order IN ACCESS EXCLUSIVE MODE;");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !table_locked(&pg) {
+        assert!(Instant::now() < deadline, "the lock was never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let orders = buy_all(&app, &tokens[..20], &voucher_id, 20).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pending(&redis, &voucher_id) == 0 {
+        assert!(Instant::now() < deadline, "the exporter never took a batch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = Instant::now();
+
+    // Its statement waits for the lock no longer than the lock timeout (5
+    // s): the run gives up, says why, and leaves every event in Redis.
+    let mut logs = exporter_app.logs();
+    while !logs.contains("55P03") && took.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        logs = exporter_app.logs();
+    }
+    let gave_up = took.elapsed();
+    assert!(
+        logs.contains("55P03"),
+        "the exporter never gave up:\n{logs}"
+    );
+    assert!(
+        gave_up < Duration::from_secs(9),
+        "gave up after {gave_up:?}"
+    );
+    let outbox = format!("{}:outbox", voucher_tag(&voucher_id));
+    let len: i64 = redis::cmd("XLEN")
+        .arg(&outbox)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(len, 20, "every event waits in Redis");
+
+    // Once the lock is gone, the next change wakes it and everything lands,
+    // each order written once.
+    drop(lock);
+    tokio::time::sleep(WAKE_FLAG_LIFE).await;
+    let last = buy_all(&app, &tokens[20..], &voucher_id, 1).await;
+    let all: Vec<Order> = orders.iter().chain(&last).cloned().collect();
+    let (rows, _) = wait_rows(&pg, Duration::from_secs(15), |r| {
+        all_have(r, &all, "unpaid")
+    })
+    .await;
+    assert!(
+        all_have(&rows, &all, "unpaid"),
+        "{} rows\n{}",
+        rows.len(),
+        exporter_app.logs()
+    );
+    assert_eq!(rows.len(), 21);
+    let writes = writes_by_order(&pg);
+    assert_eq!(writes.len(), 21);
+    assert!(writes.values().all(|&n| n == 1), "{writes:?}");
+    assert_outbox_empty(&redis, &voucher_id);
+}

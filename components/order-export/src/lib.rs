@@ -56,6 +56,14 @@ fn pg_address() -> Result<Option<String>, String> {
     Ok(Some(address).filter(|a| !a.is_empty()))
 }
 
+/// The exporter's PostgreSQL: every wait bounded (a connect, a lock, a
+/// statement; `order_export::session_setup`), so that a locked table or a
+/// silent server delays the export rather than stopping it for good.
+fn database(address: &str) -> SpinPostgres {
+    SpinPostgres::new(order_export::connection_string(address))
+        .with_setup(order_export::session_setup())
+}
+
 #[spin_sdk::redis_component]
 fn on_message(message: Vec<u8>) -> Result<(), String> {
     let voucher = std::str::from_utf8(&message)
@@ -75,7 +83,7 @@ fn on_message(message: Vec<u8>) -> Result<(), String> {
         }
         more
     };
-    let mut db = SpinPostgres::new(address);
+    let mut db = database(&address);
     let report = order_export::export(&mut redis, &mut db, &[voucher], Runner::Woken, try_again)
         .map_err(|e| format!("order-export: voucher {voucher}: {e}"))?;
     log_parked(&report);
@@ -156,7 +164,7 @@ impl Route for ExportAll {
         for &voucher in &vouchers {
             voucher::get(redis, voucher, OrderExport::On)?;
         }
-        let mut db = SpinPostgres::new(address);
+        let mut db = database(&address);
         let report = order_export::export(redis, &mut db, &vouchers, Runner::Operator, || false)?;
         log_parked(&report);
         Ok(Reply::ok(report_json(vouchers.len(), &report)))
@@ -234,7 +242,7 @@ impl Route for RetryParked {
                 retried.push(voucher);
             }
         }
-        let mut db = SpinPostgres::new(address);
+        let mut db = database(&address);
         let report = order_export::export(redis, &mut db, &retried, Runner::Operator, || false)?;
         log_parked(&report);
         let mut body = report_json(vouchers.len(), &report);

@@ -42,6 +42,49 @@ pub const BATCH: i64 = 100;
 /// which the version check makes harmless.
 pub const CLAIM_IDLE_MS: i64 = 1_000;
 
+/// How long the exporter waits for PostgreSQL to accept a connection, in
+/// seconds (`connect_timeout` of the connection string, which bounds the
+/// TCP connect), unless `pg_address` says otherwise.
+pub const CONNECT_TIMEOUT_SECS: u32 = 5;
+
+/// How long one of the exporter's statements may wait for a lock (a shop
+/// tool holding `voucher_order`), in ms; then it fails with SQLSTATE
+/// 55P03, the batch stays pending and the run ends or tries again.
+pub const LOCK_TIMEOUT_MS: u32 = 5_000;
+
+/// How long one of the exporter's statements may take in all, in ms
+/// (SQLSTATE 57014 past it). An upsert of a hundred rows takes
+/// milliseconds.
+pub const STATEMENT_TIMEOUT_MS: u32 = 10_000;
+
+/// The statement each of the exporter's sessions begins with: the
+/// timeouts above, for the session (a pooled connection is reset when it
+/// goes back to the pool, in Spin and in flashspin alike).
+pub fn session_setup() -> String {
+    format!(
+        "SELECT set_config('statement_timeout', '{STATEMENT_TIMEOUT_MS}', false), \
+         set_config('lock_timeout', '{LOCK_TIMEOUT_MS}', false)"
+    )
+}
+
+/// `pg_address` with a connect timeout of [`CONNECT_TIMEOUT_SECS`] added,
+/// in the address's own form (a URL's query, or one more `key=value`),
+/// unless it sets `connect_timeout` itself. Without one, a connect to a
+/// host that drops packets waits for the operating system's TCP timeout,
+/// minutes.
+pub fn connection_string(pg_address: &str) -> String {
+    if pg_address.contains("connect_timeout=") {
+        return pg_address.to_string();
+    }
+    let setting = format!("connect_timeout={CONNECT_TIMEOUT_SECS}");
+    let is_url = pg_address.starts_with("postgres://") || pg_address.starts_with("postgresql://");
+    match (is_url, pg_address.contains('?')) {
+        (true, true) => format!("{pg_address}&{setting}"),
+        (true, false) => format!("{pg_address}?{setting}"),
+        (false, _) => format!("{} {setting}", pg_address.trim_end()),
+    }
+}
+
 /// Who runs an export, which decides what it takes over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runner {
@@ -781,4 +824,42 @@ pub fn consumer_name() -> String {
     getrandom::fill(&mut bytes).expect("the CSPRNG is available");
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("run-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_string_gets_a_connect_timeout_in_its_own_form() {
+        let cases = [
+            (
+                "postgres://shop:pw@db:5432/shop",
+                "postgres://shop:pw@db:5432/shop?connect_timeout=5",
+            ),
+            (
+                "postgresql://db/shop?sslmode=disable",
+                "postgresql://db/shop?sslmode=disable&connect_timeout=5",
+            ),
+            (
+                "host=db port=5432 user=shop dbname=shop ",
+                "host=db port=5432 user=shop dbname=shop connect_timeout=5",
+            ),
+            (
+                "postgres://db/shop?connect_timeout=30",
+                "postgres://db/shop?connect_timeout=30",
+            ),
+            ("host=db connect_timeout=1", "host=db connect_timeout=1"),
+        ];
+        for (given, wanted) in cases {
+            assert_eq!(connection_string(given), wanted);
+        }
+    }
+
+    #[test]
+    fn sessions_begin_with_both_timeouts() {
+        let setup = session_setup();
+        assert!(setup.contains("'statement_timeout', '10000'"), "{setup}");
+        assert!(setup.contains("'lock_timeout', '5000'"), "{setup}");
+    }
 }

@@ -1,7 +1,9 @@
 //! [`SpinPostgres`]: the core's PostgreSQL seam over `spin_sdk::pg4`
 //! (Spin's `spin:postgres/postgres@4.0.0`). The connection is opened on
 //! first use and opened again after a failure, so a run outlives a
-//! PostgreSQL restart; Spin pools the sessions behind it.
+//! PostgreSQL restart; Spin pools the sessions behind it. Each session
+//! opened begins with the caller's set-up statement, if any (settings such
+//! as timeouts, which last for the session).
 
 use flashspin_core::database::{Database, DatabaseError, SqlValue};
 use spin_sdk::pg4::{Connection, ParameterValue, PgError, QueryError};
@@ -13,6 +15,7 @@ pub const ADDRESS_VARIABLE: &str = "pg_address";
 
 pub struct SpinPostgres {
     address: String,
+    setup: Option<String>,
     conn: Option<Connection>,
 }
 
@@ -21,8 +24,23 @@ impl SpinPostgres {
     pub fn new(address: String) -> Self {
         Self {
             address,
+            setup: None,
             conn: None,
         }
+    }
+
+    /// Runs `statement` first on every session this opens.
+    pub fn with_setup(mut self, statement: String) -> Self {
+        self.setup = Some(statement);
+        self
+    }
+
+    fn open(&self) -> Result<Connection, DatabaseError> {
+        let conn = Connection::open(&self.address).map_err(to_core_error)?;
+        if let Some(setup) = &self.setup {
+            conn.execute(setup, &[]).map_err(to_core_error)?;
+        }
+        Ok(conn)
     }
 }
 
@@ -40,7 +58,7 @@ impl Database for SpinPostgres {
             .collect();
         let conn = match self.conn.take() {
             Some(conn) => conn,
-            None => Connection::open(&self.address).map_err(to_core_error)?,
+            None => self.open()?,
         };
         let result = conn.execute(statement, &params).map_err(to_core_error);
         // A connection that failed may be dead; the next call opens another.

@@ -806,3 +806,43 @@ async fn a_locked_table_stops_the_exporter_for_its_lock_timeout_only_and_loses_n
     assert!(writes.values().all(|&n| n == 1), "{writes:?}");
     assert_outbox_empty(&redis, &voucher_id);
 }
+
+#[tokio::test]
+async fn the_drain_gives_up_on_a_locked_table_within_the_lock_timeout() {
+    let redis = RedisServer::start();
+    let sink = SmsSink::start().await;
+    let pg = PostgresServer::start();
+    log_writes(&pg);
+    // No exporter app: the drain alone (so on Spin too, whose `up` this
+    // harness cannot start for an app of Redis triggers alone).
+    let app = config(&redis, &sink, &pg).start().await;
+    let voucher_id = create_voucher(&app, 10).await;
+    let tokens = users(&app, &sink, 15000, 3).await;
+    let orders = buy_all(&app, &tokens, &voucher_id, 3).await;
+
+    let lock = pg.hold("BEGIN; LOCK TABLE voucher_order IN ACCESS EXCLUSIVE MODE;");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !table_locked(&pg) {
+        assert!(Instant::now() < deadline, "the lock was never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let refused = app.api.export_orders(ADMIN_KEY).await;
+    let took = started.elapsed();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.error_code(), "database_unavailable");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
+    assert_eq!(pending(&redis, &voucher_id), 3, "the events wait in Redis");
+
+    drop(lock);
+    let drained = app.api.export_orders(ADMIN_KEY).await.expect(200);
+    assert_eq!((drained.events, drained.claimed), (3, 3));
+    assert!(all_have(&rows(&pg), &orders, "unpaid"));
+    let writes = writes_by_order(&pg);
+    assert_eq!(writes.len(), 3);
+    assert!(writes.values().all(|&n| n == 1), "{writes:?}");
+    assert_outbox_empty(&redis, &voucher_id);
+}

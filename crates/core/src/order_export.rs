@@ -9,6 +9,12 @@
 //! `version` of the same order, so a replayed or late event never moves an
 //! order backwards, and the table ends up as if each change had been
 //! written exactly once.
+//!
+//! An event PostgreSQL refuses for its data (a constraint or a trigger of
+//! the shop's) is parked: moved with the error to its voucher's parked
+//! stream, so that it does not hold back the events after it, until the
+//! operator moves it back. Every wait on PostgreSQL is bounded
+//! ([`session_setup`], [`connection_string`]).
 
 use std::collections::HashMap;
 

@@ -507,7 +507,7 @@ impl Declaration {
         let alt = if args_borrow { "<'_>" } else { "" };
         writeln!(
             out,
-            "    /// Runs the script and decodes its reply.\n    pub fn run(redis: &mut impl Redis, keys: &Keys{klt}, args: &Args{alt}) -> Result<Reply, RedisError> {{"
+            "    /// Runs the script and decodes its reply.\n    pub async fn run(redis: &mut impl Redis, keys: &Keys{klt}, args: &Args{alt}) -> Result<Reply, RedisError> {{"
         )
         .unwrap();
         let key_list: Vec<String> = self
@@ -552,7 +552,7 @@ impl Declaration {
         w(out, "        let _ = (keys, args);\n");
         w(
             out,
-            "        let mut reader = ReplyReader::new(&SCRIPT, SCRIPT.run(redis, &key_list, &arg_list)?);\n",
+            "        let mut reader = ReplyReader::new(&SCRIPT, SCRIPT.run(redis, &key_list, &arg_list).await?);\n",
         );
         if !self.outcomes.is_empty() {
             w(out, "        let outcome = match reader.int()? {\n");

@@ -77,9 +77,11 @@ impl fmt::Display for DatabaseError {
 impl std::error::Error for DatabaseError {}
 
 /// Something that runs statements on one PostgreSQL session.
+#[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` to promise.
 pub trait Database {
     /// Runs a statement; returns how many rows it touched.
-    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, DatabaseError>;
+    async fn execute(&mut self, statement: &str, params: &[SqlValue])
+    -> Result<u64, DatabaseError>;
 }
 
 #[cfg(test)]

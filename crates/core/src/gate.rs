@@ -186,12 +186,12 @@ pub fn require_token(access: Access, token: Option<&SessionToken>) -> Result<(),
 /// when a limit refuses, `Err(Unauthorized)` when the route needs a user
 /// and there is none. A token that finds no session is counted against the
 /// caller's IP only.
-pub fn admit<C: Caller>(
+pub async fn admit<C: Caller>(
     redis: &mut impl Redis,
     req: &GateRequest<'_>,
     vars: &impl Variables,
 ) -> Result<Admitted<C>, ApiError> {
-    let mut passed = pass(redis, C::ACCESS, req)?;
+    let mut passed = pass(redis, C::ACCESS, req).await?;
     let caller = C::admit(&mut passed, vars)?;
     Ok(Admitted {
         caller,
@@ -201,7 +201,7 @@ pub fn admit<C: Caller>(
 }
 
 /// Runs the gate for `access`; see [`admit`].
-pub fn pass(
+pub async fn pass(
     redis: &mut impl Redis,
     access: Access,
     req: &GateRequest<'_>,
@@ -239,7 +239,8 @@ pub fn pass(
             needs_user: access.needs_user(),
             limits: &limit_args,
         },
-    )?;
+    )
+    .await?;
     let user = UserId::new(reply.user_id.max(0) as u64).map(|id| User {
         id,
         phone: reply.phone,

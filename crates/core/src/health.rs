@@ -3,8 +3,8 @@
 use crate::redis::{Redis, RedisError, Reply};
 
 /// Sends `PING` and expects `PONG`.
-pub fn check(redis: &mut impl Redis) -> Result<(), RedisError> {
-    match redis.execute("PING", &[])?.as_slice() {
+pub async fn check(redis: &mut impl Redis) -> Result<(), RedisError> {
+    match redis.execute("PING", &[]).await?.as_slice() {
         [Reply::Status(s)] if s == "PONG" => Ok(()),
         other => Err(RedisError::UnexpectedReply(format!(
             "PING answered {other:?}"
@@ -16,11 +16,16 @@ pub fn check(redis: &mut impl Redis) -> Result<(), RedisError> {
 mod tests {
     use super::*;
     use crate::redis::Arg;
+    use flashspin_testkit::block_on;
 
     struct Canned(Result<Vec<Reply>, RedisError>);
 
     impl Redis for Canned {
-        fn execute(&mut self, command: &str, _: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError> {
+        async fn execute(
+            &mut self,
+            command: &str,
+            _: &[Arg<'_>],
+        ) -> Result<Vec<Reply>, RedisError> {
             assert_eq!(command, "PING");
             self.0.clone()
         }
@@ -28,9 +33,9 @@ mod tests {
 
     #[test]
     fn pong_is_healthy_anything_else_is_not() {
-        assert!(check(&mut Canned(Ok(vec![Reply::Status("PONG".into())]))).is_ok());
-        assert!(check(&mut Canned(Ok(vec![Reply::Nil]))).is_err());
+        assert!(block_on(check(&mut Canned(Ok(vec![Reply::Status("PONG".into())])))).is_ok());
+        assert!(block_on(check(&mut Canned(Ok(vec![Reply::Nil])))).is_err());
         let down = RedisError::Unreachable("refused".into());
-        assert_eq!(check(&mut Canned(Err(down.clone()))), Err(down));
+        assert_eq!(block_on(check(&mut Canned(Err(down.clone())))), Err(down));
     }
 }

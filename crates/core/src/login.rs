@@ -148,7 +148,7 @@ pub struct CodeSent {
 
 /// Generates and stores a new code for `phone`, unless the resend gap or a
 /// cap (per phone per day, per IP per hour, per IP, global) refuses.
-pub fn send_code(
+pub async fn send_code(
     redis: &mut impl Redis,
     phone: &Phone,
     ip: Option<&ClientIp>,
@@ -192,7 +192,8 @@ pub fn send_code(
             gap_ms: i64::from(settings.resend_secs) * 1000,
             limits: &limit_args,
         },
-    )?;
+    )
+    .await?;
     use send_code_script::Outcome;
     let stored = reply.outcome == Outcome::Stored;
     let verdict = Verdict::from_reply(stored, reply.retry_after_ms, reply.states, &all)?;
@@ -211,10 +212,12 @@ pub fn send_code(
 
 /// Removes the code for `phone` (and its resend gap), after the SMS could
 /// not be sent, so the user can ask again at once.
-pub fn withdraw_code(redis: &mut impl Redis, phone: &Phone) -> Result<(), RedisError> {
+pub async fn withdraw_code(redis: &mut impl Redis, phone: &Phone) -> Result<(), RedisError> {
     let code = keys::login_code(phone.as_str());
     let gap = keys::login_code_gap(phone.as_str());
-    redis.execute("DEL", &[Arg::from(code.as_str()), Arg::from(gap.as_str())])?;
+    redis
+        .execute("DEL", &[Arg::from(code.as_str()), Arg::from(gap.as_str())])
+        .await?;
     Ok(())
 }
 
@@ -236,7 +239,7 @@ pub struct SignedIn {
 /// for everyone else; after `max_attempts_per_phone` wrong codes from all
 /// clients together the code is voided and the phone refused until a new
 /// code is sent. Clients without a known address share one count.
-pub fn login(
+pub async fn login(
     redis: &mut impl Redis,
     phone: &Phone,
     code: &str,
@@ -283,7 +286,8 @@ pub fn login(
             idle_ms: i64::from(session.idle_secs) * 1000,
             limits: &limit_args,
         },
-    )?;
+    )
+    .await?;
     use login_script::Outcome;
     let signed_in = reply.outcome == Outcome::SignedIn;
     let verdict = Verdict::from_reply(signed_in, reply.retry_after_ms, reply.states, &shared)?;
@@ -304,9 +308,9 @@ pub fn login(
 }
 
 /// Ends the session of `token`; it stops working at once, everywhere.
-pub fn logout(redis: &mut impl Redis, token: &SessionToken) -> Result<(), RedisError> {
+pub async fn logout(redis: &mut impl Redis, token: &SessionToken) -> Result<(), RedisError> {
     let key = token.redis_key();
-    redis.execute("DEL", &[Arg::from(key.as_str())])?;
+    redis.execute("DEL", &[Arg::from(key.as_str())]).await?;
     Ok(())
 }
 

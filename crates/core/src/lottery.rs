@@ -258,13 +258,9 @@ impl IdempotencyKey {
 }
 
 /// Creates a goods with period 1 open.
-pub fn create(redis: &mut impl Redis, new: &NewGoods) -> Result<GoodsId, ApiError> {
-    let id = GoodsId::new(allocate_listed_id(
-        redis,
-        keys::GOODS_SEQUENCE,
-        keys::GOODS_LIST,
-    )?)
-    .ok_or_else(|| ApiError::Internal("goods sequence gave 0".into()))?;
+pub async fn create(redis: &mut impl Redis, new: &NewGoods) -> Result<GoodsId, ApiError> {
+    let id = GoodsId::new(allocate_listed_id(redis, keys::GOODS_SEQUENCE, keys::GOODS_LIST).await?)
+        .ok_or_else(|| ApiError::Internal("goods sequence gave 0".into()))?;
     let root = new_root();
     let info = keys::goods_info(id);
     let first = keys::goods_period(id, 1);
@@ -282,7 +278,8 @@ pub fn create(redis: &mut impl Redis, new: &NewGoods) -> Result<GoodsId, ApiErro
             max_periods: new.max_periods.unwrap_or(0),
             root: &root,
         },
-    )?;
+    )
+    .await?;
     Ok(id)
 }
 
@@ -316,7 +313,7 @@ pub struct Draw {
 }
 
 /// Reads goods `goods_id` with its period `period` (0: the current one).
-pub fn read(
+pub async fn read(
     redis: &mut impl Redis,
     goods_id: GoodsId,
     period: u64,
@@ -330,7 +327,8 @@ pub fn read(
             period: period as i64,
             period_prefix: &period_prefix,
         },
-    )?;
+    )
+    .await?;
     if r.outcome == lottery_read::Outcome::NotFound {
         return Ok(None);
     }
@@ -432,16 +430,18 @@ impl GoodsPeriod {
 }
 
 /// Reads the user record of a winner.
-pub fn winner(redis: &mut impl Redis, user_id: UserId) -> Result<Option<Winner>, RedisError> {
+pub async fn winner(redis: &mut impl Redis, user_id: UserId) -> Result<Option<Winner>, RedisError> {
     let key = keys::user(user_id);
-    let reply = redis.execute(
-        "HMGET",
-        &[
-            Arg::from(key.as_str()),
-            Arg::from("phone"),
-            Arg::from("nickname"),
-        ],
-    )?;
+    let reply = redis
+        .execute(
+            "HMGET",
+            &[
+                Arg::from(key.as_str()),
+                Arg::from("phone"),
+                Arg::from("nickname"),
+            ],
+        )
+        .await?;
     match reply.as_slice() {
         [Reply::Bytes(phone), Reply::Bytes(nickname)] => Ok(Some(Winner {
             phone: String::from_utf8_lossy(phone).into_owned(),
@@ -452,23 +452,25 @@ pub fn winner(redis: &mut impl Redis, user_id: UserId) -> Result<Option<Winner>,
 }
 
 /// All goods, newest first (at most `limit`), each with its current period.
-pub fn list(redis: &mut impl Redis, limit: usize) -> Result<Vec<GoodsPeriod>, RedisError> {
-    let ids = redis.execute(
-        "ZRANGE",
-        &[
-            Arg::from(keys::GOODS_LIST),
-            Arg::Int(0),
-            Arg::Int(limit as i64 - 1),
-            Arg::from("REV"),
-        ],
-    )?;
+pub async fn list(redis: &mut impl Redis, limit: usize) -> Result<Vec<GoodsPeriod>, RedisError> {
+    let ids = redis
+        .execute(
+            "ZRANGE",
+            &[
+                Arg::from(keys::GOODS_LIST),
+                Arg::Int(0),
+                Arg::Int(limit as i64 - 1),
+                Arg::from("REV"),
+            ],
+        )
+        .await?;
     let mut goods = Vec::with_capacity(ids.len());
     for id in ids {
         let Reply::Bytes(b) = id else { continue };
         let Some(id) = std::str::from_utf8(&b).ok().and_then(GoodsId::parse) else {
             continue;
         };
-        if let Some(g) = read(redis, id, 0)? {
+        if let Some(g) = read(redis, id, 0).await? {
             goods.push(g);
         }
     }
@@ -513,7 +515,7 @@ impl Purchase {
 /// Buys up to `count` shares of the goods' open period; the purchase's
 /// record names the buyer by their pseudonym for that period under
 /// `pseudonyms`.
-pub fn buy(
+pub async fn buy(
     redis: &mut impl Redis,
     goods_id: GoodsId,
     user_id: UserId,
@@ -548,7 +550,8 @@ pub fn buy(
             max_count: MAX_SHARES_PER_PURCHASE as i64,
             period_prefix: &period_prefix,
         },
-    )?;
+    )
+    .await?;
     use buy_lottery::Outcome;
     let mut codes_reader = reply.codes;
     match reply.outcome {
@@ -607,14 +610,14 @@ impl MyPurchase {
 /// Adds a goods to the list of those the user bought shares of. A separate
 /// round trip after the purchase succeeded, as for vouchers (see
 /// `voucher::record_order`); repeating it is harmless.
-pub fn record_goods(
+pub async fn record_goods(
     redis: &mut impl Redis,
     user_id: UserId,
     goods_id: GoodsId,
 ) -> Result<(), RedisError> {
     let key = keys::user_lottery_goods(user_id);
     let member = goods_id.to_string();
-    crate::page::record(redis, &key, goods_id.get() as i64, &member)
+    crate::page::record(redis, &key, goods_id.get() as i64, &member).await
 }
 
 /// At most this many codes in one page of a user's purchases.
@@ -679,7 +682,7 @@ pub struct PurchaseFilter {
 /// purchases newest first; at most `limit` purchases and
 /// [`MAX_CODES_PER_PAGE`] codes. One round trip for the goods list (none
 /// with a goods filter) and one per goods visited.
-pub fn purchases_page(
+pub async fn purchases_page(
     redis: &mut impl Redis,
     user_id: UserId,
     filter: PurchaseFilter,
@@ -693,7 +696,7 @@ pub fn purchases_page(
             }
             vec![goods]
         }
-        None => my_goods(redis, user_id, after.map(|c| c.goods))?,
+        None => my_goods(redis, user_id, after.map(|c| c.goods)).await?,
     };
     let mut page = Vec::new();
     let mut codes = 0;
@@ -717,7 +720,8 @@ pub fn purchases_page(
             start,
             limit - page.len(),
             MAX_CODES_PER_PAGE.saturating_sub(codes),
-        )?;
+        )
+        .await?;
         codes += found.iter().map(|p| p.codes.len()).sum::<usize>();
         page.append(&mut found);
         if next.is_some() {
@@ -729,14 +733,14 @@ pub fn purchases_page(
 
 /// The goods the user bought shares of, newest first, from `from` on: at
 /// most one more than a page visits, so the page knows where to go on.
-fn my_goods(
+async fn my_goods(
     redis: &mut impl Redis,
     user_id: UserId,
     from: Option<GoodsId>,
 ) -> Result<Vec<GoodsId>, RedisError> {
     let key = keys::user_lottery_goods(user_id);
     let from = from.map(GoodsId::get);
-    let reply = crate::page::newest_first(redis, &key, from, MAX_GOODS_PER_PAGE + 1, false)?;
+    let reply = crate::page::newest_first(redis, &key, from, MAX_GOODS_PER_PAGE + 1, false).await?;
     Ok(reply
         .into_iter()
         .filter_map(|r| match r {
@@ -748,7 +752,7 @@ fn my_goods(
 
 /// Purchases of one goods from `start` on, within the budgets; the cursor
 /// says where the goods' list goes on, `None` when it is done.
-fn goods_purchases(
+async fn goods_purchases(
     redis: &mut impl Redis,
     goods_id: GoodsId,
     user_id: UserId,
@@ -775,7 +779,8 @@ fn goods_purchases(
             record_limit: MAX_RECORDS_SCANNED as i64,
             period_prefix: &period_prefix,
         },
-    )?;
+    )
+    .await?;
     let mut r = reply.purchases;
     let mut out = Vec::with_capacity(reply.count.max(0) as usize);
     for _ in 0..reply.count {
@@ -861,7 +866,7 @@ impl std::fmt::Display for RecordsCursor {
 /// One page of period `n`'s purchase records in chain order, after
 /// `after`, at most `limit`: one round trip. The cursor is `None` on the
 /// last page; no such goods or period is `NotFound`.
-pub fn period_records(
+pub async fn period_records(
     redis: &mut impl Redis,
     goods_id: GoodsId,
     n: u64,
@@ -880,7 +885,8 @@ pub fn period_records(
             after: after.map_or(-1, |c| c.0 as i64),
             limit: limit as i64,
         },
-    )?;
+    )
+    .await?;
     if reply.outcome == lottery_purchases::Outcome::NotFound {
         return Err(ApiError::NotFound);
     }

@@ -271,13 +271,17 @@ pub struct Located {
 
 /// Finds order `id`'s voucher and buyer (`None`: no such order), with
 /// Redis's clock in seconds.
-pub fn locate(redis: &mut impl Redis, id: OrderId) -> Result<(Option<Located>, u64), RedisError> {
+pub async fn locate(
+    redis: &mut impl Redis,
+    id: OrderId,
+) -> Result<(Option<Located>, u64), RedisError> {
     let index = keys::order_index(id);
     let reply = order_locate::run(
         redis,
         &order_locate::Keys { index: &index },
         &order_locate::Args::NONE,
-    )?;
+    )
+    .await?;
     let located = VoucherId::new(reply.voucher_id)
         .zip(UserId::new(reply.user_id))
         .map(|(voucher_id, user_id)| Located {
@@ -292,7 +296,7 @@ pub fn locate(redis: &mut impl Redis, id: OrderId) -> Result<(Option<Located>, u
 /// status does not allow is refused and changes nothing. With `export` on,
 /// the change and any expiry it finds due go to the outbox. The payment
 /// provider's events go through [`settle`] instead, which refuses nothing.
-pub fn change(
+pub async fn change(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     id: OrderId,
@@ -301,7 +305,8 @@ pub fn change(
     export: OrderExport,
 ) -> Result<Order, ApiError> {
     use order_change::Outcome;
-    let (outcome, _, order) = run_change(redis, voucher_id, id, change, owner, None, export)?;
+    let (outcome, _, order) =
+        run_change(redis, voucher_id, id, change, owner, None, export).await?;
     match outcome {
         Outcome::Done | Outcome::PaidAndRefunded => Ok(order),
         Outcome::AmountMismatch => Err(ApiError::Conflict(Conflict::AmountMismatch)),
@@ -410,7 +415,7 @@ pub struct Settled {
 /// same answer; what the shop must act on is appended to the voucher's
 /// attention stream in the same script. With `export` on, the change and
 /// any expiry it finds due go to the outbox.
-pub fn settle(
+pub async fn settle(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     id: OrderId,
@@ -424,7 +429,7 @@ pub fn settle(
         Money::Refunded => Change::Refund,
     };
     let (outcome, replayed, order) =
-        run_change(redis, voucher_id, id, change, None, Some(event), export)?;
+        run_change(redis, voucher_id, id, change, None, Some(event), export).await?;
     let settlement = match (outcome, money) {
         (Outcome::Done, Money::Paid { .. }) => Settlement::Paid,
         (Outcome::Done, Money::Refunded) => Settlement::Refunded,
@@ -454,7 +459,7 @@ pub fn settle(
 /// Runs `order_change.lua`: the outcome, whether it is a replayed event's,
 /// and the order as it now is. No such order is `NotFound`; the other
 /// outcomes are the caller's to read.
-fn run_change(
+async fn run_change(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     id: OrderId,
@@ -506,7 +511,8 @@ fn run_change(
             voucher_id: voucher_id.get() as i64,
             export: export.is_on(),
         },
-    )?;
+    )
+    .await?;
     use order_change::Outcome;
     let mut rest = reply.order;
     match reply.outcome {
@@ -532,7 +538,7 @@ fn run_change(
 /// Files a placed order under its buyer: in their list (newest first) and
 /// in the index [`locate`] reads. A round trip after the purchase: these
 /// live in the gate's slot.
-pub fn record(redis: &mut impl Redis, order: &Order) -> Result<(), RedisError> {
+pub async fn record(redis: &mut impl Redis, order: &Order) -> Result<(), RedisError> {
     let list = keys::user_voucher_orders(order.user_id);
     let index = keys::order_index(order.id);
     let member = format!("{}:{}", order.voucher_id, order.id);
@@ -548,7 +554,8 @@ pub fn record(redis: &mut impl Redis, order: &Order) -> Result<(), RedisError> {
             member: &member,
             entry: &entry,
         },
-    )?;
+    )
+    .await?;
     Ok(())
 }
 

@@ -268,7 +268,7 @@ fn read_row(events: &mut ReplyReader, voucher: VoucherId) -> Result<OrderRow, Re
 
 /// Takes the next batch of `voucher`'s events for `consumer`, at `step`
 /// of its run.
-pub fn take(
+pub async fn take(
     redis: &mut impl Redis,
     voucher: VoucherId,
     consumer: &str,
@@ -296,7 +296,8 @@ pub fn take(
             first_take: *step == Step::First,
             claim_from,
         },
-    )?;
+    )
+    .await?;
     let mut events = reply.events;
     let mut batch = Batch {
         entry_ids: Vec::new(),
@@ -334,7 +335,7 @@ pub fn take(
 }
 
 /// Acknowledges entries that reached PostgreSQL, and drops them.
-pub fn done(
+pub async fn done(
     redis: &mut impl Redis,
     voucher: VoucherId,
     entry_ids: &[String],
@@ -348,7 +349,8 @@ pub fn done(
             group: GROUP,
             ids: &ids,
         },
-    )?;
+    )
+    .await?;
     Ok(reply.acknowledged)
 }
 
@@ -356,7 +358,7 @@ pub fn done(
 /// refused with `error`: it moves, with the error, to the voucher's parked
 /// stream and is acknowledged. False when it was no longer pending
 /// (another run, having taken it over, acknowledged or parked it first).
-pub fn park(
+pub async fn park(
     redis: &mut impl Redis,
     voucher: VoucherId,
     entry_id: &str,
@@ -378,7 +380,8 @@ pub fn park(
             code,
             message: &message,
         },
-    )?;
+    )
+    .await?;
     Ok(reply.parked)
 }
 
@@ -461,7 +464,7 @@ pub const PARKED_VOUCHERS_PER_PAGE: u64 = 1_000;
 /// A page of parked events: of `only` or of every voucher in id order,
 /// oldest first within a voucher, from `from` on, at most `limit`; and where
 /// the next page starts, if anything may be left.
-pub fn parked_page(
+pub async fn parked_page(
     redis: &mut impl Redis,
     only: Option<VoucherId>,
     from: Option<ParkedCursor>,
@@ -469,7 +472,7 @@ pub fn parked_page(
 ) -> Result<(Vec<ParkedEvent>, Option<ParkedCursor>), crate::ApiError> {
     let (first, last) = match only {
         Some(v) => (v.get(), v.get()),
-        None => (1, last_voucher(redis)?),
+        None => (1, last_voucher(redis).await?),
     };
     let start = from.map_or(first, |c| c.voucher.get());
     if start < first || (start > last && only.is_some()) {
@@ -484,7 +487,7 @@ pub fn parked_page(
         let after = from
             .filter(|c| c.voucher == voucher)
             .and_then(|c| c.after_entry());
-        let (events, more) = parked(redis, voucher, after.as_deref(), limit - page.len())?;
+        let (events, more) = parked(redis, voucher, after.as_deref(), limit - page.len()).await?;
         page.extend(events);
         if page.len() == limit {
             let next = if more {
@@ -516,7 +519,7 @@ pub fn parked_page(
 
 /// Up to `count` of `voucher`'s parked events after the stream id `after`
 /// (from the first when `None`), oldest first, and whether more follow.
-pub fn parked(
+pub async fn parked(
     redis: &mut impl Redis,
     voucher: VoucherId,
     after: Option<&str>,
@@ -531,7 +534,8 @@ pub fn parked(
             after: after.unwrap_or(""),
             count: count as i64,
         },
-    )?;
+    )
+    .await?;
     let mut events = reply.events;
     let mut list = Vec::new();
     while !events.at_end() {
@@ -549,7 +553,7 @@ pub fn parked(
 
 /// Moves all of `voucher`'s parked events back into its outbox, where the
 /// next run takes them as new ones; returns how many.
-pub fn unpark(redis: &mut impl Redis, voucher: VoucherId) -> Result<u64, RedisError> {
+pub async fn unpark(redis: &mut impl Redis, voucher: VoucherId) -> Result<u64, RedisError> {
     let (parked, outbox) = (
         keys::voucher_outbox_parked(voucher),
         keys::voucher_outbox(voucher),
@@ -563,7 +567,8 @@ pub fn unpark(redis: &mut impl Redis, voucher: VoucherId) -> Result<u64, RedisEr
                 outbox: &outbox,
             },
             &outbox_unpark::Args { count: BATCH },
-        )?;
+        )
+        .await?;
         moved += reply.moved.max(0) as u64;
         if reply.left <= 0 || reply.moved <= 0 {
             return Ok(moved);
@@ -624,25 +629,25 @@ fn upsert_params(rows: &[OrderRow]) -> Vec<SqlValue> {
 /// Writes `rows`; on a database without the table (or a column a later
 /// migration adds), applies the migrations first, so a fresh or older
 /// database needs no set-up step.
-pub fn upsert(db: &mut impl Database, rows: &[OrderRow]) -> Result<u64, DatabaseError> {
+pub async fn upsert(db: &mut impl Database, rows: &[OrderRow]) -> Result<u64, DatabaseError> {
     if rows.is_empty() {
         return Ok(0);
     }
     let params = upsert_params(rows);
-    match db.execute(UPSERT, &params) {
+    match db.execute(UPSERT, &params).await {
         Err(e) if e.is_missing_schema() => {
-            migrate(db)?;
-            db.execute(UPSERT, &params)
+            migrate(db).await?;
+            db.execute(UPSERT, &params).await
         }
         other => other,
     }
 }
 
 /// Applies every migration, in order.
-pub fn migrate(db: &mut impl Database) -> Result<(), DatabaseError> {
+pub async fn migrate(db: &mut impl Database) -> Result<(), DatabaseError> {
     for (_, sql) in MIGRATIONS {
         for statement in sql.split(';').filter(|s| !sql_is_blank(s)) {
-            db.execute(statement, &[])?;
+            db.execute(statement, &[]).await?;
         }
     }
     Ok(())
@@ -661,13 +666,13 @@ fn sql_is_blank(s: &str) -> bool {
 /// `refused` with their error. Every other row is written. A batch with one
 /// bad row costs about twice the log of its size in statements; each
 /// statement is all or nothing, so a refused one wrote nothing.
-fn write_isolating(
+async fn write_isolating(
     db: &mut impl Database,
     rows: &[OrderRow],
     first: usize,
     refused: &mut Vec<(usize, DatabaseError)>,
 ) -> Result<(), DatabaseError> {
-    match upsert(db, rows) {
+    match upsert(db, rows).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_refused_data() && rows.len() == 1 => {
             refused.push((first, e));
@@ -675,8 +680,9 @@ fn write_isolating(
         }
         Err(e) if e.is_refused_data() => {
             let half = rows.len() / 2;
-            write_isolating(db, &rows[..half], first, refused)?;
-            write_isolating(db, &rows[half..], first + half, refused)
+            // Boxed: an async fn that calls itself needs a known size.
+            Box::pin(write_isolating(db, &rows[..half], first, refused)).await?;
+            Box::pin(write_isolating(db, &rows[half..], first + half, refused)).await
         }
         Err(e) => Err(e),
     }
@@ -690,7 +696,7 @@ fn write_isolating(
 /// event whose data PostgreSQL refuses ([`DatabaseError::is_refused_data`])
 /// is parked and the rest of its batch written; any other refusal ends the
 /// run with the batch pending.
-pub fn export_voucher(
+pub async fn export_voucher(
     redis: &mut impl Redis,
     db: &mut impl Database,
     voucher: VoucherId,
@@ -707,13 +713,14 @@ pub fn export_voucher(
         runner,
         try_again,
         &mut exported,
-    )?;
+    )
+    .await?;
     Ok(exported)
 }
 
 /// [`export_voucher`], adding to `exported` batch by batch, so that what
 /// was done before an error is counted.
-fn export_voucher_into(
+async fn export_voucher_into(
     redis: &mut impl Redis,
     db: &mut impl Database,
     voucher: VoucherId,
@@ -724,14 +731,14 @@ fn export_voucher_into(
 ) -> Result<(), ExportError> {
     let mut step = Step::First;
     loop {
-        let batch = take(redis, voucher, consumer, runner, &step)?;
+        let batch = take(redis, voucher, consumer, runner, &step).await?;
         step = batch.next.clone();
         if batch.entry_ids.is_empty() {
             return Ok(());
         }
         let refused = loop {
             let mut refused = Vec::new();
-            match write_isolating(db, &batch.rows, 0, &mut refused) {
+            match write_isolating(db, &batch.rows, 0, &mut refused).await {
                 Ok(()) => break refused,
                 Err(e) if e.is_transient() && try_again() => continue,
                 Err(e) => return Err(e.into()),
@@ -744,7 +751,7 @@ fn export_voucher_into(
         for (row, error) in &refused {
             let entry = batch.row_entries[*row];
             acknowledge[entry] = false;
-            if park(redis, voucher, &batch.entry_ids[entry], error)? {
+            if park(redis, voucher, &batch.entry_ids[entry], error).await? {
                 exported.parked += 1;
             }
         }
@@ -755,7 +762,7 @@ fn export_voucher_into(
             .filter_map(|(id, ack)| ack.then_some(id))
             .collect();
         if !written.is_empty() {
-            done(redis, voucher, &written)?;
+            done(redis, voucher, &written).await?;
         }
         exported.events += written.len() as u64;
         exported.claimed += batch.claimed.max(0) as u64;
@@ -779,7 +786,7 @@ pub struct Report {
 /// of its own is reported and the run goes on with the next; when Redis or
 /// PostgreSQL cannot be used at all (a transient error that `try_again`
 /// did not outlast), the run stops there with the error.
-pub fn export(
+pub async fn export(
     redis: &mut impl Redis,
     db: &mut impl Database,
     vouchers: &[VoucherId],
@@ -797,7 +804,8 @@ pub fn export(
             runner,
             &mut try_again,
             &mut report.exported,
-        );
+        )
+        .await;
         match result {
             Ok(()) => {}
             Err(ExportError::Database(e)) if !e.is_transient() => report.failed.push((voucher, e)),
@@ -809,15 +817,17 @@ pub fn export(
 
 /// Every voucher there is, for a run that drains them all: ids are given
 /// out in sequence from 1.
-pub fn all_vouchers(redis: &mut impl Redis) -> Result<Vec<VoucherId>, RedisError> {
-    Ok((1..=last_voucher(redis)?)
+pub async fn all_vouchers(redis: &mut impl Redis) -> Result<Vec<VoucherId>, RedisError> {
+    Ok((1..=last_voucher(redis).await?)
         .filter_map(VoucherId::new)
         .collect())
 }
 
 /// The last voucher id given out, 0 before the first.
-fn last_voucher(redis: &mut impl Redis) -> Result<u64, RedisError> {
-    let reply = redis.execute("GET", &[keys::VOUCHER_SEQUENCE.into()])?;
+async fn last_voucher(redis: &mut impl Redis) -> Result<u64, RedisError> {
+    let reply = redis
+        .execute("GET", &[keys::VOUCHER_SEQUENCE.into()])
+        .await?;
     match reply.as_slice() {
         [crate::redis::Reply::Nil] => Ok(0),
         _ => ReplyReader::named("GET of the voucher sequence", reply).id(),

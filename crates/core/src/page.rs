@@ -9,7 +9,7 @@ use crate::scripts::record_purchase;
 
 /// Adds `member` with `score` to the user's list `key` (see
 /// `scripts/record_purchase.lua`).
-pub fn record(
+pub async fn record(
     redis: &mut impl Redis,
     key: &str,
     score: i64,
@@ -19,7 +19,8 @@ pub fn record(
         redis,
         &record_purchase::Keys { list: key },
         &record_purchase::Args { score, member },
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
@@ -62,7 +63,7 @@ pub fn cursor_numbers(raw: &str, counts: &[usize]) -> Result<Vec<u64>, ApiError>
 /// Members of the sorted set `key` from score `max` (inclusive; `None`:
 /// the highest) down, at most `count`, each followed by its score when
 /// `with_scores`: one `ZRANGE ... BYSCORE REV LIMIT`.
-pub fn newest_first(
+pub async fn newest_first(
     redis: &mut impl Redis,
     key: &str,
     max: Option<u64>,
@@ -83,7 +84,7 @@ pub fn newest_first(
     if with_scores {
         args.push(Arg::from("WITHSCORES"));
     }
-    redis.execute("ZRANGE", &args)
+    redis.execute("ZRANGE", &args).await
 }
 
 #[cfg(test)]

@@ -192,7 +192,7 @@ pub struct Attention {
 
 /// Reads the attention streams of `vouchers`: two reads each (the length,
 /// the newest entries), for the operator only.
-pub fn attention(
+pub async fn attention(
     redis: &mut impl Redis,
     vouchers: &[VoucherId],
     limit: PageSize,
@@ -201,19 +201,21 @@ pub fn attention(
     let mut events = Vec::new();
     for &voucher_id in vouchers {
         let key = keys::voucher_payment_attention(voucher_id);
-        let len = redis.execute("XLEN", &[key.as_str().into()])?;
+        let len = redis.execute("XLEN", &[key.as_str().into()]).await?;
         count += ReplyReader::named("XLEN of an attention stream", len).id()?;
         let limit = limit.get() as i64;
-        let reply = redis.execute(
-            "XREVRANGE",
-            &[
-                key.as_str().into(),
-                "+".into(),
-                "-".into(),
-                "COUNT".into(),
-                limit.into(),
-            ],
-        )?;
+        let reply = redis
+            .execute(
+                "XREVRANGE",
+                &[
+                    key.as_str().into(),
+                    "+".into(),
+                    "-".into(),
+                    "COUNT".into(),
+                    limit.into(),
+                ],
+            )
+            .await?;
         let mut reader = ReplyReader::named("an attention stream", reply);
         while !reader.at_end() {
             events.push(read_attention(&mut reader, voucher_id)?);

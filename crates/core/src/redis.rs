@@ -84,9 +84,13 @@ impl RedisError {
 /// that is about capacity, `max number of clients reached`.
 const BUG_MARKERS: &[&str] = &["ResponseError", "ERR ", "WRONGTYPE"];
 
-/// Something that can run a Redis command.
+/// Something that can run a Redis command. Async, so that an instance
+/// serving several requests at once (a WASI 0.3 component) waits for Redis
+/// without holding up the others; an adapter over a blocking client (WASI
+/// 0.2, the tests' native one) answers at once.
+#[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` to promise.
 pub trait Redis {
-    fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError>;
+    async fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError>;
 }
 
 /// `scheme://host:port` with `password` as its user info

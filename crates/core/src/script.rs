@@ -35,7 +35,7 @@ impl Script {
     }
 
     /// Runs the script with `keys` and `args`.
-    pub fn run(
+    pub async fn run(
         &self,
         redis: &mut impl Redis,
         keys: &[&str],
@@ -46,10 +46,10 @@ impl Script {
         full.push(Arg::Int(keys.len() as i64));
         full.extend(keys.iter().map(|k| Arg::from(*k)));
         full.extend_from_slice(args);
-        match redis.execute("EVALSHA", &full) {
+        match redis.execute("EVALSHA", &full).await {
             Err(RedisError::Server(message)) if is_noscript(&message) => {
                 full[0] = Arg::from(self.source);
-                redis.execute("EVAL", &full)
+                redis.execute("EVAL", &full).await
             }
             other => other,
         }

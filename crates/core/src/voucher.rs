@@ -144,14 +144,10 @@ impl Voucher {
 
 /// Creates a voucher: lists a new id under the shop, then writes the
 /// voucher in one command. Returns the stored voucher.
-pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiError> {
+pub async fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiError> {
     let shop_key = keys::shop_vouchers(new.shop_id);
-    let id = VoucherId::new(allocate_listed_id(
-        redis,
-        keys::VOUCHER_SEQUENCE,
-        &shop_key,
-    )?)
-    .ok_or_else(|| ApiError::Internal("voucher sequence gave 0".into()))?;
+    let id = VoucherId::new(allocate_listed_id(redis, keys::VOUCHER_SEQUENCE, &shop_key).await?)
+        .ok_or_else(|| ApiError::Internal("voucher sequence gave 0".into()))?;
     let info_key = keys::voucher_info(id);
     let numbers = [
         new.shop_id.get().to_string(),
@@ -184,7 +180,7 @@ pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiErr
         Arg::from("end"),
         Arg::from(numbers[5].as_str()),
     ];
-    redis.execute("HSET", &args)?;
+    redis.execute("HSET", &args).await?;
     let remaining = new.stock;
     Ok(Voucher { id, new, remaining })
 }
@@ -193,7 +189,7 @@ pub fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiErr
 /// orders whose pay deadline has passed are put back on sale first, so
 /// `remaining` counts them as soon as they are due; each order expired so
 /// goes to the outbox when `export` is on.
-pub fn get(
+pub async fn get(
     redis: &mut impl Redis,
     id: VoucherId,
     export: OrderExport,
@@ -219,7 +215,8 @@ pub fn get(
             voucher_id: id.get() as i64,
             export: export.is_on(),
         },
-    )?;
+    )
+    .await?;
     if v.outcome == voucher_read::Outcome::NotFound {
         return Ok(None);
     }
@@ -244,22 +241,24 @@ pub fn get(
 
 /// A shop's vouchers, newest first (at most `limit`), each read as [`get`]
 /// reads it.
-pub fn list_by_shop(
+pub async fn list_by_shop(
     redis: &mut impl Redis,
     shop_id: ShopId,
     limit: usize,
     export: OrderExport,
 ) -> Result<Vec<Voucher>, RedisError> {
     let key = keys::shop_vouchers(shop_id);
-    let ids = redis.execute(
-        "ZRANGE",
-        &[
-            Arg::from(key.as_str()),
-            Arg::Int(0),
-            Arg::Int(limit as i64 - 1),
-            Arg::from("REV"),
-        ],
-    )?;
+    let ids = redis
+        .execute(
+            "ZRANGE",
+            &[
+                Arg::from(key.as_str()),
+                Arg::Int(0),
+                Arg::Int(limit as i64 - 1),
+                Arg::from("REV"),
+            ],
+        )
+        .await?;
     let mut vouchers = Vec::with_capacity(ids.len());
     for id in ids {
         let Reply::Bytes(b) = id else {
@@ -269,7 +268,7 @@ pub fn list_by_shop(
             continue;
         };
         // An id listed without a voucher is a creation that did not finish.
-        if let Some(v) = get(redis, id, export)? {
+        if let Some(v) = get(redis, id, export).await? {
             vouchers.push(v);
         }
     }
@@ -286,7 +285,7 @@ pub fn list_by_shop(
 /// an unfiled one cannot be read or paid by its id; when filing fails the
 /// error is returned, and the buyer's retry, answered `AlreadyPurchased`,
 /// files it.
-pub fn buy(
+pub async fn buy(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     user_id: UserId,
@@ -318,7 +317,8 @@ pub fn buy(
             voucher_id: voucher_id.get() as i64,
             export: export.is_on(),
         },
-    )?;
+    )
+    .await?;
     use buy_voucher::Outcome;
     let mut rest = reply.order;
     let order = match reply.outcome {
@@ -330,13 +330,13 @@ pub fn buy(
     rest.finish()?;
     match (reply.outcome, order) {
         (Outcome::Bought, Some(order)) => {
-            crate::order::record(redis, &order)?;
+            crate::order::record(redis, &order).await?;
             Ok(order)
         }
         // Filed again: if filing failed the first time (the buyer was told
         // 503), the retry mends it; filing is idempotent.
         (Outcome::AlreadyBought, Some(order)) => {
-            crate::order::record(redis, &order)?;
+            crate::order::record(redis, &order).await?;
             Err(ApiError::AlreadyPurchased(order.to_json()))
         }
         (Outcome::NotFound, _) => Err(ApiError::NotFound),
@@ -404,7 +404,7 @@ const ORDER_FIELDS: [&str; 10] = [
 /// (so a filtered page may be short, even empty, and still have a next
 /// one). One round trip for the list and one per order; `now_ms` is
 /// Redis's clock, by which an unpaid order past its deadline reads expired.
-pub fn orders_page(
+pub async fn orders_page(
     redis: &mut impl Redis,
     user_id: UserId,
     status: Option<OrderStatus>,
@@ -415,7 +415,7 @@ pub fn orders_page(
     let key = keys::user_voucher_orders(user_id);
     let fetch = limit + 1 + if after.is_some() { TIES } else { 0 };
     let max = after.map(|c| c.create_ms);
-    let reply = crate::page::newest_first(redis, &key, max, fetch, true)?;
+    let reply = crate::page::newest_first(redis, &key, max, fetch, true).await?;
     let mut entries = Vec::new();
     for pair in reply.chunks(2) {
         let [Reply::Bytes(member), Reply::Bytes(score)] = pair else {
@@ -449,12 +449,12 @@ pub fn orders_page(
         };
         let order_id = match order.parse() {
             Ok(raw) => OrderId::from_raw(raw),
-            Err(_) => match legacy_order_id(redis, voucher_id, user_id)? {
+            Err(_) => match legacy_order_id(redis, voucher_id, user_id).await? {
                 Some(id) => id,
                 None => continue,
             },
         };
-        if let Some(order) = read_order(redis, voucher_id, order_id, now_ms)?
+        if let Some(order) = read_order(redis, voucher_id, order_id, now_ms).await?
             && status.is_none_or(|s| s == order.status)
         {
             orders.push(order);
@@ -465,17 +465,19 @@ pub fn orders_page(
 
 /// The order a user holds for a voucher, from its buyers: for list entries
 /// filed before they named their order.
-fn legacy_order_id(
+async fn legacy_order_id(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     user_id: UserId,
 ) -> Result<Option<OrderId>, RedisError> {
     let buyers = keys::voucher_buyers(voucher_id);
     let uid = user_id.to_string();
-    let reply = redis.execute(
-        "HGET",
-        &[Arg::from(buyers.as_str()), Arg::from(uid.as_str())],
-    )?;
+    let reply = redis
+        .execute(
+            "HGET",
+            &[Arg::from(buyers.as_str()), Arg::from(uid.as_str())],
+        )
+        .await?;
     Ok(match reply.first() {
         Some(Reply::Bytes(record)) => String::from_utf8_lossy(record)
             .split(':')
@@ -487,7 +489,7 @@ fn legacy_order_id(
 }
 
 /// Reads one order's record with a plain `HMGET`; `None` when it has none.
-fn read_order(
+async fn read_order(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
     order_id: OrderId,
@@ -496,7 +498,7 @@ fn read_order(
     let key = keys::voucher_order(voucher_id, order_id);
     let mut args = vec![Arg::from(key.as_str())];
     args.extend(ORDER_FIELDS.iter().map(|f| Arg::from(*f)));
-    let fields = redis.execute("HMGET", &args)?;
+    let fields = redis.execute("HMGET", &args).await?;
     if fields.first().is_none_or(|f| *f == Reply::Nil) {
         return Ok(None);
     }

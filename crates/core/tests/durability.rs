@@ -3,6 +3,7 @@
 //! killed (SIGKILL, mid-sale) and started again on its append-only file,
 //! with the stock invariant intact.
 
+use flashspin_testkit::block_on;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
             begin_ms: now_ms() - 60_000,
             end_ms: now_ms() + 3_600_000,
         };
-        voucher::create(&mut redis, new).unwrap().id
+        block_on(voucher::create(&mut redis, new)).unwrap().id
     };
 
     // Buyers buy as fast as they can, each on its own connection, and note
@@ -58,7 +59,14 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
                     let user = UserId::new(u64::from(worker) * 1_000_000 + n + 1).unwrap();
                     let sequence = worker * 1_000_000 + n as u32 + 1;
                     let id = OrderId::new(EPOCH_UNIX_SECS + 1000, sequence, &key).unwrap();
-                    match voucher::buy(&mut redis, voucher, user, id, 900, OrderExport::Off) {
+                    match block_on(voucher::buy(
+                        &mut redis,
+                        voucher,
+                        user,
+                        id,
+                        900,
+                        OrderExport::Off,
+                    )) {
                         Ok(order) => acknowledged.lock().unwrap().push(order),
                         // The crash: the connection is gone for good.
                         Err(ApiError::Unavailable(_)) => return,
@@ -91,12 +99,17 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
             None,
             OrderExport::Off,
         );
-        assert_eq!(found.as_ref(), Ok(order), "order {} lost", order.id);
+        assert_eq!(
+            block_on(found).as_ref(),
+            Ok(order),
+            "order {} lost",
+            order.id
+        );
         assert_eq!(order.status, OrderStatus::Unpaid);
     }
     // Orders may exist that were written but never answered (the crash came
     // between); none was counted twice or lost its unit.
-    let remaining = voucher::get(&mut redis, voucher, OrderExport::Off)
+    let remaining = block_on(voucher::get(&mut redis, voucher, OrderExport::Off))
         .unwrap()
         .unwrap()
         .remaining;

@@ -1,6 +1,7 @@
 //! `send_code.lua`, `login.lua` and `gate.lua` run directly against a real
 //! Redis through the core's functions.
 
+use flashspin_testkit::block_on;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -43,8 +44,8 @@ fn phone(n: u32) -> Phone {
 }
 
 fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> (SessionToken, UserId) {
-    let sent = send_code(redis, phone, None, &SETTINGS, &limits("1/5")).unwrap();
-    let signed = login(
+    let sent = block_on(send_code(redis, phone, None, &SETTINGS, &limits("1/5"))).unwrap();
+    let signed = block_on(login(
         redis,
         phone,
         sent.code.reveal(),
@@ -52,7 +53,7 @@ fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> (SessionToken, UserId) {
         &SETTINGS,
         &SESSION,
         &limits("1/5"),
-    )
+    ))
     .unwrap();
     (signed.token, signed.user_id)
 }
@@ -64,7 +65,7 @@ fn gate(
     token: Option<&SessionToken>,
     limits: RateLimits,
 ) -> Result<flashspin_core::gate::Passed, ApiError> {
-    pass(
+    block_on(pass(
         redis,
         access,
         &GateRequest {
@@ -74,7 +75,7 @@ fn gate(
             limits,
             session: SESSION,
         },
-    )
+    ))
 }
 
 /// The gate of an endpoint for signed-in users, as the holder of `token`.
@@ -147,7 +148,7 @@ fn concurrent_logins_with_one_code_open_exactly_one_session() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let p = phone(3);
-    let code = send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5"))
+    let code = block_on(send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5")))
         .unwrap()
         .code;
     let barrier = Arc::new(Barrier::new(20));
@@ -159,7 +160,7 @@ fn concurrent_logins_with_one_code_open_exactly_one_session() {
             let p = p.clone();
             thread::spawn(move || {
                 barrier.wait();
-                login(
+                block_on(login(
                     &mut redis,
                     &p,
                     &code,
@@ -167,7 +168,7 @@ fn concurrent_logins_with_one_code_open_exactly_one_session() {
                     &SETTINGS,
                     &SESSION,
                     &limits("1/5"),
-                )
+                ))
                 .is_ok()
             })
         })
@@ -275,7 +276,7 @@ fn the_gate_refuses_missing_and_ended_sessions() {
 
     let (token, _) = sign_in(&mut redis, &phone(6));
     assert!(gate(&mut redis, Endpoint::Account, Access::User, Some(&token), l).is_ok());
-    logout(&mut redis, &token).unwrap();
+    block_on(logout(&mut redis, &token)).unwrap();
     assert_eq!(
         gate(&mut redis, Endpoint::Account, Access::User, Some(&token), l),
         Err(ApiError::Unauthorized)
@@ -342,7 +343,7 @@ fn attempt(
     code: &str,
 ) -> Result<(), ApiError> {
     let ip = ip.map(client);
-    login(
+    block_on(login(
         redis,
         phone,
         code,
@@ -350,7 +351,7 @@ fn attempt(
         settings,
         &SESSION,
         &limits("1/5"),
-    )
+    ))
     .map(|_| ())
 }
 
@@ -376,7 +377,7 @@ fn wrong_codes_from_one_client_lock_out_that_client_only() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let p = phone(10);
-    let code = send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5"))
+    let code = block_on(send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5")))
         .unwrap()
         .code;
     let code = code.reveal();
@@ -429,7 +430,7 @@ fn clients_are_counted_as_the_ip_limits_count_them() {
         ..SETTINGS
     };
     let p = phone(11);
-    let code = send_code(&mut redis, &p, None, &settings, &limits("1/5"))
+    let code = block_on(send_code(&mut redis, &p, None, &settings, &limits("1/5")))
         .unwrap()
         .code;
     let code = code.reveal();
@@ -486,7 +487,7 @@ fn the_phone_cap_voids_the_code_for_everyone_until_a_new_one() {
         ..SETTINGS
     };
     let p = phone(12);
-    let code = send_code(&mut redis, &p, None, &settings, &limits("1/5"))
+    let code = block_on(send_code(&mut redis, &p, None, &settings, &limits("1/5")))
         .unwrap()
         .code;
     let code = code.reveal().to_string();
@@ -530,7 +531,7 @@ fn the_phone_cap_voids_the_code_for_everyone_until_a_new_one() {
         .arg(format!("{{gate}}:code-gap:{}", p.as_str()))
         .exec(&mut server.conn())
         .unwrap();
-    let fresh = send_code(&mut redis, &p, None, &settings, &limits("1/5"))
+    let fresh = block_on(send_code(&mut redis, &p, None, &settings, &limits("1/5")))
         .unwrap()
         .code;
     let fresh = fresh.reveal();
@@ -588,7 +589,7 @@ fn concurrent_wrong_codes_never_pass_either_cap() {
     // One client, 30 tries at once: four wrong answers, the fifth try
     // counted refuses the client, the rest are refused uncounted.
     let p = phone(13);
-    let code = send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5"))
+    let code = block_on(send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5")))
         .unwrap()
         .code;
     let results = concurrent_wrong_codes(&server, &SETTINGS, &p, code.reveal(), 30, |_| {
@@ -604,7 +605,7 @@ fn concurrent_wrong_codes_never_pass_either_cap() {
         ..SETTINGS
     };
     let p = phone(14);
-    let code = send_code(&mut redis, &p, None, &settings, &limits("1/5"))
+    let code = block_on(send_code(&mut redis, &p, None, &settings, &limits("1/5")))
         .unwrap()
         .code;
     let results = concurrent_wrong_codes(&server, &settings, &p, code.reveal(), 30, |i| {

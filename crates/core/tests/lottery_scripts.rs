@@ -1,6 +1,7 @@
 //! `lottery_create.lua`, `buy_lottery.lua` (with `perm.lua`), `lottery_read.lua`
 //! and `lottery_mine.lua` run directly against a real Redis.
 
+use flashspin_testkit::block_on;
 use std::collections::BTreeSet;
 
 use flashspin_core::ApiError;
@@ -44,7 +45,15 @@ fn buy(
     purchase: OrderId,
     key: Option<&lottery::IdempotencyKey>,
 ) -> Result<Purchase, ApiError> {
-    lottery::buy(redis, id, user, &pseudonyms(), count, purchase, key)
+    block_on(lottery::buy(
+        redis,
+        id,
+        user,
+        &pseudonyms(),
+        count,
+        purchase,
+        key,
+    ))
 }
 
 fn sell_out_one_by_one(redis: &mut NativeRedis, id: GoodsId, total: u64) -> BTreeSet<u64> {
@@ -63,7 +72,7 @@ fn codes_are_a_permutation_of_the_range_for_any_size() {
     let server = RedisServer::start();
     let mut redis = server.native();
     for total in [1u64, 2, 3, 5, 16, 17, 100, 257] {
-        let id = create(&mut redis, &goods(total as i64, 500, Some(1))).unwrap();
+        let id = block_on(create(&mut redis, &goods(total as i64, 500, Some(1)))).unwrap();
         let codes = sell_out_one_by_one(&mut redis, id, total);
         assert_eq!(
             codes,
@@ -81,10 +90,10 @@ fn codes_are_a_permutation_of_the_range_for_any_size() {
 fn the_draw_matches_the_published_formula_and_the_next_period_opens() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let id = create(&mut redis, &goods(50, 10_000_001, None)).unwrap();
-    let first = read(&mut redis, id, 0).unwrap().unwrap();
+    let id = block_on(create(&mut redis, &goods(50, 10_000_001, None))).unwrap();
+    let first = block_on(read(&mut redis, id, 0)).unwrap().unwrap();
     sell_out_one_by_one(&mut redis, id, 50);
-    let drawn = read(&mut redis, id, 1).unwrap().unwrap();
+    let drawn = block_on(read(&mut redis, id, 1)).unwrap().unwrap();
     let draw = drawn.draw.clone().expect("drawn");
     assert_eq!(
         draw.winning_code,
@@ -98,12 +107,13 @@ fn the_draw_matches_the_published_formula_and_the_next_period_opens() {
         goods: Some(id),
         period: Some(1),
     };
-    let (page, next) = purchases_page(&mut redis, draw.winner, filter, None, 100).unwrap();
+    let (page, next) =
+        block_on(purchases_page(&mut redis, draw.winner, filter, None, 100)).unwrap();
     assert_eq!(next, None);
     let winner_codes: Vec<u64> = page.into_iter().flat_map(|p| p.codes).collect();
     assert!(winner_codes.contains(&draw.winning_code));
     assert_eq!(draw.participants, 3);
-    let now = read(&mut redis, id, 0).unwrap().unwrap();
+    let now = block_on(read(&mut redis, id, 0)).unwrap().unwrap();
     assert_eq!((now.period, now.sold, now.drawn), (2, 0, false));
     assert_ne!(now.commitment, first.commitment);
 }
@@ -130,8 +140,8 @@ fn goods_memory(server: &RedisServer, id: GoodsId) -> i64 {
 fn a_huge_period_costs_no_more_than_a_tiny_one() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let tiny = create(&mut redis, &goods(10, 10_000_001, None)).unwrap();
-    let huge = create(&mut redis, &goods(10_000_000, 10_000_001, None)).unwrap();
+    let tiny = block_on(create(&mut redis, &goods(10, 10_000_001, None))).unwrap();
+    let huge = block_on(create(&mut redis, &goods(10_000_000, 10_000_001, None))).unwrap();
     for id in [tiny, huge] {
         let p = buy(&mut redis, id, user(1), 3, pid(id.get() as u32), None).unwrap();
         assert_eq!(p.codes.len(), 3);
@@ -152,7 +162,7 @@ fn all_pages(
     let mut pages = 0;
     let mut cursor: Option<PurchasesCursor> = None;
     loop {
-        let (page, next) = purchases_page(redis, user, filter, cursor, limit).unwrap();
+        let (page, next) = block_on(purchases_page(redis, user, filter, cursor, limit)).unwrap();
         pages += 1;
         assert!(page.len() <= limit);
         assert!(page.iter().map(|p| p.codes.len()).sum::<usize>() <= MAX_CODES_PER_PAGE);
@@ -172,7 +182,7 @@ fn all_pages(
 fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let id = create(&mut redis, &goods(100_000, 10_000_001, None)).unwrap();
+    let id = block_on(create(&mut redis, &goods(100_000, 10_000_001, None))).unwrap();
     // 30 purchases of 150 shares: 4,500 codes, so a purchase must be cut
     // across pages to respect the 1,000-code cap.
     let mut bought = BTreeSet::new();
@@ -196,7 +206,14 @@ fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
     // A cursor is the client's to send: a skip past the purchase's end
     // shows nothing of it and breaks no bound; absurd numbers are refused.
     let forged = PurchasesCursor::parse(&format!("{id}.30.9999")).unwrap();
-    let (page, _) = purchases_page(&mut redis, user(7), filter, Some(forged), 100).unwrap();
+    let (page, _) = block_on(purchases_page(
+        &mut redis,
+        user(7),
+        filter,
+        Some(forged),
+        100,
+    ))
+    .unwrap();
     let codes: Vec<u64> = page.iter().flat_map(|p| p.codes.clone()).collect();
     assert!(codes.len() <= MAX_CODES_PER_PAGE);
     assert!(codes.iter().all(|c| bought.contains(c)));
@@ -244,9 +261,12 @@ fn an_open_periods_seed_never_shows_in_slowlog() {
         .exec(&mut conn)
         .unwrap();
     let mut redis = server.native();
-    let id = create(&mut redis, &goods(3, 10_000_001, None)).unwrap();
+    let id = block_on(create(&mut redis, &goods(3, 10_000_001, None))).unwrap();
     sell_out_one_by_one(&mut redis, id, 3);
-    assert_eq!(read(&mut redis, id, 0).unwrap().unwrap().period, 2);
+    assert_eq!(
+        block_on(read(&mut redis, id, 0)).unwrap().unwrap().period,
+        2
+    );
 
     let log: redis::Value = redis::cmd("SLOWLOG")
         .arg("GET")
@@ -262,7 +282,11 @@ fn an_open_periods_seed_never_shows_in_slowlog() {
     // Period 1 is drawn: its seed is public now, in the draw. Period 2's is
     // secret, and must be nowhere in the log (Redis logs the commands a
     // script runs too).
-    let drawn = read(&mut redis, id, 1).unwrap().unwrap().draw.unwrap();
+    let drawn = block_on(read(&mut redis, id, 1))
+        .unwrap()
+        .unwrap()
+        .draw
+        .unwrap();
     let root: String = redis::cmd("HGET")
         .arg(format!("{{g:{id}}}:info"))
         .arg("root")
@@ -283,7 +307,7 @@ fn an_open_periods_seed_never_shows_in_slowlog() {
     let seeds = [drawn.seed.clone(), open_seed];
     // Commitments are public and checkable: sha256(seed).
     for (n, seed) in [(1, &seeds[0]), (2, &seeds[1])] {
-        let period = read(&mut redis, id, n).unwrap().unwrap();
+        let period = block_on(read(&mut redis, id, n)).unwrap().unwrap();
         assert_eq!(
             flashspin_core::lottery::commitment_of(seed),
             period.commitment,
@@ -303,7 +327,7 @@ fn all_records(
     let mut sizes = Vec::new();
     let mut cursor: Option<RecordsCursor> = None;
     loop {
-        let (page, next) = period_records(redis, id, n, cursor, limit).unwrap();
+        let (page, next) = block_on(period_records(redis, id, n, cursor, limit)).unwrap();
         sizes.push(page.len());
         records.extend(page);
         // Cursors travel as text.
@@ -319,8 +343,8 @@ fn all_records(
 fn a_periods_records_are_public_in_chain_order_and_check_the_draw() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let id = create(&mut redis, &goods(50, 10_000_001, None)).unwrap();
-    let opened = read(&mut redis, id, 0).unwrap().unwrap();
+    let id = block_on(create(&mut redis, &goods(50, 10_000_001, None))).unwrap();
+    let opened = block_on(read(&mut redis, id, 0)).unwrap().unwrap();
     // Purchases of 1 to 7 shares by 3 users until the period sells out
     // (the last one cut short), then one in period 2.
     let mut receipts = Vec::new();
@@ -372,7 +396,11 @@ fn a_periods_records_are_public_in_chain_order_and_check_the_draw() {
         );
     }
     // The draw, from the records and the published calculation alone.
-    let draw = read(&mut redis, id, 1).unwrap().unwrap().draw.unwrap();
+    let draw = block_on(read(&mut redis, id, 1))
+        .unwrap()
+        .unwrap()
+        .draw
+        .unwrap();
     assert_eq!(draw.digest, digest);
     let code = winning_code(&draw.seed, &digest, 50, 10_000_001);
     assert_eq!(code, draw.winning_code);
@@ -398,12 +426,12 @@ fn a_periods_records_are_public_in_chain_order_and_check_the_draw() {
     assert_eq!(in_two.len(), 1);
     assert_eq!(in_two[0].record, receipts.last().unwrap().record);
     assert_eq!(
-        period_records(&mut redis, id, 3, None, 100),
+        block_on(period_records(&mut redis, id, 3, None, 100)),
         Err(ApiError::NotFound)
     );
     let unknown = GoodsId::new(id.get() + 1).unwrap();
     assert_eq!(
-        period_records(&mut redis, unknown, 1, None, 100),
+        block_on(period_records(&mut redis, unknown, 1, None, 100)),
         Err(ApiError::NotFound)
     );
 }
@@ -412,7 +440,7 @@ fn a_periods_records_are_public_in_chain_order_and_check_the_draw() {
 fn record_pages_hold_every_record_once() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let id = create(&mut redis, &goods(1000, 10_000_001, None)).unwrap();
+    let id = block_on(create(&mut redis, &goods(1000, 10_000_001, None))).unwrap();
     let mut receipts = Vec::new();
     for i in 0..23u32 {
         receipts.push(buy(&mut redis, id, user(7), 2, pid(i + 1), None).unwrap());
@@ -430,23 +458,23 @@ fn record_pages_hold_every_record_once() {
         assert_eq!(listed, bought, "limit {limit}");
     }
     // A page that ends exactly at the last record has no next cursor.
-    let (_, next) = period_records(&mut redis, id, 1, None, 23).unwrap();
+    let (_, next) = block_on(period_records(&mut redis, id, 1, None, 23)).unwrap();
     assert_eq!(next, None);
     // A cursor is the client's to send: any index gives the records after it.
-    let (page, _) = period_records(
+    let (page, _) = block_on(period_records(
         &mut redis,
         id,
         1,
         Some(RecordsCursor::parse("3").unwrap()),
         2,
-    )
+    ))
     .unwrap();
     let starts: Vec<u64> = page.iter().map(|r| r.codes_from).collect();
     assert_eq!(starts, [4, 6]);
     // A period not sold from yet lists nothing.
-    let fresh = create(&mut redis, &goods(10, 1, None)).unwrap();
+    let fresh = block_on(create(&mut redis, &goods(10, 1, None))).unwrap();
     assert_eq!(
-        period_records(&mut redis, fresh, 1, None, 100).unwrap(),
+        block_on(period_records(&mut redis, fresh, 1, None, 100)).unwrap(),
         (vec![], None)
     );
 }
@@ -455,7 +483,7 @@ fn record_pages_hold_every_record_once() {
 fn a_retried_purchase_returns_the_same_receipt() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let id = create(&mut redis, &goods(10, 1, None)).unwrap();
+    let id = block_on(create(&mut redis, &goods(10, 1, None))).unwrap();
     let key = lottery::IdempotencyKey::parse("k").unwrap();
     let first = buy(&mut redis, id, user(1), 10, pid(1), Some(&key)).unwrap();
     assert!(first.period_sold_out);
@@ -464,26 +492,26 @@ fn a_retried_purchase_returns_the_same_receipt() {
     let again = buy(&mut redis, id, user(1), 3, pid(2), Some(&key)).unwrap();
     assert_eq!(again, first);
     assert_eq!(
-        period_records(&mut redis, id, 1, None, 100)
+        block_on(period_records(&mut redis, id, 1, None, 100))
             .unwrap()
             .0
             .len(),
         1
     );
-    assert_eq!(read(&mut redis, id, 2).unwrap().unwrap().sold, 0);
+    assert_eq!(block_on(read(&mut redis, id, 2)).unwrap().unwrap().sold, 0);
 }
 
 #[test]
 fn my_purchases_show_my_pseudonym() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let id = create(&mut redis, &goods(100, 1, None)).unwrap();
+    let id = block_on(create(&mut redis, &goods(100, 1, None))).unwrap();
     let p = buy(&mut redis, id, user(5), 4, pid(1), None).unwrap();
     let filter = PurchaseFilter {
         goods: Some(id),
         period: None,
     };
-    let (page, _) = purchases_page(&mut redis, user(5), filter, None, 20).unwrap();
+    let (page, _) = block_on(purchases_page(&mut redis, user(5), filter, None, 20)).unwrap();
     let mine = pseudonyms().pseudonym(user(5), id, 1);
     assert_eq!(page[0].pseudonym, mine);
     assert_eq!(p.record.split('|').nth(1), Some(mine.as_str()));
@@ -494,8 +522,8 @@ fn my_purchases_show_my_pseudonym() {
 fn a_buyer_has_one_pseudonym_per_goods_and_period() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let cup = create(&mut redis, &goods(4, 1, None)).unwrap();
-    let pen = create(&mut redis, &goods(4, 1, None)).unwrap();
+    let cup = block_on(create(&mut redis, &goods(4, 1, None))).unwrap();
+    let pen = block_on(create(&mut redis, &goods(4, 1, None))).unwrap();
     let pseudonym = |p: &Purchase| p.record.split('|').nth(1).unwrap().to_string();
     let a = buy(&mut redis, cup, user(5), 2, pid(1), None).unwrap();
     let b = buy(&mut redis, cup, user(5), 2, pid(2), None).unwrap();

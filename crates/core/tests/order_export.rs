@@ -20,6 +20,7 @@
 //! which ends its voucher's run with its batch pending and no other's; and
 //! the operator's drain taking over every pending entry, not one batch.
 
+use flashspin_testkit::block_on;
 use std::collections::HashMap;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,11 +44,19 @@ const PAY_SECS: u32 = 900;
 
 /// Order `n` of a test, bought by user `n`.
 fn buy(redis: &mut NativeRedis, v: VoucherId, n: u32) -> Order {
-    voucher::buy(redis, v, user(n.into()), order_id(n), PAY_SECS, ON).unwrap()
+    block_on(voucher::buy(
+        redis,
+        v,
+        user(n.into()),
+        order_id(n),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap()
 }
 
 fn change(redis: &mut NativeRedis, v: VoucherId, o: &Order, change: Change) -> Order {
-    order::change(redis, v, o.id, change, None, ON).unwrap()
+    block_on(order::change(redis, v, o.id, change, None, ON)).unwrap()
 }
 
 fn pay() -> Change {
@@ -68,7 +77,7 @@ fn wait_claim_idle() {
 /// A woken run's take: its first, or a later one reading new entries.
 fn take(redis: &mut NativeRedis, v: VoucherId, consumer: &str, first_take: bool) -> Batch {
     let step = if first_take { Step::First } else { Step::Read };
-    order_export::take(redis, v, consumer, Runner::Woken, &step).unwrap()
+    block_on(order_export::take(redis, v, consumer, Runner::Woken, &step)).unwrap()
 }
 
 fn export(
@@ -77,7 +86,14 @@ fn export(
     v: VoucherId,
     consumer: &str,
 ) -> Result<Exported, ExportError> {
-    order_export::export_voucher(redis, db, v, consumer, Runner::Woken, &mut || false)
+    block_on(order_export::export_voucher(
+        redis,
+        db,
+        v,
+        consumer,
+        Runner::Woken,
+        &mut || false,
+    ))
 }
 
 fn exported(events: u64, claimed: u64) -> Exported {
@@ -286,14 +302,14 @@ fn take_hands_out_batches_and_done_acknowledges_and_deletes_them() {
     let mut orders: Vec<Order> = (1..=50).map(|n| buy(&mut redis, v, n)).collect();
     change(&mut redis, v, &orders[0], pay());
     change(&mut redis, v, &orders[0], Change::Use);
-    order::change(
+    block_on(order::change(
         &mut redis,
         v,
         orders[1].id,
         Change::Cancel,
         Some(user(2)),
         ON,
-    )
+    ))
     .unwrap();
     orders.extend((51..=110).map(|n| buy(&mut redis, v, n)));
     assert_eq!(xlen(&server, v), 113);
@@ -365,11 +381,11 @@ fn take_hands_out_batches_and_done_acknowledges_and_deletes_them() {
     assert_eq!(consumers(&server, v), named(&[("a", 113)]));
 
     // Done acknowledges and deletes; again, it acknowledges nothing more.
-    let done = order_export::done(&mut redis, v, &first.entry_ids).unwrap();
+    let done = block_on(order_export::done(&mut redis, v, &first.entry_ids)).unwrap();
     assert_eq!(done, 100);
     assert_eq!((xlen(&server, v), pending(&server, v)), (13, 13));
     assert_eq!(
-        order_export::done(&mut redis, v, &first.entry_ids).unwrap(),
+        block_on(order_export::done(&mut redis, v, &first.entry_ids)).unwrap(),
         0
     );
     assert_eq!(xlen(&server, v), 13);
@@ -383,7 +399,7 @@ fn take_hands_out_batches_and_done_acknowledges_and_deletes_them() {
     // Once everything is done, the outbox is empty but there, and a take
     // hands out nothing and empties the group.
     assert_eq!(
-        order_export::done(&mut redis, v, &second.entry_ids).unwrap(),
+        block_on(order_export::done(&mut redis, v, &second.entry_ids)).unwrap(),
         13
     );
     assert_eq!((xlen(&server, v), pending(&server, v)), (0, 0));
@@ -436,14 +452,21 @@ fn entries_never_acknowledged_are_taken_over_once_idle() {
     assert_eq!(consumers(&server, v), named(&[("a", 0), ("b", 4)]));
 
     // The operator's drain takes over everything pending at once.
-    let drain = order_export::take(&mut redis, v, "c", Runner::Operator, &Step::First).unwrap();
+    let drain = block_on(order_export::take(
+        &mut redis,
+        v,
+        "c",
+        Runner::Operator,
+        &Step::First,
+    ))
+    .unwrap();
     assert_eq!((drain.entry_ids.len(), drain.claimed), (4, 4));
     assert_eq!(
         consumers(&server, v),
         named(&[("a", 0), ("b", 0), ("c", 4)])
     );
     assert_eq!(
-        order_export::done(&mut redis, v, &drain.entry_ids).unwrap(),
+        block_on(order_export::done(&mut redis, v, &drain.entry_ids)).unwrap(),
         4
     );
     assert!(take(&mut redis, v, "c", false).entry_ids.is_empty());
@@ -462,14 +485,14 @@ fn a_run_exports_the_orders_as_they_are_into_a_table_it_creates() {
     // Unpaid; cancelled; paid; paid and used: 8 events.
     let unpaid = buy(&mut redis, v, 1);
     let cancelled = buy(&mut redis, v, 2);
-    order::change(
+    block_on(order::change(
         &mut redis,
         v,
         cancelled.id,
         Change::Cancel,
         Some(user(2)),
         ON,
-    )
+    ))
     .unwrap();
     let paid = buy(&mut redis, v, 3);
     change(&mut redis, v, &paid, pay());
@@ -622,11 +645,17 @@ fn with_postgresql_down_nothing_is_acknowledged_and_everything_arrives_once_late
     let o3 = buy(&mut redis, v, 3);
     db.stop();
     let mut asked = 0;
-    let result =
-        order_export::export_voucher(&mut redis, &mut pg, v, "run-1", Runner::Woken, &mut || {
+    let result = block_on(order_export::export_voucher(
+        &mut redis,
+        &mut pg,
+        v,
+        "run-1",
+        Runner::Woken,
+        &mut || {
             asked += 1;
             asked < 3
-        });
+        },
+    ));
     match result {
         Err(ExportError::Database(e @ DatabaseError::Unreachable(_))) => {
             assert!(e.is_transient());
@@ -666,14 +695,20 @@ fn with_postgresql_down_nothing_is_acknowledged_and_everything_arrives_once_late
     let o4 = buy(&mut redis, v, 4);
     db.stop();
     let mut asked = 0;
-    let result =
-        order_export::export_voucher(&mut redis, &mut pg, v, "run-3", Runner::Woken, &mut || {
+    let result = block_on(order_export::export_voucher(
+        &mut redis,
+        &mut pg,
+        v,
+        "run-3",
+        Runner::Woken,
+        &mut || {
             asked += 1;
             if asked == 1 {
                 db.restart();
             }
             true
-        });
+        },
+    ));
     assert_eq!(result.unwrap(), exported(1, 0));
     assert_eq!(asked, 1);
     assert_eq!(writes(&db)[3..], [write("INSERT", &o4, 1, "unpaid")]);
@@ -683,7 +718,7 @@ fn with_postgresql_down_nothing_is_acknowledged_and_everything_arrives_once_late
 
 /// The voucher's parked events, oldest first: (order id, version, SQLSTATE).
 fn parked(redis: &mut NativeRedis, v: VoucherId) -> Vec<(u64, i64, String)> {
-    let (events, more) = order_export::parked(redis, v, None, 100).unwrap();
+    let (events, more) = block_on(order_export::parked(redis, v, None, 100)).unwrap();
     assert!(!more);
     events
         .into_iter()
@@ -703,7 +738,14 @@ fn drain(
     pg: &mut NativePostgres,
     vouchers: &[VoucherId],
 ) -> order_export::Report {
-    order_export::export(redis, pg, vouchers, Runner::Operator, || false).unwrap()
+    block_on(order_export::export(
+        redis,
+        pg,
+        vouchers,
+        Runner::Operator,
+        || false,
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -765,14 +807,14 @@ fn an_event_postgresql_refuses_is_parked_and_the_rest_exported() {
         assert_eq!((xlen(&server, v), pending(&server, v)), (0, 0));
         assert_eq!(consumers(&server, v), named(&[]));
     }
-    let (first, _) = order_export::parked(&mut redis, v1, None, 1).unwrap();
+    let (first, _) = block_on(order_export::parked(&mut redis, v1, None, 1)).unwrap();
     assert!(first[0].message.contains("not_user_3"), "{first:?}");
     assert!(first[0].parked_ms() > 0);
 
     // Refused again: moved back, parked again, nothing written. Back in one
     // batch, order 3's first event is superseded by its second, and only
     // that one is parked.
-    assert_eq!(order_export::unpark(&mut redis, v1).unwrap(), 3);
+    assert_eq!(block_on(order_export::unpark(&mut redis, v1)).unwrap(), 3);
     let again = drain(&mut redis, &mut pg, &[v1, v2]);
     assert_eq!((again.exported.events, again.exported.parked), (1, 2));
     assert_eq!(
@@ -784,7 +826,7 @@ fn an_event_postgresql_refuses_is_parked_and_the_rest_exported() {
     // The cause fixed, they are moved back and each order written once, at
     // its latest version.
     db.psql("ALTER TABLE voucher_order DROP CONSTRAINT not_user_3; DROP TRIGGER refuse_120 ON voucher_order");
-    assert_eq!(order_export::unpark(&mut redis, v1).unwrap(), 2);
+    assert_eq!(block_on(order_export::unpark(&mut redis, v1)).unwrap(), 2);
     assert_eq!(parked_len(&server, v1), 0);
     let retried = drain(&mut redis, &mut pg, &[v1, v2]);
     assert_eq!(retried.exported, exported(2, 0));
@@ -884,8 +926,14 @@ fn the_operators_drain_takes_over_everything_pending_not_one_batch() {
     );
 
     // The drain takes over all of them at once and writes each order once.
-    let drained =
-        order_export::export(&mut redis, &mut pg, &[v], Runner::Operator, || false).unwrap();
+    let drained = block_on(order_export::export(
+        &mut redis,
+        &mut pg,
+        &[v],
+        Runner::Operator,
+        || false,
+    ))
+    .unwrap();
     assert_eq!(drained.exported, exported(250, 250));
     assert!(drained.failed.is_empty());
     assert_eq!(table(&db).len(), 250);
@@ -921,7 +969,7 @@ fn parked_events_are_listed_page_by_page_across_vouchers() {
     // Two at a time: voucher 1's two, then voucher 3's first two (voucher 2
     // has none), then its last.
     let page = |redis: &mut NativeRedis, only, from| {
-        let (events, next) = order_export::parked_page(redis, only, from, 2).unwrap();
+        let (events, next) = block_on(order_export::parked_page(redis, only, from, 2)).unwrap();
         let users: Vec<u32> = events.iter().map(|e| bought[&e.row.id].1).collect();
         (users, next)
     };
@@ -946,7 +994,12 @@ fn parked_events_are_listed_page_by_page_across_vouchers() {
     assert_eq!((users, next), (vec![], None));
     let elsewhere = order_export::ParkedCursor::parse(&v1.to_string()).unwrap();
     assert!(matches!(
-        order_export::parked_page(&mut redis, Some(v3), Some(elsewhere), 2),
+        block_on(order_export::parked_page(
+            &mut redis,
+            Some(v3),
+            Some(elsewhere),
+            2
+        )),
         Err(ApiError::InvalidRequest(_))
     ));
     for bad in ["", "0", "1.2", "x", "1.2.3.4"] {
@@ -954,7 +1007,7 @@ fn parked_events_are_listed_page_by_page_across_vouchers() {
     }
 
     // Each event as the admin API shows it.
-    let (events, _) = order_export::parked(&mut redis, v1, None, 1).unwrap();
+    let (events, _) = block_on(order_export::parked(&mut redis, v1, None, 1)).unwrap();
     let json = events[0].to_json();
     assert_eq!(json["voucher_id"], v1.to_string());
     assert_eq!(json["error"]["sqlstate"], "23514");

@@ -6,6 +6,7 @@
 //! with export off no outbox is written but versions still count; and the
 //! exporter is woken once while its wake-up flag lives.
 
+use flashspin_testkit::block_on;
 use std::collections::HashMap;
 use std::thread;
 use std::time::Duration;
@@ -122,7 +123,7 @@ impl<'a> Outbox<'a> {
     /// Exactly one event appended since the last look: the order as it now
     /// is, at `version`.
     fn expect_one(&mut self, redis: &mut NativeRedis, v: VoucherId, id: OrderId, version: i64) {
-        let now = order::change(redis, v, id, Change::Read, None, ON).unwrap();
+        let now = block_on(order::change(redis, v, id, Change::Read, None, ON)).unwrap();
         assert_eq!(self.new_events(), [snapshot(&now, version)], "{now:?}");
         assert_eq!(version_of(self.server, v, id), version);
     }
@@ -156,28 +157,68 @@ fn every_change_appends_one_event_with_the_order_after_it() {
     let mut outbox = Outbox::of(&server, v);
 
     // Bought, then cancelled by its buyer.
-    let a = voucher::buy(&mut redis, v, user(1), order_id(1), PAY_SECS, ON).unwrap();
+    let a = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     outbox.expect_one(&mut redis, v, a.id, 1);
     assert_eq!(outbox.all()[0].1, snapshot(&a, 1), "the order as bought");
-    order::change(&mut redis, v, a.id, Change::Cancel, Some(user(1)), ON).unwrap();
+    block_on(order::change(
+        &mut redis,
+        v,
+        a.id,
+        Change::Cancel,
+        Some(user(1)),
+        ON,
+    ))
+    .unwrap();
     outbox.expect_one(&mut redis, v, a.id, 2);
 
     // Bought, paid, used.
-    let b = voucher::buy(&mut redis, v, user(2), order_id(2), PAY_SECS, ON).unwrap();
+    let b = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(2),
+        order_id(2),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     outbox.expect_one(&mut redis, v, b.id, 1);
-    order::change(&mut redis, v, b.id, pay(PAY_VALUE), None, ON).unwrap();
+    block_on(order::change(&mut redis, v, b.id, pay(PAY_VALUE), None, ON)).unwrap();
     outbox.expect_one(&mut redis, v, b.id, 2);
-    order::change(&mut redis, v, b.id, Change::Use, None, ON).unwrap();
+    block_on(order::change(&mut redis, v, b.id, Change::Use, None, ON)).unwrap();
     outbox.expect_one(&mut redis, v, b.id, 3);
 
     // Bought, paid and refunded through the webhook.
-    let c = voucher::buy(&mut redis, v, user(3), order_id(3), PAY_SECS, ON).unwrap();
+    let c = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(3),
+        order_id(3),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     outbox.expect_one(&mut redis, v, c.id, 1);
     let paid = EventId::parse("evt_pay").unwrap();
-    order::settle(&mut redis, v, c.id, &paid, PAID, ON).unwrap();
+    block_on(order::settle(&mut redis, v, c.id, &paid, PAID, ON)).unwrap();
     outbox.expect_one(&mut redis, v, c.id, 2);
     let refunded = EventId::parse("evt_refund").unwrap();
-    order::settle(&mut redis, v, c.id, &refunded, Money::Refunded, ON).unwrap();
+    block_on(order::settle(
+        &mut redis,
+        v,
+        c.id,
+        &refunded,
+        Money::Refunded,
+        ON,
+    ))
+    .unwrap();
     outbox.expect_one(&mut redis, v, c.id, 3);
 
     // Entries in the order of the changes, each order's versions rising.
@@ -230,7 +271,15 @@ fn an_expiry_appends_its_event_wherever_it_is_found() {
         .collect();
     let mut orders = Vec::new();
     for (i, &v) in [by_read, by_change, by_sale].iter().enumerate() {
-        let o = voucher::buy(&mut redis, v, user(1), order_id(i as u32 + 1), 1, ON).unwrap();
+        let o = block_on(voucher::buy(
+            &mut redis,
+            v,
+            user(1),
+            order_id(i as u32 + 1),
+            1,
+            ON,
+        ))
+        .unwrap();
         outboxes[i].expect_one(&mut redis, v, o.id, 1);
         orders.push(o);
     }
@@ -246,7 +295,7 @@ fn an_expiry_appends_its_event_wherever_it_is_found() {
     };
     // The read reclaims the unit.
     assert_eq!(
-        voucher::get(&mut redis, by_read, ON)
+        block_on(voucher::get(&mut redis, by_read, ON))
             .unwrap()
             .unwrap()
             .remaining,
@@ -256,19 +305,19 @@ fn an_expiry_appends_its_event_wherever_it_is_found() {
         outboxes[0].new_events(),
         [snapshot(&expired(&orders[0]), 2)]
     );
-    voucher::get(&mut redis, by_read, ON).unwrap();
+    block_on(voucher::get(&mut redis, by_read, ON)).unwrap();
     outboxes[0].expect_none("a second read");
 
     // A late payment expires the order itself, and is refused.
     assert_eq!(
-        order::change(
+        block_on(order::change(
             &mut redis,
             by_change,
             orders[1].id,
             pay(PAY_VALUE),
             None,
             ON
-        ),
+        )),
         Err(ApiError::Conflict(Conflict::InvalidState))
     );
     assert_eq!(
@@ -277,7 +326,15 @@ fn an_expiry_appends_its_event_wherever_it_is_found() {
     );
 
     // The next purchase expires the order, then places its own.
-    let next = voucher::buy(&mut redis, by_sale, user(2), order_id(9), PAY_SECS, ON).unwrap();
+    let next = block_on(voucher::buy(
+        &mut redis,
+        by_sale,
+        user(2),
+        order_id(9),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     assert_eq!(
         outboxes[2].new_events(),
         [snapshot(&expired(&orders[2]), 2), snapshot(&next, 1)]
@@ -296,22 +353,38 @@ fn a_buyers_own_due_order_expires_with_its_event_when_they_buy_again() {
     let limit = order::RECLAIM_LIMIT;
     let v = on_sale(&mut redis, limit + 1);
     for i in 0..limit {
-        voucher::buy(
+        block_on(voucher::buy(
             &mut redis,
             v,
             user(1 + i as u64),
             order_id(1 + i as u32),
             1,
             ON,
-        )
+        ))
         .unwrap();
     }
     thread::sleep(Duration::from_millis(5));
-    let late = voucher::buy(&mut redis, v, user(1000), order_id(1000), 1, ON).unwrap();
+    let late = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(1000),
+        order_id(1000),
+        1,
+        ON,
+    ))
+    .unwrap();
     let mut outbox = Outbox::of(&server, v);
     assert_eq!(outbox.new_events().len(), limit as usize + 1);
     sleep_past(late.pay_deadline_ms.unwrap());
-    let again = voucher::buy(&mut redis, v, user(1000), order_id(1001), PAY_SECS, ON).unwrap();
+    let again = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(1000),
+        order_id(1001),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     let events = outbox.new_events();
     // The reclaim's expiries, the buyer's own, then the new order.
     assert_eq!(events.len(), limit as usize + 2);
@@ -335,18 +408,48 @@ fn a_refused_change_or_a_read_appends_nothing() {
     let mut redis = server.native();
     let v = on_sale(&mut redis, 2);
     let mut outbox = Outbox::of(&server, v);
-    let a = voucher::buy(&mut redis, v, user(1), order_id(1), PAY_SECS, ON).unwrap();
-    let b = voucher::buy(&mut redis, v, user(2), order_id(2), PAY_SECS, ON).unwrap();
+    let a = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
+    let b = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(2),
+        order_id(2),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     assert_eq!(outbox.new_events().len(), 2);
 
     // Purchases refused: sold out, already bought, not started, over, no
     // such voucher.
     assert_eq!(
-        voucher::buy(&mut redis, v, user(3), order_id(3), PAY_SECS, ON),
+        block_on(voucher::buy(
+            &mut redis,
+            v,
+            user(3),
+            order_id(3),
+            PAY_SECS,
+            ON
+        )),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
     assert!(matches!(
-        voucher::buy(&mut redis, v, user(1), order_id(4), PAY_SECS, ON),
+        block_on(voucher::buy(
+            &mut redis,
+            v,
+            user(1),
+            order_id(4),
+            PAY_SECS,
+            ON
+        )),
         Err(ApiError::AlreadyPurchased(_))
     ));
     outbox.expect_none("refused purchases");
@@ -359,7 +462,14 @@ fn a_refused_change_or_a_read_appends_nothing() {
         (missing, ApiError::NotFound),
     ] {
         assert_eq!(
-            voucher::buy(&mut redis, v, user(1), order_id(5), PAY_SECS, ON),
+            block_on(voucher::buy(
+                &mut redis,
+                v,
+                user(1),
+                order_id(5),
+                PAY_SECS,
+                ON
+            )),
             Err(error)
         );
         assert!(!exists(&server, &keys::voucher_outbox(v)), "{v}");
@@ -387,7 +497,7 @@ fn a_refused_change_or_a_read_appends_nothing() {
         ),
     ];
     for (change, owner, error) in refused {
-        let result = order::change(&mut redis, v, a.id, change, owner, ON);
+        let result = block_on(order::change(&mut redis, v, a.id, change, owner, ON));
         match error {
             None => assert!(result.is_ok(), "{change:?}"),
             Some(error) => assert_eq!(result, Err(error), "{change:?}"),
@@ -396,19 +506,40 @@ fn a_refused_change_or_a_read_appends_nothing() {
         assert_eq!(version_of(&server, v, a.id), 1);
     }
     assert_eq!(
-        order::change(&mut redis, v, order_id(99), Change::Cancel, None, ON),
+        block_on(order::change(
+            &mut redis,
+            v,
+            order_id(99),
+            Change::Cancel,
+            None,
+            ON
+        )),
         Err(ApiError::NotFound)
     );
-    voucher::get(&mut redis, v, ON).unwrap();
-    voucher::list_by_shop(&mut redis, ShopId::new(1).unwrap(), 10, ON).unwrap();
+    block_on(voucher::get(&mut redis, v, ON)).unwrap();
+    block_on(voucher::list_by_shop(
+        &mut redis,
+        ShopId::new(1).unwrap(),
+        10,
+        ON,
+    ))
+    .unwrap();
     outbox.expect_none("not found, reads");
 
     // Paying a cancelled order.
-    order::change(&mut redis, v, a.id, Change::Cancel, Some(user(1)), ON).unwrap();
+    block_on(order::change(
+        &mut redis,
+        v,
+        a.id,
+        Change::Cancel,
+        Some(user(1)),
+        ON,
+    ))
+    .unwrap();
     outbox.expect_one(&mut redis, v, a.id, 2);
     for change in [pay(PAY_VALUE), Change::Cancel, Change::Use, Change::Refund] {
         assert_eq!(
-            order::change(&mut redis, v, a.id, change, None, ON),
+            block_on(order::change(&mut redis, v, a.id, change, None, ON)),
             Err(ApiError::Conflict(Conflict::InvalidState)),
             "{change:?}"
         );
@@ -418,7 +549,7 @@ fn a_refused_change_or_a_read_appends_nothing() {
     // A webhook event answered again changes nothing and appends nothing.
     let e = EventId::parse("evt_1").unwrap();
     for _ in 0..3 {
-        order::settle(&mut redis, v, b.id, &e, PAID, ON).unwrap();
+        block_on(order::settle(&mut redis, v, b.id, &e, PAID, ON)).unwrap();
     }
     outbox.expect_one(&mut redis, v, b.id, 2);
 }
@@ -428,25 +559,60 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 3);
-    let a = voucher::buy(&mut redis, v, user(1), order_id(1), PAY_SECS, OFF).unwrap();
+    let a = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        OFF,
+    ))
+    .unwrap();
     assert_eq!(version_of(&server, v, a.id), 1);
-    order::change(&mut redis, v, a.id, pay(PAY_VALUE), None, OFF).unwrap();
+    block_on(order::change(
+        &mut redis,
+        v,
+        a.id,
+        pay(PAY_VALUE),
+        None,
+        OFF,
+    ))
+    .unwrap();
     assert_eq!(version_of(&server, v, a.id), 2);
-    order::change(&mut redis, v, a.id, Change::Use, None, OFF).unwrap();
+    block_on(order::change(&mut redis, v, a.id, Change::Use, None, OFF)).unwrap();
     assert_eq!(version_of(&server, v, a.id), 3);
-    let b = voucher::buy(&mut redis, v, user(2), order_id(2), PAY_SECS, OFF).unwrap();
-    order::change(&mut redis, v, b.id, Change::Cancel, Some(user(2)), OFF).unwrap();
+    let b = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(2),
+        order_id(2),
+        PAY_SECS,
+        OFF,
+    ))
+    .unwrap();
+    block_on(order::change(
+        &mut redis,
+        v,
+        b.id,
+        Change::Cancel,
+        Some(user(2)),
+        OFF,
+    ))
+    .unwrap();
     assert_eq!(version_of(&server, v, b.id), 2);
     // Expired by a read.
-    let c = voucher::buy(&mut redis, v, user(3), order_id(3), 1, OFF).unwrap();
+    let c = block_on(voucher::buy(&mut redis, v, user(3), order_id(3), 1, OFF)).unwrap();
     sleep_past(c.pay_deadline_ms.unwrap());
     assert_eq!(
-        voucher::get(&mut redis, v, OFF).unwrap().unwrap().remaining,
+        block_on(voucher::get(&mut redis, v, OFF))
+            .unwrap()
+            .unwrap()
+            .remaining,
         2
     );
     assert_eq!(version_of(&server, v, c.id), 2);
     assert_eq!(
-        order::change(&mut redis, v, c.id, Change::Read, None, OFF)
+        block_on(order::change(&mut redis, v, c.id, Change::Read, None, OFF))
             .unwrap()
             .status,
         OrderStatus::Expired
@@ -455,9 +621,17 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
     assert!(!exists(&server, &keys::voucher_outbox(v)));
     assert!(!exists(&server, &keys::voucher_export_wake(v)));
     // Turned on later, an order's next event carries its true version.
-    order::change(&mut redis, v, a.id, Change::Refund, None, ON).unwrap_err();
-    let d = voucher::buy(&mut redis, v, user(4), order_id(4), PAY_SECS, OFF).unwrap();
-    order::change(&mut redis, v, d.id, pay(PAY_VALUE), None, ON).unwrap();
+    block_on(order::change(&mut redis, v, a.id, Change::Refund, None, ON)).unwrap_err();
+    let d = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(4),
+        order_id(4),
+        PAY_SECS,
+        OFF,
+    ))
+    .unwrap();
+    block_on(order::change(&mut redis, v, d.id, pay(PAY_VALUE), None, ON)).unwrap();
     let mut outbox = Outbox::of(&server, v);
     outbox.expect_one(&mut redis, v, d.id, 2);
 }
@@ -496,7 +670,15 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
 
     // The first change wakes the exporter, with the voucher's id, and
     // raises the flag for a second.
-    let a = voucher::buy(&mut redis, v, user(1), order_id(1), PAY_SECS, ON).unwrap();
+    let a = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     assert_eq!(next_message(&mut pubsub), v.to_string());
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&wake)
@@ -511,12 +693,28 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         .arg(60_000)
         .query(&mut server.conn())
         .unwrap();
-    order::change(&mut redis, v, a.id, pay(PAY_VALUE), None, ON).unwrap();
-    voucher::buy(&mut redis, v, user(2), order_id(2), PAY_SECS, ON).unwrap();
+    block_on(order::change(&mut redis, v, a.id, pay(PAY_VALUE), None, ON)).unwrap();
+    block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(2),
+        order_id(2),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     let m = marker(1);
     assert_eq!(next_message(&mut pubsub), m);
     // Another voucher's flag is its own.
-    voucher::buy(&mut redis, other, user(1), order_id(3), PAY_SECS, ON).unwrap();
+    block_on(voucher::buy(
+        &mut redis,
+        other,
+        user(1),
+        order_id(3),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     assert_eq!(next_message(&mut pubsub), other.to_string());
 
     // The exporter deletes the flag when it wakes: the next change wakes
@@ -525,13 +723,21 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         .arg(&wake)
         .query(&mut server.conn())
         .unwrap();
-    order::change(&mut redis, v, a.id, Change::Use, None, ON).unwrap();
+    block_on(order::change(&mut redis, v, a.id, Change::Use, None, ON)).unwrap();
     assert_eq!(next_message(&mut pubsub), v.to_string());
 
     // A wake-up nobody acted on is tried again once the flag has expired.
     thread::sleep(Duration::from_millis(1100));
     assert!(!exists(&server, &wake));
-    voucher::buy(&mut redis, v, user(3), order_id(4), PAY_SECS, ON).unwrap();
+    block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(3),
+        order_id(4),
+        PAY_SECS,
+        ON,
+    ))
+    .unwrap();
     assert_eq!(next_message(&mut pubsub), v.to_string());
 
     // With export off, nothing is published even without a flag.
@@ -539,7 +745,15 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         .arg(&wake)
         .query(&mut server.conn())
         .unwrap();
-    voucher::buy(&mut redis, v, user(4), order_id(5), PAY_SECS, OFF).unwrap();
+    block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(4),
+        order_id(5),
+        PAY_SECS,
+        OFF,
+    ))
+    .unwrap();
     let m = marker(2);
     assert_eq!(next_message(&mut pubsub), m);
     assert!(!exists(&server, &wake));

@@ -12,6 +12,7 @@
 //! each change), the index that finds an order's voucher, and a user's
 //! order pages filtered by status.
 
+use flashspin_testkit::block_on;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -62,7 +63,7 @@ fn settled(
         Change::Refund => Money::Refunded,
         other => panic!("{other:?} is no event"),
     };
-    match order::settle(redis, v, id, e, money, EXPORT) {
+    match block_on(order::settle(redis, v, id, e, money, EXPORT)) {
         Ok(s) if matches!(s.settlement, Settlement::Paid | Settlement::Refunded) => Ok(s.order),
         Ok(s) => Err(Some(s.settlement)),
         Err(ApiError::NotFound) => Err(None),
@@ -71,12 +72,12 @@ fn settled(
 }
 
 fn remaining(redis: &mut NativeRedis, v: VoucherId) -> i64 {
-    get(redis, v, EXPORT).unwrap().unwrap().remaining
+    block_on(get(redis, v, EXPORT)).unwrap().unwrap().remaining
 }
 
 /// The order as it is now (by anyone: no owner).
 fn read(redis: &mut NativeRedis, v: VoucherId, id: OrderId) -> Order {
-    order::change(redis, v, id, Change::Read, None, EXPORT).unwrap()
+    block_on(order::change(redis, v, id, Change::Read, None, EXPORT)).unwrap()
 }
 
 /// The voucher's active orders, counted straight from its buyers.
@@ -107,7 +108,7 @@ fn sleep_past(deadline_ms: i64) {
 /// Buys and checks everything the new order says about itself.
 fn buy_ok(redis: &mut NativeRedis, v: VoucherId, u: UserId, id: OrderId, pay_secs: u32) -> Order {
     let before = now_ms();
-    let order = buy(redis, v, u, id, pay_secs, EXPORT).unwrap();
+    let order = block_on(buy(redis, v, u, id, pay_secs, EXPORT)).unwrap();
     let after = now_ms();
     assert!(
         (before..=after).contains(&order.create_ms),
@@ -146,7 +147,7 @@ fn change_ok(
     let before = read(redis, v, id);
     let stock_before = remaining(redis, v);
     let t0 = now_ms();
-    let changed = order::change(redis, v, id, change, owner, EXPORT).unwrap();
+    let changed = block_on(order::change(redis, v, id, change, owner, EXPORT)).unwrap();
     let t1 = now_ms();
     let at = changed.update_ms;
     assert!((t0..=t1).contains(&at), "{t0} {changed:?} {t1}");
@@ -207,7 +208,7 @@ fn change_refused(
     let before = read(redis, v, id);
     let stock_before = remaining(redis, v);
     assert_eq!(
-        order::change(redis, v, id, change, owner, EXPORT),
+        block_on(order::change(redis, v, id, change, owner, EXPORT)),
         Err(error),
         "{change:?} from {:?}",
         before.status
@@ -322,7 +323,14 @@ fn every_change_from_every_status() {
         match (status, change) {
             (_, Change::Read) => {
                 assert_eq!(
-                    order::change(&mut redis, v, o.id, Change::Read, owner, EXPORT),
+                    block_on(order::change(
+                        &mut redis,
+                        v,
+                        o.id,
+                        Change::Read,
+                        owner,
+                        EXPORT
+                    )),
                     Ok(now.clone())
                 );
                 assert_eq!(read(&mut redis, v, o.id), now);
@@ -376,20 +384,34 @@ fn an_order_no_one_knows_is_not_found() {
         Change::Use,
     ] {
         assert_eq!(
-            order::change(&mut redis, v, order_id(99), change, None, EXPORT),
+            block_on(order::change(
+                &mut redis,
+                v,
+                order_id(99),
+                change,
+                None,
+                EXPORT
+            )),
             Err(ApiError::NotFound),
             "{change:?}"
         );
         // Another voucher's order is not this voucher's.
         let other = VoucherId::new(v.get() + 1).unwrap();
         assert_eq!(
-            order::change(&mut redis, other, o.id, change, None, EXPORT),
+            block_on(order::change(&mut redis, other, o.id, change, None, EXPORT)),
             Err(ApiError::NotFound),
             "{change:?}"
         );
         // Nor is another user's, whatever the change.
         assert_eq!(
-            order::change(&mut redis, v, o.id, change, Some(user(2)), EXPORT),
+            block_on(order::change(
+                &mut redis,
+                v,
+                o.id,
+                change,
+                Some(user(2)),
+                EXPORT
+            )),
             Err(ApiError::NotFound),
             "{change:?}"
         );
@@ -405,12 +427,12 @@ fn a_second_purchase_shows_the_order_held() {
     let v = on_sale(&mut redis, 5);
     let o = buy_ok(&mut redis, v, user(1), order_id(1), PAY_SECS);
     assert_eq!(
-        buy(&mut redis, v, user(1), order_id(2), PAY_SECS, EXPORT),
+        block_on(buy(&mut redis, v, user(1), order_id(2), PAY_SECS, EXPORT)),
         Err(ApiError::AlreadyPurchased(o.to_json()))
     );
     let paid = change_ok(&mut redis, v, o.id, pay(PAY_VALUE, PayType::Alipay), None);
     let Err(ApiError::AlreadyPurchased(held)) =
-        buy(&mut redis, v, user(1), order_id(3), PAY_SECS, EXPORT)
+        block_on(buy(&mut redis, v, user(1), order_id(3), PAY_SECS, EXPORT))
     else {
         panic!("a paid order is still held");
     };
@@ -419,7 +441,7 @@ fn a_second_purchase_shows_the_order_held() {
     // A refunded order is still the user's one order of the voucher.
     change_ok(&mut redis, v, o.id, Change::Refund, None);
     assert!(matches!(
-        buy(&mut redis, v, user(1), order_id(4), PAY_SECS, EXPORT),
+        block_on(buy(&mut redis, v, user(1), order_id(4), PAY_SECS, EXPORT)),
         Err(ApiError::AlreadyPurchased(_))
     ));
     assert_eq!(remaining(&mut redis, v), 4);
@@ -440,14 +462,14 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
     for v in [by_read, by_change, by_sale] {
         assert_eq!(remaining(&mut redis, v), 0);
         assert_eq!(
-            buy(
+            block_on(buy(
                 &mut redis,
                 v,
                 user(2),
                 order_id(10 + v.get() as u32),
                 1,
                 EXPORT
-            ),
+            )),
             Err(ApiError::Conflict(Conflict::SoldOut))
         );
     }
@@ -460,14 +482,14 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
     assert_eq!(active(&server, by_read), 1, "reclaimed lazily");
     assert_eq!(remaining(&mut redis, by_read), 1);
     assert_eq!(active(&server, by_read), 0);
-    let expired = order::change(
+    let expired = block_on(order::change(
         &mut redis,
         by_read,
         a.id,
         Change::Read,
         Some(user(1)),
         EXPORT,
-    )
+    ))
     .unwrap();
     assert_eq!(
         expired,
@@ -504,14 +526,14 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
 
     // A late payment is the first to look: it expires the order itself.
     assert_eq!(
-        order::change(
+        block_on(order::change(
             &mut redis,
             by_change,
             b.id,
             pay(PAY_VALUE, PayType::Card),
             None,
             EXPORT
-        ),
+        )),
         Err(ApiError::Conflict(Conflict::InvalidState))
     );
     assert_eq!(active(&server, by_change), 0);
@@ -526,7 +548,14 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
     assert_eq!(remaining(&mut redis, by_sale), 0);
     assert_eq!(read(&mut redis, by_sale, c.id).status, OrderStatus::Expired);
     assert_eq!(
-        buy(&mut redis, by_sale, user(1), order_id(6), PAY_SECS, EXPORT),
+        block_on(buy(
+            &mut redis,
+            by_sale,
+            user(1),
+            order_id(6),
+            PAY_SECS,
+            EXPORT
+        )),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
     assert_eq!(read(&mut redis, by_sale, other.id), other);
@@ -539,7 +568,7 @@ fn cancelling_gives_the_unit_back_at_once_and_only_the_buyer_may() {
     let v = on_sale(&mut redis, 1);
     let o = buy_ok(&mut redis, v, user(1), order_id(1), PAY_SECS);
     assert_eq!(
-        buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT),
+        block_on(buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT)),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
     // Another user cannot cancel it, nor even see it.
@@ -800,19 +829,19 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
             thread::spawn(move || {
                 let u = user(1000 + u64::from(i));
                 barrier.wait();
-                let bought = buy(&mut redis, v, u, order_id(i + 1), 1, EXPORT);
+                let bought = block_on(buy(&mut redis, v, u, order_id(i + 1), 1, EXPORT));
                 let mut paid = false;
                 if let Ok(o) = &bought
                     && payers.fetch_add(1, Ordering::SeqCst) < PAYERS
                 {
-                    let p = order::change(
+                    let p = block_on(order::change(
                         &mut redis,
                         v,
                         o.id,
                         pay(PAY_VALUE, PayType::Card),
                         None,
                         EXPORT,
-                    )
+                    ))
                     .unwrap();
                     assert_eq!(p.status, OrderStatus::Paid);
                     paid = true;
@@ -864,14 +893,14 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
             let barrier = barrier.clone();
             thread::spawn(move || {
                 barrier.wait();
-                buy(
+                block_on(buy(
                     &mut redis,
                     v,
                     user(5000 + u64::from(i)),
                     order_id(1000 + i),
                     PAY_SECS,
                     EXPORT,
-                )
+                ))
             })
         })
         .collect();
@@ -923,14 +952,14 @@ fn reclaiming_is_bounded_per_call() {
     let v = on_sale(&mut redis, stock);
     let mut last = 0;
     for i in 0..stock {
-        let o = buy(
+        let o = block_on(buy(
             &mut redis,
             v,
             user(1 + i as u64),
             order_id(1 + i as u32),
             1,
             EXPORT,
-        )
+        ))
         .unwrap();
         last = o.pay_deadline_ms.unwrap();
     }
@@ -951,22 +980,22 @@ fn a_buyer_whose_due_order_is_past_the_reclaim_limit_may_buy_again() {
     let mut redis = server.native();
     let v = on_sale(&mut redis, RECLAIM_LIMIT + 1);
     for i in 0..RECLAIM_LIMIT {
-        buy(
+        block_on(buy(
             &mut redis,
             v,
             user(1 + i as u64),
             order_id(1 + i as u32),
             1,
             EXPORT,
-        )
+        ))
         .unwrap();
     }
     // Due last of all, so the first reclaim leaves it.
     thread::sleep(Duration::from_millis(5));
     let late = user(1000);
-    let o = buy(&mut redis, v, late, order_id(1000), 1, EXPORT).unwrap();
+    let o = block_on(buy(&mut redis, v, late, order_id(1000), 1, EXPORT)).unwrap();
     sleep_past(o.pay_deadline_ms.unwrap());
-    let again = buy(&mut redis, v, late, order_id(1001), PAY_SECS, EXPORT);
+    let again = block_on(buy(&mut redis, v, late, order_id(1001), PAY_SECS, EXPORT));
     assert!(
         matches!(&again, Ok(order) if order.id == order_id(1001)),
         "{again:?}"
@@ -984,7 +1013,11 @@ fn a_bought_order_is_filed_and_a_retry_mends_a_lost_filing() {
         voucher_id: v,
         user_id: user(7),
     });
-    assert_eq!(order::locate(&mut redis, o.id).unwrap().0, filed, "filed");
+    assert_eq!(
+        block_on(order::locate(&mut redis, o.id)).unwrap().0,
+        filed,
+        "filed"
+    );
 
     // Filing is its own round trip; when it is lost (Redis went away in
     // between, and the buyer was answered 503), the buyer's retry files it.
@@ -993,18 +1026,21 @@ fn a_bought_order_is_filed_and_a_retry_mends_a_lost_filing() {
         .arg(keys::user_voucher_orders(user(7)))
         .query(&mut server.conn())
         .unwrap();
-    assert_eq!(order::locate(&mut redis, o.id).unwrap().0, None);
-    let retry = buy(&mut redis, v, user(7), order_id(2), PAY_SECS, EXPORT);
+    assert_eq!(block_on(order::locate(&mut redis, o.id)).unwrap().0, None);
+    let retry = block_on(buy(&mut redis, v, user(7), order_id(2), PAY_SECS, EXPORT));
     assert!(
         matches!(retry, Err(ApiError::AlreadyPurchased(_))),
         "{retry:?}"
     );
-    order::record(&mut redis, &o).unwrap();
-    let (located, unix_secs) = order::locate(&mut redis, o.id).unwrap();
+    block_on(order::record(&mut redis, &o)).unwrap();
+    let (located, unix_secs) = block_on(order::locate(&mut redis, o.id)).unwrap();
     assert_eq!(located, filed);
     let after = now_ms() as u64 / 1000;
     assert!((before..=after).contains(&unix_secs), "{unix_secs}");
-    assert_eq!(order::locate(&mut redis, order_id(2)).unwrap().0, None);
+    assert_eq!(
+        block_on(order::locate(&mut redis, order_id(2))).unwrap().0,
+        None
+    );
 
     // Filed once in the buyer's list, by creation time.
     let listed: Vec<(String, i64)> = redis::cmd("ZRANGE")
@@ -1029,7 +1065,7 @@ fn order_pages_filter_by_status() {
         thread::sleep(Duration::from_millis(2));
         seq += 1;
         let o = buy_ok(redis, v, u, order_id(seq), PAY_SECS);
-        order::record(redis, &o).unwrap();
+        block_on(order::record(redis, &o)).unwrap();
         o
     };
     let paid = place(&mut redis, vs[0], me);
@@ -1055,13 +1091,13 @@ fn order_pages_filter_by_status() {
     );
     let used = change_ok(&mut redis, vs[3], used.id, Change::Use, None);
     assert_eq!(
-        orders_page(&mut redis, user(2), None, None, 20, now_ms()).unwrap(),
+        block_on(orders_page(&mut redis, user(2), None, None, 20, now_ms())).unwrap(),
         (vec![someone_elses], None)
     );
 
     let now = now_ms();
     let page = |redis: &mut NativeRedis, status: Option<OrderStatus>, now: i64| {
-        let (orders, next) = orders_page(redis, me, status, None, 20, now).unwrap();
+        let (orders, next) = block_on(orders_page(redis, me, status, None, 20, now)).unwrap();
         assert_eq!(next, None);
         orders
     };
@@ -1102,14 +1138,14 @@ fn order_pages_filter_by_status() {
     let mut cursor: Option<OrdersCursor> = None;
     let mut pages = Vec::new();
     loop {
-        let (orders, next) = orders_page(
+        let (orders, next) = block_on(orders_page(
             &mut redis,
             me,
             Some(OrderStatus::Unpaid),
             cursor.as_ref(),
             2,
             now,
-        )
+        ))
         .unwrap();
         pages.push(orders.into_iter().map(|o| o.id).collect::<Vec<_>>());
         match next {

@@ -11,6 +11,7 @@ use flashspin_core::order::{
 use flashspin_core::page::PageSize;
 use flashspin_core::payment;
 use flashspin_core::voucher::buy;
+use flashspin_testkit::block_on;
 use flashspin_testkit::{NativeRedis, RedisServer};
 
 mod common;
@@ -31,8 +32,15 @@ const PAID: Money = Money::Paid {
 /// Settles `money` for `order` by event `id`: the settlement and whether it
 /// was a replay.
 fn settle(redis: &mut NativeRedis, order: &Order, id: &str, money: Money) -> (Settlement, bool) {
-    let settled =
-        order::settle(redis, order.voucher_id, order.id, &event(id), money, EXPORT).unwrap();
+    let settled = block_on(order::settle(
+        redis,
+        order.voucher_id,
+        order.id,
+        &event(id),
+        money,
+        EXPORT,
+    ))
+    .unwrap();
     assert_eq!(
         settled.order,
         read(redis, order),
@@ -42,19 +50,19 @@ fn settle(redis: &mut NativeRedis, order: &Order, id: &str, money: Money) -> (Se
 }
 
 fn read(redis: &mut NativeRedis, order: &Order) -> Order {
-    order::change(
+    block_on(order::change(
         redis,
         order.voucher_id,
         order.id,
         Change::Read,
         None,
         EXPORT,
-    )
+    ))
     .unwrap()
 }
 
 fn remaining(redis: &mut NativeRedis, v: VoucherId) -> i64 {
-    flashspin_core::voucher::get(redis, v, EXPORT)
+    block_on(flashspin_core::voucher::get(redis, v, EXPORT))
         .unwrap()
         .unwrap()
         .remaining
@@ -62,7 +70,12 @@ fn remaining(redis: &mut NativeRedis, v: VoucherId) -> i64 {
 
 /// The operator's list: the count and (outcome, order, event) of each entry.
 fn attention(redis: &mut NativeRedis, v: VoucherId) -> (u64, Vec<(String, String, String)>) {
-    let found = payment::attention(redis, &[v], PageSize::parse(None).unwrap()).unwrap();
+    let found = block_on(payment::attention(
+        redis,
+        &[v],
+        PageSize::parse(None).unwrap(),
+    ))
+    .unwrap();
     let events = found
         .events
         .into_iter()
@@ -83,7 +96,7 @@ fn a_refund_that_arrives_before_its_payment_is_applied_when_the_payment_comes() 
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 10);
-    let a = buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT).unwrap();
+    let a = block_on(buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT)).unwrap();
     let exported = outbox_len(&server, v);
 
     // Early: kept, not final. Its retries are looked at afresh and change
@@ -146,10 +159,10 @@ fn money_the_shop_must_return_is_answered_handled_and_listed_once() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 10);
-    let mismatched = buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT).unwrap();
-    let twice = buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT).unwrap();
-    let cancelled = buy(&mut redis, v, user(3), order_id(3), PAY_SECS, EXPORT).unwrap();
-    let used = buy(&mut redis, v, user(4), order_id(4), PAY_SECS, EXPORT).unwrap();
+    let mismatched = block_on(buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT)).unwrap();
+    let twice = block_on(buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT)).unwrap();
+    let cancelled = block_on(buy(&mut redis, v, user(3), order_id(3), PAY_SECS, EXPORT)).unwrap();
+    let used = block_on(buy(&mut redis, v, user(4), order_id(4), PAY_SECS, EXPORT)).unwrap();
 
     // Another amount: the order stays unpaid; final, so a retry replays it
     // and is not listed again.
@@ -191,7 +204,15 @@ fn money_the_shop_must_return_is_answered_handled_and_listed_once() {
     );
 
     // Paid after the buyer cancelled: nothing moves, the unit stays on sale.
-    order::change(&mut redis, v, cancelled.id, Change::Cancel, None, EXPORT).unwrap();
+    block_on(order::change(
+        &mut redis,
+        v,
+        cancelled.id,
+        Change::Cancel,
+        None,
+        EXPORT,
+    ))
+    .unwrap();
     let before = (read(&mut redis, &cancelled), remaining(&mut redis, v));
     assert_eq!(
         settle(&mut redis, &cancelled, "evt_late", PAID),
@@ -204,7 +225,15 @@ fn money_the_shop_must_return_is_answered_handled_and_listed_once() {
 
     // Refunded after it was used at the counter.
     settle(&mut redis, &used, "evt_used_paid", PAID);
-    order::change(&mut redis, v, used.id, Change::Use, None, EXPORT).unwrap();
+    block_on(order::change(
+        &mut redis,
+        v,
+        used.id,
+        Change::Use,
+        None,
+        EXPORT,
+    ))
+    .unwrap();
     assert_eq!(
         settle(&mut redis, &used, "evt_used_refund", Money::Refunded),
         (Settlement::RefundAfterUse, false)
@@ -231,15 +260,23 @@ fn a_late_payment_whose_refund_came_first_needs_nothing() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 10);
-    let a = buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT).unwrap();
-    let b = buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT).unwrap();
+    let a = block_on(buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT)).unwrap();
+    let b = block_on(buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT)).unwrap();
 
     // Refund pending, then the buyer cancels before the payment arrives.
     assert_eq!(
         settle(&mut redis, &a, "evt_a_refund", Money::Refunded).0,
         Settlement::RefundPending
     );
-    order::change(&mut redis, v, a.id, Change::Cancel, None, EXPORT).unwrap();
+    block_on(order::change(
+        &mut redis,
+        v,
+        a.id,
+        Change::Cancel,
+        None,
+        EXPORT,
+    ))
+    .unwrap();
     assert_eq!(
         settle(&mut redis, &a, "evt_a_pay", PAID),
         (Settlement::LateRefunded, false)
@@ -255,7 +292,15 @@ fn a_late_payment_whose_refund_came_first_needs_nothing() {
     );
 
     // Cancelled first, then the refund, then the late payment.
-    order::change(&mut redis, v, b.id, Change::Cancel, None, EXPORT).unwrap();
+    block_on(order::change(
+        &mut redis,
+        v,
+        b.id,
+        Change::Cancel,
+        None,
+        EXPORT,
+    ))
+    .unwrap();
     assert_eq!(
         settle(&mut redis, &b, "evt_b_refund", Money::Refunded).0,
         Settlement::RefundRecorded
@@ -273,8 +318,18 @@ fn without_an_event_a_refund_of_an_unpaid_order_is_refused_and_noted_nowhere() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 10);
-    let a = buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT).unwrap();
-    assert!(order::change(&mut redis, v, a.id, Change::Refund, None, EXPORT).is_err());
+    let a = block_on(buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT)).unwrap();
+    assert!(
+        block_on(order::change(
+            &mut redis,
+            v,
+            a.id,
+            Change::Refund,
+            None,
+            EXPORT
+        ))
+        .is_err()
+    );
     // A payment afterwards just pays: no refund was noted.
     assert_eq!(settle(&mut redis, &a, "evt_pay", PAID).0, Settlement::Paid);
 }

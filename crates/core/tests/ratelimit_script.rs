@@ -1,6 +1,7 @@
 //! GCRA (`scripts/gcra.lua`) as the gate applies it, run directly against a
 //! real Redis: exact bursts, refill, all-or-nothing, expiry.
 
+use flashspin_testkit::block_on;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -36,7 +37,7 @@ fn check(
             max_secs: 60,
         },
     };
-    match pass(redis, Access::Public, &request) {
+    match block_on(pass(redis, Access::Public, &request)) {
         Ok(passed) => passed.verdict,
         Err(ApiError::RateLimited(verdict)) => verdict,
         Err(e) => panic!("{e}"),

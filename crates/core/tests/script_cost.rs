@@ -30,6 +30,7 @@
 //! `PATH`, and passes with a message saying it measured nothing when
 //! valgrind is missing.
 
+use flashspin_testkit::block_on;
 use std::collections::HashMap;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
@@ -155,7 +156,7 @@ fn scenarios(redis: &mut NativeRedis) -> Vec<Scenario> {
 }
 
 fn ping(redis: &mut NativeRedis, _: u32) {
-    redis.execute("PING", &[]).unwrap();
+    block_on(redis.execute("PING", &[])).unwrap();
 }
 
 /// The gate of a purchase endpoint, as a signed-in user.
@@ -170,7 +171,7 @@ fn gate_purchase(redis: &mut NativeRedis) -> OneCall {
             session: SESSION,
         };
         let vars = HashMap::from([("id_secret", "cost")]);
-        let admitted = gate::admit::<Buyer>(redis, &request, &vars).unwrap();
+        let admitted = block_on(gate::admit::<Buyer>(redis, &request, &vars)).unwrap();
         assert!(admitted.verdict.allowed);
     })
 }
@@ -185,7 +186,7 @@ fn gate_public() -> OneCall {
             limits: roomy_limits(),
             session: SESSION,
         };
-        let passed = gate::pass(redis, Access::Public, &request).unwrap();
+        let passed = block_on(gate::pass(redis, Access::Public, &request)).unwrap();
         assert!(passed.user.is_none());
     })
 }
@@ -196,7 +197,15 @@ fn voucher_bought(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
     exporter_awake(redis, id);
     Box::new(move |redis, i| {
         let buyer = user(u64::from(i) + 1);
-        voucher::buy(redis, id, buyer, order_id(i + 1), PAY_SECS, export).unwrap();
+        block_on(voucher::buy(
+            redis,
+            id,
+            buyer,
+            order_id(i + 1),
+            PAY_SECS,
+            export,
+        ))
+        .unwrap();
     })
 }
 
@@ -211,30 +220,30 @@ fn exporter_awake(redis: &mut NativeRedis, id: VoucherId) {
         Arg::from("PX"),
         Arg::Int(3_600_000),
     ];
-    redis.execute("SET", &args).unwrap();
+    block_on(redis.execute("SET", &args)).unwrap();
 }
 
 /// A new buyer each call, after the only unit has gone.
 fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, 1);
-    voucher::buy(
+    block_on(voucher::buy(
         redis,
         id,
         user(1_000_000),
         order_id(1),
         PAY_SECS,
         OrderExport::Off,
-    )
+    ))
     .unwrap();
     Box::new(move |redis, i| {
-        let refused = voucher::buy(
+        let refused = block_on(voucher::buy(
             redis,
             id,
             user(u64::from(i) + 1),
             order_id(i + 2),
             PAY_SECS,
             OrderExport::Off,
-        );
+        ));
         assert_eq!(refused, Err(ApiError::Conflict(Conflict::SoldOut)));
     })
 }
@@ -242,10 +251,18 @@ fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
 /// A voucher with unpaid orders, none of them due, read.
 fn voucher_read(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, 10);
-    voucher::buy(redis, id, user(1), order_id(1), PAY_SECS, OrderExport::Off).unwrap();
+    block_on(voucher::buy(
+        redis,
+        id,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        OrderExport::Off,
+    ))
+    .unwrap();
     Box::new(move |redis, _| {
         assert_eq!(
-            voucher::get(redis, id, OrderExport::Off)
+            block_on(voucher::get(redis, id, OrderExport::Off))
                 .unwrap()
                 .unwrap()
                 .remaining,
@@ -260,14 +277,14 @@ fn order_paid(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
     exporter_awake(redis, id);
     let orders: Vec<OrderId> = (0..=CALLS)
         .map(|i| {
-            let bought = voucher::buy(
+            let bought = block_on(voucher::buy(
                 redis,
                 id,
                 user(u64::from(i) + 1),
                 order_id(i + 1),
                 PAY_SECS,
                 OrderExport::Off,
-            );
+            ));
             bought.unwrap().id
         })
         .collect();
@@ -277,7 +294,15 @@ fn order_paid(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
             amount: 100,
             pay_type: PayType::Card,
         };
-        let paid = order::settle(redis, id, orders[i as usize], &event, pay, export).unwrap();
+        let paid = block_on(order::settle(
+            redis,
+            id,
+            orders[i as usize],
+            &event,
+            pay,
+            export,
+        ))
+        .unwrap();
         assert!(paid.settlement == Settlement::Paid && !paid.replayed);
         let paid = paid.order;
         assert_eq!(paid.status, OrderStatus::Paid);
@@ -287,16 +312,24 @@ fn order_paid(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
 /// The same buyer again and again, after their one purchase.
 fn voucher_already_bought(redis: &mut NativeRedis) -> OneCall {
     let id = on_sale_voucher(redis, 10);
-    voucher::buy(redis, id, user(1), order_id(1), PAY_SECS, OrderExport::Off).unwrap();
+    block_on(voucher::buy(
+        redis,
+        id,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        OrderExport::Off,
+    ))
+    .unwrap();
     Box::new(move |redis, i| {
-        let refused = voucher::buy(
+        let refused = block_on(voucher::buy(
             redis,
             id,
             user(1),
             order_id(i + 2),
             PAY_SECS,
             OrderExport::Off,
-        );
+        ));
         assert!(
             matches!(refused, Err(ApiError::AlreadyPurchased(_))),
             "{refused:?}"
@@ -308,11 +341,19 @@ fn voucher_already_bought(redis: &mut NativeRedis) -> OneCall {
 /// new purchase id. With 10,000,000 shares the count varies by about 1%
 /// from run to run (see [`POWER_OF_4`]); with a power of 4 it does not.
 fn lottery_bought(redis: &mut NativeRedis, total_shares: i64) -> OneCall {
-    let id = lottery::create(redis, &goods(total_shares)).unwrap();
+    let id = block_on(lottery::create(redis, &goods(total_shares))).unwrap();
     Box::new(move |redis, i| {
         let buyer = user(u64::from(i) + 1);
-        let purchase =
-            lottery::buy(redis, id, buyer, &pseudonyms(), 3, order_id(i + 1), None).unwrap();
+        let purchase = block_on(lottery::buy(
+            redis,
+            id,
+            buyer,
+            &pseudonyms(),
+            3,
+            order_id(i + 1),
+            None,
+        ))
+        .unwrap();
         assert_eq!(purchase.codes.len(), 3);
     })
 }
@@ -321,7 +362,7 @@ fn lottery_bought(redis: &mut NativeRedis, total_shares: i64) -> OneCall {
 fn lottery_read(redis: &mut NativeRedis) -> OneCall {
     let id = goods_with_purchases(redis);
     Box::new(move |redis, _| {
-        let period = lottery::read(redis, id, 0).unwrap().unwrap();
+        let period = block_on(lottery::read(redis, id, 0)).unwrap().unwrap();
         assert_eq!(period.sold, 9);
     })
 }
@@ -335,8 +376,14 @@ fn lottery_mine(redis: &mut NativeRedis) -> OneCall {
         period: None,
     };
     Box::new(move |redis, _| {
-        let (page, next) =
-            lottery::purchases_page(redis, user(LOTTERY_BUYER), filter, None, 20).unwrap();
+        let (page, next) = block_on(lottery::purchases_page(
+            redis,
+            user(LOTTERY_BUYER),
+            filter,
+            None,
+            20,
+        ))
+        .unwrap();
         assert_eq!((page.len(), next), (3, None));
     })
 }
@@ -345,14 +392,21 @@ fn lottery_mine(redis: &mut NativeRedis) -> OneCall {
 fn login_wrong_code(redis: &mut NativeRedis) -> OneCall {
     let phone = phone(1);
     let ip = client_ip();
-    let sent = login::send_code(redis, &phone, Some(&ip), &CODES, &roomy_limits()).unwrap();
+    let sent = block_on(login::send_code(
+        redis,
+        &phone,
+        Some(&ip),
+        &CODES,
+        &roomy_limits(),
+    ))
+    .unwrap();
     let wrong = if sent.code.reveal() == "000000" {
         "111111"
     } else {
         "000000"
     };
     Box::new(move |redis, _| {
-        let refused = login::login(
+        let refused = block_on(login::login(
             redis,
             &phone,
             wrong,
@@ -360,7 +414,7 @@ fn login_wrong_code(redis: &mut NativeRedis) -> OneCall {
             &CODES,
             &SESSION,
             &roomy_limits(),
-        );
+        ));
         assert!(matches!(refused, Err(ApiError::InvalidCode)), "{refused:?}");
     })
 }
@@ -369,7 +423,14 @@ fn login_wrong_code(redis: &mut NativeRedis) -> OneCall {
 fn send_code_new_phone() -> OneCall {
     Box::new(|redis, i| {
         let phone = phone(1000 + i);
-        login::send_code(redis, &phone, Some(&client_ip()), &CODES, &roomy_limits()).unwrap();
+        block_on(login::send_code(
+            redis,
+            &phone,
+            Some(&client_ip()),
+            &CODES,
+            &roomy_limits(),
+        ))
+        .unwrap();
     })
 }
 
@@ -416,11 +477,26 @@ fn phone(n: u32) -> Phone {
 
 /// A session token for `phone`, through the login scripts.
 fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> SessionToken {
-    let sent = login::send_code(redis, phone, None, &CODES, &roomy_limits()).unwrap();
+    let sent = block_on(login::send_code(
+        redis,
+        phone,
+        None,
+        &CODES,
+        &roomy_limits(),
+    ))
+    .unwrap();
     let code = sent.code.reveal();
-    login::login(redis, phone, code, None, &CODES, &SESSION, &roomy_limits())
-        .unwrap()
-        .token
+    block_on(login::login(
+        redis,
+        phone,
+        code,
+        None,
+        &CODES,
+        &SESSION,
+        &roomy_limits(),
+    ))
+    .unwrap()
+    .token
 }
 
 fn user(id: u64) -> UserId {
@@ -456,7 +532,7 @@ fn on_sale_voucher(redis: &mut NativeRedis, stock: i64) -> VoucherId {
         begin_ms: now_ms - 60_000,
         end_ms: now_ms + 24 * 3_600_000,
     };
-    voucher::create(redis, new).unwrap().id
+    block_on(voucher::create(redis, new)).unwrap().id
 }
 
 /// Lottery goods of `total_shares` shares.
@@ -490,9 +566,9 @@ const LOTTERY_BUYER: u64 = 7;
 /// New goods of [`POWER_OF_4`] shares in which [`LOTTERY_BUYER`] bought 3
 /// shares, 3 times.
 fn goods_with_purchases(redis: &mut NativeRedis) -> GoodsId {
-    let id = lottery::create(redis, &goods(POWER_OF_4)).unwrap();
+    let id = block_on(lottery::create(redis, &goods(POWER_OF_4))).unwrap();
     for n in 1..=3 {
-        lottery::buy(
+        block_on(lottery::buy(
             redis,
             id,
             user(LOTTERY_BUYER),
@@ -500,7 +576,7 @@ fn goods_with_purchases(redis: &mut NativeRedis) -> GoodsId {
             3,
             order_id(n),
             None,
-        )
+        ))
         .unwrap();
     }
     id

@@ -1,6 +1,7 @@
 //! `catalog_index.lua` (through voucher creation), `buy_voucher.lua` and
 //! `record_purchase.lua` run directly against a real Redis through the core.
 
+use flashspin_testkit::block_on;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -52,10 +53,10 @@ fn order_id(seq: u32) -> OrderId {
 fn concurrent_buyers_take_exactly_the_stock() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let v = create(
+    let v = block_on(create(
         &mut redis,
         voucher(1, 25, now_ms() - 1000, now_ms() + 60_000),
-    )
+    ))
     .unwrap();
     let barrier = Arc::new(Barrier::new(100));
     let handles: Vec<_> = (0..100u32)
@@ -65,14 +66,14 @@ fn concurrent_buyers_take_exactly_the_stock() {
             // 50 users, two attempts each.
             thread::spawn(move || {
                 barrier.wait();
-                buy(
+                block_on(buy(
                     &mut redis,
                     v.id,
                     user(u64::from(i % 50) + 1),
                     order_id(i + 1),
                     PAY_SECS,
                     OrderExport::Off,
-                )
+                ))
             })
         })
         .collect();
@@ -88,7 +89,7 @@ fn concurrent_buyers_take_exactly_the_stock() {
         }
     }
     assert_eq!(
-        get(&mut redis, v.id, OrderExport::Off)
+        block_on(get(&mut redis, v.id, OrderExport::Off))
             .unwrap()
             .unwrap()
             .remaining,
@@ -100,47 +101,47 @@ fn concurrent_buyers_take_exactly_the_stock() {
 fn the_window_is_checked_against_redis_time() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let later = create(
+    let later = block_on(create(
         &mut redis,
         voucher(1, 5, now_ms() + 60_000, now_ms() + 120_000),
-    )
+    ))
     .unwrap();
-    let over = create(
+    let over = block_on(create(
         &mut redis,
         voucher(1, 5, now_ms() - 120_000, now_ms() - 60_000),
-    )
+    ))
     .unwrap();
     assert_eq!(
-        buy(
+        block_on(buy(
             &mut redis,
             later.id,
             user(1),
             order_id(1),
             PAY_SECS,
             OrderExport::Off
-        ),
+        )),
         Err(ApiError::Conflict(Conflict::SaleNotStarted))
     );
     assert_eq!(
-        buy(
+        block_on(buy(
             &mut redis,
             over.id,
             user(1),
             order_id(2),
             PAY_SECS,
             OrderExport::Off
-        ),
+        )),
         Err(ApiError::Conflict(Conflict::SaleEnded))
     );
     assert_eq!(
-        buy(
+        block_on(buy(
             &mut redis,
             VoucherId::new(999).unwrap(),
             user(1),
             order_id(3),
             PAY_SECS,
             OrderExport::Off
-        ),
+        )),
         Err(ApiError::NotFound)
     );
 }
@@ -149,7 +150,7 @@ fn the_window_is_checked_against_redis_time() {
 fn a_listed_id_without_a_voucher_is_skipped() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let a = create(&mut redis, voucher(7, 5, 0, now_ms() + 60_000)).unwrap();
+    let a = block_on(create(&mut redis, voucher(7, 5, 0, now_ms() + 60_000))).unwrap();
     // As if a creation stopped after listing its id.
     redis::cmd("ZADD")
         .arg("{catalog}:shop:7:vouchers")
@@ -157,12 +158,16 @@ fn a_listed_id_without_a_voucher_is_skipped() {
         .arg(99)
         .exec(&mut server.conn())
         .unwrap();
-    let listed: Vec<VoucherId> =
-        list_by_shop(&mut redis, ShopId::new(7).unwrap(), 50, OrderExport::Off)
-            .unwrap()
-            .iter()
-            .map(|v| v.id)
-            .collect();
+    let listed: Vec<VoucherId> = block_on(list_by_shop(
+        &mut redis,
+        ShopId::new(7).unwrap(),
+        50,
+        OrderExport::Off,
+    ))
+    .unwrap()
+    .iter()
+    .map(|v| v.id)
+    .collect();
     assert_eq!(listed, vec![a.id]);
 }
 
@@ -172,7 +177,10 @@ fn a_purchase_is_recorded_once_in_the_users_list() {
     let mut redis = server.native();
     let key = flashspin_core::keys::user_voucher_orders(user(7));
     for (score, member) in [(1000, "3"), (2000, "4"), (1000, "3")] {
-        flashspin_core::page::record(&mut redis, &key, score, member).unwrap();
+        block_on(flashspin_core::page::record(
+            &mut redis, &key, score, member,
+        ))
+        .unwrap();
     }
     let listed: Vec<(String, i64)> = redis::cmd("ZRANGE")
         .arg(&key)

@@ -247,7 +247,12 @@ impl ToSql for Null {
 }
 
 impl Database for NativePostgres {
-    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, DatabaseError> {
+    /// Blocks on the native client: the future is ready when polled.
+    async fn execute(
+        &mut self,
+        statement: &str,
+        params: &[SqlValue],
+    ) -> Result<u64, DatabaseError> {
         let values: Vec<Box<dyn ToSql + Sync>> = params
             .iter()
             .map(|p| -> Box<dyn ToSql + Sync> {

@@ -5,6 +5,7 @@
 use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId, ShopId, UserId, VoucherId};
 use flashspin_core::voucher::{self, NewVoucher};
 use flashspin_testkit::NativeRedis;
+use flashspin_testkit::block_on;
 
 /// What a buyer pays for every voucher here, cents.
 pub const PAY_VALUE: i64 = 8000;
@@ -29,7 +30,7 @@ pub fn sale(redis: &mut NativeRedis, stock: i64, begin_ms: i64, end_ms: i64) -> 
         begin_ms,
         end_ms,
     };
-    voucher::create(redis, new).unwrap().id
+    block_on(voucher::create(redis, new)).unwrap().id
 }
 
 /// A voucher on sale now, for an hour.

@@ -36,7 +36,7 @@ impl Route for Me {
         Ok(())
     }
 
-    fn run(call: &mut Call<'_, SignedIn>, (): ()) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, SignedIn>, (): ()) -> Result<Reply, ApiError> {
         let user = &call.caller.0;
         Ok(Reply::ok(
             json!({"user": user_json(user.id, &user.phone, &user.nickname)}),
@@ -57,8 +57,8 @@ impl Route for Logout {
         req.token().ok_or(ApiError::Unauthorized)
     }
 
-    fn run(call: &mut Call<'_, SignedIn>, token: SessionToken) -> Result<Reply, ApiError> {
-        logout(call.redis()?, &token)?;
+    async fn run(call: &mut Call<'_, SignedIn>, token: SessionToken) -> Result<Reply, ApiError> {
+        logout(call.redis()?, &token).await?;
         Ok(Reply::no_content().header("set-cookie", clear_session_cookie()))
     }
 }
@@ -97,7 +97,7 @@ impl Route for Orders {
         Ok((status, limit, after))
     }
 
-    fn run(
+    async fn run(
         call: &mut Call<'_, Reader>,
         (status, limit, after): Self::Input,
     ) -> Result<Reply, ApiError> {
@@ -109,7 +109,8 @@ impl Route for Orders {
             after.as_ref(),
             limit.get(),
             now_ms,
-        )?;
+        )
+        .await?;
         let orders: Vec<_> = orders.iter().map(|o| o.to_json()).collect();
         let mut body = json!({"orders": orders});
         if let Some(next) = next {
@@ -148,13 +149,13 @@ impl Route for Lottery {
         Ok((PurchaseFilter { goods, period }, limit, after))
     }
 
-    fn run(
+    async fn run(
         call: &mut Call<'_, Reader>,
         (filter, limit, after): Self::Input,
     ) -> Result<Reply, ApiError> {
         let user_id = call.caller.0.id;
         let (purchases, next) =
-            lottery::purchases_page(call.redis()?, user_id, filter, after, limit.get())?;
+            lottery::purchases_page(call.redis()?, user_id, filter, after, limit.get()).await?;
         let purchases: Vec<_> = purchases.iter().map(|p| p.to_json()).collect();
         let mut body = json!({"purchases": purchases});
         if let Some(next) = next {
@@ -166,7 +167,7 @@ impl Route for Lottery {
 
 /// One of the caller's orders: `GET /api/orders/:id` reads it,
 /// `POST /api/orders/:id/cancel` cancels it while unpaid.
-fn own_order(
+async fn own_order(
     call: &mut Call<'_, SignedIn>,
     id: OrderId,
     change: Change,
@@ -174,11 +175,12 @@ fn own_order(
     let user_id = call.caller.0.id;
     let export = OrderExport::from_vars(&SpinVariables)?;
     let redis = call.redis()?;
-    let located = order::locate(redis, id)?
+    let located = order::locate(redis, id)
+        .await?
         .0
         .filter(|l| l.user_id == user_id)
         .ok_or(ApiError::NotFound)?;
-    let order = order::change(redis, located.voucher_id, id, change, Some(user_id), export)?;
+    let order = order::change(redis, located.voucher_id, id, change, Some(user_id), export).await?;
     Ok(Reply::ok(json!({"order": order.to_json()})))
 }
 
@@ -195,8 +197,8 @@ impl Route for OneOrder {
         req.path_id("id")
     }
 
-    fn run(call: &mut Call<'_, SignedIn>, id: OrderId) -> Result<Reply, ApiError> {
-        own_order(call, id, Change::Read)
+    async fn run(call: &mut Call<'_, SignedIn>, id: OrderId) -> Result<Reply, ApiError> {
+        own_order(call, id, Change::Read).await
     }
 }
 
@@ -213,8 +215,8 @@ impl Route for CancelOrder {
         req.path_id("id")
     }
 
-    fn run(call: &mut Call<'_, SignedIn>, id: OrderId) -> Result<Reply, ApiError> {
-        own_order(call, id, Change::Cancel)
+    async fn run(call: &mut Call<'_, SignedIn>, id: OrderId) -> Result<Reply, ApiError> {
+        own_order(call, id, Change::Cancel).await
     }
 }
 

@@ -24,10 +24,10 @@ impl Route for CreateVoucher {
         Ok(())
     }
 
-    fn run(call: &mut Call<'_, Operator>, (): ()) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Operator>, (): ()) -> Result<Reply, ApiError> {
         let new = NewVoucher::parse(call.body())?;
         let now_ms = call.now_ms();
-        let created = voucher::create(call.redis()?, new)?;
+        let created = voucher::create(call.redis()?, new).await?;
         Ok(Reply::created(json!({"voucher": created.to_json(now_ms)})))
     }
 }
@@ -45,11 +45,13 @@ impl Route for CreateGoods {
         Ok(())
     }
 
-    fn run(call: &mut Call<'_, Operator>, (): ()) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Operator>, (): ()) -> Result<Reply, ApiError> {
         let new = NewGoods::parse(call.body())?;
         let redis = call.redis()?;
-        let id = lottery::create(redis, &new)?;
-        let goods = lottery::read(redis, id, 0)?.ok_or(ApiError::NotFound)?;
+        let id = lottery::create(redis, &new).await?;
+        let goods = lottery::read(redis, id, 0)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         Ok(Reply::created(json!({"goods": goods.goods_json()})))
     }
 }

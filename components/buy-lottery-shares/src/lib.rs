@@ -47,7 +47,7 @@ impl Route for BuyShares {
         })
     }
 
-    fn run(call: &mut Call<'_, Buyer>, order: Order) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Buyer>, order: Order) -> Result<Reply, ApiError> {
         let (user_id, purchase_id) = (call.caller.user.id, call.caller.order_id);
         let pseudonyms = PseudonymKey::from_vars(&SpinVariables)?;
         let redis = call.redis()?;
@@ -59,9 +59,10 @@ impl Route for BuyShares {
             order.count.get(),
             purchase_id,
             order.idempotency_key.as_ref(),
-        )?;
+        )
+        .await?;
         // The purchase stands even if listing it fails; the log says so.
-        if let Err(e) = lottery::record_goods(redis, user_id, order.goods_id) {
+        if let Err(e) = lottery::record_goods(redis, user_id, order.goods_id).await {
             eprintln!("goods {} not added to the user's list: {e}", order.goods_id);
         }
         Ok(Reply::created(json!({"purchase": purchase.to_json()})))

@@ -31,12 +31,12 @@ impl Route for BuyVoucher {
         req.path_id("id")
     }
 
-    fn run(call: &mut Call<'_, Buyer>, voucher_id: VoucherId) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Buyer>, voucher_id: VoucherId) -> Result<Reply, ApiError> {
         let pay_secs: u32 = read(&SpinVariables, "order_pay_secs")?;
         let export = OrderExport::from_vars(&SpinVariables)?;
         let (user_id, order_id) = (call.caller.user.id, call.caller.order_id);
         let redis = call.redis()?;
-        let order = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs, export)?;
+        let order = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs, export).await?;
         Ok(Reply::created(json!({"order": order.to_json()})))
     }
 }

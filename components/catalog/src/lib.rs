@@ -37,10 +37,11 @@ impl Route for Vouchers {
         ShopId::parse(&shop).ok_or_else(|| ApiError::invalid("shop_id must be a decimal id"))
     }
 
-    fn run(call: &mut Call<'_, Anyone>, shop: ShopId) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Anyone>, shop: ShopId) -> Result<Reply, ApiError> {
         let now_ms = call.now_ms();
         let export = OrderExport::from_vars(&SpinVariables)?;
-        let vouchers: Vec<Value> = voucher::list_by_shop(call.redis()?, shop, PAGE, export)?
+        let vouchers: Vec<Value> = voucher::list_by_shop(call.redis()?, shop, PAGE, export)
+            .await?
             .iter()
             .map(|v| v.to_json(now_ms))
             .collect();
@@ -61,10 +62,12 @@ impl Route for OneVoucher {
         req.path_id("id")
     }
 
-    fn run(call: &mut Call<'_, Anyone>, id: VoucherId) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Anyone>, id: VoucherId) -> Result<Reply, ApiError> {
         let now_ms = call.now_ms();
         let export = OrderExport::from_vars(&SpinVariables)?;
-        let found = voucher::get(call.redis()?, id, export)?.ok_or(ApiError::NotFound)?;
+        let found = voucher::get(call.redis()?, id, export)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         Ok(Reply::ok(json!({"voucher": found.to_json(now_ms)})))
     }
 }
@@ -82,8 +85,9 @@ impl Route for AllGoods {
         Ok(())
     }
 
-    fn run(call: &mut Call<'_, Anyone>, (): ()) -> Result<Reply, ApiError> {
-        let goods: Vec<Value> = lottery::list(call.redis()?, PAGE)?
+    async fn run(call: &mut Call<'_, Anyone>, (): ()) -> Result<Reply, ApiError> {
+        let goods: Vec<Value> = lottery::list(call.redis()?, PAGE)
+            .await?
             .iter()
             .map(|g| g.goods_json())
             .collect();
@@ -104,8 +108,10 @@ impl Route for OneGoods {
         req.path_id("goods-id")
     }
 
-    fn run(call: &mut Call<'_, Anyone>, id: GoodsId) -> Result<Reply, ApiError> {
-        let goods = lottery::read(call.redis()?, id, 0)?.ok_or(ApiError::NotFound)?;
+    async fn run(call: &mut Call<'_, Anyone>, id: GoodsId) -> Result<Reply, ApiError> {
+        let goods = lottery::read(call.redis()?, id, 0)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         Ok(Reply::ok(json!({"goods": goods.goods_json()})))
     }
 }
@@ -123,14 +129,16 @@ impl Route for Period {
         Ok((req.path_id("goods-id")?, req.path_id("n")?))
     }
 
-    fn run(
+    async fn run(
         call: &mut Call<'_, Anyone>,
         (id, n): (GoodsId, PeriodNumber),
     ) -> Result<Reply, ApiError> {
         let redis = call.redis()?;
-        let period = lottery::read(redis, id, n.get())?.ok_or(ApiError::NotFound)?;
+        let period = lottery::read(redis, id, n.get())
+            .await?
+            .ok_or(ApiError::NotFound)?;
         let winner = match &period.draw {
-            Some(draw) => lottery::winner(redis, draw.winner)?,
+            Some(draw) => lottery::winner(redis, draw.winner).await?,
             None => None,
         };
         Ok(Reply::ok(
@@ -158,11 +166,12 @@ impl Route for PeriodPurchases {
         Ok((id, n, limit, after))
     }
 
-    fn run(
+    async fn run(
         call: &mut Call<'_, Anyone>,
         (id, n, limit, after): Self::Input,
     ) -> Result<Reply, ApiError> {
-        let (records, next) = lottery::period_records(call.redis()?, id, n.get(), after, limit)?;
+        let (records, next) =
+            lottery::period_records(call.redis()?, id, n.get(), after, limit).await?;
         let records: Vec<Value> = records.iter().map(|r| r.to_json()).collect();
         let mut body = json!({"purchases": records});
         if let Some(next) = next {

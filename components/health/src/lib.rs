@@ -21,10 +21,13 @@ impl Route for Health {
         Ok(())
     }
 
-    fn run(call: &mut Call<'_, Ungated>, (): ()) -> Result<Reply, ApiError> {
-        let checked = call
-            .redis()
-            .and_then(|redis| flashspin_core::health::check(redis).map_err(ApiError::from));
+    async fn run(call: &mut Call<'_, Ungated>, (): ()) -> Result<Reply, ApiError> {
+        let checked = match call.redis() {
+            Ok(redis) => flashspin_core::health::check(redis)
+                .await
+                .map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
         match checked {
             Ok(()) => Ok(Reply::ok(json!({"status": "ok", "redis": "ok"}))),
             Err(e) => {

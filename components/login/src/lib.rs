@@ -31,7 +31,7 @@ impl Route for Login {
         Ok((Phone::parse(&phone)?, code))
     }
 
-    fn run(
+    async fn run(
         call: &mut Call<'_, Ungated>,
         (phone, code): (Phone, String),
     ) -> Result<Reply, ApiError> {
@@ -48,7 +48,8 @@ impl Route for Login {
             &settings,
             &session,
             &limits,
-        )?;
+        )
+        .await?;
         let body = json!({
             "token": signed_in.token.as_str(),
             "expires_in": session.idle_secs,

@@ -65,7 +65,7 @@ fn database(address: &str) -> SpinPostgres {
 }
 
 #[spin_sdk::redis_component]
-fn on_message(message: Vec<u8>) -> Result<(), String> {
+async fn on_message(message: Vec<u8>) -> Result<(), String> {
     let voucher = std::str::from_utf8(&message)
         .ok()
         .and_then(VoucherId::parse)
@@ -85,6 +85,7 @@ fn on_message(message: Vec<u8>) -> Result<(), String> {
     };
     let mut db = database(&address);
     let report = order_export::export(&mut redis, &mut db, &[voucher], Runner::Woken, try_again)
+        .await
         .map_err(|e| format!("order-export: voucher {voucher}: {e}"))?;
     log_parked(&report);
     match report.failed.first() {
@@ -153,19 +154,20 @@ impl Route for ExportAll {
         Ok(())
     }
 
-    fn run(call: &mut Call<'_, Operator>, (): ()) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Operator>, (): ()) -> Result<Reply, ApiError> {
         let Some(address) = pg_address().map_err(ApiError::Internal)? else {
             return Ok(Reply::ok(
                 json!({"enabled": false, "vouchers": 0, "events": 0}),
             ));
         };
         let redis = call.redis()?;
-        let vouchers = order_export::all_vouchers(redis)?;
+        let vouchers = order_export::all_vouchers(redis).await?;
         for &voucher in &vouchers {
-            voucher::get(redis, voucher, OrderExport::On)?;
+            voucher::get(redis, voucher, OrderExport::On).await?;
         }
         let mut db = database(&address);
-        let report = order_export::export(redis, &mut db, &vouchers, Runner::Operator, || false)?;
+        let report =
+            order_export::export(redis, &mut db, &vouchers, Runner::Operator, || false).await?;
         log_parked(&report);
         Ok(Reply::ok(report_json(vouchers.len(), &report)))
     }
@@ -192,11 +194,12 @@ impl Route for Parked {
         Ok((only, limit, from))
     }
 
-    fn run(
+    async fn run(
         call: &mut Call<'_, Operator>,
         (only, limit, from): Self::Input,
     ) -> Result<Reply, ApiError> {
-        let (events, next) = order_export::parked_page(call.redis()?, only, from, limit.get())?;
+        let (events, next) =
+            order_export::parked_page(call.redis()?, only, from, limit.get()).await?;
         let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
         let mut body = json!({"parked": events});
         if let Some(next) = next {
@@ -223,7 +226,10 @@ impl Route for RetryParked {
         voucher_filter(req)
     }
 
-    fn run(call: &mut Call<'_, Operator>, only: Option<VoucherId>) -> Result<Reply, ApiError> {
+    async fn run(
+        call: &mut Call<'_, Operator>,
+        only: Option<VoucherId>,
+    ) -> Result<Reply, ApiError> {
         let Some(address) = pg_address().map_err(ApiError::Internal)? else {
             return Ok(Reply::ok(
                 json!({"enabled": false, "vouchers": 0, "moved": 0, "events": 0}),
@@ -232,18 +238,19 @@ impl Route for RetryParked {
         let redis = call.redis()?;
         let vouchers = match only {
             Some(voucher) => vec![voucher],
-            None => order_export::all_vouchers(redis)?,
+            None => order_export::all_vouchers(redis).await?,
         };
         let (mut moved, mut retried) = (0, Vec::new());
         for &voucher in &vouchers {
-            let n = order_export::unpark(redis, voucher)?;
+            let n = order_export::unpark(redis, voucher).await?;
             if n > 0 {
                 moved += n;
                 retried.push(voucher);
             }
         }
         let mut db = database(&address);
-        let report = order_export::export(redis, &mut db, &retried, Runner::Operator, || false)?;
+        let report =
+            order_export::export(redis, &mut db, &retried, Runner::Operator, || false).await?;
         log_parked(&report);
         let mut body = report_json(vouchers.len(), &report);
         body["moved"] = moved.into();

@@ -43,13 +43,13 @@ impl Route for Webhook {
         })
     }
 
-    fn run(call: &mut Call<'_, Ungated>, signed: Signed) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Ungated>, signed: Signed) -> Result<Reply, ApiError> {
         let secret: String = read(&SpinVariables, "payment_webhook_secret")?;
         signed.signature.verify(&secret, &signed.body)?;
         let event = Event::parse(&signed.body)?;
         let export = OrderExport::from_vars(&SpinVariables)?;
         let redis = call.redis()?;
-        let (located, now_secs) = order::locate(redis, event.order_id)?;
+        let (located, now_secs) = order::locate(redis, event.order_id).await?;
         if !signed.signature.is_fresh(now_secs) {
             return Err(ApiError::InvalidSignature);
         }
@@ -61,7 +61,8 @@ impl Route for Webhook {
             &event.id,
             event.money,
             export,
-        )?;
+        )
+        .await?;
         let settlement = settled.settlement;
         if settlement.needs_attention() && !settled.replayed {
             // Once per event: the outcome is kept, so a retry is replayed.

@@ -33,12 +33,15 @@ impl Route for UseOrder {
         Ok(req.path_id("id").ok())
     }
 
-    fn run(call: &mut Call<'_, Operator>, id: Option<OrderId>) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Operator>, id: Option<OrderId>) -> Result<Reply, ApiError> {
         let id = id.ok_or(ApiError::NotFound)?;
         let export = OrderExport::from_vars(&SpinVariables)?;
         let redis = call.redis()?;
-        let located = order::locate(redis, id)?.0.ok_or(ApiError::NotFound)?;
-        let order = order::change(redis, located.voucher_id, id, Change::Use, None, export)?;
+        let located = order::locate(redis, id)
+            .await?
+            .0
+            .ok_or(ApiError::NotFound)?;
+        let order = order::change(redis, located.voucher_id, id, Change::Use, None, export).await?;
         Ok(Reply::ok(json!({"order": order.to_json()})))
     }
 }
@@ -58,10 +61,10 @@ impl Route for PaymentAttention {
         PageSize::parse(req.query_param("limit").as_deref())
     }
 
-    fn run(call: &mut Call<'_, Operator>, limit: PageSize) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Operator>, limit: PageSize) -> Result<Reply, ApiError> {
         let redis = call.redis()?;
-        let vouchers = all_vouchers(redis)?;
-        let found = payment::attention(redis, &vouchers, limit)?;
+        let vouchers = all_vouchers(redis).await?;
+        let found = payment::attention(redis, &vouchers, limit).await?;
         let events: Vec<_> = found.events.iter().map(|e| e.to_json()).collect();
         Ok(Reply::ok(json!({"count": found.count, "events": events})))
     }

@@ -25,7 +25,7 @@ impl Route for Refresh {
         req.token().ok_or(ApiError::Unauthorized)
     }
 
-    fn run(call: &mut Call<'_, SignedIn>, token: SessionToken) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, SignedIn>, token: SessionToken) -> Result<Reply, ApiError> {
         let session = SessionSettings::from_vars(&SpinVariables)?;
         let user = &call.caller.0;
         let body = json!({

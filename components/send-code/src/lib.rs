@@ -29,17 +29,17 @@ impl Route for SendCode {
         Phone::parse(&phone)
     }
 
-    fn run(call: &mut Call<'_, Ungated>, phone: Phone) -> Result<Reply, ApiError> {
+    async fn run(call: &mut Call<'_, Ungated>, phone: Phone) -> Result<Reply, ApiError> {
         let vars = SpinVariables;
         let settings = CodeSettings::from_vars(&vars)?;
         let limits = RateLimits::from_vars(&vars)?;
         let sms = SmsSender::from_vars(&vars)?;
         let ip = call.client_ip()?;
         let redis = call.redis()?;
-        let sent = send_code(redis, &phone, ip.as_ref(), &settings, &limits)?;
+        let sent = send_code(redis, &phone, ip.as_ref(), &settings, &limits).await?;
         if let Err(reason) = sms.send(&phone, &sent.code, settings.ttl_secs) {
             eprintln!("sms to {} failed: {reason}", phone.masked());
-            withdraw_code(redis, &phone)?;
+            withdraw_code(redis, &phone).await?;
             return Err(ApiError::SmsFailed);
         }
         let body = json!({"expires_in": settings.ttl_secs, "resend_after": settings.resend_secs});

@@ -45,7 +45,12 @@ impl SpinPostgres {
 }
 
 impl Database for SpinPostgres {
-    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, DatabaseError> {
+    /// Spin's pg4 client blocks: the future is ready when polled.
+    async fn execute(
+        &mut self,
+        statement: &str,
+        params: &[SqlValue],
+    ) -> Result<u64, DatabaseError> {
         let params: Vec<ParameterValue> = params
             .iter()
             .map(|p| match p {

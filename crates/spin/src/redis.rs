@@ -32,7 +32,8 @@ impl SpinRedis {
 }
 
 impl Redis for SpinRedis {
-    fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError> {
+    /// Spin's WASI 0.2 client blocks: the future is ready when polled.
+    async fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError> {
         let params: Vec<RedisParameter> = args
             .iter()
             .map(|a| match *a {

@@ -48,7 +48,8 @@ pub trait Route {
     fn parse(req: &ApiRequest) -> Result<Self::Input, ApiError>;
 
     /// The action.
-    fn run(call: &mut Call<'_, Self::Caller>, input: Self::Input) -> Result<Reply, ApiError>;
+    #[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` to promise.
+    async fn run(call: &mut Call<'_, Self::Caller>, input: Self::Input) -> Result<Reply, ApiError>;
 }
 
 /// What an action is given besides its input.
@@ -155,7 +156,8 @@ impl Reply {
 pub trait Admission: Sized {
     /// Admits the request, returning the caller, the limits that applied
     /// and Redis's clock (ms), or refuses it.
-    fn admit(
+    #[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` to promise.
+    async fn admit(
         req: &ApiRequest,
         endpoint: Endpoint,
         redis: &mut Option<SpinRedis>,
@@ -172,14 +174,14 @@ pub trait Gated: Admission {}
 pub struct Operator;
 
 impl Admission for Operator {
-    fn admit(
+    async fn admit(
         req: &ApiRequest,
         endpoint: Endpoint,
         redis: &mut Option<SpinRedis>,
     ) -> Result<(Self, Option<Verdict>, Option<i64>), ApiError> {
         // No session to look for: the Authorization header carries the
         // admin key, which must not reach Redis even as a hash.
-        let (_, verdict, now_ms) = gate_with::<Anyone>(req, endpoint, redis, None)?;
+        let (_, verdict, now_ms) = gate_with::<Anyone>(req, endpoint, redis, None).await?;
         let admin_key: String = read(&SpinVariables, "admin_key")?;
         authorize(&admin_key, req.header("authorization"))?;
         Ok((Operator, verdict, now_ms))
@@ -193,7 +195,7 @@ impl Gated for Operator {}
 pub struct Ungated;
 
 impl Admission for Ungated {
-    fn admit(
+    async fn admit(
         _: &ApiRequest,
         _: Endpoint,
         _: &mut Option<SpinRedis>,
@@ -202,16 +204,16 @@ impl Admission for Ungated {
     }
 }
 
-fn through_gate<C: Caller>(
+async fn through_gate<C: Caller>(
     req: &ApiRequest,
     endpoint: Endpoint,
     redis: &mut Option<SpinRedis>,
 ) -> Result<(C, Option<Verdict>, Option<i64>), ApiError> {
-    gate_with(req, endpoint, redis, req.token())
+    gate_with(req, endpoint, redis, req.token()).await
 }
 
 /// The gate for `req` with `token` as the caller's session token.
-fn gate_with<C: Caller>(
+async fn gate_with<C: Caller>(
     req: &ApiRequest,
     endpoint: Endpoint,
     redis: &mut Option<SpinRedis>,
@@ -231,19 +233,19 @@ fn gate_with<C: Caller>(
         caller,
         verdict,
         now_ms,
-    } = gate::admit::<C>(connection, &request, &vars)?;
+    } = gate::admit::<C>(connection, &request, &vars).await?;
     Ok((caller, Some(verdict), Some(now_ms)))
 }
 
 macro_rules! gated {
     ($($caller:ty),+) => {$(
         impl Admission for $caller {
-            fn admit(
+            async fn admit(
                 req: &ApiRequest,
                 endpoint: Endpoint,
                 redis: &mut Option<SpinRedis>,
             ) -> Result<(Self, Option<Verdict>, Option<i64>), ApiError> {
-                through_gate(req, endpoint, redis)
+                through_gate(req, endpoint, redis).await
             }
         }
     )+};
@@ -255,21 +257,21 @@ impl Gated for Reader {}
 impl Gated for Buyer {}
 
 /// Serves one request with route `R`, once the route is picked.
-pub fn serve_route<R: Route>(req: &ApiRequest) -> Response {
+pub async fn serve_route<R: Route>(req: &ApiRequest) -> Response {
     let mut gate_verdict = None;
-    let outcome = run_route::<R>(req, &mut gate_verdict);
+    let outcome = run_route::<R>(req, &mut gate_verdict).await;
     respond(outcome, gate_verdict)
 }
 
 /// The route's own steps; kept small, since each route has its copy.
-fn run_route<R: Route>(
+async fn run_route<R: Route>(
     req: &ApiRequest,
     gate_verdict: &mut Option<Verdict>,
 ) -> Result<Reply, ApiError> {
     req.expect_method(R::METHOD)?;
     let input = R::parse(req)?;
     let mut redis = None;
-    let (caller, verdict, now_ms) = R::Caller::admit(req, R::ENDPOINT, &mut redis)?;
+    let (caller, verdict, now_ms) = R::Caller::admit(req, R::ENDPOINT, &mut redis).await?;
     *gate_verdict = verdict;
     let mut call = Call {
         caller,
@@ -277,7 +279,7 @@ fn run_route<R: Route>(
         req,
         redis,
     };
-    R::run(&mut call, input)
+    R::run(&mut call, input).await
 }
 
 /// The response for a route's outcome. A refusal after the gate still
@@ -296,14 +298,11 @@ fn respond(outcome: Result<Reply, ApiError>, gate_verdict: Option<Verdict>) -> R
     }
 }
 
-/// Reads a request and hands it to `route`, which picks the route by the
-/// pattern Spin matched; the [`component!`](crate::component) macro writes
-/// it.
-pub async fn serve(req: IncomingRequest, route: impl FnOnce(&ApiRequest) -> Response) -> Response {
-    match ApiRequest::read(req).await {
-        Ok(req) => route(&req),
-        Err(e) => error(&e),
-    }
+/// Reads a request for the [`component!`](crate::component) macro, which
+/// then picks the route by the pattern Spin matched; a request that cannot
+/// be read is answered here.
+pub async fn read_request(req: IncomingRequest) -> Result<ApiRequest, Response> {
+    ApiRequest::read(req).await.map_err(|e| error(&e))
 }
 
 /// A component's HTTP handler for its routes: `component!(Orders, Me)`.
@@ -313,16 +312,17 @@ macro_rules! component {
     ($($route:ty),+ $(,)?) => {
         #[spin_sdk::http_component]
         async fn handle(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
-            $crate::route::serve(req, |req| {
-                let pattern = req.route();
-                $(
-                    if pattern == <$route as $crate::route::Route>::PATH {
-                        return $crate::route::serve_route::<$route>(req);
-                    }
-                )+
-                $crate::http::not_found()
-            })
-            .await
+            let req = match $crate::route::read_request(req).await {
+                Ok(req) => req,
+                Err(response) => return response,
+            };
+            let pattern = req.route();
+            $(
+                if pattern == <$route as $crate::route::Route>::PATH {
+                    return $crate::route::serve_route::<$route>(&req).await;
+                }
+            )+
+            $crate::http::not_found()
         }
     };
 }

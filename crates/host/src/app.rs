@@ -1,23 +1,31 @@
 //! Loading the application: compiling (or loading from the cache) every routed
-//! component, linking it against WASI, wasi:http and the Spin interfaces, and
-//! pre-instantiating it so a request only has to create a fresh instance.
+//! component, linking it against WASI, wasi:http and the Spin interfaces (0.2
+//! and 0.3 side by side), pre-instantiating it so a request only has to
+//! create an instance, and telling by its exports how it is served: a WASI
+//! 0.2 HTTP component gets a fresh instance per request (`server`), a WASI
+//! 0.3 one reused instances (`wasip3`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::manifest::Manifest;
 use crate::router::Router;
 use crate::spin_api::inbound_redis::RedisHandlerPre;
+use crate::spin_api::inbound_redis::p3::RedisHandlerP3Pre;
 use crate::state::{ComponentContext, RequestState};
 use crate::variables::{AppVariables, ComponentVariables};
+use crate::wasip3::ReuseConfig;
 
 /// How many component instances may be alive at once. Requests beyond this
 /// wait for a free slot, within their time limit (see `server`).
@@ -25,13 +33,29 @@ pub const MAX_INSTANCES: u32 = 512;
 
 pub struct LoadedComponent {
     pub context: Arc<ComponentContext>,
-    pub pre: ProxyPre<RequestState>,
+    pub handler: HttpHandler,
+}
+
+/// How a component's HTTP export is called.
+pub enum HttpHandler {
+    /// `wasi:http/incoming-handler@0.2`: a fresh instance per request.
+    Wasi0_2(ProxyPre<RequestState>),
+    /// `wasi:http/handler@0.3`: instances reused, as Spin 4.1 does.
+    Wasi0_3(crate::wasip3::Handler),
 }
 
 /// A component run by `[[trigger.redis]]`.
 pub struct RedisHandler {
     pub context: Arc<ComponentContext>,
-    pub pre: RedisHandlerPre<RequestState>,
+    pub pre: RedisExport,
+}
+
+/// Which Redis export a component has.
+pub enum RedisExport {
+    /// `fermyon:spin/inbound-redis` (spin-sdk 5.x).
+    Wasi0_2(RedisHandlerPre<RequestState>),
+    /// `spin:redis/inbound-redis@3.0.0` (spin-sdk 7).
+    Wasi0_3(RedisHandlerP3Pre<RequestState>),
 }
 
 pub struct App {
@@ -39,15 +63,30 @@ pub struct App {
     pub router: Router,
     pub components: HashMap<String, LoadedComponent>,
     pub redis_handlers: HashMap<String, RedisHandler>,
+    /// The instance slots ([`MAX_INSTANCES`]): a WASI 0.2 request holds one
+    /// while its instance lives, a WASI 0.3 instance for its whole life.
+    pub instance_slots: Arc<Semaphore>,
 }
 
 impl App {
-    pub fn load(manifest: &Manifest, variables: &AppVariables) -> anyhow::Result<Self> {
+    /// `reuse` and `time_limit` (the request time limit) shape how WASI
+    /// 0.3 components are served.
+    pub fn load(
+        manifest: &Manifest,
+        variables: &AppVariables,
+        reuse: ReuseConfig,
+        time_limit: Duration,
+    ) -> anyhow::Result<Self> {
         let engine = new_engine()?;
         let router = Router::new(&manifest.routes)?;
+        let instance_slots = Arc::new(Semaphore::new(MAX_INSTANCES as usize));
         let mut linker = Linker::<RequestState>::new(&engine);
+        // A spin-sdk 7 component imports WASI 0.3 and, through Rust's
+        // standard library, WASI 0.2: both are linked, as in Spin.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(wasm_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(wasm_err)?;
         crate::spin_api::add_to_linker(&mut linker).map_err(wasm_err)?;
 
         let cache = CompileCache::new(&engine);
@@ -70,23 +109,45 @@ impl App {
         let mut components = HashMap::new();
         for decl in manifest.triggered_components() {
             let (context, pre) = prepare(decl)?;
-            let pre = ProxyPre::new(pre).map_err(wasm_err).with_context(|| {
-                format!(
-                    "component `{}` cannot run here (is it a wasi:http component?)",
+            // As Spin tells them apart (`HandlerType::from_instance_pre`).
+            let handler = match (
+                ProxyPre::new(pre.clone()).ok(),
+                ServicePre::new(pre.clone()).ok(),
+            ) {
+                (Some(p2), None) => HttpHandler::Wasi0_2(p2),
+                (None, Some(p3)) => HttpHandler::Wasi0_3(crate::wasip3::Component::handler(
+                    engine.clone(),
+                    p3,
+                    context.clone(),
+                    instance_slots.clone(),
+                    reuse,
+                    time_limit,
+                )),
+                (None, None) => anyhow::bail!(
+                    "component `{}` cannot run here (is it a wasi:http component? It exports \
+                     neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3)",
                     decl.id
-                )
-            })?;
-            components.insert(decl.id.clone(), LoadedComponent { context, pre });
+                ),
+                (Some(_), Some(_)) => anyhow::bail!(
+                    "component `{}` exports multiple different handlers but it's expected to \
+                     export only one",
+                    decl.id
+                ),
+            };
+            components.insert(decl.id.clone(), LoadedComponent { context, handler });
         }
         let mut redis_handlers = HashMap::new();
         for decl in manifest.redis_components() {
             let (context, pre) = prepare(decl)?;
-            let pre = RedisHandlerPre::new(pre).map_err(wasm_err).with_context(|| {
-                format!(
-                    "component `{}` does not export a Redis interface (fermyon:spin/inbound-redis)",
-                    decl.id
-                )
-            })?;
+            let pre = match RedisHandlerPre::new(pre.clone()) {
+                Ok(p2) => RedisExport::Wasi0_2(p2),
+                Err(_) => RedisExport::Wasi0_3(RedisHandlerP3Pre::new(pre).map_err(wasm_err).with_context(|| {
+                    format!(
+                        "component `{}` does not export a Redis interface (fermyon:spin/inbound-redis or spin:redis/inbound-redis@3.0.0)",
+                        decl.id
+                    )
+                })?),
+            };
             redis_handlers.insert(decl.id.clone(), RedisHandler { context, pre });
         }
         Ok(Self {
@@ -94,6 +155,7 @@ impl App {
             router,
             components,
             redis_handlers,
+            instance_slots,
         })
     }
 }

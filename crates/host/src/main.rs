@@ -17,6 +17,7 @@ mod spin_api;
 mod state;
 mod template;
 mod variables;
+mod wasip3;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -76,6 +77,23 @@ enum Commands {
             default_value = "everysec"
         )]
         redis_fsync: Fsync,
+        /// WASI 0.3 components only, as in Spin: the most requests an
+        /// instance takes before it is dropped; `N` or a range `A..B`, drawn
+        /// per instance.
+        #[arg(long, value_parser = wasip3::parse_usize_range)]
+        max_instance_reuse_count: Option<wasip3::Range<usize>>,
+        /// WASI 0.3 components only: the most requests an instance runs at
+        /// once; `N` or `A..B`.
+        #[arg(long, value_parser = wasip3::parse_usize_range)]
+        max_instance_concurrent_reuse_count: Option<wasip3::Range<usize>>,
+        /// WASI 0.3 components only: how long a request's guest may take to
+        /// answer (`500ms`, `2s`, `1..8s`), within the request time limit.
+        #[arg(long, value_parser = wasip3::parse_duration_range)]
+        request_timeout: Option<wasip3::Range<std::time::Duration>>,
+        /// WASI 0.3 components only: how long an idle instance is kept for
+        /// the next request (`1s`, `500ms`, `1..8s`).
+        #[arg(long, default_value = "1s", value_parser = wasip3::parse_duration_range)]
+        idle_instance_timeout: wasip3::Range<std::time::Duration>,
     },
 }
 
@@ -96,6 +114,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_build,
             redis_dir,
             redis_fsync,
+            max_instance_reuse_count,
+            max_instance_concurrent_reuse_count,
+            request_timeout,
+            idle_instance_timeout,
         } => {
             let path = manifest;
             let manifest = Manifest::load(&path)?;
@@ -118,7 +140,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     component.source.display().to_string()
                 );
             }
-            up(&manifest, listen, redis_dir.as_deref(), redis_fsync)
+            let defaults = wasip3::ReuseConfig::default();
+            let reuse = wasip3::ReuseConfig {
+                max_instance_reuse_count: max_instance_reuse_count
+                    .unwrap_or(defaults.max_instance_reuse_count),
+                max_instance_concurrent_reuse_count: max_instance_concurrent_reuse_count
+                    .unwrap_or(defaults.max_instance_concurrent_reuse_count),
+                request_timeout,
+                idle_instance_timeout,
+            };
+            up(&manifest, listen, redis_dir.as_deref(), redis_fsync, reuse)
         }
     }
 }
@@ -128,6 +159,7 @@ fn up(
     listen: SocketAddr,
     redis_dir: Option<&std::path::Path>,
     redis_fsync: Fsync,
+    reuse: wasip3::ReuseConfig,
 ) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     // Start the embedded Redis only when the app declares `redis_address`
@@ -213,7 +245,12 @@ fn up(
             }
         }
     }
-    let app = Arc::new(app::App::load(manifest, &variables)?);
+    let app = Arc::new(app::App::load(
+        manifest,
+        &variables,
+        reuse,
+        server::request_time_limit(),
+    )?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,7 +3,9 @@
 //! `[application.trigger.redis] address`, templates resolved once at start).
 //! One connection per address, plain `SUBSCRIBE`; its messages are handled
 //! one at a time, each by every component of the channel at once, each in a
-//! fresh instance given the raw payload. A component that fails or traps is
+//! fresh instance given the raw payload (a WASI 0.2 export,
+//! `fermyon:spin/inbound-redis`, or a 0.3 one, spin-sdk 7's
+//! `spin:redis/inbound-redis@3.0.0`, as Spin 4.1 runs it). A component that fails or traps is
 //! logged and the message is gone (pub/sub has no retry). A connection that
 //! drops ends the trigger, and `up` with it, as Spin's `up` stops when one
 //! of its triggers exits.
@@ -24,9 +26,10 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 use wasmtime::Store;
 
-use crate::app::App;
+use crate::app::{App, RedisExport};
 use crate::manifest::Manifest;
 use crate::spin_api::inbound_redis::exports::fermyon::spin::inbound_redis::Error as HandlerError;
+use crate::spin_api::inbound_redis::p3::RedisHandlerP3Pre;
 use crate::state::RequestState;
 use crate::variables::AppVariables;
 
@@ -285,19 +288,42 @@ async fn handle(
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
     let result = tokio::time::timeout_at(deadline, async {
-        let instance = handler.pre.instantiate_async(&mut store).await?;
+        let pre = match &handler.pre {
+            RedisExport::Wasi0_2(pre) => pre,
+            RedisExport::Wasi0_3(pre) => return handle_p3(&mut store, pre, payload).await,
+        };
+        let instance = pre.instantiate_async(&mut store).await?;
         instance
             .fermyon_spin_inbound_redis()
             .call_handle_message(&mut store, &payload)
             .await
+            .map(|handled| handled.map_err(|_: HandlerError| ()))
     })
     .await;
     store.data().finish_output();
     Ok(match result?.map_err(crate::app::wasm_err) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(HandlerError::Success | HandlerError::Error)) => {
-            Err(anyhow::anyhow!("Redis handler returned an error"))
-        }
+        Ok(Err(())) => Err(anyhow::anyhow!("Redis handler returned an error")),
         Err(e) => Err(e),
     })
+}
+
+/// The same for a spin-sdk 7 component (`spin:redis/inbound-redis@3.0.0`),
+/// whose export is async: one fresh instance per message, as Spin 4.1 runs
+/// it (no reuse).
+async fn handle_p3(
+    store: &mut Store<RequestState>,
+    pre: &RedisHandlerP3Pre<RequestState>,
+    payload: Vec<u8>,
+) -> wasmtime::Result<Result<(), ()>> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let handled = store
+        .run_concurrent(async |accessor| {
+            instance
+                .spin_redis_inbound_redis()
+                .call_handle_message(accessor, payload)
+                .await
+        })
+        .await??;
+    Ok(handled.map_err(drop))
 }

@@ -1,6 +1,8 @@
 //! The HTTP server: each request is routed, given Spin's request headers and
-//! handled by a fresh instance of its component. A trap or panic in the
-//! component costs that request a 500 and nothing else.
+//! handled by its component: a WASI 0.2 component in a fresh instance, where
+//! a trap or panic costs that request a 500 and nothing else; a WASI 0.3
+//! component by an instance it may share with other requests (`wasip3`),
+//! where a trap or panic costs a 500 to every request that instance runs.
 //!
 //! Every wait is bounded, so that slow or stalled clients and guests that
 //! never finish cannot take the host's connections or instance slots for
@@ -38,10 +40,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::app::{App, LoadedComponent, MAX_INSTANCES};
+use crate::app::{App, HttpHandler, LoadedComponent};
 use crate::router::RouteMatch;
 use crate::state::RequestState;
 
@@ -68,19 +72,23 @@ pub struct Server {
     request_time_limit: Duration,
 }
 
+/// [`REQUEST_TIME_LIMIT`], or what `FLASHSPIN_REQUEST_TIME_LIMIT_MS` says.
+pub fn request_time_limit() -> Duration {
+    std::env::var("FLASHSPIN_REQUEST_TIME_LIMIT_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(REQUEST_TIME_LIMIT)
+}
+
 impl Server {
     pub fn new(app: Arc<App>, listen: SocketAddr) -> Arc<Self> {
-        let request_time_limit = std::env::var("FLASHSPIN_REQUEST_TIME_LIMIT_MS")
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(REQUEST_TIME_LIMIT);
         Arc::new(Self {
+            instances: app.instance_slots.clone(),
             app,
             listen,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-            instances: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
-            request_time_limit,
+            request_time_limit: request_time_limit(),
         })
     }
 
@@ -153,10 +161,16 @@ impl Server {
         let component = &self.app.components[id];
         let redis_commands = Arc::default();
         let response = match self.prepare(req, &route, client) {
-            Ok(req) => {
-                self.run(component, req, deadline, Arc::clone(&redis_commands))
-                    .await
-            }
+            Ok(req) => match &component.handler {
+                HttpHandler::Wasi0_2(pre) => {
+                    self.run(component, pre, req, deadline, Arc::clone(&redis_commands))
+                        .await
+                }
+                HttpHandler::Wasi0_3(handler) => {
+                    self.run_p3(id, handler, req, deadline, Arc::clone(&redis_commands))
+                        .await
+                }
+            },
             Err(e) => {
                 eprintln!("[{id}] bad request: {e}");
                 status_only(StatusCode::BAD_REQUEST)
@@ -221,6 +235,7 @@ impl Server {
     async fn run(
         &self,
         component: &LoadedComponent,
+        pre: &ProxyPre<RequestState>,
         req: Request<Incoming>,
         deadline: tokio::time::Instant,
         redis_commands: Arc<std::sync::atomic::AtomicU32>,
@@ -264,7 +279,7 @@ impl Server {
                 return status_only(StatusCode::INTERNAL_SERVER_ERROR);
             }
         };
-        let pre = component.pre.clone();
+        let pre = pre.clone();
         // The guest runs in its own task: it may keep streaming the body after
         // the response head has been handed back. At the deadline it is
         // dropped wherever it is (running, or waiting for the request body,
@@ -324,6 +339,67 @@ impl Server {
                 status_only(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
+    }
+
+    /// Hands the request to a WASI 0.3 component's instances. The body is
+    /// read as for WASI 0.2 ([`buffer_body`]) before an instance takes the
+    /// request; the request has until `deadline` for its response head.
+    async fn run_p3(
+        &self,
+        id: &str,
+        handler: &crate::wasip3::Handler,
+        req: Request<Incoming>,
+        deadline: tokio::time::Instant,
+        redis_commands: Arc<std::sync::atomic::AtomicU32>,
+    ) -> Response<HyperOutgoingBody> {
+        let limit = self.request_time_limit;
+        let Ok(req) = tokio::time::timeout_at(deadline, buffer_body(req)).await else {
+            eprintln!("[{id}] the request body did not arrive within {limit:?}");
+            return request_timeout();
+        };
+        let waiting_for_body = req.body().waiting.clone();
+        let req = req.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+        let started = Arc::new(AtomicBool::new(false));
+        let data = crate::wasip3::RequestData {
+            deadline,
+            redis_commands,
+            started: started.clone(),
+        };
+        let outcome = tokio::time::timeout_at(deadline, handler.handle(data, req)).await;
+        let error = match outcome {
+            Ok(Ok(response)) => return response,
+            Ok(Err(e)) => e,
+            Err(_elapsed) if !started.load(Ordering::Relaxed) => {
+                eprintln!("[{id}] no instance was free within {limit:?}");
+                return status_only(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            Err(_elapsed) => wasmtime::Error::from(ExpirationError),
+        };
+        if error.is::<ExpirationError>() {
+            // Expired while waiting for more of a large body: the client's
+            // fault, as when it stalls before.
+            if waiting_for_body.load(Ordering::Relaxed) {
+                eprintln!("[{id}] the request body did not arrive within {limit:?}");
+                return request_timeout();
+            }
+            eprintln!("[{id}] component stopped: no response within its time limit");
+        } else if let Some(failed) =
+            error.downcast_ref::<InstantiationError<crate::wasip3::RequestData>>()
+        {
+            if failed.error.is::<crate::wasip3::NoInstanceSlot>() {
+                eprintln!("[{id}] no instance was free within {limit:?}");
+                return status_only(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            eprintln!(
+                "[{id}] cannot instantiate the component: {:?}",
+                failed.error
+            );
+        } else if error.is::<TrapOrPanicError>() {
+            eprintln!("[{id}] component failed: its instance trapped or panicked");
+        } else {
+            eprintln!("[{id}] component failed: {error:?}");
+        }
+        status_only(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 

@@ -1,12 +1,16 @@
-//! The data of one request's store: WASI and wasi:http contexts, the
-//! resource table, and the component's resolved configuration.
+//! The data of an instance's store: WASI and wasi:http contexts, the
+//! resource table, and the component's resolved configuration. A WASI 0.2
+//! instance serves one request; a WASI 0.3 one may serve many, some at once
+//! (`wasip3`), so what is counted per request is kept per guest task there.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Weak};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{GuestTaskId, ResourceTable};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -34,10 +38,19 @@ pub struct RequestState {
     http: WasiHttpCtx,
     http_hooks: OutboundHttp,
     pub redis_connections: usize,
+    /// How many Redis connections the instance may hold at once: 8 per
+    /// request it may run at once.
+    pub redis_connection_limit: usize,
     pub pg_connections: usize,
     /// Redis commands the guest has sent (each one is a round trip), shared
-    /// with the server for the request's log line.
-    pub redis_commands: Arc<std::sync::atomic::AtomicU32>,
+    /// with the server for the request's log line. For a WASI 0.3 instance,
+    /// which runs several requests, the counters are by guest task instead
+    /// (`request_redis_commands`), this one counting what no request claims.
+    pub redis_commands: Arc<AtomicU32>,
+    /// The Redis command counters of the requests a WASI 0.3 instance has
+    /// started, by the guest task that runs each; a counter is dropped
+    /// once its request has been logged.
+    request_redis_commands: HashMap<GuestTaskId, Weak<AtomicU32>>,
     /// The guest's stdout and stderr, forwarded line by line as written.
     stdout: GuestOutput,
     stderr: GuestOutput,
@@ -66,11 +79,30 @@ impl RequestState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             redis_connections: 0,
+            redis_connection_limit: REDIS_CONNECTIONS_PER_REQUEST,
             pg_connections: 0,
             redis_commands: Default::default(),
+            request_redis_commands: HashMap::new(),
             stdout,
             stderr,
         }
+    }
+
+    /// Counts the Redis commands of the request guest task `task` runs
+    /// (a WASI 0.3 instance) on `counter`.
+    pub fn start_request(&mut self, task: GuestTaskId, counter: &Arc<AtomicU32>) {
+        self.request_redis_commands
+            .retain(|_, counter| counter.strong_count() > 0);
+        self.request_redis_commands
+            .insert(task, Arc::downgrade(counter));
+    }
+
+    /// Where a Redis command sent by guest task `task` (the task of the
+    /// export call the host made, if known) is counted.
+    pub fn redis_commands_of(&self, task: Option<GuestTaskId>) -> Arc<AtomicU32> {
+        task.and_then(|task| self.request_redis_commands.get(&task))
+            .and_then(Weak::upgrade)
+            .unwrap_or_else(|| self.redis_commands.clone())
     }
 
     pub fn log_denied(&self, what: &str, target: &str) {
@@ -83,6 +115,9 @@ impl RequestState {
         self.stderr.finish();
     }
 }
+
+/// Redis connections one request may hold open at once.
+pub const REDIS_CONNECTIONS_PER_REQUEST: usize = 8;
 
 /// Which socket addresses the guest may use through `wasi:sockets`, as
 /// Spin 4.0.2 decides: TCP connects and UDP binds and sends when

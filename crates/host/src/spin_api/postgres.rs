@@ -1,5 +1,8 @@
-//! `spin:postgres/postgres@4.0.0`: outbound PostgreSQL as Spin 4.0.2
-//! provides it to spin-sdk's `pg4` (its `crates/factor-outbound-pg`), on
+//! `spin:postgres/postgres@4.2.0`: outbound PostgreSQL as Spin provides it
+//! to spin-sdk 5.2's `pg4` (which imports 4.0.0, a subset) and to spin-sdk
+//! 7's `pg` (which uses the `*-async` functions of 4.2.0; their host side
+//! waits for PostgreSQL outside the store, and `query-async` streams its
+//! rows), as Spin's `crates/factor-outbound-pg` does, on
 //! the same `tokio-postgres` release (0.7.12), so that connection strings
 //! parse alike. Every address the client would dial, each host and each
 //! `hostaddr`, is checked against `allowed_outbound_hosts` (scheme
@@ -22,6 +25,8 @@
 //! - a result of more than 128 MiB fails.
 //!
 //! Connections are pooled per component as Spin pools them (`pg_pool`).
+//! A `connection-builder` with a CA root fails to build: this host has no
+//! TLS (see below).
 //!
 //! Where this host differs, it is stricter or slower, never more lenient:
 //! `hostaddr` is checked where Spin 4.0.2 checks only host names (and lets
@@ -37,20 +42,26 @@
 // allows the same lint.
 #![allow(clippy::result_large_err)]
 
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use anyhow::Context as _;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use futures::StreamExt as _;
 use tokio_postgres::types::{FromSql, ToSql, Type};
-use tokio_postgres::{Config, Row};
-use wasmtime::component::Resource;
+use tokio_postgres::{Config, Row, RowStream};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{
+    Accessor, Destination, FutureReader, Resource, StreamProducer, StreamReader, StreamResult,
+};
 
-use super::pg_pool::Pooled;
+use super::SpinHost;
+use super::pg_pool::{PgPools, Pooled};
 use super::spin::postgres::postgres::{
-    Column, DbDataType, DbError, DbValue, Error, Host, HostConnection, ParameterValue, QueryError,
-    RowSet,
+    Column, DbDataType, DbError, DbValue, Error, Host, HostConnection, HostConnectionBuilder,
+    HostConnectionBuilderWithStore, HostConnectionWithStore, ParameterValue, QueryError, RowSet,
 };
 use crate::state::RequestState;
 
@@ -64,6 +75,12 @@ const MAX_RESULT_BYTES: usize = 128 << 20;
 /// The host state behind a guest's `connection` resource.
 pub struct PgConnection {
     client: Arc<Pooled>,
+}
+
+/// The host state behind a guest's `connection-builder` resource.
+pub struct PgConnectionBuilder {
+    address: String,
+    ca_root: Option<String>,
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, Error>>;
@@ -97,29 +114,102 @@ impl RequestState {
         // Shared so a statement runs without holding a borrow of the table.
         Ok(self.table.get(res)?.client.clone())
     }
+
+    /// Parses and checks `address`, and reserves one of the instance's
+    /// connections for it.
+    fn pg_reserve(&mut self, address: &str) -> Result<Config, Error> {
+        let config =
+            Config::from_str(address).map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+        self.check_pg_address(&config)?;
+        if self.pg_connections >= MAX_CONNECTIONS_PER_INSTANCE {
+            return Err(Error::ConnectionFailed("too many connections".into()));
+        }
+        self.pg_connections += 1;
+        Ok(config)
+    }
+
+    /// Hands the guest the connection [`pg_reserve`](Self::pg_reserve) was
+    /// for, or gives the reservation back.
+    fn pg_push(&mut self, connected: Result<Pooled, Error>) -> HostResult<Resource<PgConnection>> {
+        match connected {
+            Ok(client) => Ok(Ok(self.table.push(PgConnection {
+                client: Arc::new(client),
+            })?)),
+            Err(e) => {
+                self.pg_connections = self.pg_connections.saturating_sub(1);
+                Ok(Err(e))
+            }
+        }
+    }
+
+    fn pg_builder(
+        &mut self,
+        res: &Resource<PgConnectionBuilder>,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let builder = self.table.get(res)?;
+        if builder.ca_root.is_some() {
+            return Ok(Err(Error::ConnectionFailed(
+                "a CA root needs TLS, which this host does not support".into(),
+            )));
+        }
+        Ok(Ok(builder.address.clone()))
+    }
+}
+
+/// A connection to `address` from the component's pool.
+async fn pg_connect(pools: Arc<PgPools>, address: &str, config: &Config) -> Result<Pooled, Error> {
+    pools
+        .get(address, config)
+        .await
+        .map_err(|e| Error::ConnectionFailed(error_chain(&PoolCreate(e))))
+}
+
+/// Prepares `statement` (as Spin since f0256b37, so the columns are known
+/// even when no row comes) and starts it; a parameter that cannot be
+/// converted is `bad-parameter`.
+async fn start_query(
+    client: &Pooled,
+    statement: &str,
+    params: Vec<ParameterValue>,
+) -> Result<(Vec<Column>, RowStream), Error> {
+    let params = to_sql_parameters(params).map_err(Error::BadParameter)?;
+    let stmt = client.prepare(statement).await.map_err(query_failed)?;
+    let columns = stmt
+        .columns()
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            data_type: data_type(c.type_()),
+        })
+        .collect();
+    let stream = client
+        .query_raw(&stmt, params)
+        .await
+        .map_err(query_failed)?;
+    Ok((columns, stream))
+}
+
+async fn run_execute(
+    client: &Pooled,
+    statement: &str,
+    params: Vec<ParameterValue>,
+) -> Result<u64, Error> {
+    let params = to_sql_parameters(params).map_err(Error::ValueConversionFailed)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    client.execute(statement, &refs).await.map_err(query_failed)
 }
 
 impl HostConnection for RequestState {
     async fn open(&mut self, address: String) -> HostResult<Resource<PgConnection>> {
-        let config = match Config::from_str(&address) {
+        let config = match self.pg_reserve(&address) {
             Ok(config) => config,
-            Err(e) => return Ok(Err(Error::ConnectionFailed(e.to_string()))),
+            Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = self.check_pg_address(&config) {
-            return Ok(Err(e));
-        }
-        if self.pg_connections >= MAX_CONNECTIONS_PER_INSTANCE {
-            return Ok(Err(Error::ConnectionFailed("too many connections".into())));
-        }
-        let pools = self.component.pg_pools.clone();
-        let client = match pools.get(&address, &config).await {
-            Ok(client) => client,
-            Err(e) => return Ok(Err(Error::ConnectionFailed(error_chain(&PoolCreate(e))))),
-        };
-        self.pg_connections += 1;
-        Ok(Ok(self.table.push(PgConnection {
-            client: Arc::new(client),
-        })?))
+        let connected = pg_connect(self.component.pg_pools.clone(), &address, &config).await;
+        self.pg_push(connected)
     }
 
     async fn query(
@@ -129,27 +219,9 @@ impl HostConnection for RequestState {
         params: Vec<ParameterValue>,
     ) -> HostResult<RowSet> {
         let client = self.pg_client(&res)?;
-        let params = match to_sql_parameters(params) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(Error::BadParameter(e))),
-        };
-        // As Spin since f0256b37: prepare, so the columns are known even
-        // when no row comes.
-        let stmt = match client.prepare(&statement).await {
-            Ok(stmt) => stmt,
-            Err(e) => return Ok(Err(query_failed(e))),
-        };
-        let columns = stmt
-            .columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_owned(),
-                data_type: data_type(c.type_()),
-            })
-            .collect();
-        let stream = match client.query_raw(&stmt, params).await {
-            Ok(stream) => stream,
-            Err(e) => return Ok(Err(query_failed(e))),
+        let (columns, stream) = match start_query(&client, &statement, params).await {
+            Ok(started) => started,
+            Err(e) => return Ok(Err(e)),
         };
         let mut stream = std::pin::pin!(stream);
         let mut rows = Vec::new();
@@ -182,24 +254,195 @@ impl HostConnection for RequestState {
         params: Vec<ParameterValue>,
     ) -> HostResult<u64> {
         let client = self.pg_client(&res)?;
-        let params = match to_sql_parameters(params) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(Error::ValueConversionFailed(e))),
-        };
-        let refs: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        Ok(client
-            .execute(statement.as_str(), &refs)
-            .await
-            .map_err(query_failed))
+        Ok(run_execute(&client, &statement, params).await)
     }
 
     async fn drop(&mut self, res: Resource<PgConnection>) -> wasmtime::Result<()> {
         self.table.delete(res)?;
         self.pg_connections = self.pg_connections.saturating_sub(1);
         Ok(())
+    }
+}
+
+impl HostConnectionBuilder for RequestState {
+    async fn new(&mut self, address: String) -> wasmtime::Result<Resource<PgConnectionBuilder>> {
+        Ok(self.table.push(PgConnectionBuilder {
+            address,
+            ca_root: None,
+        })?)
+    }
+
+    async fn set_ca_root(
+        &mut self,
+        res: Resource<PgConnectionBuilder>,
+        certificate: String,
+    ) -> HostResult<()> {
+        self.table.get_mut(&res)?.ca_root = Some(certificate);
+        Ok(Ok(()))
+    }
+
+    async fn build(
+        &mut self,
+        res: Resource<PgConnectionBuilder>,
+    ) -> HostResult<Resource<PgConnection>> {
+        match self.pg_builder(&res)? {
+            Ok(address) => self.open(address).await,
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn drop(&mut self, res: Resource<PgConnectionBuilder>) -> wasmtime::Result<()> {
+        self.table.delete(res)?;
+        Ok(())
+    }
+}
+
+/// `open-async` and `build-async`: checks in the store, the connection
+/// outside it.
+async fn open_async(
+    accessor: &Accessor<RequestState, SpinHost>,
+    address: String,
+) -> HostResult<Resource<PgConnection>> {
+    let reserved = accessor.with(|mut access| {
+        let state = access.get();
+        state
+            .pg_reserve(&address)
+            .map(|config| (config, state.component.pg_pools.clone()))
+    });
+    let (config, pools) = match reserved {
+        Ok(reserved) => reserved,
+        Err(e) => return Ok(Err(e)),
+    };
+    let connected = pg_connect(pools, &address, &config).await;
+    accessor.with(|mut access| access.get().pg_push(connected))
+}
+
+/// Rows for the guest's `stream<row>`, from the task reading them.
+struct RowProducer(tokio::sync::mpsc::Receiver<Vec<DbValue>>);
+
+impl<D> StreamProducer<D> for RowProducer {
+    type Item = Vec<DbValue>;
+    type Buffer = Option<Vec<DbValue>>;
+
+    fn poll_produce<'a>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut store: StoreContextMut<'a, D>,
+        mut destination: Destination<'a, Self::Item, Self::Buffer>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        // A read of nothing only asks whether rows may come: say yes rather
+        // than take one the guest might never read.
+        if destination.remaining(&mut store) == Some(0) {
+            return Poll::Ready(Ok(StreamResult::Completed));
+        }
+        match self.get_mut().0.poll_recv(cx) {
+            Poll::Ready(Some(row)) => {
+                destination.set_buffer(Some(row));
+                Poll::Ready(Ok(StreamResult::Completed))
+            }
+            Poll::Ready(None) => Poll::Ready(Ok(StreamResult::Dropped)),
+            Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Reads a query's rows into `rows` as the guest takes them, then says
+/// how the query ended. As Spin's `query-async`: a server error keeps its
+/// structure (`db-error`), a column that cannot be read is text, a row of
+/// more than 128 MiB ends the query, and the reading stops when the guest
+/// drops the stream.
+async fn stream_rows(
+    stream: RowStream,
+    rows: tokio::sync::mpsc::Sender<Vec<DbValue>>,
+    ended: tokio::sync::oneshot::Sender<Result<(), Error>>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    let outcome = loop {
+        let row = tokio::select! {
+            biased;
+            () = rows.closed() => break Ok(()),
+            row = stream.next() => row,
+        };
+        let Some(row) = row else { break Ok(()) };
+        let row = match row.map_err(query_failed).and_then(|row| {
+            convert_row(&row).map_err(|e| Error::QueryFailed(QueryError::Text(error_chain(&e))))
+        }) {
+            Ok(row) => row,
+            Err(e) => break Err(e),
+        };
+        if row.iter().map(memory_size).sum::<usize>() > MAX_RESULT_BYTES {
+            break Err(Error::QueryFailed(QueryError::Text(format!(
+                "query result exceeds limit of {MAX_RESULT_BYTES} bytes"
+            ))));
+        }
+        if rows.send(row).await.is_err() {
+            break Ok(());
+        }
+    };
+    let _ = ended.send(outcome);
+}
+
+impl HostConnectionWithStore<RequestState> for SpinHost {
+    async fn open_async(
+        accessor: &Accessor<RequestState, Self>,
+        address: String,
+    ) -> HostResult<Resource<PgConnection>> {
+        open_async(accessor, address).await
+    }
+
+    async fn query_async(
+        accessor: &Accessor<RequestState, Self>,
+        res: Resource<PgConnection>,
+        statement: String,
+        params: Vec<ParameterValue>,
+    ) -> HostResult<(
+        Vec<Column>,
+        StreamReader<Vec<DbValue>>,
+        FutureReader<Result<(), Error>>,
+    )> {
+        let client = accessor.with(|mut access| access.get().pg_client(&res))?;
+        let (columns, stream) = match start_query(&client, &statement, params).await {
+            Ok(started) => started,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(4);
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+        // The connection stays in use until the rows are read or dropped.
+        tokio::spawn(async move {
+            stream_rows(stream, rows_tx, ended_tx).await;
+            drop(client);
+        });
+        accessor.with(|mut access| {
+            let rows = StreamReader::new(&mut access, RowProducer(rows_rx))?;
+            let ended = FutureReader::new(&mut access, async move {
+                Ok::<_, wasmtime::Error>(ended_rx.await.unwrap_or(Ok(())))
+            })?;
+            Ok(Ok((columns, rows, ended)))
+        })
+    }
+
+    async fn execute_async(
+        accessor: &Accessor<RequestState, Self>,
+        res: Resource<PgConnection>,
+        statement: String,
+        params: Vec<ParameterValue>,
+    ) -> HostResult<u64> {
+        let client = accessor.with(|mut access| access.get().pg_client(&res))?;
+        Ok(run_execute(&client, &statement, params).await)
+    }
+}
+
+impl HostConnectionBuilderWithStore<RequestState> for SpinHost {
+    async fn build_async(
+        accessor: &Accessor<RequestState, Self>,
+        res: Resource<PgConnectionBuilder>,
+    ) -> HostResult<Resource<PgConnection>> {
+        match accessor.with(|mut access| access.get().pg_builder(&res))? {
+            Ok(address) => open_async(accessor, address).await,
+            Err(e) => Ok(Err(e)),
+        }
     }
 }
 

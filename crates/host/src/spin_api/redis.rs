@@ -4,7 +4,8 @@
 //! costs measured on this host are the costs on Spin. An address must pass
 //! `allowed_outbound_hosts` both as written (Spin's check) and as the Redis
 //! client reads it, and the client connects with the reading that was
-//! checked (`redis_target`).
+//! checked (`redis_target`). The checks, the connection and the mapping of
+//! replies and errors are shared with `spin:redis@3.0.0` (`redis_v3`).
 
 use std::time::Duration;
 
@@ -18,10 +19,8 @@ use super::fermyon::spin2_0_0::redis::{
     Error, Host, HostConnection, Payload, RedisParameter, RedisResult,
 };
 use crate::outbound::OutboundPolicy;
-use crate::state::RequestState;
+use crate::state::{ComponentContext, RequestState};
 
-/// Connections one request may hold open at once.
-const MAX_CONNECTIONS_PER_REQUEST: usize = 8;
 /// Bounds how long a guest waits for an unreachable or stalled server, so a
 /// Redis outage turns into an error the component can answer with, not a hang.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,39 +50,61 @@ impl RequestState {
         res: &Resource<RedisConnection>,
         cmd: redis::Cmd,
     ) -> HostResult<T> {
-        let mut conn = self.connection(res)?;
+        let conn = self.connection(res)?;
         self.redis_commands
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(cmd.query_async::<T>(&mut conn).await.map_err(to_wit_error))
+        Ok(send(conn, cmd).await)
     }
+}
+
+/// Sends one command and reads its reply as `T`.
+pub(super) async fn send<T: redis::FromRedisValue>(
+    mut conn: MultiplexedConnection,
+    cmd: redis::Cmd,
+) -> Result<T, Error> {
+    cmd.query_async::<T>(&mut conn).await.map_err(to_wit_error)
+}
+
+/// The server `component` may reach at `address`, read once as the client
+/// reads it; a denial is logged.
+pub(super) fn checked_target(
+    component: &ComponentContext,
+    address: &str,
+) -> Result<ConnectionInfo, Error> {
+    match redis_target(&component.outbound, address) {
+        Ok(info) => Ok(info),
+        Err(Refused::NotAllowed) => {
+            crate::log::denied(&component.id, "redis", address);
+            Err(Error::InvalidAddress)
+        }
+        Err(Refused::Malformed) => Err(Error::InvalidAddress),
+    }
+}
+
+/// A connection to the server `info` names, within the host's time limits.
+pub(super) async fn connect(info: ConnectionInfo) -> Result<MultiplexedConnection, Error> {
+    let client = redis::Client::open(info).map_err(|_| Error::InvalidAddress)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(to_wit_error)
 }
 
 impl HostConnection for RequestState {
     async fn open(&mut self, address: String) -> HostResult<Resource<RedisConnection>> {
-        let info = match redis_target(&self.component.outbound, &address) {
+        let info = match checked_target(&self.component, &address) {
             Ok(info) => info,
-            Err(Refused::NotAllowed) => {
-                self.log_denied("redis", &address);
-                return Ok(Err(Error::InvalidAddress));
-            }
-            Err(Refused::Malformed) => return Ok(Err(Error::InvalidAddress)),
+            Err(e) => return Ok(Err(e)),
         };
-        if self.redis_connections >= MAX_CONNECTIONS_PER_REQUEST {
+        if self.redis_connections >= self.redis_connection_limit {
             return Ok(Err(Error::TooManyConnections));
         }
-        let client = match redis::Client::open(info) {
-            Ok(client) => client,
-            Err(_) => return Ok(Err(Error::InvalidAddress)),
-        };
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let conn = match client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        let conn = match connect(info).await {
             Ok(conn) => conn,
-            Err(e) => return Ok(Err(to_wit_error(e))),
+            Err(e) => return Ok(Err(e)),
         };
         self.redis_connections += 1;
         Ok(Ok(self.table.push(RedisConnection { conn })?))
@@ -178,10 +199,7 @@ impl HostConnection for RequestState {
                 RedisParameter::Binary(b) => cmd.arg(b),
             };
         }
-        Ok(self.query::<Value>(&res, cmd).await?.and_then(|value| {
-            let mut out = Vec::new();
-            flatten(value, &mut out).map(|()| out)
-        }))
+        Ok(self.query::<Value>(&res, cmd).await?.and_then(flattened))
     }
 
     async fn drop(&mut self, res: Resource<RedisConnection>) -> wasmtime::Result<()> {
@@ -223,6 +241,12 @@ fn redis_target(policy: &OutboundPolicy, address: &str) -> Result<ConnectionInfo
         return Err(Refused::NotAllowed);
     }
     Ok(info)
+}
+
+/// `value` as `execute`'s flat result list.
+pub(super) fn flattened(value: Value) -> Result<Vec<RedisResult>, Error> {
+    let mut out = Vec::new();
+    flatten(value, &mut out).map(|()| out)
 }
 
 /// Spin's mapping of a reply to `execute`'s flat result list: arrays and

@@ -19,4 +19,5 @@ mod ratelimit;
 mod redis_trigger;
 mod size;
 mod vouchers;
+mod wasip3;
 mod web;

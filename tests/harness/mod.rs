@@ -60,6 +60,25 @@ pub fn is_real_spin() -> bool {
     matches!(host(), Host::Spin(_))
 }
 
+/// Whether the host runs WASI 0.3 components (spin-sdk 7): flashspin does,
+/// and Spin from 4.1 on (`spin --version` says which Spin it is; 4.0.2 and
+/// older cannot load them).
+pub fn runs_wasip3() -> bool {
+    match host() {
+        Host::Flashspin(_) => true,
+        Host::Spin(bin) => spin_version(&bin).is_none_or(|version| version >= (4, 1)),
+    }
+}
+
+/// The major and minor version of a Spin binary (`spin 4.1.0-pre0 (...)`).
+fn spin_version(bin: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.strip_prefix("spin ")?.split_whitespace().next()?;
+    let mut numbers = version.split(['.', '-']).map(|n| n.parse::<u32>().ok());
+    Some((numbers.next()??, numbers.next()??))
+}
+
 /// Builds the components of `manifest` once per test process.
 fn build_once(manifest: &Path) {
     static BUILT: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
@@ -127,6 +146,8 @@ pub struct AppConfig {
     /// Whether the app has HTTP triggers, to wait for; an app of Redis
     /// triggers alone is up once it has subscribed.
     http: bool,
+    /// More arguments of `up`, given to either host.
+    args: Vec<String>,
 }
 
 impl AppConfig {
@@ -145,7 +166,15 @@ impl AppConfig {
             vars,
             env: BTreeMap::new(),
             build: true,
+            args: Vec::new(),
         }
+    }
+
+    /// Adds an argument of `up` that both hosts take (such as
+    /// `--max-instance-reuse-count`).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
     }
 
     /// Leaves a variable unset.
@@ -205,7 +234,8 @@ impl AppConfig {
         cmd.arg("-f")
             .arg(&self.manifest)
             .arg("--listen")
-            .arg(&listen);
+            .arg(&listen)
+            .args(&self.args);
         for (name, value) in &self.vars {
             cmd.env(
                 format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),

@@ -58,7 +58,7 @@ impl Route for Logout {
     }
 
     async fn run(call: &mut Call<'_, SignedIn>, token: SessionToken) -> Result<Reply, ApiError> {
-        logout(call.redis()?, &token).await?;
+        logout(call.redis().await?, &token).await?;
         Ok(Reply::no_content().header("set-cookie", clear_session_cookie()))
     }
 }
@@ -103,7 +103,7 @@ impl Route for Orders {
     ) -> Result<Reply, ApiError> {
         let (user_id, now_ms) = (call.caller.0.id, call.now_ms());
         let (orders, next) = voucher::orders_page(
-            call.redis()?,
+            call.redis().await?,
             user_id,
             status,
             after.as_ref(),
@@ -155,7 +155,7 @@ impl Route for Lottery {
     ) -> Result<Reply, ApiError> {
         let user_id = call.caller.0.id;
         let (purchases, next) =
-            lottery::purchases_page(call.redis()?, user_id, filter, after, limit.get()).await?;
+            lottery::purchases_page(call.redis().await?, user_id, filter, after, limit.get()).await?;
         let purchases: Vec<_> = purchases.iter().map(|p| p.to_json()).collect();
         let mut body = json!({"purchases": purchases});
         if let Some(next) = next {
@@ -174,7 +174,7 @@ async fn own_order(
 ) -> Result<Reply, ApiError> {
     let user_id = call.caller.0.id;
     let export = OrderExport::from_vars(&SpinVariables)?;
-    let redis = call.redis()?;
+    let redis = call.redis().await?;
     let located = order::locate(redis, id)
         .await?
         .0

@@ -27,7 +27,7 @@ impl Route for CreateVoucher {
     async fn run(call: &mut Call<'_, Operator>, (): ()) -> Result<Reply, ApiError> {
         let new = NewVoucher::parse(call.body())?;
         let now_ms = call.now_ms();
-        let created = voucher::create(call.redis()?, new).await?;
+        let created = voucher::create(call.redis().await?, new).await?;
         Ok(Reply::created(json!({"voucher": created.to_json(now_ms)})))
     }
 }
@@ -47,7 +47,7 @@ impl Route for CreateGoods {
 
     async fn run(call: &mut Call<'_, Operator>, (): ()) -> Result<Reply, ApiError> {
         let new = NewGoods::parse(call.body())?;
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let id = lottery::create(redis, &new).await?;
         let goods = lottery::read(redis, id, 0)
             .await?

@@ -50,7 +50,7 @@ impl Route for BuyShares {
     async fn run(call: &mut Call<'_, Buyer>, order: Order) -> Result<Reply, ApiError> {
         let (user_id, purchase_id) = (call.caller.user.id, call.caller.order_id);
         let pseudonyms = PseudonymKey::from_vars(&SpinVariables)?;
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let purchase = lottery::buy(
             redis,
             order.goods_id,

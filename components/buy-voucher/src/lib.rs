@@ -35,7 +35,7 @@ impl Route for BuyVoucher {
         let pay_secs: u32 = read(&SpinVariables, "order_pay_secs")?;
         let export = OrderExport::from_vars(&SpinVariables)?;
         let (user_id, order_id) = (call.caller.user.id, call.caller.order_id);
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let order = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs, export).await?;
         Ok(Reply::created(json!({"order": order.to_json()})))
     }

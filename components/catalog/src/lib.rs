@@ -40,7 +40,7 @@ impl Route for Vouchers {
     async fn run(call: &mut Call<'_, Anyone>, shop: ShopId) -> Result<Reply, ApiError> {
         let now_ms = call.now_ms();
         let export = OrderExport::from_vars(&SpinVariables)?;
-        let vouchers: Vec<Value> = voucher::list_by_shop(call.redis()?, shop, PAGE, export)
+        let vouchers: Vec<Value> = voucher::list_by_shop(call.redis().await?, shop, PAGE, export)
             .await?
             .iter()
             .map(|v| v.to_json(now_ms))
@@ -65,7 +65,7 @@ impl Route for OneVoucher {
     async fn run(call: &mut Call<'_, Anyone>, id: VoucherId) -> Result<Reply, ApiError> {
         let now_ms = call.now_ms();
         let export = OrderExport::from_vars(&SpinVariables)?;
-        let found = voucher::get(call.redis()?, id, export)
+        let found = voucher::get(call.redis().await?, id, export)
             .await?
             .ok_or(ApiError::NotFound)?;
         Ok(Reply::ok(json!({"voucher": found.to_json(now_ms)})))
@@ -86,7 +86,7 @@ impl Route for AllGoods {
     }
 
     async fn run(call: &mut Call<'_, Anyone>, (): ()) -> Result<Reply, ApiError> {
-        let goods: Vec<Value> = lottery::list(call.redis()?, PAGE)
+        let goods: Vec<Value> = lottery::list(call.redis().await?, PAGE)
             .await?
             .iter()
             .map(|g| g.goods_json())
@@ -109,7 +109,7 @@ impl Route for OneGoods {
     }
 
     async fn run(call: &mut Call<'_, Anyone>, id: GoodsId) -> Result<Reply, ApiError> {
-        let goods = lottery::read(call.redis()?, id, 0)
+        let goods = lottery::read(call.redis().await?, id, 0)
             .await?
             .ok_or(ApiError::NotFound)?;
         Ok(Reply::ok(json!({"goods": goods.goods_json()})))
@@ -133,7 +133,7 @@ impl Route for Period {
         call: &mut Call<'_, Anyone>,
         (id, n): (GoodsId, PeriodNumber),
     ) -> Result<Reply, ApiError> {
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let period = lottery::read(redis, id, n.get())
             .await?
             .ok_or(ApiError::NotFound)?;
@@ -171,7 +171,7 @@ impl Route for PeriodPurchases {
         (id, n, limit, after): Self::Input,
     ) -> Result<Reply, ApiError> {
         let (records, next) =
-            lottery::period_records(call.redis()?, id, n.get(), after, limit).await?;
+            lottery::period_records(call.redis().await?, id, n.get(), after, limit).await?;
         let records: Vec<Value> = records.iter().map(|r| r.to_json()).collect();
         let mut body = json!({"purchases": records});
         if let Some(next) = next {

@@ -22,7 +22,7 @@ impl Route for Health {
     }
 
     async fn run(call: &mut Call<'_, Ungated>, (): ()) -> Result<Reply, ApiError> {
-        let checked = match call.redis() {
+        let checked = match call.redis().await {
             Ok(redis) => flashspin_core::health::check(redis)
                 .await
                 .map_err(ApiError::from),

@@ -41,7 +41,7 @@ impl Route for Login {
         let limits = RateLimits::from_vars(&vars)?;
         let ip = call.client_ip()?;
         let signed_in = login(
-            call.redis()?,
+            call.redis().await?,
             &phone,
             &code,
             ip.as_ref(),

@@ -74,7 +74,7 @@ async fn on_message(message: Vec<u8>) -> Result<(), String> {
         return Ok(());
     };
     std::thread::sleep(GATHER);
-    let mut redis = SpinRedis::connect().map_err(|e| format!("order-export: Redis {e}"))?;
+    let mut redis = SpinRedis::connect().await.map_err(|e| format!("order-export: Redis {e}"))?;
     let deadline = Instant::now() + RETRY_FOR;
     let try_again = || {
         let more = Instant::now() < deadline;
@@ -160,7 +160,7 @@ impl Route for ExportAll {
                 json!({"enabled": false, "vouchers": 0, "events": 0}),
             ));
         };
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let vouchers = order_export::all_vouchers(redis).await?;
         for &voucher in &vouchers {
             voucher::get(redis, voucher, OrderExport::On).await?;
@@ -199,7 +199,7 @@ impl Route for Parked {
         (only, limit, from): Self::Input,
     ) -> Result<Reply, ApiError> {
         let (events, next) =
-            order_export::parked_page(call.redis()?, only, from, limit.get()).await?;
+            order_export::parked_page(call.redis().await?, only, from, limit.get()).await?;
         let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
         let mut body = json!({"parked": events});
         if let Some(next) = next {
@@ -235,7 +235,7 @@ impl Route for RetryParked {
                 json!({"enabled": false, "vouchers": 0, "moved": 0, "events": 0}),
             ));
         };
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let vouchers = match only {
             Some(voucher) => vec![voucher],
             None => order_export::all_vouchers(redis).await?,

@@ -48,7 +48,7 @@ impl Route for Webhook {
         signed.signature.verify(&secret, &signed.body)?;
         let event = Event::parse(&signed.body)?;
         let export = OrderExport::from_vars(&SpinVariables)?;
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let (located, now_secs) = order::locate(redis, event.order_id).await?;
         if !signed.signature.is_fresh(now_secs) {
             return Err(ApiError::InvalidSignature);

@@ -36,7 +36,7 @@ impl Route for UseOrder {
     async fn run(call: &mut Call<'_, Operator>, id: Option<OrderId>) -> Result<Reply, ApiError> {
         let id = id.ok_or(ApiError::NotFound)?;
         let export = OrderExport::from_vars(&SpinVariables)?;
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let located = order::locate(redis, id)
             .await?
             .0
@@ -62,7 +62,7 @@ impl Route for PaymentAttention {
     }
 
     async fn run(call: &mut Call<'_, Operator>, limit: PageSize) -> Result<Reply, ApiError> {
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let vouchers = all_vouchers(redis).await?;
         let found = payment::attention(redis, &vouchers, limit).await?;
         let events: Vec<_> = found.events.iter().map(|e| e.to_json()).collect();

@@ -35,9 +35,9 @@ impl Route for SendCode {
         let limits = RateLimits::from_vars(&vars)?;
         let sms = SmsSender::from_vars(&vars)?;
         let ip = call.client_ip()?;
-        let redis = call.redis()?;
+        let redis = call.redis().await?;
         let sent = send_code(redis, &phone, ip.as_ref(), &settings, &limits).await?;
-        if let Err(reason) = sms.send(&phone, &sent.code, settings.ttl_secs) {
+        if let Err(reason) = sms.send(&phone, &sent.code, settings.ttl_secs).await {
             eprintln!("sms to {} failed: {reason}", phone.masked());
             withdraw_code(redis, &phone).await?;
             return Err(ApiError::SmsFailed);

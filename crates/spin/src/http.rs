@@ -7,18 +7,42 @@ use flashspin_core::ApiError;
 use flashspin_core::ratelimit::Verdict;
 use serde::Serialize;
 use serde_json::json;
-use spin_sdk::http::Response;
 
 const JSON: &str = "application/json; charset=utf-8";
+
+/// A response as the routes build it, handed to the Spin SDK of the build
+/// (WASI 0.2 or 0.3) only at the end, by [`component!`](crate::component).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// `status` with no body.
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Sets header `name`, replacing any value it had.
+    pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.into()));
+    }
+}
 
 /// A response with `body` serialised as JSON.
 pub fn json(status: u16, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).expect("response bodies always serialise");
-    Response::builder()
-        .status(status)
-        .header("content-type", JSON)
-        .body(bytes)
-        .build()
+    let mut response = Response::empty(status);
+    response.set_header("content-type", JSON);
+    response.body = bytes;
+    response
 }
 
 /// The response for `error`. Server-side causes go to the component's log,

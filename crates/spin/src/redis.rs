@@ -1,8 +1,11 @@
-//! [`SpinRedis`]: the core's Redis seam over `spin_sdk::redis`. A connection
-//! is opened per request (Spin closes it with the instance).
+//! [`SpinRedis`]: the core's Redis seam over Spin's outbound Redis. On WASI
+//! 0.2 a connection is opened per request (the instance, and so the
+//! connection, lives for one request). On WASI 0.3 an instance serves many
+//! requests, several at once, and they share one connection it keeps: opened
+//! on first use, dropped when it fails to reach Redis, so that the next
+//! request opens a fresh one.
 
 use flashspin_core::redis::{Arg, Redis, RedisError, Reply, url_with_password};
-use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
 
 /// The Spin variable holding the Redis URL, `redis[s]://host[:port]`.
 pub const ADDRESS_VARIABLE: &str = "redis_address";
@@ -12,59 +15,167 @@ pub const ADDRESS_VARIABLE: &str = "redis_address";
 /// where Spin refuses user info.
 pub const PASSWORD_VARIABLE: &str = "redis_password";
 
-pub struct SpinRedis {
-    conn: Connection,
+/// The address from the `redis_address` variable, authenticated with
+/// `redis_password` when that is set.
+fn address() -> Result<String, RedisError> {
+    use flashspin_core::config::Variables;
+    let variable = |name: &str| {
+        crate::variables::SpinVariables
+            .get(name)
+            .map_err(|e| RedisError::Unreachable(format!("variable {name}: {e}")))
+    };
+    Ok(url_with_password(
+        &variable(ADDRESS_VARIABLE)?,
+        &variable(PASSWORD_VARIABLE)?,
+    ))
 }
 
-impl SpinRedis {
-    /// Opens a connection to the address in the `redis_address` variable,
-    /// authenticated with `redis_password` when that is set.
-    pub fn connect() -> Result<Self, RedisError> {
-        let variable = |name: &str| {
-            spin_sdk::variables::get(name)
-                .map_err(|e| RedisError::Unreachable(format!("variable {name}: {e}")))
-        };
-        let address =
-            url_with_password(&variable(ADDRESS_VARIABLE)?, &variable(PASSWORD_VARIABLE)?);
-        let conn = Connection::open(&address).map_err(to_core_error)?;
-        Ok(Self { conn })
-    }
-}
-
-impl Redis for SpinRedis {
-    /// Spin's WASI 0.2 client blocks: the future is ready when polled.
-    async fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError> {
-        let params: Vec<RedisParameter> = args
+/// The arguments as Spin's client takes them.
+macro_rules! params {
+    ($sdk:path, $args:expr) => {{
+        use $sdk as redis_sdk;
+        $args
             .iter()
             .map(|a| match *a {
-                Arg::Int(i) => RedisParameter::Int64(i),
-                Arg::Bytes(b) => RedisParameter::Binary(b.to_vec()),
+                Arg::Int(i) => redis_sdk::RedisParameter::Int64(i),
+                Arg::Bytes(b) => redis_sdk::RedisParameter::Binary(b.to_vec()),
             })
-            .collect();
-        let results = self.conn.execute(command, &params).map_err(to_core_error)?;
-        Ok(results
+            .collect::<Vec<_>>()
+    }};
+}
+
+/// Spin's replies as the core reads them.
+macro_rules! replies {
+    ($sdk:path, $results:expr) => {{
+        use $sdk as redis_sdk;
+        $results
             .into_iter()
             .map(|r| match r {
-                RedisResult::Nil => Reply::Nil,
-                RedisResult::Status(s) => Reply::Status(s),
-                RedisResult::Int64(i) => Reply::Int(i),
-                RedisResult::Binary(b) => Reply::Bytes(b),
+                redis_sdk::RedisResult::Nil => Reply::Nil,
+                redis_sdk::RedisResult::Status(s) => Reply::Status(s),
+                redis_sdk::RedisResult::Int64(i) => Reply::Int(i),
+                redis_sdk::RedisResult::Binary(b) => Reply::Bytes(b.into()),
             })
-            .collect())
+            .collect()
+    }};
+}
+
+/// Spin's errors as the core's: an error reply from the server, or no
+/// server to talk to.
+macro_rules! core_error {
+    ($sdk:path, $e:expr) => {{
+        use $sdk as redis_sdk;
+        match $e {
+            redis_sdk::Error::InvalidAddress => {
+                RedisError::Unreachable("address invalid or not in allowed_outbound_hosts".into())
+            }
+            redis_sdk::Error::TooManyConnections => {
+                RedisError::Unreachable("too many connections".into())
+            }
+            redis_sdk::Error::TypeError => RedisError::UnexpectedReply("type error".into()),
+            redis_sdk::Error::Other(m) if is_server_error(&m) => RedisError::Server(m),
+            redis_sdk::Error::Other(m) => RedisError::Unreachable(m),
+        }
+    }};
+}
+
+#[cfg(not(feature = "wasip3"))]
+mod imp {
+    use super::*;
+    use spin_sdk::redis::Connection;
+
+    pub struct SpinRedis {
+        conn: Connection,
+    }
+
+    impl SpinRedis {
+        /// Opens this request's connection.
+        pub async fn connect() -> Result<Self, RedisError> {
+            let conn =
+                Connection::open(&address()?).map_err(|e| core_error!(spin_sdk::redis, e))?;
+            Ok(Self { conn })
+        }
+    }
+
+    impl Redis for SpinRedis {
+        /// Spin's WASI 0.2 client blocks: the future is ready when polled.
+        async fn execute(
+            &mut self,
+            command: &str,
+            args: &[Arg<'_>],
+        ) -> Result<Vec<Reply>, RedisError> {
+            let params = params!(spin_sdk::redis, args);
+            let results = self
+                .conn
+                .execute(command, &params)
+                .map_err(|e| core_error!(spin_sdk::redis, e))?;
+            Ok(replies!(spin_sdk::redis, results))
+        }
     }
 }
 
-fn to_core_error(e: Error) -> RedisError {
-    match e {
-        Error::InvalidAddress => {
-            RedisError::Unreachable("address invalid or not in allowed_outbound_hosts".into())
+#[cfg(feature = "wasip3")]
+mod imp {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use spin_sdk_wasip3::redis::Connection;
+
+    thread_local! {
+        /// The instance's connection, shared by the requests it serves.
+        static KEPT: RefCell<Option<Rc<Connection>>> = const { RefCell::new(None) };
+    }
+
+    pub struct SpinRedis {
+        conn: Rc<Connection>,
+    }
+
+    impl SpinRedis {
+        /// The instance's connection, opened if it has none.
+        pub async fn connect() -> Result<Self, RedisError> {
+            if let Some(conn) = KEPT.with(|kept| kept.borrow().clone()) {
+                return Ok(Self { conn });
+            }
+            let conn = Connection::open(address()?)
+                .await
+                .map_err(|e| core_error!(spin_sdk_wasip3::redis, e))?;
+            let conn = Rc::new(conn);
+            // Two requests may have opened one each; the last one is kept.
+            KEPT.with(|kept| *kept.borrow_mut() = Some(conn.clone()));
+            Ok(Self { conn })
         }
-        Error::TooManyConnections => RedisError::Unreachable("too many connections".into()),
-        Error::TypeError => RedisError::UnexpectedReply("type error".into()),
-        Error::Other(m) if is_server_error(&m) => RedisError::Server(m),
-        Error::Other(m) => RedisError::Unreachable(m),
+    }
+
+    impl Redis for SpinRedis {
+        async fn execute(
+            &mut self,
+            command: &str,
+            args: &[Arg<'_>],
+        ) -> Result<Vec<Reply>, RedisError> {
+            let params = params!(spin_sdk_wasip3::redis, args);
+            match self.conn.execute(command, params).await {
+                Ok(results) => Ok(replies!(spin_sdk_wasip3::redis, results)),
+                Err(e) => {
+                    let e = core_error!(spin_sdk_wasip3::redis, e);
+                    if matches!(e, RedisError::Unreachable(_)) {
+                        // A dead connection: the next request opens another.
+                        // This one is not retried: the command may have run.
+                        KEPT.with(|kept| {
+                            let mut kept = kept.borrow_mut();
+                            if kept.as_ref().is_some_and(|k| Rc::ptr_eq(k, &self.conn)) {
+                                *kept = None;
+                            }
+                        });
+                    }
+                    Err(e)
+                }
+            }
+        }
     }
 }
+
+pub use imp::SpinRedis;
 
 /// Spin words an error reply as "An error was signalled by the server - ..."
 /// or, for codes its client does not know, "WRONGTYPE: ..."; anything else

@@ -6,14 +6,15 @@ use flashspin_core::ApiError;
 use flashspin_core::body::JsonObject;
 use flashspin_core::client_ip::{ClientIp, TrustedProxies};
 use flashspin_core::session::SessionToken;
-use futures::StreamExt;
-use spin_sdk::http::{IncomingRequest, Method};
 
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+use crate::sdk::{SdkRequest, read_parts};
+
+pub use crate::sdk::MAX_BODY_BYTES;
 
 /// A request read and ready for the core.
 pub struct ApiRequest {
-    pub method: Method,
+    /// `GET`, `POST`...
+    pub method: String,
     headers: Vec<(String, Vec<u8>)>,
     pub query: String,
     pub body: Vec<u8>,
@@ -21,35 +22,13 @@ pub struct ApiRequest {
 
 impl ApiRequest {
     /// Reads `req`, refusing bodies over [`MAX_BODY_BYTES`].
-    pub async fn read(req: IncomingRequest) -> Result<Self, ApiError> {
-        let method = req.method();
-        let headers = req.headers().entries();
-        let query = req
-            .path_with_query()
-            .and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()))
-            .unwrap_or_default();
-        let declared = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-            return Err(ApiError::PayloadTooLarge);
-        }
-        let mut body = Vec::new();
-        let mut stream = req.into_body_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| ApiError::InvalidRequest(format!("unreadable body: {e:?}")))?;
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(ApiError::PayloadTooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+    pub async fn read(req: SdkRequest) -> Result<Self, ApiError> {
+        let raw = read_parts(req).await?;
         Ok(Self {
-            method,
-            headers,
-            query,
-            body,
+            method: raw.method,
+            headers: raw.headers,
+            query: raw.query,
+            body: raw.body,
         })
     }
 
@@ -125,16 +104,7 @@ impl ApiRequest {
 
     /// Refuses any method but `allowed` (e.g. `"POST"`).
     pub fn expect_method(&self, allowed: &'static str) -> Result<(), ApiError> {
-        // Only the methods routes answer; anything else is refused.
-        let method = match self.method {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-            Method::Patch => "PATCH",
-            _ => "",
-        };
-        if method == allowed {
+        if self.method == allowed {
             Ok(())
         } else {
             Err(ApiError::MethodNotAllowed(allowed))
@@ -183,7 +153,7 @@ mod tests {
 
     fn request(headers: &[(&str, &[u8])]) -> ApiRequest {
         ApiRequest {
-            method: Method::Get,
+            method: "GET".into(),
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_vec()))

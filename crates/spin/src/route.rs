@@ -23,9 +23,8 @@ use flashspin_core::gate::{self, Admitted, Anyone, Buyer, Caller, GateRequest, R
 use flashspin_core::ratelimit::{Endpoint, Verdict};
 use flashspin_core::session::{SessionSettings, SessionToken};
 use serde_json::Value;
-use spin_sdk::http::{IncomingRequest, Response};
 
-use crate::http::{add_ratelimit_headers, error, json};
+use crate::http::{Response, add_ratelimit_headers, error, json};
 use crate::redis::SpinRedis;
 use crate::request::ApiRequest;
 use crate::variables::SpinVariables;
@@ -71,9 +70,9 @@ impl<C: Gated> Call<'_, C> {
 
 impl<C> Call<'_, C> {
     /// The request's Redis connection, opened on first use.
-    pub fn redis(&mut self) -> Result<&mut SpinRedis, ApiError> {
+    pub async fn redis(&mut self) -> Result<&mut SpinRedis, ApiError> {
         if self.redis.is_none() {
-            self.redis = Some(SpinRedis::connect()?);
+            self.redis = Some(SpinRedis::connect().await?);
         }
         Ok(self.redis.as_mut().expect("just connected"))
     }
@@ -139,7 +138,7 @@ impl Reply {
     fn into_response(self, gate_verdict: Option<&Verdict>) -> Response {
         let mut response = match &self.body {
             Some(body) => json(self.status, body),
-            None => Response::builder().status(self.status).build(),
+            None => Response::empty(self.status),
         };
         for (name, value) in self.headers {
             response.set_header(name, value);
@@ -228,7 +227,7 @@ async fn gate_with<C: Caller>(
         limits: GateRequest::limits_for(C::ACCESS, &vars)?,
         session: SessionSettings::from_vars(&vars)?,
     };
-    let connection = redis.insert(SpinRedis::connect()?);
+    let connection = redis.insert(SpinRedis::connect().await?);
     let Admitted {
         caller,
         verdict,
@@ -301,7 +300,8 @@ fn respond(outcome: Result<Reply, ApiError>, gate_verdict: Option<Verdict>) -> R
 /// Reads a request for the [`component!`](crate::component) macro, which
 /// then picks the route by the pattern Spin matched; a request that cannot
 /// be read is answered here.
-pub async fn read_request(req: IncomingRequest) -> Result<ApiRequest, Response> {
+pub async fn read_request(req: crate::sdk::SdkRequest) -> Result<ApiRequest, Response> {
+    crate::variables::prepare().await;
     ApiRequest::read(req).await.map_err(|e| error(&e))
 }
 
@@ -310,8 +310,7 @@ pub async fn read_request(req: IncomingRequest) -> Result<ApiRequest, Response> 
 #[macro_export]
 macro_rules! component {
     ($($route:ty),+ $(,)?) => {
-        #[spin_sdk::http_component]
-        async fn handle(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
+        async fn __flashspin_serve(req: $crate::sdk::SdkRequest) -> $crate::http::Response {
             let req = match $crate::route::read_request(req).await {
                 Ok(req) => req,
                 Err(response) => return response,
@@ -324,5 +323,6 @@ macro_rules! component {
             )+
             $crate::http::not_found()
         }
+        $crate::__http_entry!(__flashspin_serve);
     };
 }

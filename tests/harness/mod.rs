@@ -29,8 +29,17 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The app's own manifest.
+/// The app's own manifest: `spin.toml` (the WASI 0.2 build), or the one
+/// `FLASHSPIN_MANIFEST` names (`spin.wasip3.toml`, for a host that runs
+/// WASI 0.3 components), so that the suite runs against either build.
 pub fn app_manifest() -> PathBuf {
-    repo_root().join("spin.toml")
+    let name = std::env::var("FLASHSPIN_MANIFEST").unwrap_or_else(|_| "spin.toml".into());
+    repo_root().join(name)
+}
+
+/// Whether the suite runs the WASI 0.3 build.
+pub fn is_wasip3_build() -> bool {
+    app_manifest().ends_with("spin.wasip3.toml")
 }
 
 /// The order exporter's manifest, an app of one Redis trigger.

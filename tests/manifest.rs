@@ -256,17 +256,33 @@ fn the_wasip3_manifest_is_the_same_app() {
             component.insert("source".into(), format!("target/{file}").into());
             let build = component["build"].as_table_mut().unwrap();
             let command = build["command"].as_str().unwrap();
-            let plain_command = command.replace(" --target-dir target/wasip3 --features wasip3", "");
-            assert_ne!(plain_command, command, "{name}: built with the wasip3 feature");
+            let plain_command =
+                command.replace(" --target-dir target/wasip3 --features wasip3", "");
+            assert_ne!(
+                plain_command, command,
+                "{name}: built with the wasip3 feature"
+            );
             build.insert("command".into(), plain_command.into());
         }
     }
     assert_eq!(rebuilt, plain, "spin.wasip3.toml differs from spin.toml");
     // Every component that talks to Redis over HTTP is in the 0.3 build.
     for name in [
-        "account", "admin", "buy-lottery-shares", "buy-voucher", "catalog", "health",
-        "login", "payments", "redeem", "refresh", "send-code",
+        "account",
+        "admin",
+        "buy-lottery-shares",
+        "buy-voucher",
+        "catalog",
+        "health",
+        "login",
+        "payments",
+        "redeem",
+        "refresh",
+        "send-code",
     ] {
-        assert!(moved.iter().any(|m| m == name), "{name} is not a WASI 0.3 build");
+        assert!(
+            moved.iter().any(|m| m == name),
+            "{name} is not a WASI 0.3 build"
+        );
     }
 }

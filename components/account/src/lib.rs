@@ -155,7 +155,8 @@ impl Route for Lottery {
     ) -> Result<Reply, ApiError> {
         let user_id = call.caller.0.id;
         let (purchases, next) =
-            lottery::purchases_page(call.redis().await?, user_id, filter, after, limit.get()).await?;
+            lottery::purchases_page(call.redis().await?, user_id, filter, after, limit.get())
+                .await?;
         let purchases: Vec<_> = purchases.iter().map(|p| p.to_json()).collect();
         let mut body = json!({"purchases": purchases});
         if let Some(next) = next {

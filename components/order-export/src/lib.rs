@@ -74,7 +74,9 @@ async fn on_message(message: Vec<u8>) -> Result<(), String> {
         return Ok(());
     };
     std::thread::sleep(GATHER);
-    let mut redis = SpinRedis::connect().await.map_err(|e| format!("order-export: Redis {e}"))?;
+    let mut redis = SpinRedis::connect()
+        .await
+        .map_err(|e| format!("order-export: Redis {e}"))?;
     let deadline = Instant::now() + RETRY_FOR;
     let try_again = || {
         let more = Instant::now() < deadline;

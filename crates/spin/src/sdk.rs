@@ -59,7 +59,7 @@ mod imp {
             Method::Options => "OPTIONS",
             Method::Connect => "CONNECT",
             Method::Trace => "TRACE",
-            Method::Other(m) => return Ok(raw(m, req).await?),
+            Method::Other(m) => return raw(m, req).await,
         }
         .to_string();
         raw(method, req).await

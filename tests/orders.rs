@@ -718,7 +718,7 @@ async fn a_thousand_buyers_race_for_fifty_units_and_unpaid_ones_come_back() {
                 *refusals.entry(reply.error_code()).or_default() += 1;
                 losers.push(token);
             }
-            status => panic!("unexpected {status}: {}", reply.text()),
+            status => panic!("unexpected {status}: {}\n{}", reply.text(), app.logs()),
         }
     }
     let race_over = now_ms();

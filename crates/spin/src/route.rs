@@ -300,8 +300,12 @@ fn respond(outcome: Result<Reply, ApiError>, gate_verdict: Option<Verdict>) -> R
 /// Reads a request for the [`component!`](crate::component) macro, which
 /// then picks the route by the pattern Spin matched; a request that cannot
 /// be read is answered here.
-pub async fn read_request(req: crate::sdk::SdkRequest) -> Result<ApiRequest, Response> {
-    crate::variables::prepare().await;
+/// `component` is the component's id in the manifests (its package name).
+pub async fn read_request(
+    req: crate::sdk::SdkRequest,
+    component: &str,
+) -> Result<ApiRequest, Response> {
+    crate::variables::prepare(component).await;
     ApiRequest::read(req).await.map_err(|e| error(&e))
 }
 
@@ -311,7 +315,7 @@ pub async fn read_request(req: crate::sdk::SdkRequest) -> Result<ApiRequest, Res
 macro_rules! component {
     ($($route:ty),+ $(,)?) => {
         async fn __flashspin_serve(req: $crate::sdk::SdkRequest) -> $crate::http::Response {
-            let req = match $crate::route::read_request(req).await {
+            let req = match $crate::route::read_request(req, env!("CARGO_PKG_NAME")).await {
                 Ok(req) => req,
                 Err(response) => return response,
             };

@@ -1,7 +1,8 @@
 //! The core's [`Variables`] over Spin's variables. The core reads them
 //! synchronously. On WASI 0.2 so does Spin. On WASI 0.3 Spin's `get` is
-//! async, so the instance reads every variable the manifests name once,
-//! before its first request (`prepare`), and answers from that: a warm
+//! async, so the instance reads the variables the manifests give its
+//! component once, before its first request (`prepare`), and answers from
+//! that: a warm
 //! instance sees the values of its start, at most 128 requests or a second
 //! of idleness old (Spin 4.1's reuse limits).
 
@@ -15,7 +16,7 @@ mod imp {
     use super::*;
 
     /// Nothing to do: WASI 0.2 reads variables when asked.
-    pub async fn prepare() {}
+    pub async fn prepare(_component: &str) {}
 
     impl Variables for SpinVariables {
         fn get(&self, name: &str) -> Result<String, String> {
@@ -42,19 +43,23 @@ mod imp {
     include!(concat!(env!("OUT_DIR"), "/variable_names.rs"));
 
     thread_local! {
-        /// Every variable of [`NAMES`], as the instance read it first.
+        /// The component's variables, as the instance read them first.
         static READ: RefCell<Option<HashMap<&'static str, Result<String, String>>>> =
             const { RefCell::new(None) };
     }
 
-    /// Reads every variable once per instance: a component is given only
-    /// some of them, and the others are kept as the error Spin gave.
-    pub async fn prepare() {
+    /// Reads the variables the manifests give `component` (its package
+    /// name, which is its id in the manifests), once per instance.
+    pub async fn prepare(component: &str) {
         if READ.with(|read| read.borrow().is_some()) {
             return;
         }
+        let names = GIVEN
+            .iter()
+            .find(|(c, _)| *c == component)
+            .map_or(&[][..], |(_, names)| *names);
         let mut values = HashMap::new();
-        for &name in NAMES {
+        for &name in names {
             use spin_sdk_wasip3::variables::Error;
             let value = spin_sdk_wasip3::variables::get(name)
                 .await
@@ -74,7 +79,7 @@ mod imp {
             READ.with(
                 |read| match read.borrow().as_ref().and_then(|v| v.get(name)) {
                     Some(value) => value.clone(),
-                    None => Err(format!("variable {name} is named by no manifest")),
+                    None => Err(format!("variable {name} is not given to this component")),
                 },
             )
         }

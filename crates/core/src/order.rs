@@ -319,9 +319,10 @@ pub async fn change(
         | Outcome::LateRefunded
         | Outcome::LatePayment
         | Outcome::DuplicatePayment
-        | Outcome::RefundAfterUse
-        | Outcome::NotFound
-        | Outcome::BadAction => Err(ApiError::Conflict(Conflict::InvalidState)),
+        | Outcome::RefundAfterUse => Err(ApiError::Conflict(Conflict::InvalidState)),
+        // `run_change` answers these itself.
+        Outcome::NotFound => Err(ApiError::NotFound),
+        Outcome::BadAction => Err(ApiError::Internal("script order_change: bad action".into())),
     }
 }
 

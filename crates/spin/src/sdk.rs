@@ -50,22 +50,17 @@ mod imp {
 
     pub async fn read_parts(req: SdkRequest) -> Result<RawRequest, ApiError> {
         let method = match req.method() {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-            Method::Patch => "PATCH",
-            Method::Head => "HEAD",
-            Method::Options => "OPTIONS",
-            Method::Connect => "CONNECT",
-            Method::Trace => "TRACE",
-            Method::Other(m) => return raw(m, req).await,
-        }
-        .to_string();
-        raw(method, req).await
-    }
-
-    async fn raw(method: String, req: SdkRequest) -> Result<RawRequest, ApiError> {
+            Method::Get => "GET".into(),
+            Method::Post => "POST".into(),
+            Method::Put => "PUT".into(),
+            Method::Delete => "DELETE".into(),
+            Method::Patch => "PATCH".into(),
+            Method::Head => "HEAD".into(),
+            Method::Options => "OPTIONS".into(),
+            Method::Connect => "CONNECT".into(),
+            Method::Trace => "TRACE".into(),
+            Method::Other(m) => m,
+        };
         let headers = req.headers().entries();
         let query = req
             .path_with_query()

@@ -163,6 +163,7 @@ pub struct OrderBody {
 /// `POST /api/payments/webhook` (200): the order as it now is and what
 /// became of the event's money.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookBody {
     pub order: Order,
     /// `paid`, `refunded`, `late_payment`... (docs/ORDERS.md).
@@ -175,6 +176,7 @@ pub struct WebhookBody {
 
 /// `GET /api/admin/payments/attention` (200).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AttentionBody {
     /// All such events, over every voucher.
     pub count: u64,
@@ -184,6 +186,7 @@ pub struct AttentionBody {
 
 /// A money event the shop must act on by hand.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AttentionEvent {
     pub voucher_id: String,
     pub order_id: String,

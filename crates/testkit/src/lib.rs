@@ -109,7 +109,18 @@ impl RedisServer {
                 // The port was free when chosen, but another test may have
                 // bound it since: only our own child counts as ready.
                 let ours = self.child.as_ref().map(|c| c.id());
-                return server_pid(&info) == ours;
+                if server_pid(&info) != ours {
+                    return false;
+                }
+                // INFO answers while the append-only file is still being
+                // read back; every other command is refused with LOADING.
+                let loading = redis::cmd("INFO")
+                    .arg("persistence")
+                    .query::<String>(&mut conn)
+                    .map(|info| info.lines().any(|line| line.trim() == "loading:1"));
+                if let Ok(false) = loading {
+                    return true;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -240,17 +240,23 @@ impl AppConfig {
                 (cmd, format!("127.0.0.1:{}", free_port()))
             }
         };
-        cmd.arg("-f")
-            .arg(&self.manifest)
-            .arg("--listen")
-            .arg(&listen)
-            .args(&self.args);
+        cmd.arg("-f").arg(&self.manifest);
+        // `--listen` is the HTTP trigger's: both hosts refuse it for an app
+        // of Redis triggers alone.
+        if self.http {
+            cmd.arg("--listen").arg(&listen);
+        }
+        cmd.args(&self.args);
         for (name, value) in &self.vars {
             cmd.env(
                 format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
                 value,
             );
         }
+        // Spin appends a backtrace to the error texts a guest is given when
+        // `RUST_BACKTRACE` is set (anyhow captures one): the runner's own
+        // setting must not reach the app.
+        cmd.env_remove("RUST_BACKTRACE");
         cmd.envs(&self.env);
         let out = std::fs::File::create(&log).unwrap();
         // A group of its own, so that stopping the app also stops whatever

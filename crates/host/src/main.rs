@@ -57,9 +57,11 @@ enum Commands {
     Up {
         #[arg(short = 'f', long = "from", default_value = "spin.toml")]
         manifest: PathBuf,
-        /// Address to listen on.
-        #[arg(long, env = "SPIN_HTTP_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
-        listen: SocketAddr,
+        /// Address to listen on (else `SPIN_HTTP_LISTEN_ADDR`, else
+        /// 127.0.0.1:3000). Refused for an app without HTTP triggers, as
+        /// Spin refuses it.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// Serve the components as they are, without building.
         #[arg(long)]
         no_build: bool,
@@ -156,12 +158,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn up(
     manifest: &Manifest,
-    listen: SocketAddr,
+    listen: Option<SocketAddr>,
     redis_dir: Option<&std::path::Path>,
     redis_fsync: Fsync,
     reuse: wasip3::ReuseConfig,
 ) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
+    // Spin runs the HTTP trigger only for an app that has HTTP triggers; an
+    // app of Redis triggers alone listens on no port.
+    let serves_http = !manifest.routes.is_empty() || !manifest.private_components.is_empty();
+    // `--listen` belongs to Spin's HTTP trigger: `spin up` refuses it for an
+    // app of Redis triggers alone.
+    anyhow::ensure!(
+        serves_http || listen.is_none(),
+        "unexpected argument '--listen' found: the app has no HTTP trigger"
+    );
+    let listen = match listen {
+        Some(listen) => listen,
+        None => match env("SPIN_HTTP_LISTEN_ADDR") {
+            Some(addr) => addr
+                .parse()
+                .with_context(|| format!("SPIN_HTTP_LISTEN_ADDR: invalid address {addr:?}"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+        },
+    };
     // Start the embedded Redis only when the app declares `redis_address`
     // and nothing gives it a value.
     let wants_embedded = matches!(
@@ -255,9 +275,6 @@ fn up(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    // Spin runs the HTTP trigger only for an app that has HTTP triggers; an
-    // app of Redis triggers alone listens on no port.
-    let serves_http = !manifest.routes.is_empty() || !manifest.private_components.is_empty();
     runtime.block_on(async {
         if !serves_http {
             return tokio::select! {

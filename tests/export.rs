@@ -329,14 +329,19 @@ async fn an_exporter_killed_in_the_middle_of_a_batch_loses_nothing() {
         assert!(Instant::now() < deadline, "the exporter never took a batch");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let waiting = pg.psql(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO voucher_order%'",
-    );
-    assert_eq!(
-        waiting.trim(),
-        "1",
-        "the exporter's upsert waits on the lock"
-    );
+    // Taking the batch comes before the upsert reaches PostgreSQL.
+    let waiting = || {
+        pg.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO voucher_order%'",
+        )
+        .trim()
+        .to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while waiting() == "0" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(waiting(), "1", "the exporter's upsert waits on the lock");
 
     // Whether the upsert the dead run left behind commits once the lock
     // goes does not matter: its entries are still pending in Redis.

@@ -79,6 +79,15 @@ pub fn runs_wasip3() -> bool {
     }
 }
 
+/// The major and minor version of the real Spin that runs the app, if one
+/// does: for a test of something a Spin release changed.
+pub fn real_spin_version() -> Option<(u32, u32)> {
+    match host() {
+        Host::Flashspin(_) => None,
+        Host::Spin(bin) => spin_version(&bin),
+    }
+}
+
 /// The major and minor version of a Spin binary (`spin 4.1.0-pre0 (...)`).
 fn spin_version(bin: &Path) -> Option<(u32, u32)> {
     let out = Command::new(bin).arg("--version").output().ok()?;

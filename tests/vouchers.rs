@@ -128,7 +128,11 @@ async fn a_thousand_buyers_never_oversell() {
             match reply.status {
                 201 => created.push(reply.body().order),
                 409 => *others.entry(reply.error_code()).or_default() += 1,
-                status => panic!("round {round}: unexpected {status}: {}", reply.text()),
+                status => panic!(
+                    "round {round}: unexpected {status}: {}\n{}",
+                    reply.text(),
+                    shop.app.logs()
+                ),
             }
         }
         assert_eq!(created.len(), 50, "round {round}: {others:?}");

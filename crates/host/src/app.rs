@@ -31,6 +31,13 @@ use crate::wasip3::ReuseConfig;
 /// wait for a free slot, within their time limit (see `server`).
 pub const MAX_INSTANCES: u32 = 512;
 
+/// Fiber stacks beyond one per instance. A WASI 0.3 instance runs several
+/// requests at once, and each may hold a fiber of its own while suspended
+/// mid-run (at an epoch yield), so an instance reserves one per request it
+/// may run at once; without the reservation wasmtime's pool runs out of
+/// stacks long before the instance slots do, and fails instantiation.
+pub const EXTRA_FIBERS: u32 = 4096;
+
 pub struct LoadedComponent {
     pub context: Arc<ComponentContext>,
     pub handler: HttpHandler,
@@ -80,6 +87,9 @@ impl App {
         let engine = new_engine()?;
         let router = Router::new(&manifest.routes)?;
         let instance_slots = Arc::new(Semaphore::new(MAX_INSTANCES as usize));
+        // The stacks beyond one per instance: a WASI 0.3 instance holds
+        // one per request it may run at once.
+        let fiber_slots = Arc::new(Semaphore::new(EXTRA_FIBERS as usize));
         let mut linker = Linker::<RequestState>::new(&engine);
         // A spin-sdk 7 component imports WASI 0.3 and, through Rust's
         // standard library, WASI 0.2: both are linked, as in Spin.
@@ -120,6 +130,7 @@ impl App {
                     p3,
                     context.clone(),
                     instance_slots.clone(),
+                    fiber_slots.clone(),
                     reuse,
                     time_limit,
                 )),
@@ -192,7 +203,7 @@ fn new_engine() -> anyhow::Result<Engine> {
         .total_core_instances(MAX_INSTANCES * 8)
         .total_memories(MAX_INSTANCES * 2)
         .total_tables(MAX_INSTANCES * 4)
-        .total_stacks(MAX_INSTANCES)
+        .total_stacks(MAX_INSTANCES + EXTRA_FIBERS)
         .max_core_instances_per_component(32)
         .max_memories_per_component(4)
         .max_tables_per_component(16)

@@ -15,7 +15,9 @@
 //! more requests; an instance still busy that long after its last request
 //! started, or still working after its last response, is dropped; an
 //! instance holds one of the host's instance slots for its whole life, and
-//! waits for one at most the request time limit.
+//! a fiber stack for each request it may run at once (each may be suspended
+//! mid-run on a fiber of its own), and waits for them at most the request
+//! time limit.
 //!
 //! A trap or panic ends the instance: every request it was running fails
 //! with 500, as on Spin, and the next request gets a fresh instance; the
@@ -39,6 +41,7 @@ use wasmtime_wasi_http::handler::{
 };
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
+use crate::app::EXTRA_FIBERS;
 use crate::state::{ComponentContext, REDIS_CONNECTIONS_PER_REQUEST, RequestState};
 
 /// How WASI 0.3 instances are reused: `spin up`'s settings.
@@ -168,6 +171,7 @@ pub struct Component {
     pre: ServicePre<RequestState>,
     context: Arc<ComponentContext>,
     slots: Arc<Semaphore>,
+    fibers: Arc<Semaphore>,
     reuse: ReuseConfig,
     time_limit: Duration,
 }
@@ -178,6 +182,7 @@ impl Component {
         pre: ServicePre<RequestState>,
         context: Arc<ComponentContext>,
         slots: Arc<Semaphore>,
+        fibers: Arc<Semaphore>,
         reuse: ReuseConfig,
         time_limit: Duration,
     ) -> Handler {
@@ -186,6 +191,7 @@ impl Component {
             pre,
             context,
             slots,
+            fibers,
             reuse,
             time_limit,
         })
@@ -220,14 +226,29 @@ impl HandlerState for Component {
     type WorkerState = Worker;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<RequestState, Expiration, Worker>> {
-        let slot = tokio::time::timeout(self.time_limit, self.slots.clone().acquire_owned())
+        let max_concurrent = self
+            .reuse
+            .max_instance_concurrent_reuse_count
+            .pick()
+            .clamp(1, EXTRA_FIBERS as usize);
+        // An instance slot, and a fiber for each request it may run at once.
+        let slots = async {
+            let slot = self.slots.clone().acquire_owned().await.ok()?;
+            let fibers = self
+                .fibers
+                .clone()
+                .acquire_many_owned(max_concurrent as u32)
+                .await
+                .ok()?;
+            Some((slot, fibers))
+        };
+        let slots = tokio::time::timeout(self.time_limit, slots)
             .await
             .ok()
-            .and_then(Result::ok)
+            .flatten()
             .ok_or(NoInstanceSlot)?;
-        let max_concurrent = self.reuse.max_instance_concurrent_reuse_count.pick();
         let mut state = RequestState::new(self.context.clone());
-        state.redis_connection_limit = REDIS_CONNECTIONS_PER_REQUEST * max_concurrent.max(1);
+        state.redis_connection_limit = REDIS_CONNECTIONS_PER_REQUEST * max_concurrent;
         let mut store = Store::new(&self.engine, state);
         // Running Wasm gives its thread back at every epoch tick, so that
         // an instance computing for ever can be stopped (`Expiration`).
@@ -249,7 +270,7 @@ impl HandlerState for Component {
                 max_total: self.reuse.max_instance_reuse_count.pick(),
                 max_concurrent,
                 request_timeout,
-                _slot: slot,
+                _slots: slots,
             },
         })
     }
@@ -261,7 +282,8 @@ pub struct Worker {
     max_total: usize,
     max_concurrent: usize,
     request_timeout: Option<Duration>,
-    _slot: OwnedSemaphorePermit,
+    /// Its instance slot and fibers, given back when it is dropped.
+    _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
 impl WorkerState for Worker {

@@ -156,6 +156,9 @@ struct Declaration {
     name: String,
     summary: String,
     uses: Vec<String>,
+    /// `--@ replayable`: a second run right after the first is harmless, so
+    /// a lost connection may be retried.
+    replayable: bool,
     keys: Vec<Item>,
     rest_keys: Option<Item>,
     args: Vec<Item>,
@@ -237,6 +240,15 @@ impl Declaration {
             let part = match (tag, kind) {
                 ("@", "uses") => {
                     d.uses.extend(rest.iter().map(|s| s.to_string()));
+                    last = None;
+                    continue;
+                }
+                ("@", "replayable") => {
+                    // The reason follows, for the reader.
+                    if rest.is_empty() {
+                        return Err("`--@ replayable` says why".into());
+                    }
+                    d.replayable = true;
                     last = None;
                     continue;
                 }
@@ -385,7 +397,8 @@ impl Declaration {
         w(out, "    use crate::script::{ReplyReader, Script};\n\n");
         writeln!(
             out,
-            "    pub static SCRIPT: Script = Script::new(\"{n}\", include_str!(concat!(env!(\"OUT_DIR\"), \"/scripts/{n}.lua\")));\n"
+            "    pub static SCRIPT: Script = Script::new(\"{n}\", include_str!(concat!(env!(\"OUT_DIR\"), \"/scripts/{n}.lua\"))){};\n",
+            if self.replayable { ".replayable()" } else { "" }
         )
         .unwrap();
 

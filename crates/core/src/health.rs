@@ -4,7 +4,7 @@ use crate::redis::{Redis, RedisError, Reply};
 
 /// Sends `PING` and expects `PONG`.
 pub async fn check(redis: &mut impl Redis) -> Result<(), RedisError> {
-    match redis.execute("PING", &[]).await?.as_slice() {
+    match redis.execute_replayable("PING", &[]).await?.as_slice() {
         [Reply::Status(s)] if s == "PONG" => Ok(()),
         other => Err(RedisError::UnexpectedReply(format!(
             "PING answered {other:?}"

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod keys;
 pub mod login;
 pub mod lottery;
+pub mod memory;
 pub mod order;
 pub mod order_export;
 pub mod page;

@@ -84,7 +84,7 @@ pub async fn newest_first(
     if with_scores {
         args.push(Arg::from("WITHSCORES"));
     }
-    redis.execute("ZRANGE", &args).await
+    redis.execute_replayable("ZRANGE", &args).await
 }
 
 #[cfg(test)]

@@ -201,7 +201,9 @@ pub async fn attention(
     let mut events = Vec::new();
     for &voucher_id in vouchers {
         let key = keys::voucher_payment_attention(voucher_id);
-        let len = redis.execute("XLEN", &[key.as_str().into()]).await?;
+        let len = redis
+            .execute_replayable("XLEN", &[key.as_str().into()])
+            .await?;
         let len = ReplyReader::named("XLEN of an attention stream", len).id()?;
         count += len;
         if len == 0 {

@@ -91,6 +91,21 @@ const BUG_MARKERS: &[&str] = &["ResponseError", "ERR ", "WRONGTYPE"];
 #[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` to promise.
 pub trait Redis {
     async fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError>;
+
+    /// Runs a command whose second run, right after a first, is harmless
+    /// (a read, `PING`, a script marked `--@ replayable`). When the
+    /// connection breaks under it, the command may or may not have run;
+    /// such a command an adapter may send once more on a fresh connection,
+    /// where any other must fail.
+    /// An adapter that opens a connection per request has nothing to retry
+    /// on and runs it as [`Redis::execute`].
+    async fn execute_replayable(
+        &mut self,
+        command: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<Reply>, RedisError> {
+        self.execute(command, args).await
+    }
 }
 
 /// `scheme://host:port` with `password` as its user info

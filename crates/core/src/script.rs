@@ -14,6 +14,7 @@ pub struct Script {
     pub name: &'static str,
     source: &'static str,
     sha1: [u8; 40],
+    replayable: bool,
 }
 
 impl Script {
@@ -22,7 +23,23 @@ impl Script {
             name,
             source,
             sha1: crate::sha1::hex_digest(source.as_bytes()),
+            replayable: false,
         }
+    }
+
+    /// Marks a script whose second run, right after a first with the same
+    /// keys and arguments, leaves nothing a shopper or an operator would
+    /// call wrong (`--@ replayable` in its header, with the reason): it is
+    /// run with [`Redis::execute_replayable`].
+    pub const fn replayable(mut self) -> Self {
+        self.replayable = true;
+        self
+    }
+
+    /// Whether the script may run twice for one call (see
+    /// [`Script::replayable`]).
+    pub fn is_replayable(&self) -> bool {
+        self.replayable
     }
 
     pub fn source(&self) -> &'static str {
@@ -46,10 +63,10 @@ impl Script {
         full.push(Arg::Int(keys.len() as i64));
         full.extend(keys.iter().map(|k| Arg::from(*k)));
         full.extend_from_slice(args);
-        match redis.execute("EVALSHA", &full).await {
+        match self.execute(redis, "EVALSHA", &full).await {
             Err(RedisError::Server(message)) if is_noscript(&message) => {
                 full[0] = Arg::from(self.source);
-                redis.execute("EVAL", &full).await
+                self.execute(redis, "EVAL", &full).await
             }
             other => other,
         }
@@ -57,6 +74,21 @@ impl Script {
             RedisError::Server(m) => RedisError::Server(format!("script {}: {m}", self.name)),
             e => e,
         })
+    }
+}
+
+impl Script {
+    async fn execute(
+        &self,
+        redis: &mut impl Redis,
+        command: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<Reply>, RedisError> {
+        if self.replayable {
+            redis.execute_replayable(command, args).await
+        } else {
+            redis.execute(command, args).await
+        }
     }
 }
 

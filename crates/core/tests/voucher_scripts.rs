@@ -191,3 +191,42 @@ fn a_purchase_is_recorded_once_in_the_users_list() {
         .unwrap();
     assert_eq!(listed, [("3".to_string(), 1000), ("4".to_string(), 2000)]);
 }
+
+/// A purchase run twice with its own order id (a replay on a fresh
+/// connection, when the first run's answer was lost) answers as the first
+/// run did and takes one unit; another purchase by the same buyer is still
+/// refused.
+#[test]
+fn a_purchase_replayed_answers_as_it_did_and_takes_one_unit() {
+    let server = RedisServer::start();
+    let mut redis = server.native();
+    let v = block_on(create(
+        &mut redis,
+        voucher(1, 5, now_ms() - 1000, now_ms() + 60_000),
+    ))
+    .unwrap();
+    let run = |redis: &mut _, id| {
+        block_on(buy(
+            redis,
+            v.id,
+            user(7),
+            order_id(id),
+            PAY_SECS,
+            OrderExport::Off,
+        ))
+    };
+    let first = run(&mut redis, 1).unwrap();
+    let replay = run(&mut redis, 1).unwrap();
+    assert_eq!(replay, first);
+    match run(&mut redis, 2) {
+        Err(ApiError::AlreadyPurchased(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    let remaining = block_on(get(&mut redis, v.id, OrderExport::Off))
+        .unwrap()
+        .unwrap()
+        .remaining;
+    assert_eq!(remaining, 4);
+    assert!(flashspin_core::scripts::buy_voucher::SCRIPT.is_replayable());
+    assert!(!flashspin_core::scripts::buy_lottery::SCRIPT.is_replayable());
+}

@@ -129,21 +129,29 @@ mod imp {
 
     pub struct SpinRedis {
         conn: Rc<Connection>,
+        /// Whether the connection was already open when this request took
+        /// it: one Redis may have closed since (a restart), unseen.
+        kept: bool,
     }
 
     impl SpinRedis {
         /// The instance's connection, opened if it has none.
         pub async fn connect() -> Result<Self, RedisError> {
             if let Some(conn) = KEPT.with(|kept| kept.borrow().clone()) {
-                return Ok(Self { conn });
+                return Ok(Self { conn, kept: true });
             }
+            Self::open().await
+        }
+
+        /// A fresh connection, kept for the instance's next requests.
+        async fn open() -> Result<Self, RedisError> {
             let conn = Connection::open(address()?)
                 .await
                 .map_err(|e| core_error!(spin_sdk_wasip3::redis, e))?;
             let conn = Rc::new(conn);
             // Two requests may have opened one each; the last one is kept.
             KEPT.with(|kept| *kept.borrow_mut() = Some(conn.clone()));
-            Ok(Self { conn })
+            Ok(Self { conn, kept: false })
         }
     }
 
@@ -160,7 +168,6 @@ mod imp {
                     let e = core_error!(spin_sdk_wasip3::redis, e);
                     if matches!(e, RedisError::Unreachable(_)) {
                         // A dead connection: the next request opens another.
-                        // This one is not retried: the command may have run.
                         KEPT.with(|kept| {
                             let mut kept = kept.borrow_mut();
                             if kept.as_ref().is_some_and(|k| Rc::ptr_eq(k, &self.conn)) {
@@ -170,6 +177,25 @@ mod imp {
                     }
                     Err(e)
                 }
+            }
+        }
+
+        /// A kept connection that broke is most often one whose Redis went
+        /// away between requests (a restart, a failover, an idle timeout):
+        /// the command is sent once more on a fresh connection, which only a
+        /// command that may run twice allows. Any other fails with the
+        /// error, as does a fresh connection's.
+        async fn execute_replayable(
+            &mut self,
+            command: &str,
+            args: &[Arg<'_>],
+        ) -> Result<Vec<Reply>, RedisError> {
+            match self.execute(command, args).await {
+                Err(RedisError::Unreachable(_)) if self.kept => {
+                    *self = Self::open().await?;
+                    self.execute(command, args).await
+                }
+                other => other,
             }
         }
     }

@@ -8,6 +8,8 @@
 -- writes nothing.
 --
 --@ uses orders
+--@ replayable a replay finds the order it placed, by its id, and
+--     answers it as bought again
 --> key info                 the voucher: hash {begin, end (ms), remaining,
 --                               pay_value, next_deadline, ...}
 --> key buyers               the voucher's active orders by user
@@ -28,7 +30,9 @@
 --< outcome not_started      the sale has not begun
 --< outcome ended            the sale is over
 --< outcome sold_out         no stock left
---< outcome already_bought   the user holds an active order for it
+--< outcome already_bought   the user holds an active order for it (one
+--                               with another id: a replay of the purchase
+--                               that placed it is answered `bought`)
 --< rest order               the order placed or held already, as
 --                               orders_append writes it; nothing for the
 --                               other outcomes
@@ -64,6 +68,10 @@ if existing then
       sep and string.sub(existing, sep + 1) or '', '', '', '', '', '' }
   end
   if reply[4] ~= 'expired' then
+    if oid == order_id then
+      -- This very purchase, run again (a replay): answered as it was.
+      reply[1] = BOUGHT
+    end
     return reply
   end
   -- Due, but beyond what the reclaim above could take: expire it now, and

@@ -3,6 +3,8 @@
 -- endpoint's rate limits.
 --
 --@ uses gcra
+--@ replayable a replay counts the request twice against its limits and
+--     skips an order sequence number; nothing else changes
 --> key session              {gate}:sess:<sha256 of token>; not read without a token
 --> keys limiters            applied to every request: per IP (when the client's
 --                               address is known), then global

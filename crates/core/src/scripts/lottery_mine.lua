@@ -3,6 +3,7 @@
 -- user has made.
 --
 --@ uses perm
+--@ replayable it only reads
 --> key info                 the goods
 --> key purchases            the user's purchases of the goods: list of
 --                               "period|pid|start|count|ms|pseudonym", oldest

@@ -3,6 +3,7 @@
 -- the purchase that holds a code once the draw reveals the seed. It never
 -- returns the user id stored with each record for the draw.
 --
+--@ replayable it only reads
 --> key period             the period: hash (read only to know it exists)
 --> key purchases          its purchases: sorted set of
 --                             "<record>|<digest after it>|<user id>" scored

@@ -1,6 +1,7 @@
 -- Reads a lottery goods and one of its periods. The period's seed is
 -- returned only once the period is drawn.
 --
+--@ replayable it only reads
 --> key info                 the goods
 --> arg period int           period number, 0 for the current one
 --> arg period_prefix str    the goods' period key without the number

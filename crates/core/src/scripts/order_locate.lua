@@ -3,6 +3,7 @@
 -- is. Also reads Redis's clock, which a webhook's signature is checked
 -- against before anything changes.
 --
+--@ replayable it only reads
 --> key index                the order's entry: "<voucher id>:<user id>"
 --< field voucher_id id      0 when there is no such order
 --< field user_id id

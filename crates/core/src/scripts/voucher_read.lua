@@ -4,6 +4,7 @@
 -- goes to the outbox when export is on (orders.lua).
 --
 --@ uses orders
+--@ replayable a replay finds no order left to expire
 --> key info                 the voucher
 --> key buyers               its active orders by user
 --> key unpaid               its unpaid orders by deadline

@@ -1,0 +1,144 @@
+//! What a warm instance remembers between requests (docs/DECISIONS.md,
+//! "Warm instances"): a voucher purchase's refusals that every buyer would
+//! get alike, sold out and ended, for a bounded time. Once a sale sells
+//! out, the rush of buyers still asking is then refused after the gate's
+//! round trip alone. The gate runs first on every request, so sessions and
+//! limits never come from memory, and a purchase is only ever granted by
+//! Redis; what memory costs is that a unit back on sale (an order expired
+//! or cancelled) is seen up to the bound later by an instance that
+//! remembers the voucher sold out.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{ApiError, Conflict};
+use crate::ids::VoucherId;
+
+/// Vouchers remembered at most; a new one replaces the one that expires
+/// first. A sale has a handful of vouchers on sale at once.
+const CAPACITY: usize = 64;
+
+/// Refusals remembered per voucher, each until its own deadline.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    entries: Vec<(VoucherId, Conflict, Instant)>,
+}
+
+impl Refusals {
+    pub const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+
+    /// The refusal remembered for `voucher`, if it is still within its
+    /// bound at `now`.
+    pub fn recall(&mut self, voucher: VoucherId, now: Instant) -> Option<ApiError> {
+        self.entries.retain(|(_, _, until)| *until > now);
+        self.entries
+            .iter()
+            .find(|(id, _, _)| *id == voucher)
+            .map(|(_, refusal, _)| ApiError::Conflict(*refusal))
+    }
+
+    /// Remembers `outcome` of a purchase of `voucher` for `bound` from
+    /// `now`, when it is a refusal every buyer would get; a purchase that
+    /// went through forgets any refusal remembered (a unit came back).
+    pub fn note<T>(
+        &mut self,
+        voucher: VoucherId,
+        outcome: &Result<T, ApiError>,
+        now: Instant,
+        bound: Duration,
+    ) {
+        self.entries.retain(|(id, _, _)| *id != voucher);
+        let refusal = match outcome {
+            Err(ApiError::Conflict(c @ (Conflict::SoldOut | Conflict::SaleEnded))) => *c,
+            _ => return,
+        };
+        if bound.is_zero() {
+            return;
+        }
+        if self.entries.len() >= CAPACITY
+            && let Some(first) = (0..self.entries.len()).min_by_key(|&i| self.entries[i].2)
+        {
+            self.entries.swap_remove(first);
+        }
+        self.entries.push((voucher, refusal, now + bound));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> VoucherId {
+        VoucherId::new(n).unwrap()
+    }
+
+    const SOLD_OUT: Result<(), ApiError> = Err(ApiError::Conflict(Conflict::SoldOut));
+
+    #[test]
+    fn a_refusal_every_buyer_gets_is_remembered_for_its_bound_only() {
+        let mut memory = Refusals::new();
+        let t0 = Instant::now();
+        let bound = Duration::from_millis(500);
+        memory.note(id(1), &SOLD_OUT, t0, bound);
+        memory.note(
+            id(2),
+            &Err::<(), _>(ApiError::Conflict(Conflict::SaleEnded)),
+            t0,
+            bound,
+        );
+        let later = t0 + Duration::from_millis(499);
+        assert_eq!(
+            memory.recall(id(1), later),
+            Some(ApiError::Conflict(Conflict::SoldOut))
+        );
+        assert_eq!(
+            memory.recall(id(2), later),
+            Some(ApiError::Conflict(Conflict::SaleEnded))
+        );
+        assert_eq!(memory.recall(id(3), later), None);
+        assert_eq!(memory.recall(id(1), t0 + bound), None);
+    }
+
+    #[test]
+    fn what_depends_on_the_buyer_or_the_clock_is_never_remembered() {
+        let mut memory = Refusals::new();
+        let t0 = Instant::now();
+        let bound = Duration::from_secs(1);
+        for outcome in [
+            ApiError::AlreadyPurchased(serde_json::json!({})),
+            ApiError::Conflict(Conflict::SaleNotStarted),
+            ApiError::NotFound,
+            ApiError::Unauthorized,
+        ] {
+            memory.note(id(1), &Err::<(), _>(outcome), t0, bound);
+            assert_eq!(memory.recall(id(1), t0), None);
+        }
+        // A bound of zero remembers nothing.
+        memory.note(id(1), &SOLD_OUT, t0, Duration::ZERO);
+        assert_eq!(memory.recall(id(1), t0), None);
+    }
+
+    #[test]
+    fn a_purchase_that_went_through_forgets_the_refusal() {
+        let mut memory = Refusals::new();
+        let t0 = Instant::now();
+        memory.note(id(1), &SOLD_OUT, t0, Duration::from_secs(1));
+        memory.note(id(1), &Ok::<(), ApiError>(()), t0, Duration::from_secs(1));
+        assert_eq!(memory.recall(id(1), t0), None);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_drops_what_expires_first() {
+        let mut memory = Refusals::new();
+        let t0 = Instant::now();
+        for n in 1..=CAPACITY as u64 + 1 {
+            memory.note(id(n), &SOLD_OUT, t0, Duration::from_millis(1000 + n));
+        }
+        assert_eq!(memory.entries.len(), CAPACITY);
+        assert_eq!(memory.recall(id(1), t0), None, "the first to expire went");
+        assert!(memory.recall(id(CAPACITY as u64 + 1), t0).is_some());
+    }
+}

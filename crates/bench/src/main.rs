@@ -7,6 +7,7 @@
 mod chart;
 mod drive;
 mod export;
+mod link;
 mod report;
 mod target;
 
@@ -20,7 +21,7 @@ use flashspin_testkit::api::{Client, OrderBody};
 
 use crate::drive::{Limit, Request, Step};
 use crate::report::Measured;
-use crate::target::{Counters, Target};
+use crate::target::{Counters, Serving, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -102,10 +103,19 @@ struct Args {
     /// Where results.md and results.png go.
     #[arg(long, default_value = "docs/benchmarks")]
     out: PathBuf,
-    /// The `flashspin` binary that serves the app (built in release mode
-    /// when missing).
+    /// The host that serves the app: `flashspin` (built in release mode
+    /// when missing), or a real Spin binary (a file named `spin...`).
     #[arg(long, default_value = "target/release/flashspin")]
     host: PathBuf,
+    /// The app's manifest: `spin.toml` (the WASI 0.2 build) or
+    /// `spin.wasip3.toml` (the WASI 0.3 build).
+    #[arg(long, default_value = "spin.toml")]
+    manifest: String,
+    /// Puts Redis this many milliseconds away from the app, each way, with
+    /// a delaying proxy: with `--concurrency 1`, a request's latency over
+    /// the round trip time is the round trips it made.
+    #[arg(long, conflicts_with = "url")]
+    redis_delay_ms: Option<u64>,
     /// Benchmark an app that is already running at this URL instead. It must
     /// send SMS to --sink-port and use the Redis at --redis and the admin
     /// key in FLASHSPIN_BENCH_ADMIN_KEY. The probe scenarios are skipped.
@@ -138,6 +148,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let serving = Serving {
+        host: args.host.clone(),
+        manifest: args.manifest.clone(),
+        redis_delay: args.redis_delay_ms.map(Duration::from_millis),
+    };
     let pg = args.export.then(PostgresServer::start);
     let pg_vars: Vec<(&'static str, String)> = match &pg {
         Some(pg) => vec![
@@ -158,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
         }
-        None => Target::start(&args.host, &args.admin_key, &pg_vars).await?,
+        None => Target::start(&serving, &args.admin_key, &pg_vars).await?,
     };
     let _exporter = match &pg {
         Some(pg) if !args.outbox_only => {
@@ -195,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
     // Orders that expire in a second would change every other voucher
     // scenario, so they get an app of their own, with its own users.
     let expiring = if args.url.is_none() && scenarios.contains(&Scenario::BuyVoucherExpire) {
-        let app = Target::start(&args.host, &args.admin_key, &[("order_pay_secs", "1")]).await?;
+        let app = Target::start(&serving, &args.admin_key, &[("order_pay_secs", "1")]).await?;
         let tokens = Arc::new(app.sign_in_users(args.users).await?);
         Some((app, tokens))
     } else {
@@ -246,22 +261,32 @@ async fn main() -> anyhow::Result<()> {
     let scenarios: Vec<Scenario> = runs.iter().map(|run| run.scenario).collect();
     let results: Vec<Measured> = runs
         .into_iter()
-        .map(|run| {
-            Measured::new(
-                run.scenario.name(),
-                run.samples,
-                run.elapsed,
-                run.counters.commands,
-                run.counters.cpu,
-            )
-        })
+        .map(|run| Measured::new(run.scenario.name(), run.samples, run.elapsed, run.counters))
         .collect();
     for measured in &results {
         println!("{}", measured.one_line());
     }
 
     std::fs::create_dir_all(&args.out)?;
-    let mut table = report::markdown(&results, args.concurrency, args.users);
+    let mut table = format!(
+        "{} with `{}`{}.\n\n",
+        args.url.as_deref().map_or_else(
+            || args
+                .host
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            |url| url.to_string()
+        ),
+        args.manifest,
+        serving.redis_delay.map_or(String::new(), |d| format!(
+            ", Redis {} ms away each way",
+            d.as_millis()
+        )),
+    );
+    table.push_str(&report::markdown(&results, args.concurrency, args.users));
+    if let Some(delay) = serving.redis_delay {
+        table.push_str(&report::round_trips_by_latency(&results, delay));
+    }
     let of = |wanted: Scenario| {
         let at = scenarios.iter().position(|s| *s == wanted)?;
         results.get(at)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::drive::Sample;
-use crate::target::{CommandStats, CpuTimes};
+use crate::target::{CommandStats, Counters, CpuTimes};
 
 pub struct Measured {
     pub name: &'static str,
@@ -20,6 +20,8 @@ pub struct Measured {
     pub statuses: BTreeMap<u16, u64>,
     pub commands: CommandStats,
     pub cpu: CpuTimes,
+    /// Connections Redis accepted.
+    pub connections: u64,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -35,9 +37,13 @@ impl Measured {
         name: &'static str,
         samples: Vec<Sample>,
         elapsed: Duration,
-        commands: CommandStats,
-        cpu: CpuTimes,
+        counters: Counters,
     ) -> Self {
+        let Counters {
+            commands,
+            cpu,
+            connections,
+        } = counters;
         let mut micros: Vec<u64> = samples.iter().map(|s| s.micros).collect();
         micros.sort_unstable();
         let mut statuses = BTreeMap::new();
@@ -56,7 +62,13 @@ impl Measured {
             statuses,
             commands,
             cpu,
+            connections,
         }
+    }
+
+    /// Redis connections opened per HTTP request.
+    pub fn connections_per_request(&self) -> f64 {
+        self.connections as f64 / self.http_requests.max(1) as f64
     }
 
     /// Units of work per second (requests, or flows for login).
@@ -118,7 +130,7 @@ impl Measured {
 
     pub fn one_line(&self) -> String {
         format!(
-            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} round trips/request  CPU us/request host {} redis {} (in commands {:.0})  [{}]",
+            "{:>22}: {:>8.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  {:.2} round trips/request  {:.2} connections/request  CPU us/request host {} redis {} (in commands {:.0})  [{}]",
             self.name,
             self.rate(),
             self.p50,
@@ -126,6 +138,7 @@ impl Measured {
             self.p99,
             self.max,
             self.round_trips_per_request(),
+            self.connections_per_request(),
             self.cpu_text(self.cpu.host),
             self.cpu_text(self.cpu.redis),
             self.command_usec_per_request(),
@@ -139,12 +152,12 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
     let baseline = &results[0];
     let mut out = format!(
         "Concurrency {concurrency}, {users} signed-in users.\n\n\
-         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | round trips / request | commands / request | host CPU µs / request | Redis CPU µs / request | of which in commands | statuses |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+         | scenario | per second | vs baseline | p50 ms | p90 ms | p99 ms | p99 vs baseline | max ms | commands sent / request | commands / request | connections / request | host CPU µs / request | Redis CPU µs / request | of which in commands | statuses |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
     );
     for m in results {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {} |\n",
+            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1}x | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {} |\n",
             m.name,
             m.rate(),
             100.0 * m.rate() / baseline.rate().max(1e-9),
@@ -155,6 +168,7 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
             m.max,
             m.round_trips_per_request(),
             m.commands_per_request(),
+            m.connections_per_request(),
             m.cpu_text(m.cpu.host),
             m.cpu_text(m.cpu.redis),
             m.command_usec_per_request(),
@@ -164,6 +178,28 @@ pub fn markdown(results: &[Measured], concurrency: usize, users: usize) -> Strin
     out.push_str("\nRedis commands per request by command, including those inside scripts:\n\n");
     for m in results {
         out.push_str(&format!("- {}: {}\n", m.name, m.commands_text()));
+    }
+    out
+}
+
+/// Round trips to Redis per request, measured by time: with Redis `delay`
+/// away each way and one request at a time, the median request took this
+/// many round trip times (a connection's set-up included). A unit of two
+/// requests (login, buy then pay) counts both.
+pub fn round_trips_by_latency(results: &[Measured], delay: Duration) -> String {
+    let rtt_ms = 2.0 * delay.as_secs_f64() * 1e3;
+    let mut out = format!(
+        "\nRound trips to Redis by latency (p50 over a {rtt_ms:.0} ms round trip, \
+         local work included):\n\n"
+    );
+    for m in results {
+        let per_request = m.units as f64 / m.http_requests.max(1) as f64;
+        out.push_str(&format!(
+            "- {}: {:.1} per unit, {:.1} per request\n",
+            m.name,
+            m.p50 / rtt_ms,
+            m.p50 / rtt_ms * per_request
+        ));
     }
     out
 }

@@ -1,7 +1,9 @@
 //! The app under test: started here (a private `redis-server`, an SMS sink
-//! and `flashspin up` with limits opened wide) or already running.
+//! and `flashspin up`, or a real `spin up`, with limits opened wide) or
+//! already running.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -25,8 +27,7 @@ pub struct Target {
 impl Drop for Target {
     fn drop(&mut self) {
         if let Some(app) = &mut self.app {
-            let _ = app.kill();
-            let _ = app.wait();
+            stop(app);
         }
     }
 }
@@ -36,9 +37,41 @@ pub struct Exporter(Child);
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        stop(&mut self.0);
     }
+}
+
+/// Stops a host and whatever it started (`spin up` runs its triggers as
+/// child processes): it runs in a process group of its own.
+fn stop(app: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{}", app.id())])
+        .status();
+    let _ = app.wait();
+}
+
+/// How the app is served: which host binary, which manifest, and how far
+/// away Redis is.
+#[derive(Clone, Debug)]
+pub struct Serving {
+    /// `flashspin`, or a real `spin` (a file name starting with `spin`).
+    pub host: std::path::PathBuf,
+    /// The app's manifest (`spin.toml`, or `spin.wasip3.toml`).
+    pub manifest: String,
+    /// Each way, between the app and Redis (see `link`).
+    pub redis_delay: Option<Duration>,
+}
+
+impl Serving {
+    fn is_spin(&self) -> bool {
+        is_spin(&self.host)
+    }
+}
+
+fn is_spin(host: &Path) -> bool {
+    host.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with("spin"))
 }
 
 /// Limits high enough that the limiter runs on every request but refuses
@@ -65,11 +98,12 @@ impl Target {
     /// Starts the app with the benchmark's variables and `extra` ones
     /// (name, value), which win.
     pub async fn start(
-        host: &Path,
+        serving: &Serving,
         admin_key: &str,
         extra: &[(&'static str, &str)],
     ) -> anyhow::Result<Self> {
-        if !host.exists() {
+        let host = serving.host.as_path();
+        if !host.exists() && !serving.is_spin() {
             println!("Building {} in release mode ...", host.display());
             let status = Command::new("cargo")
                 .args(["build", "--release", "-p", "flashspin"])
@@ -80,8 +114,18 @@ impl Target {
         }
         let redis = RedisServer::start();
         let sink = Arc::new(SmsSink::start().await);
+        // The app reaches Redis over the slow link, when there is one; this
+        // tool reads Redis's counters directly.
+        let app_redis = match serving.redis_delay {
+            Some(delay) => {
+                let upstream = redis.url().trim_start_matches("redis://").to_string();
+                let port = crate::link::start(upstream, delay).await?;
+                format!("redis://127.0.0.1:{port}")
+            }
+            None => redis.url(),
+        };
         let mut env = vec![
-            ("REDIS_ADDRESS", redis.url()),
+            ("REDIS_ADDRESS", app_redis),
             ("SMS_WEBHOOK_ORIGIN", sink.origin()),
             ("ADMIN_KEY", admin_key.to_string()),
         ];
@@ -93,7 +137,7 @@ impl Target {
         for (name, value) in extra {
             env.push((name, value.to_string()));
         }
-        let (app, port) = serve(host, APP_MANIFEST, &env)?;
+        let (app, port) = serve(host, &serving.manifest, &env)?;
         let target = Target {
             api: client(format!("http://127.0.0.1:{port}")),
             sink,
@@ -260,9 +304,11 @@ impl Target {
             .zip(seconds("used_cpu_user"))
             .map(|(sys, user)| Duration::from_secs_f64(sys + user));
         let host = self.app.as_ref().and_then(|app| process_cpu(app.id()));
+        let connections = seconds("total_connections_received").unwrap_or(0.0) as u64;
         Ok(Counters {
             commands: CommandStats::parse(&info),
             cpu: CpuTimes { host, redis },
+            connections,
         })
     }
 }
@@ -272,6 +318,8 @@ impl Target {
 pub struct Counters {
     pub commands: CommandStats,
     pub cpu: CpuTimes,
+    /// Connections Redis has accepted (`total_connections_received`).
+    pub connections: u64,
 }
 
 impl Counters {
@@ -280,6 +328,11 @@ impl Counters {
         Counters {
             commands: self.commands.delta(&later.commands),
             cpu: self.cpu.delta(&later.cpu),
+            // Without the connection `later` was read on.
+            connections: later
+                .connections
+                .saturating_sub(self.connections)
+                .saturating_sub(1),
         }
     }
 
@@ -287,6 +340,7 @@ impl Counters {
     pub fn add(&mut self, other: &Counters) {
         self.commands.add(&other.commands);
         self.cpu.add(&other.cpu);
+        self.connections += other.connections;
     }
 }
 
@@ -316,19 +370,32 @@ impl CpuTimes {
     }
 }
 
-/// User plus system time of process `pid` and all its threads, finished
-/// ones included, from `/proc/<pid>/stat` (Linux counts it in 1/100 s).
-fn process_cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces; field 3 starts two
-    // bytes after its closing parenthesis.
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
+/// User plus system time of the host's process group (`spin up` serves
+/// from a child process), every thread included, finished ones too, from
+/// `/proc/<pid>/stat` (Linux counts it in 1/100 s).
+fn process_cpu(group: u32) -> Option<Duration> {
+    let mut ticks = 0;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name (field 2) may contain spaces; field 3 starts two
+        // bytes after its closing parenthesis.
+        let Some(rest) = stat.rfind(')').and_then(|at| stat.get(at + 2..)) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        if number(2) != Some(u64::from(group)) {
+            continue;
+        }
+        found = true;
+        ticks += number(11).unwrap_or(0) + number(12).unwrap_or(0);
+    }
+    found.then(|| Duration::from_millis(ticks * 10))
 }
 
-const APP_MANIFEST: &str = "spin.toml";
 const PROBE_MANIFEST: &str = "tests/fixtures/spin.toml";
 const EXPORT_MANIFEST: &str = "export.toml";
 
@@ -344,8 +411,15 @@ fn serve(host: &Path, manifest: &str, env: &[(&str, String)]) -> anyhow::Result<
     }
     let port = free_port();
     let mut cmd = Command::new(host);
-    cmd.args(["up", "--no-build", "-f", manifest])
+    // `spin up` does not build unless asked to; `flashspin up` must be told
+    // not to.
+    cmd.arg("up");
+    if !is_spin(host) {
+        cmd.arg("--no-build");
+    }
+    cmd.args(["-f", manifest])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     for (name, value) in env {

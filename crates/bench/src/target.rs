@@ -45,7 +45,8 @@ impl Drop for Exporter {
 /// child processes): it runs in a process group of its own.
 fn stop(app: &mut Child) {
     let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{}", app.id())])
+        .args(["-KILL", "--", &format!("-{}", app.id())])
+        .stderr(Stdio::null())
         .status();
     let _ = app.wait();
 }

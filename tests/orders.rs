@@ -673,7 +673,9 @@ async fn a_thousand_buyers_race_for_fifty_units_and_unpaid_ones_come_back() {
     // other races running beside it; the 50 units go in the race's first
     // moments: with less time to pay, orders could expire before it ends
     // and their units be sold again.
-    let shop = shop(&[("order_pay_secs", "8")]).await;
+    // Units come back and are sold again at once here: a warm instance's
+    // memory of the voucher sold out (tests/vouchers.rs) is turned off.
+    let shop = shop(&[("order_pay_secs", "8"), ("refusal_memory_ms", "0")]).await;
     let app = &shop.app;
     let tokens = users(&shop, 0, 1000).await;
     let voucher_id = create_voucher(app, STOCK).await;
@@ -1109,7 +1111,16 @@ async fn refused_purchases_and_webhooks_take_two_round_trips() {
     }
     let trips = round_trips(&app.logs(), "buy-voucher");
     assert_eq!(trips.len(), 3, "{trips:?}");
-    assert_eq!(trips[1..], [2, 2], "sold out: the gate, the purchase");
+    if crate::harness::is_wasip3_build() {
+        // The warm instance remembers the voucher sold out: the gate alone.
+        assert_eq!(
+            trips[1..],
+            [2, 1],
+            "sold out: the gate and the purchase, then the gate"
+        );
+    } else {
+        assert_eq!(trips[1..], [2, 2], "sold out: the gate, the purchase");
+    }
 
     pay(app, &held, "evt_1", "card").await;
     assert_eq!(webhook(app, &refund("evt_2", held.id())).await.status, 200);

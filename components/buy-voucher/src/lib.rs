@@ -16,7 +16,7 @@ use flashspin_core::ApiError;
 use flashspin_core::config::read;
 use flashspin_core::gate::Buyer;
 use flashspin_core::ids::VoucherId;
-use flashspin_core::memory::Refusals;
+use flashspin_core::memory::{self, Refusals};
 use flashspin_core::order::OrderExport;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
@@ -45,10 +45,8 @@ impl Route for BuyVoucher {
         let (user_id, order_id) = (call.caller.user.id, call.caller.order_id);
         let memory = REFUSALS.with(Rc::clone);
         let redis = call.redis().await?;
-        let order = voucher::buy_remembering(
-            redis, &memory, bound, voucher_id, user_id, order_id, pay_secs, export,
-        )
-        .await?;
+        let buy = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs, export);
+        let order = memory::purchase(&memory, voucher_id, bound, buy).await?;
         Ok(Reply::created(json!({"order": order.to_json()})))
     }
 }

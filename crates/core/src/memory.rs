@@ -8,6 +8,7 @@
 //! or cancelled) is seen up to the bound later by an instance that
 //! remembers the voucher sold out.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use crate::error::{ApiError, Conflict};
@@ -67,6 +68,26 @@ impl Refusals {
     }
 }
 
+/// Answers a purchase of `voucher`: at once with a refusal `memory` still
+/// remembers, else by running `purchase` (`voucher::buy`, not started
+/// until then) and remembering its refusal for `bound`. Redis alone grants
+/// a purchase.
+pub async fn purchase<T>(
+    memory: &RefCell<Refusals>,
+    voucher: VoucherId,
+    bound: Duration,
+    purchase: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    if let Some(refusal) = memory.borrow_mut().recall(voucher, Instant::now()) {
+        return Err(refusal);
+    }
+    let outcome = purchase.await;
+    memory
+        .borrow_mut()
+        .note(voucher, &outcome, Instant::now(), bound);
+    outcome
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +140,23 @@ mod tests {
         // A bound of zero remembers nothing.
         memory.note(id(1), &SOLD_OUT, t0, Duration::ZERO);
         assert_eq!(memory.recall(id(1), t0), None);
+    }
+
+    #[test]
+    fn a_remembered_refusal_answers_without_running_the_purchase() {
+        use flashspin_testkit::block_on;
+        let memory = RefCell::new(Refusals::new());
+        let bound = Duration::from_secs(60);
+        let ran = std::cell::Cell::new(0);
+        let buy = || async {
+            ran.set(ran.get() + 1);
+            SOLD_OUT
+        };
+        assert_eq!(block_on(purchase(&memory, id(1), bound, buy())), SOLD_OUT);
+        assert_eq!(block_on(purchase(&memory, id(1), bound, buy())), SOLD_OUT);
+        assert_eq!(ran.get(), 1, "the second answer came from memory");
+        assert_eq!(block_on(purchase(&memory, id(2), bound, buy())), SOLD_OUT);
+        assert_eq!(ran.get(), 2, "another voucher is asked");
     }
 
     #[test]

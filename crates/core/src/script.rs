@@ -75,9 +75,9 @@ impl Script {
             e => e,
         })
     }
-}
 
-impl Script {
+    /// `command` as the script may be sent: again on a fresh connection
+    /// when it is replayable.
     async fn execute(
         &self,
         redis: &mut impl Redis,

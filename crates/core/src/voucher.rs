@@ -5,8 +5,6 @@
 //! atomically and vouchers shard freely. The list of a shop's vouchers lives
 //! under `{catalog}`.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::body::JsonObject;
@@ -14,7 +12,6 @@ use crate::catalog::allocate_listed_id;
 use crate::error::{ApiError, Conflict};
 use crate::ids::{OrderId, ShopId, UserId, VoucherId};
 use crate::keys;
-use crate::memory::Refusals;
 use crate::order::{Order, OrderExport, OrderStatus, RECLAIM_LIMIT};
 use crate::redis::{Arg, Redis, RedisError, Reply};
 use crate::script::ReplyReader;
@@ -276,30 +273,6 @@ pub async fn list_by_shop(
         }
     }
     Ok(vouchers)
-}
-
-/// [`buy`], refused at once when `memory` remembers the voucher sold out
-/// or ended, and teaching `memory` the refusals Redis gives, for `bound`
-/// ([`crate::memory`]). Redis alone grants a purchase.
-#[allow(clippy::too_many_arguments)] // `buy`'s, and the memory with its bound.
-pub async fn buy_remembering(
-    redis: &mut impl Redis,
-    memory: &std::cell::RefCell<Refusals>,
-    bound: Duration,
-    voucher_id: VoucherId,
-    user_id: UserId,
-    order_id: OrderId,
-    pay_secs: u32,
-    export: OrderExport,
-) -> Result<Order, ApiError> {
-    if let Some(refusal) = memory.borrow_mut().recall(voucher_id, Instant::now()) {
-        return Err(refusal);
-    }
-    let outcome = buy(redis, voucher_id, user_id, order_id, pay_secs, export).await;
-    memory
-        .borrow_mut()
-        .note(voucher_id, &outcome, Instant::now(), bound);
-    outcome
 }
 
 /// Buys voucher `voucher_id` for `user_id` as order `order_id`, unpaid

@@ -251,22 +251,27 @@ async fn every_component_is_given_every_variable_it_reads() {
     );
 }
 
-/// `spin.wasip3.toml` is `spin.toml` but for where the WASI 0.3 builds of
-/// the Redis components come from and how they are built: the same
-/// routes, variables, allowed hosts and components.
+/// `spin.wasip3.toml` is `spin.toml`, and `export.wasip3.toml` is
+/// `export.toml`, but for where the WASI 0.3 build of every component
+/// comes from and how it is built: the same routes, triggers, variables,
+/// allowed hosts and components.
 #[test]
-fn the_wasip3_manifest_is_the_same_app() {
+fn the_wasip3_manifests_are_the_same_apps() {
     let read = |name: &str| -> toml::Value {
         toml::from_str(&std::fs::read_to_string(repo_root().join(name)).unwrap()).unwrap()
     };
-    let (plain, p3) = (read("spin.toml"), read("spin.wasip3.toml"));
-    let mut rebuilt = p3.clone();
-    let mut moved = Vec::new();
-    for (name, component) in rebuilt["component"].as_table_mut().unwrap() {
-        let component = component.as_table_mut().unwrap();
-        let source = component["source"].as_str().unwrap().to_string();
-        if let Some(file) = source.strip_prefix("target/wasip3/") {
-            moved.push(name.clone());
+    for (plain_name, p3_name) in [
+        ("spin.toml", "spin.wasip3.toml"),
+        ("export.toml", "export.wasip3.toml"),
+    ] {
+        let (plain, p3) = (read(plain_name), read(p3_name));
+        let mut rebuilt = p3.clone();
+        for (name, component) in rebuilt["component"].as_table_mut().unwrap() {
+            let component = component.as_table_mut().unwrap();
+            let source = component["source"].as_str().unwrap().to_string();
+            let file = source
+                .strip_prefix("target/wasip3/")
+                .unwrap_or_else(|| panic!("{p3_name}: {name} is not a WASI 0.3 build"));
             component.insert("source".into(), format!("target/{file}").into());
             let build = component["build"].as_table_mut().unwrap();
             let command = build["command"].as_str().unwrap();
@@ -274,29 +279,10 @@ fn the_wasip3_manifest_is_the_same_app() {
                 command.replace(" --target-dir target/wasip3 --features wasip3", "");
             assert_ne!(
                 plain_command, command,
-                "{name}: built with the wasip3 feature"
+                "{p3_name}: {name} built with the wasip3 feature"
             );
             build.insert("command".into(), plain_command.into());
         }
-    }
-    assert_eq!(rebuilt, plain, "spin.wasip3.toml differs from spin.toml");
-    // Every component that talks to Redis over HTTP is in the 0.3 build.
-    for name in [
-        "account",
-        "admin",
-        "buy-lottery-shares",
-        "buy-voucher",
-        "catalog",
-        "health",
-        "login",
-        "payments",
-        "redeem",
-        "refresh",
-        "send-code",
-    ] {
-        assert!(
-            moved.iter().any(|m| m == name),
-            "{name} is not a WASI 0.3 build"
-        );
+        assert_eq!(rebuilt, plain, "{p3_name} differs from {plain_name}");
     }
 }

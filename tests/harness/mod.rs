@@ -42,9 +42,14 @@ pub fn is_wasip3_build() -> bool {
     app_manifest().ends_with("spin.wasip3.toml")
 }
 
-/// The order exporter's manifest, an app of one Redis trigger.
+/// The order exporter's manifest, an app of one Redis trigger, of the
+/// build under test.
 pub fn export_manifest() -> PathBuf {
-    repo_root().join("export.toml")
+    repo_root().join(if is_wasip3_build() {
+        "export.wasip3.toml"
+    } else {
+        "export.toml"
+    })
 }
 
 /// The manifest of the host test fixtures.

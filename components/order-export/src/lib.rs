@@ -25,7 +25,8 @@ use flashspin_core::ApiError;
 use flashspin_core::database::DatabaseError;
 use flashspin_core::ids::VoucherId;
 use flashspin_core::order::OrderExport;
-use flashspin_core::order_export::{self, ParkedCursor, Report, Runner};
+use flashspin_core::config::Variables;
+use flashspin_core::order_export::{self, ParkedCursor, Report, Retry, Runner};
 use flashspin_core::page::PageSize;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
@@ -33,6 +34,8 @@ use flashspin_spin::pg::{self, SpinPostgres};
 use flashspin_spin::redis::SpinRedis;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Operator, Reply, Route};
+use flashspin_spin::time;
+use flashspin_spin::variables::SpinVariables;
 use serde_json::{Value, json};
 
 /// How long a woken exporter keeps trying while PostgreSQL is out of
@@ -51,7 +54,8 @@ const GATHER: Duration = Duration::from_millis(100);
 
 /// The PostgreSQL URL, or `None` when orders stay in Redis only.
 fn pg_address() -> Result<Option<String>, String> {
-    let address = spin_sdk::variables::get(pg::ADDRESS_VARIABLE)
+    let address = SpinVariables
+        .get(pg::ADDRESS_VARIABLE)
         .map_err(|e| format!("variable {}: {e}", pg::ADDRESS_VARIABLE))?;
     Ok(Some(address).filter(|a| !a.is_empty()))
 }
@@ -64,7 +68,20 @@ fn database(address: &str) -> SpinPostgres {
         .with_setup(order_export::session_setup())
 }
 
-#[spin_sdk::redis_component]
+/// A woken run's patience with an unreachable PostgreSQL: it tries again
+/// every [`RETRY_PAUSE`] until [`RETRY_FOR`] has passed.
+struct RetryUntil(Instant);
+
+impl Retry for RetryUntil {
+    async fn again(&mut self) -> bool {
+        let more = Instant::now() < self.0;
+        if more {
+            time::sleep(RETRY_PAUSE).await;
+        }
+        more
+    }
+}
+
 async fn on_message(message: Vec<u8>) -> Result<(), String> {
     let voucher = std::str::from_utf8(&message)
         .ok()
@@ -73,20 +90,13 @@ async fn on_message(message: Vec<u8>) -> Result<(), String> {
     let Some(address) = pg_address()? else {
         return Ok(());
     };
-    std::thread::sleep(GATHER);
+    time::sleep(GATHER).await;
     let mut redis = SpinRedis::connect()
         .await
         .map_err(|e| format!("order-export: Redis {e}"))?;
-    let deadline = Instant::now() + RETRY_FOR;
-    let try_again = || {
-        let more = Instant::now() < deadline;
-        if more {
-            std::thread::sleep(RETRY_PAUSE);
-        }
-        more
-    };
+    let retry = RetryUntil(Instant::now() + RETRY_FOR);
     let mut db = database(&address);
-    let report = order_export::export(&mut redis, &mut db, &[voucher], Runner::Woken, try_again)
+    let report = order_export::export(&mut redis, &mut db, &[voucher], Runner::Woken, retry)
         .await
         .map_err(|e| format!("order-export: voucher {voucher}: {e}"))?;
     log_parked(&report);
@@ -95,6 +105,8 @@ async fn on_message(message: Vec<u8>) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+flashspin_spin::redis_component!(on_message);
 
 /// Says in the log that events were parked, which needs someone to look.
 fn log_parked(report: &Report) {

@@ -9,7 +9,7 @@
 //! and API (no inline script or style anywhere), `nosniff`, no referrer and
 //! no framing.
 
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use flashspin_spin::http::Response;
 
 /// Only this origin's files and API; nothing inline, no framing, no forms
 /// posted anywhere (the pages send JSON with `fetch`).
@@ -81,43 +81,34 @@ fn find(path: &str) -> Option<&'static File> {
 }
 
 fn respond(status: u16, content_type: &str, cache: &str, body: &[u8]) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .header("cache-control", cache)
-        .header("content-security-policy", CSP)
-        .header("x-content-type-options", "nosniff")
-        .header("referrer-policy", "no-referrer")
-        .header("x-frame-options", "DENY")
-        .body(body.to_vec())
-        .build()
+    let mut res = Response::empty(status);
+    res.headers = vec![
+        ("content-type".into(), content_type.into()),
+        ("cache-control".into(), cache.into()),
+        ("content-security-policy".into(), CSP.into()),
+        ("x-content-type-options".into(), "nosniff".into()),
+        ("referrer-policy".into(), "no-referrer".into()),
+        ("x-frame-options".into(), "DENY".into()),
+    ];
+    res.body = body.to_vec();
+    res
 }
 
-/// The request's path, without its query. Taken from the raw request, not
-/// `spin_sdk::http::Request`, whose URL parser would double the component's
-/// size.
-fn path(req: &IncomingRequest) -> String {
-    let full = req.path_with_query().unwrap_or_default();
-    match full.split_once('?') {
-        Some((path, _)) => path.to_string(),
-        None => full,
-    }
-}
-
-#[spin_sdk::http_component]
-fn handle(req: IncomingRequest) -> Response {
-    let head = match req.method() {
-        Method::Get => false,
-        Method::Head => true,
+fn serve(method: &str, path: &str) -> Response {
+    let head = match method {
+        "GET" => false,
+        "HEAD" => true,
         _ => {
             let mut res = respond(405, TEXT, "no-store", b"method not allowed: use GET\n");
             res.set_header("allow", "GET, HEAD");
             return res;
         }
     };
-    let Some(file) = find(&path(&req)) else {
+    let Some(file) = find(path) else {
         return respond(404, TEXT, "no-store", b"not found\n");
     };
     let body = if head { &[][..] } else { file.body };
     respond(200, file.content_type, file.cache, body)
 }
+
+flashspin_spin::static_component!(serve);

@@ -688,6 +688,20 @@ async fn write_isolating(
     }
 }
 
+/// Whether a run tries a batch again after PostgreSQL could not be
+/// reached; it may wait first. Async, so that a WASI 0.3 instance's other
+/// requests run while it waits. A closure answers at once.
+#[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` to promise.
+pub trait Retry {
+    async fn again(&mut self) -> bool;
+}
+
+impl<F: FnMut() -> bool> Retry for F {
+    async fn again(&mut self) -> bool {
+        self()
+    }
+}
+
 /// Moves every pending event of `voucher` to PostgreSQL: batch after batch
 /// until the outbox has nothing more to hand out. `consumer` names this run
 /// in the consumer group; it must be unique to the run. When PostgreSQL
@@ -702,7 +716,7 @@ pub async fn export_voucher(
     voucher: VoucherId,
     consumer: &str,
     runner: Runner,
-    try_again: &mut impl FnMut() -> bool,
+    try_again: &mut impl Retry,
 ) -> Result<Exported, ExportError> {
     let mut exported = Exported::default();
     export_voucher_into(
@@ -726,7 +740,7 @@ async fn export_voucher_into(
     voucher: VoucherId,
     consumer: &str,
     runner: Runner,
-    try_again: &mut impl FnMut() -> bool,
+    try_again: &mut impl Retry,
     exported: &mut Exported,
 ) -> Result<(), ExportError> {
     let mut step = Step::First;
@@ -740,7 +754,11 @@ async fn export_voucher_into(
             let mut refused = Vec::new();
             match write_isolating(db, &batch.rows, 0, &mut refused).await {
                 Ok(()) => break refused,
-                Err(e) if e.is_transient() && try_again() => continue,
+                Err(e) if e.is_transient() => {
+                    if !try_again.again().await {
+                        return Err(e.into());
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         };
@@ -791,7 +809,7 @@ pub async fn export(
     db: &mut impl Database,
     vouchers: &[VoucherId],
     runner: Runner,
-    mut try_again: impl FnMut() -> bool,
+    mut try_again: impl Retry,
 ) -> Result<Report, ExportError> {
     let consumer = consumer_name();
     let mut report = Report::default();

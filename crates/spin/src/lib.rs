@@ -3,12 +3,11 @@
 //! the core's traits, reads requests and builds JSON responses.
 
 pub mod http;
-// The exporter (its one user) is built for WASI 0.2 only, so far.
-#[cfg(not(feature = "wasip3"))]
 pub mod pg;
 pub mod redis;
 pub mod request;
 pub mod route;
 pub mod sdk;
 pub mod sms;
+pub mod time;
 pub mod variables;

@@ -48,8 +48,8 @@ mod imp {
     /// The response type the build's handler returns.
     pub type SdkResponse = spin_sdk::http::Response;
 
-    pub async fn read_parts(req: SdkRequest) -> Result<RawRequest, ApiError> {
-        let method = match req.method() {
+    fn method(req: &SdkRequest) -> String {
+        match req.method() {
             Method::Get => "GET".into(),
             Method::Post => "POST".into(),
             Method::Put => "PUT".into(),
@@ -60,7 +60,23 @@ mod imp {
             Method::Connect => "CONNECT".into(),
             Method::Trace => "TRACE".into(),
             Method::Other(m) => m,
+        }
+    }
+
+    /// The request's method and path (without its query). Taken from the
+    /// raw request, not the SDK's `Request`, whose URL parser would double
+    /// a small component's size.
+    pub fn method_and_path(req: &SdkRequest) -> (String, String) {
+        let full = req.path_with_query().unwrap_or_default();
+        let path = match full.split_once('?') {
+            Some((path, _)) => path.to_string(),
+            None => full,
         };
+        (method(req), path)
+    }
+
+    pub async fn read_parts(req: SdkRequest) -> Result<RawRequest, ApiError> {
+        let method = method(&req);
         let headers = req.headers().entries();
         let query = req
             .path_with_query()
@@ -107,6 +123,20 @@ mod imp {
             }
         };
     }
+
+    /// A component's Redis-message handler on WASI 0.2: the SDK's macro,
+    /// around `$handle`, an `async fn(Vec<u8>) -> Result<(), String>`.
+    #[macro_export]
+    #[doc(hidden)]
+    macro_rules! __redis_entry {
+        ($handle:ident) => {
+            #[spin_sdk::redis_component]
+            async fn __flashspin_redis_entry(message: Vec<u8>) -> Result<(), String> {
+                $crate::variables::prepare(env!("CARGO_PKG_NAME")).await;
+                $handle(message).await
+            }
+        };
+    }
 }
 
 #[cfg(feature = "wasip3")]
@@ -127,6 +157,11 @@ mod imp {
     pub type SdkRequest = sdk7::http::Request;
     /// The response type the build's handler returns.
     pub type SdkResponse = sdk7::http::Response<sdk7::http::FullBody<Bytes>>;
+
+    /// The request's method and path (without its query).
+    pub fn method_and_path(req: &SdkRequest) -> (String, String) {
+        (req.method().as_str().to_string(), req.uri().path().to_string())
+    }
 
     pub async fn read_parts(req: SdkRequest) -> Result<RawRequest, ApiError> {
         let (parts, body) = req.into_parts();
@@ -202,6 +237,76 @@ mod imp {
             }
         };
     }
+
+    /// The Redis trigger's export, `spin:redis/inbound-redis@3.0.0`, bound
+    /// here rather than through the SDK's attribute (which, like its HTTP
+    /// one, names `::spin_sdk`). The interface is read from the host's copy
+    /// of Spin's WIT, so guest and host cannot drift apart; its `redis`
+    /// types are the SDK's own.
+    pub mod redis_trigger {
+        spin_sdk_wasip3::wit_bindgen::generate!({
+            inline: "package flashspin:guest; world redis-trigger { export spin:redis/inbound-redis@3.0.0; }",
+            path: ["../host/wit/deps/spin-redis@3.0.0"],
+            runtime_path: "spin_sdk_wasip3::wit_bindgen::rt",
+            with: { "spin:redis/redis@3.0.0": spin_sdk_wasip3::redis::wit::redis },
+            pub_export_macro: true,
+            export_macro_name: "__export_redis_trigger",
+            default_bindings_module: "flashspin_spin::sdk::redis_trigger",
+        });
+        pub use self::exports::spin::redis::inbound_redis::Guest;
+        pub use spin_sdk_wasip3::redis::wit::redis::Error;
+    }
+
+    /// A component's Redis-message handler on WASI 0.3: exports
+    /// `spin:redis/inbound-redis@3.0.0` around `$handle`, an
+    /// `async fn(Vec<u8>) -> Result<(), String>`. A failure is logged, as
+    /// the WASI 0.2 SDK does.
+    #[macro_export]
+    #[doc(hidden)]
+    macro_rules! __redis_entry {
+        ($handle:ident) => {
+            mod __flashspin_redis_entry {
+                use $crate::sdk::redis_trigger::{Error, Guest};
+
+                struct Entry;
+                $crate::sdk::redis_trigger::__export_redis_trigger!(Entry with_types_in $crate::sdk::redis_trigger);
+
+                impl Guest for Entry {
+                    async fn handle_message(message: Vec<u8>) -> Result<(), Error> {
+                        $crate::variables::prepare(env!("CARGO_PKG_NAME")).await;
+                        super::$handle(message).await.map_err(|e| {
+                            eprintln!("{e}");
+                            Error::Other(e)
+                        })
+                    }
+                }
+            }
+        };
+    }
 }
 
 pub use imp::*;
+
+/// A component that answers from what it was compiled with, by method and
+/// path alone: no variable, no body, no Redis (`web`, `openapi`).
+/// `$serve` is a `fn(&str, &str) -> Response` of the method and the path.
+#[macro_export]
+macro_rules! static_component {
+    ($serve:ident) => {
+        async fn __flashspin_serve(req: $crate::sdk::SdkRequest) -> $crate::http::Response {
+            let (method, path) = $crate::sdk::method_and_path(&req);
+            $serve(&method, &path)
+        }
+        $crate::__http_entry!(__flashspin_serve);
+    };
+}
+
+/// A component's handler of Redis messages (`[[trigger.redis]]`):
+/// `$handle` is an `async fn(Vec<u8>) -> Result<(), String>`; an error is
+/// logged and tells Spin the message failed.
+#[macro_export]
+macro_rules! redis_component {
+    ($handle:ident) => {
+        $crate::__redis_entry!($handle);
+    };
+}

@@ -1,0 +1,18 @@
+//! Waiting. On WASI 0.2 an instance serves one request, so blocking the
+//! thread costs nothing else; on WASI 0.3 it would stall every request the
+//! instance runs at once, so the wait is the host's async clock.
+
+use std::time::Duration;
+
+/// Returns after `duration`.
+#[cfg(not(feature = "wasip3"))]
+pub async fn sleep(duration: Duration) {
+    std::thread::sleep(duration);
+}
+
+/// Returns after `duration`, letting the instance's other requests run.
+#[cfg(feature = "wasip3")]
+pub async fn sleep(duration: Duration) {
+    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    spin_sdk_wasip3::wasip3::clocks::monotonic_clock::wait_for(nanos).await;
+}

@@ -141,71 +141,118 @@ mod imp {
 
 #[cfg(feature = "wasip3")]
 mod imp {
-    use bytes::Bytes;
-    use futures::StreamExt;
-    use spin_sdk_wasip3 as sdk7;
-    use spin_sdk_wasip3::http::body::IncomingBodyExt;
+    //! Straight on `wasi:http@0.3.0`'s types, without the SDK's `http`
+    //! crate conversions: its header-name table and body adapters cost
+    //! every component about 35 KB, for a request read once and a response
+    //! written whole.
 
-    use super::{RawRequest, declared_length, take_chunk};
+    use spin_sdk_wasip3::wasip3::http::types::{self, ErrorCode, Fields, Method};
+    use spin_sdk_wasip3::wasip3::wit_bindgen::StreamResult;
+    use spin_sdk_wasip3::wasip3::{wit_future, wit_stream};
+
+    use super::{MAX_BODY_BYTES, RawRequest, declared_length, take_chunk};
     use crate::http::Response;
     use flashspin_core::ApiError;
 
-    pub use spin_sdk_wasip3::http::{FromRequest, IntoResponse};
     pub use spin_sdk_wasip3::wasip3;
 
     /// The request type the build's handler receives.
-    pub type SdkRequest = sdk7::http::Request;
-    /// The response type the build's handler returns.
-    pub type SdkResponse = sdk7::http::Response<sdk7::http::FullBody<Bytes>>;
+    pub type SdkRequest = types::Request;
+
+    fn method(req: &SdkRequest) -> String {
+        match req.get_method() {
+            Method::Get => "GET".into(),
+            Method::Head => "HEAD".into(),
+            Method::Post => "POST".into(),
+            Method::Put => "PUT".into(),
+            Method::Delete => "DELETE".into(),
+            Method::Connect => "CONNECT".into(),
+            Method::Options => "OPTIONS".into(),
+            Method::Trace => "TRACE".into(),
+            Method::Patch => "PATCH".into(),
+            Method::Other(m) => m,
+        }
+    }
 
     /// The request's method and path (without its query).
     pub fn method_and_path(req: &SdkRequest) -> (String, String) {
-        (req.method().as_str().to_string(), req.uri().path().to_string())
+        let full = req.get_path_with_query().unwrap_or_default();
+        let path = match full.split_once('?') {
+            Some((path, _)) => path.to_string(),
+            None => full,
+        };
+        (method(req), path)
     }
 
     pub async fn read_parts(req: SdkRequest) -> Result<RawRequest, ApiError> {
-        let (parts, body) = req.into_parts();
-        let headers: Vec<(String, Vec<u8>)> = parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-            .collect();
-        if declared_length(&headers).is_some_and(|n| n > super::MAX_BODY_BYTES) {
+        let method = method(&req);
+        let query = req
+            .get_path_with_query()
+            .and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()))
+            .unwrap_or_default();
+        let headers = req.get_headers().copy_all();
+        if declared_length(&headers).is_some_and(|n| n > MAX_BODY_BYTES) {
             return Err(ApiError::PayloadTooLarge);
         }
-        let mut bytes = Vec::new();
-        let mut stream = body.stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| ApiError::InvalidRequest(format!("unreadable body: {e:?}")))?;
-            take_chunk(&mut bytes, &chunk)?;
+        // `handled` tells the host how the request's handling ended; its
+        // default, sent when it is dropped, is success.
+        let (handled, handled_reader) = wit_future::new(|| Ok(()));
+        let (mut stream, trailers) = types::Request::consume_body(req, handled_reader);
+        let mut body = Vec::new();
+        loop {
+            let (result, chunk) = stream.read(Vec::with_capacity(MAX_BODY_BYTES)).await;
+            take_chunk(&mut body, &chunk)?;
+            match result {
+                StreamResult::Complete(_) => {}
+                StreamResult::Dropped | StreamResult::Cancelled => break,
+            }
         }
+        // The stream's end says nothing of how it ended: the trailers'
+        // future does. The host's error code stays in its own log.
+        if trailers.await.is_err() {
+            return Err(ApiError::InvalidRequest("unreadable body".into()));
+        }
+        drop(handled);
         Ok(RawRequest {
-            method: parts.method.as_str().to_string(),
+            method,
             headers,
-            query: parts.uri.query().unwrap_or_default().to_string(),
-            body: bytes,
+            query,
+            body,
         })
     }
 
     /// The response with `content-length`: without it Spin 4.1 sends the
     /// body chunked, and the chunk terminator waits about 40 ms on Nagle and
-    /// delayed ACK (Spin sets no TCP_NODELAY).
-    pub fn to_sdk(response: Response) -> SdkResponse {
-        let length = response.body.len();
-        let mut builder = sdk7::http::Response::builder().status(response.status);
-        for (name, value) in response.headers {
-            builder = builder.header(name, value);
-        }
-        builder
-            .header("content-length", length)
-            .body(sdk7::http::FullBody::new(Bytes::from(response.body)))
-            .unwrap_or_else(|_| {
-                let mut fallback =
-                    sdk7::http::Response::new(sdk7::http::FullBody::new(Bytes::new()));
-                *fallback.status_mut() = sdk7::http::StatusCode::INTERNAL_SERVER_ERROR;
-                fallback
-            })
+    /// delayed ACK (Spin sets no TCP_NODELAY). The body is written after
+    /// the response is handed over, by a task of the instance.
+    pub fn to_wasi(response: Response) -> Result<types::Response, ErrorCode> {
+        let mut entries: Vec<(String, Vec<u8>)> = response
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name, value.into_bytes()))
+            .collect();
+        entries.push((
+            "content-length".into(),
+            response.body.len().to_string().into_bytes(),
+        ));
+        let headers = Fields::from_list(&entries)
+            .map_err(|_| ErrorCode::InternalError(Some("invalid response header".into())))?;
+        let (mut writer, contents) = wit_stream::new::<u8>();
+        let (trailers, trailers_reader) = wit_future::new(|| Ok(None));
+        let (wasi, _sent) = types::Response::new(headers, Some(contents), trailers_reader);
+        wasi.set_status_code(response.status)
+            .map_err(|()| ErrorCode::InternalError(Some("invalid status".into())))?;
+        let body = response.body;
+        spin_sdk_wasip3::wasip3::spawn(async move {
+            if !body.is_empty() {
+                // What a client that went away leaves unwritten is dropped.
+                let _unwritten = writer.write_all(body).await;
+            }
+            drop(writer);
+            // No trailers: the default, `Ok(None)`, once dropped.
+            drop(trailers);
+        });
+        Ok(wasi)
     }
 
     /// A component's HTTP handler on WASI 0.3: exports `wasi:http/handler`
@@ -226,12 +273,7 @@ mod imp {
                     async fn handle(
                         request: types::Request,
                     ) -> Result<types::Response, types::ErrorCode> {
-                        let request =
-                            <$crate::sdk::SdkRequest as $crate::sdk::FromRequest>::from_request(
-                                request,
-                            )?;
-                        let response = $crate::sdk::to_sdk(super::$serve(request).await);
-                        $crate::sdk::IntoResponse::into_response(response)
+                        $crate::sdk::to_wasi(super::$serve(request).await)
                     }
                 }
             }

@@ -13,6 +13,5 @@ pub async fn sleep(duration: Duration) {
 /// Returns after `duration`, letting the instance's other requests run.
 #[cfg(feature = "wasip3")]
 pub async fn sleep(duration: Duration) {
-    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-    spin_sdk_wasip3::wasip3::clocks::monotonic_clock::wait_for(nanos).await;
+    spin_sdk_wasip3::time::sleep(duration).await;
 }

@@ -22,10 +22,10 @@
 use std::time::{Duration, Instant};
 
 use flashspin_core::ApiError;
+use flashspin_core::config::Variables;
 use flashspin_core::database::DatabaseError;
 use flashspin_core::ids::VoucherId;
 use flashspin_core::order::OrderExport;
-use flashspin_core::config::Variables;
 use flashspin_core::order_export::{self, ParkedCursor, Report, Retry, Runner};
 use flashspin_core::page::PageSize;
 use flashspin_core::ratelimit::Endpoint;

@@ -137,11 +137,8 @@ mod imp {
         statement: &str,
         params: &[SqlValue],
     ) -> Result<u64, DatabaseError> {
-        conn.execute_async(
-            statement.to_string(),
-            params!(spin_sdk_wasip3::pg, params),
-        )
-        .await
-        .map_err(|e| core_error!(spin_sdk_wasip3::pg, e))
+        conn.execute_async(statement.to_string(), params!(spin_sdk_wasip3::pg, params))
+            .await
+            .map_err(|e| core_error!(spin_sdk_wasip3::pg, e))
     }
 }

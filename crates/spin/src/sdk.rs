@@ -25,6 +25,22 @@ fn declared_length(headers: &[(String, Vec<u8>)]) -> Option<usize> {
         .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
 }
 
+/// The path of a request's `path?query`, without the query.
+fn path_of(path_with_query: Option<String>) -> String {
+    let full = path_with_query.unwrap_or_default();
+    match full.split_once('?') {
+        Some((path, _)) => path.to_string(),
+        None => full,
+    }
+}
+
+/// The query of a request's `path?query`; empty when it has none.
+fn query_of(path_with_query: Option<String>) -> String {
+    path_with_query
+        .and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()))
+        .unwrap_or_default()
+}
+
 /// Appends `chunk` to `body`, refusing to grow past [`MAX_BODY_BYTES`].
 fn take_chunk(body: &mut Vec<u8>, chunk: &[u8]) -> Result<(), ApiError> {
     if body.len() + chunk.len() > MAX_BODY_BYTES {
@@ -39,7 +55,7 @@ mod imp {
     use futures::StreamExt;
     use spin_sdk::http::{IncomingRequest, Method};
 
-    use super::{RawRequest, declared_length, take_chunk};
+    use super::{RawRequest, declared_length, path_of, query_of, take_chunk};
     use crate::http::Response;
     use flashspin_core::ApiError;
 
@@ -67,21 +83,13 @@ mod imp {
     /// raw request, not the SDK's `Request`, whose URL parser would double
     /// a small component's size.
     pub fn method_and_path(req: &SdkRequest) -> (String, String) {
-        let full = req.path_with_query().unwrap_or_default();
-        let path = match full.split_once('?') {
-            Some((path, _)) => path.to_string(),
-            None => full,
-        };
-        (method(req), path)
+        (method(req), path_of(req.path_with_query()))
     }
 
     pub async fn read_parts(req: SdkRequest) -> Result<RawRequest, ApiError> {
         let method = method(&req);
         let headers = req.headers().entries();
-        let query = req
-            .path_with_query()
-            .and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()))
-            .unwrap_or_default();
+        let query = query_of(req.path_with_query());
         if declared_length(&headers).is_some_and(|n| n > super::MAX_BODY_BYTES) {
             return Err(ApiError::PayloadTooLarge);
         }
@@ -150,7 +158,7 @@ mod imp {
     use spin_sdk_wasip3::wasip3::wit_bindgen::StreamResult;
     use spin_sdk_wasip3::wasip3::{wit_future, wit_stream};
 
-    use super::{MAX_BODY_BYTES, RawRequest, declared_length, take_chunk};
+    use super::{MAX_BODY_BYTES, RawRequest, declared_length, path_of, query_of, take_chunk};
     use crate::http::Response;
     use flashspin_core::ApiError;
 
@@ -176,20 +184,12 @@ mod imp {
 
     /// The request's method and path (without its query).
     pub fn method_and_path(req: &SdkRequest) -> (String, String) {
-        let full = req.get_path_with_query().unwrap_or_default();
-        let path = match full.split_once('?') {
-            Some((path, _)) => path.to_string(),
-            None => full,
-        };
-        (method(req), path)
+        (method(req), path_of(req.get_path_with_query()))
     }
 
     pub async fn read_parts(req: SdkRequest) -> Result<RawRequest, ApiError> {
         let method = method(&req);
-        let query = req
-            .get_path_with_query()
-            .and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()))
-            .unwrap_or_default();
+        let query = query_of(req.get_path_with_query());
         let headers = req.get_headers().copy_all();
         if declared_length(&headers).is_some_and(|n| n > MAX_BODY_BYTES) {
             return Err(ApiError::PayloadTooLarge);

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod body;
 pub mod catalog;
 pub mod client_ip;
+pub mod cluster;
 pub mod config;
 pub mod database;
 pub mod error;

@@ -1,14 +1,16 @@
 //! Support shared by the core's script tests, the black-box suite and the
 //! benchmark: a private `redis-server` and a private PostgreSQL
 //! ([`PostgresServer`]), a stand-in for the SMS gateway
-//! ([`SmsSink`]), [`NativeRedis`], the core's Redis seam over the native
+//! ([`SmsSink`]), a private Redis Cluster ([`RedisCluster`]), [`NativeRedis`], the core's Redis seam over the native
 //! `redis` client, so scripts can be run directly, [`NativePostgres`], the
 //! core's PostgreSQL seam over the native `postgres` client, and [`api`], a
 //! typed client of the app's HTTP API.
 
 pub mod api;
+mod cluster;
 mod postgres;
 mod sms;
+pub use cluster::{NativeConnector, RedisCluster};
 pub use postgres::{HeldSession, NativePostgres, PostgresServer};
 pub use sms::{SinkMode, Sms, SmsSink};
 
@@ -26,12 +28,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port below 55536 whose cluster bus port, 10000 higher, is free
+/// too.
+fn free_port_with_bus() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55536 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A private `redis-server` on a free loopback port, stopped when dropped.
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     /// `appendfsync` of the append-only file; `None`: no persistence.
     fsync: Option<&'static str>,
+    /// `cluster-node-timeout` in ms for a node of a [`RedisCluster`];
+    /// `None`: a plain server.
+    cluster_timeout_ms: Option<u32>,
     dir: tempfile::TempDir,
 }
 
@@ -49,11 +65,23 @@ impl RedisServer {
     }
 
     fn start_with(fsync: Option<&'static str>) -> Self {
+        Self::start_node(fsync, None)
+    }
+
+    /// A server, or with `cluster_timeout_ms` a cluster node, which also
+    /// listens on its port + 10000 (the cluster bus): its port is then
+    /// below 55536 and chosen with that one free too.
+    pub(crate) fn start_node(fsync: Option<&'static str>, cluster_timeout_ms: Option<u32>) -> Self {
         for _ in 0..5 {
+            let port = match cluster_timeout_ms {
+                Some(_) => free_port_with_bus(),
+                None => free_port(),
+            };
             let mut server = RedisServer {
                 child: None,
-                port: free_port(),
+                port,
                 fsync,
+                cluster_timeout_ms,
                 dir: tempfile::tempdir().unwrap(),
             };
             server.spawn();
@@ -72,6 +100,15 @@ impl RedisServer {
             Some(fsync) => cmd.args(["--appendonly", "yes", "--appendfsync", fsync]),
             None => cmd.args(["--appendonly", "no"]),
         };
+        if let Some(timeout) = self.cluster_timeout_ms {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--cluster-node-timeout", &timeout.to_string()]);
+        }
         let child = cmd
             .arg("--dir")
             .arg(self.dir.path())
@@ -125,6 +162,11 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Whether the server was started and not stopped or killed since.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn url(&self) -> String {

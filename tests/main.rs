@@ -5,6 +5,7 @@
 mod harness;
 
 mod browser;
+mod cluster;
 mod conformance;
 mod export;
 mod health;

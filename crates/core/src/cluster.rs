@@ -93,14 +93,18 @@ pub enum Redirect {
 
 impl Redirect {
     /// Reads a redirection out of an error message: `MOVED 3999
-    /// 127.0.0.1:6381` as Redis sends it, or `MOVED: 3999 ...` as Spin's
-    /// client words it, possibly behind a prefix of ours (`script gate: `).
+    /// 127.0.0.1:6381` as Redis sends it, or as Spin's client words it
+    /// (`... signalled by the server - Moved: 3999 127.0.0.1:6381` on Spin
+    /// 4.0, `MOVED: 3999 ...`), possibly behind a prefix of ours
+    /// (`script gate: `).
     pub fn parse(message: &str) -> Option<Self> {
-        for (word, moved) in [("MOVED", true), ("ASK", false)] {
-            let Some(at) = message.find(word) else {
+        // ASCII lower case keeps every byte where it was.
+        let lower = message.to_ascii_lowercase();
+        for (word, moved) in [("moved", true), ("ask", false)] {
+            let Some(at) = lower.find(word) else {
                 continue;
             };
-            let before = &message[..at];
+            let before = &lower[..at];
             if !(before.is_empty() || before.ends_with(' ') || before.ends_with('-')) {
                 continue;
             }
@@ -119,13 +123,6 @@ impl Redirect {
         }
         None
     }
-}
-
-/// Whether an error reply says the cluster cannot serve the slot right
-/// now (a failover under way, a slot without a node, keys of a multi-key
-/// command mid-migration): 503, and worth nothing but a later retry.
-pub fn is_cluster_unavailable(message: &str) -> bool {
-    message.contains("CLUSTERDOWN") || message.contains("TRYAGAIN")
 }
 
 /// Which primary serves each slot, as `host:port`.
@@ -288,7 +285,9 @@ enum Target {
 /// and later requests, go straight to their node. `MOVED` updates the map,
 /// `ASK` is followed for one command with `ASKING`, a node that cannot be
 /// reached makes it read the layout again from another, all within
-/// [`MAX_REDIRECTS`]; `CLUSTERDOWN` and `TRYAGAIN` fail as outages.
+/// [`MAX_REDIRECTS`]. `CLUSTERDOWN` and `TRYAGAIN` are passed on: like
+/// any error reply that is not a bug ([`RedisError::is_outage`]), they
+/// answer 503.
 pub struct ClusterRedis<C: Connector, M: MapCache> {
     connector: C,
     cache: M,
@@ -521,6 +520,12 @@ mod tests {
         );
         assert_eq!(
             Redirect::parse("script send_code: MOVED: 7226 127.0.0.1:7102"),
+            Some(moved.clone())
+        );
+        assert_eq!(
+            Redirect::parse(
+                "script send_code: An error was signalled by the server - Moved: 7226 127.0.0.1:7102"
+            ),
             Some(moved)
         );
         assert_eq!(
@@ -531,11 +536,8 @@ mod tests {
             })
         );
         assert_eq!(Redirect::parse("ERR unknown command 'MOVEDX'"), None);
+        assert_eq!(Redirect::parse("ERR a task failed"), None);
         assert_eq!(Redirect::parse("NOSCRIPT No matching script"), None);
-        assert!(is_cluster_unavailable("CLUSTERDOWN The cluster is down"));
-        assert!(is_cluster_unavailable(
-            "TRYAGAIN Multiple keys request during rehashing of slot"
-        ));
     }
 
     const NODES: &str = "\

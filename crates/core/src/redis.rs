@@ -148,6 +148,8 @@ mod tests {
             Server("OOM command not allowed when used memory > 'maxmemory'. script: f_x, on @user_script:57.".into()),
             Server("script gate: An error was signalled by the server - ResponseError: max number of clients reached".into()),
             Server("ERR max number of clients reached".into()),
+            Server("CLUSTERDOWN The cluster is down".into()),
+            Server("script gate: An error was signalled by the server - TryAgain: Multiple keys request during rehashing of slot".into()),
         ] {
             assert!(outage.is_outage(), "{outage}");
         }

@@ -100,11 +100,12 @@ impl App {
         crate::spin_api::add_to_linker(&mut linker).map_err(wasm_err)?;
 
         let cache = CompileCache::new(&engine);
+        let key_value = Arc::new(crate::spin_api::KeyValueStores::default());
         // Each component is compiled and linked, then checked for the export
         // its trigger calls.
         let prepare = |decl: &crate::manifest::ComponentDecl| {
             let id = &decl.id;
-            let context = Arc::new(component_context(decl, variables)?);
+            let context = Arc::new(component_context(decl, variables, &key_value)?);
             let component = cache.load(&decl.source).with_context(|| {
                 format!("component `{id}`: cannot load {}", decl.source.display())
             })?;
@@ -176,6 +177,7 @@ impl App {
 fn component_context(
     decl: &crate::manifest::ComponentDecl,
     variables: &AppVariables,
+    key_value: &Arc<crate::spin_api::KeyValueStores>,
 ) -> anyhow::Result<ComponentContext> {
     let id = &decl.id;
     (|| -> anyhow::Result<ComponentContext> {
@@ -187,6 +189,8 @@ fn component_context(
             outbound: Arc::new(outbound),
             environment: decl.environment.clone().into_iter().collect(),
             pg_pools: Default::default(),
+            key_value_stores: decl.key_value_stores.clone(),
+            key_value: key_value.clone(),
         })
     })()
     .with_context(|| format!("component `{id}`"))

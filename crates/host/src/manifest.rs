@@ -1,6 +1,7 @@
 //! Reading `spin.toml` (manifest version 2) by Spin 4.0.2's schema: the same
 //! fields, the same identifier rules and the same refusals of unknown keys.
-//! Features of the format this host does not implement (key-value stores,
+//! Features of the format this host does not implement (key-value stores
+//! other than `default`,
 //! files, remote sources, triggers other than HTTP and Redis...) are refused
 //! with a message naming them instead of being silently ignored. What Spin checks only when
 //! it loads the app (outbound hosts, templates) is in `loader`.
@@ -73,6 +74,8 @@ pub struct ComponentDecl {
     /// Component variables: name to template.
     pub variables: BTreeMap<String, String>,
     pub environment: BTreeMap<String, String>,
+    /// Labels of the key-value stores the component may open.
+    pub key_value_stores: Vec<String>,
     pub build: Option<BuildDecl>,
 }
 
@@ -235,7 +238,6 @@ impl RawComponent {
             ("files", !self.files.is_empty()),
             ("exclude_files", !self.exclude_files.is_empty()),
             ("allowed_http_hosts", !self.allowed_http_hosts.is_empty()),
-            ("key_value_stores", !self.key_value_stores.is_empty()),
             ("sqlite_databases", !self.sqlite_databases.is_empty()),
             ("ai_models", !self.ai_models.is_empty()),
             ("dependencies", !self.dependencies.is_empty()),
@@ -328,6 +330,10 @@ impl Manifest {
                     "component `{id}`: flashspin runs only local files; a remote or registry `source` is not supported"
                 ),
             };
+            // Without runtime configuration Spin defines one store.
+            if let Some(label) = c.key_value_stores.iter().find(|l| *l != "default") {
+                bail!("unknown key_value_stores label {label:?} for component {id:?}");
+            }
             if let Some(workdir) = c.build.as_ref().and_then(|b| b.workdir.as_ref())
                 && workdir.is_absolute()
             {
@@ -341,6 +347,7 @@ impl Manifest {
                     allowed_outbound_hosts: c.allowed_outbound_hosts,
                     variables: c.variables.into_iter().map(|(k, v)| (k.0, v)).collect(),
                     environment: c.environment,
+                    key_value_stores: c.key_value_stores,
                     build: c.build,
                 },
             );
@@ -728,7 +735,6 @@ command = "make"
     #[test]
     fn features_this_host_lacks_are_named() {
         for (line, named) in [
-            ("key_value_stores = [\"default\"]", "key_value_stores"),
             ("sqlite_databases = [\"default\"]", "sqlite_databases"),
             ("files = [\"static/**\"]", "files"),
             (
@@ -754,6 +760,23 @@ command = "make"
             "static_response = { status_code = 200 }",
         ));
         assert!(err.contains("static_response"), "{err}");
+    }
+
+    #[test]
+    fn only_the_default_key_value_store_is_known() {
+        let with = |stores: &str| {
+            APP.replace(
+                "source = \"api.wasm\"",
+                &format!("source = \"api.wasm\"\nkey_value_stores = {stores}"),
+            )
+        };
+        let manifest = Manifest::parse(&with("[\"default\"]"), PathBuf::from("/app")).unwrap();
+        assert_eq!(manifest.components["api"].key_value_stores, ["default"]);
+        let err = parse_err(&with("[\"default\", \"cache\"]"));
+        assert!(
+            err.contains("unknown key_value_stores label \"cache\" for component \"api\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct ComponentContext {
     pub environment: Vec<(String, String)>,
     /// PostgreSQL connections kept between requests, as Spin keeps them.
     pub pg_pools: Arc<crate::spin_api::PgPools>,
+    /// The labels of `key_value_stores`: the stores it may open.
+    pub key_value_stores: Vec<String>,
+    /// The app's key-value stores, shared by all its components.
+    pub key_value: Arc<crate::spin_api::KeyValueStores>,
 }
 
 pub struct RequestState {
@@ -42,6 +46,8 @@ pub struct RequestState {
     /// request it may run at once.
     pub redis_connection_limit: usize,
     pub pg_connections: usize,
+    /// Key-value stores the instance holds open.
+    pub key_value_stores_open: usize,
     /// Redis commands the guest has sent (each one is a round trip), shared
     /// with the server for the request's log line. For a WASI 0.3 instance,
     /// which runs several requests, the counters are by guest task instead
@@ -81,6 +87,7 @@ impl RequestState {
             redis_connections: 0,
             redis_connection_limit: REDIS_CONNECTIONS_PER_REQUEST,
             pg_connections: 0,
+            key_value_stores_open: 0,
             redis_commands: Default::default(),
             request_redis_commands: HashMap::new(),
             stdout,

@@ -1,10 +1,15 @@
-//! [`SpinRedis`]: the core's Redis seam over Spin's outbound Redis. On WASI
-//! 0.2 a connection is opened per request (the instance, and so the
-//! connection, lives for one request). On WASI 0.3 an instance serves many
-//! requests, several at once, and they share one connection it keeps: opened
-//! on first use, dropped when it fails to reach Redis, so that the next
-//! request opens a fresh one.
+//! [`SpinRedis`]: the core's Redis seam over Spin's outbound Redis, routed
+//! over a Redis Cluster by the core's [`ClusterRedis`] (Spin's client does
+//! not follow `MOVED` or `ASK`); a single Redis, or a proxy, gets every
+//! command as before. On WASI 0.2 connections are opened per request (the
+//! instance, and so the connection, lives for one request), and a
+//! cluster's layout is kept in the key-value store `default` when
+//! `redis_cluster` says the address is a cluster. On WASI 0.3 an instance
+//! serves many requests, several at once, and they share the connections
+//! it keeps, one per node, opened on first use and dropped when they fail
+//! to reach Redis, and the layout it learnt.
 
+use flashspin_core::cluster::{ClusterRedis, Connector, MapCache, SlotMap};
 use flashspin_core::redis::{Arg, Redis, RedisError, Reply, url_with_password};
 
 /// The Spin variable holding the Redis URL, `redis[s]://host[:port]`.
@@ -15,19 +20,76 @@ pub const ADDRESS_VARIABLE: &str = "redis_address";
 /// where Spin refuses user info.
 pub const PASSWORD_VARIABLE: &str = "redis_password";
 
-/// The address from the `redis_address` variable, authenticated with
-/// `redis_password` when that is set.
-fn address() -> Result<String, RedisError> {
+/// The Spin variable saying whether `redis_address` is a node of a Redis
+/// Cluster (`true`), so that its layout is worth keeping between requests;
+/// `false` by default. A cluster is routed either way.
+pub const CLUSTER_VARIABLE: &str = "redis_cluster";
+
+fn variable(name: &str) -> Result<String, RedisError> {
     use flashspin_core::config::Variables;
-    let variable = |name: &str| {
-        crate::variables::SpinVariables
-            .get(name)
-            .map_err(|e| RedisError::Unreachable(format!("variable {name}: {e}")))
-    };
-    Ok(url_with_password(
-        &variable(ADDRESS_VARIABLE)?,
-        &variable(PASSWORD_VARIABLE)?,
-    ))
+    crate::variables::SpinVariables
+        .get(name)
+        .map_err(|e| RedisError::Unreachable(format!("variable {name}: {e}")))
+}
+
+/// Where the app's Redis is: the configured address and password.
+#[derive(Clone)]
+struct Address {
+    /// `redis[s]://host[:port]`, as configured.
+    seed: String,
+    password: String,
+}
+
+impl Address {
+    fn read() -> Result<Self, RedisError> {
+        Ok(Self {
+            seed: variable(ADDRESS_VARIABLE)?,
+            password: variable(PASSWORD_VARIABLE)?,
+        })
+    }
+
+    /// The configured address, authenticated with the password if any.
+    fn seed_url(&self) -> String {
+        url_with_password(&self.seed, &self.password)
+    }
+
+    /// A cluster node's address (`host:port`), with the configured
+    /// address's scheme and password: the nodes of one cluster share them.
+    fn node_url(&self, node: &str) -> String {
+        let scheme = self.seed.split_once("://").map_or("redis", |(s, _)| s);
+        url_with_password(&format!("{scheme}://{node}"), &self.password)
+    }
+}
+
+/// The core's Redis over Spin's, routed over a cluster when it is one.
+pub struct SpinRedis {
+    routed: ClusterRedis<imp::SpinConnector, imp::Layout>,
+}
+
+impl SpinRedis {
+    /// The request's Redis; connections open on first use.
+    pub async fn connect() -> Result<Self, RedisError> {
+        let address = Address::read()?;
+        let cluster = variable(CLUSTER_VARIABLE).is_ok_and(|v| v.trim() == "true");
+        let layout = imp::Layout::new(&address.seed, cluster);
+        Ok(Self {
+            routed: ClusterRedis::new(imp::SpinConnector { address }, layout),
+        })
+    }
+}
+
+impl Redis for SpinRedis {
+    async fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError> {
+        self.routed.execute(command, args).await
+    }
+
+    async fn execute_replayable(
+        &mut self,
+        command: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<Reply>, RedisError> {
+        self.routed.execute_replayable(command, args).await
+    }
 }
 
 /// The arguments as Spin's client takes them.
@@ -84,20 +146,31 @@ mod imp {
     use super::*;
     use spin_sdk::redis::Connection;
 
-    pub struct SpinRedis {
-        conn: Connection,
+    /// Opens a connection per node and request.
+    pub struct SpinConnector {
+        pub address: Address,
     }
 
-    impl SpinRedis {
-        /// Opens this request's connection.
-        pub async fn connect() -> Result<Self, RedisError> {
-            let conn =
-                Connection::open(&address()?).map_err(|e| core_error!(spin_sdk::redis, e))?;
-            Ok(Self { conn })
+    impl Connector for SpinConnector {
+        type Connection = SpinConnection;
+
+        async fn open_seed(&mut self) -> Result<SpinConnection, RedisError> {
+            open(&self.address.seed_url())
+        }
+
+        async fn open(&mut self, node: &str) -> Result<SpinConnection, RedisError> {
+            open(&self.address.node_url(node))
         }
     }
 
-    impl Redis for SpinRedis {
+    fn open(url: &str) -> Result<SpinConnection, RedisError> {
+        let conn = Connection::open(url).map_err(|e| core_error!(spin_sdk::redis, e))?;
+        Ok(SpinConnection(conn))
+    }
+
+    pub struct SpinConnection(Connection);
+
+    impl Redis for SpinConnection {
         /// Spin's WASI 0.2 client blocks: the future is ready when polled.
         async fn execute(
             &mut self,
@@ -106,10 +179,46 @@ mod imp {
         ) -> Result<Vec<Reply>, RedisError> {
             let params = params!(spin_sdk::redis, args);
             let results = self
-                .conn
+                .0
                 .execute(command, &params)
                 .map_err(|e| core_error!(spin_sdk::redis, e))?;
             Ok(replies!(spin_sdk::redis, results))
+        }
+    }
+
+    /// A cluster's layout, kept between requests (each its own instance)
+    /// in the key-value store `default` when the address is a cluster:
+    /// read once per request, written when it changed. A store that fails
+    /// costs the layout, not the request.
+    pub struct Layout {
+        key: Option<String>,
+    }
+
+    impl Layout {
+        pub fn new(seed: &str, cluster: bool) -> Self {
+            Self {
+                // An address changed, or another app's cluster, never
+                // lends its layout.
+                key: cluster.then(|| format!("flashspin:redis-layout:{seed}")),
+            }
+        }
+    }
+
+    impl MapCache for Layout {
+        fn load(&mut self) -> Option<SlotMap> {
+            let key = self.key.as_ref()?;
+            let store = spin_sdk::key_value::Store::open_default().ok()?;
+            let text = store.get(key).ok()??;
+            SlotMap::from_text(std::str::from_utf8(&text).ok()?)
+        }
+
+        fn save(&mut self, map: &SlotMap) {
+            let Some(key) = &self.key else {
+                return;
+            };
+            if let Ok(store) = spin_sdk::key_value::Store::open_default() {
+                let _ = store.set(key, map.to_text().as_bytes());
+            }
         }
     }
 }
@@ -123,39 +232,82 @@ mod imp {
     use spin_sdk_wasip3::redis::Connection;
 
     thread_local! {
-        /// The instance's connection, shared by the requests it serves.
-        static KEPT: RefCell<Option<Rc<Connection>>> = const { RefCell::new(None) };
+        /// The instance's connections, by node (`""` for the configured
+        /// address), shared by the requests it serves.
+        static KEPT: RefCell<Vec<(String, Rc<Connection>)>> = const { RefCell::new(Vec::new()) };
+        /// The cluster's layout as the instance learnt it, by seed address.
+        static LAYOUT: RefCell<Option<(String, SlotMap)>> = const { RefCell::new(None) };
     }
 
-    pub struct SpinRedis {
+    /// Hands out the instance's connections, opening those it lacks.
+    pub struct SpinConnector {
+        pub address: Address,
+    }
+
+    impl Connector for SpinConnector {
+        type Connection = SpinConnection;
+
+        async fn open_seed(&mut self) -> Result<SpinConnection, RedisError> {
+            SpinConnection::take(String::new(), self.address.seed_url()).await
+        }
+
+        async fn open(&mut self, node: &str) -> Result<SpinConnection, RedisError> {
+            SpinConnection::take(node.to_string(), self.address.node_url(node)).await
+        }
+    }
+
+    /// One of the instance's connections, as a request uses it.
+    pub struct SpinConnection {
+        node: String,
+        url: String,
         conn: Rc<Connection>,
         /// Whether the connection was already open when this request took
-        /// it: one Redis may have closed since (a restart), unseen.
+        /// it: its Redis may have closed it since (a restart), unseen.
         kept: bool,
     }
 
-    impl SpinRedis {
-        /// The instance's connection, opened if it has none.
-        pub async fn connect() -> Result<Self, RedisError> {
-            if let Some(conn) = KEPT.with(|kept| kept.borrow().clone()) {
-                return Ok(Self { conn, kept: true });
+    impl SpinConnection {
+        /// The instance's connection to `node`, opened if it has none.
+        async fn take(node: String, url: String) -> Result<Self, RedisError> {
+            let kept = KEPT.with(|kept| {
+                kept.borrow()
+                    .iter()
+                    .find(|(n, _)| *n == node)
+                    .map(|(_, c)| c.clone())
+            });
+            match kept {
+                Some(conn) => Ok(Self {
+                    node,
+                    url,
+                    conn,
+                    kept: true,
+                }),
+                None => Self::open(node, url).await,
             }
-            Self::open().await
         }
 
         /// A fresh connection, kept for the instance's next requests.
-        async fn open() -> Result<Self, RedisError> {
-            let conn = Connection::open(address()?)
+        async fn open(node: String, url: String) -> Result<Self, RedisError> {
+            let conn = Connection::open(url.clone())
                 .await
                 .map_err(|e| core_error!(spin_sdk_wasip3::redis, e))?;
             let conn = Rc::new(conn);
             // Two requests may have opened one each; the last one is kept.
-            KEPT.with(|kept| *kept.borrow_mut() = Some(conn.clone()));
-            Ok(Self { conn, kept: false })
+            KEPT.with(|kept| {
+                let mut kept = kept.borrow_mut();
+                kept.retain(|(n, _)| *n != node);
+                kept.push((node.clone(), conn.clone()));
+            });
+            Ok(Self {
+                node,
+                url,
+                conn,
+                kept: false,
+            })
         }
     }
 
-    impl Redis for SpinRedis {
+    impl Redis for SpinConnection {
         async fn execute(
             &mut self,
             command: &str,
@@ -169,10 +321,8 @@ mod imp {
                     if matches!(e, RedisError::Unreachable(_)) {
                         // A dead connection: the next request opens another.
                         KEPT.with(|kept| {
-                            let mut kept = kept.borrow_mut();
-                            if kept.as_ref().is_some_and(|k| Rc::ptr_eq(k, &self.conn)) {
-                                *kept = None;
-                            }
+                            kept.borrow_mut()
+                                .retain(|(_, k)| !Rc::ptr_eq(k, &self.conn));
                         });
                     }
                     Err(e)
@@ -192,16 +342,42 @@ mod imp {
         ) -> Result<Vec<Reply>, RedisError> {
             match self.execute(command, args).await {
                 Err(RedisError::Unreachable(_)) if self.kept => {
-                    *self = Self::open().await?;
+                    *self = Self::open(self.node.clone(), self.url.clone()).await?;
                     self.execute(command, args).await
                 }
                 other => other,
             }
         }
     }
-}
 
-pub use imp::SpinRedis;
+    /// A cluster's layout, kept by the instance for its next requests.
+    pub struct Layout {
+        seed: String,
+    }
+
+    impl Layout {
+        /// The instance keeps what it learns whatever `redis_cluster`
+        /// says: its memory costs nothing to read.
+        pub fn new(seed: &str, _cluster: bool) -> Self {
+            Self {
+                seed: seed.to_string(),
+            }
+        }
+    }
+
+    impl MapCache for Layout {
+        fn load(&mut self) -> Option<SlotMap> {
+            LAYOUT.with(|layout| match &*layout.borrow() {
+                Some((seed, map)) if *seed == self.seed => Some(map.clone()),
+                _ => None,
+            })
+        }
+
+        fn save(&mut self, map: &SlotMap) {
+            LAYOUT.with(|layout| *layout.borrow_mut() = Some((self.seed.clone(), map.clone())));
+        }
+    }
+}
 
 /// Spin words an error reply as "An error was signalled by the server - ..."
 /// or, for codes its client does not know, "WRONGTYPE: ..."; anything else

@@ -1,6 +1,7 @@
 //! Host side of the Spin platform interfaces, generated from `wit/` and
 //! implemented on the store state: for WASI 0.2 components (spin-sdk 5.x)
-//! `fermyon:spin/redis@2.0.0` and `fermyon:spin/variables@2.0.0`, for
+//! `fermyon:spin/redis@2.0.0`, `fermyon:spin/variables@2.0.0` and
+//! `fermyon:spin/key-value@2.0.0`, for
 //! WASI 0.3 ones (spin-sdk 7) `spin:redis/redis@3.0.0` and
 //! `spin:variables/variables@3.0.0`, and for both
 //! `spin:postgres/postgres@4.2.0` (which also serves spin-sdk 5.2's 4.0.0
@@ -12,12 +13,14 @@
 //! outside the store (`Accessor`), so that the requests an instance runs
 //! at once wait for Redis or PostgreSQL side by side.
 
+mod key_value;
 mod pg_pool;
 mod postgres;
 mod redis;
 mod redis_v3;
 mod variables;
 
+pub use self::key_value::{KeyValueStore, KeyValueStores};
 pub use self::pg_pool::PgPools;
 pub use self::postgres::{PgConnection, PgConnectionBuilder};
 pub use self::redis::RedisConnection;
@@ -29,6 +32,7 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     with: {
         "fermyon:spin/redis.connection": RedisConnection,
+        "fermyon:spin/key-value.store": KeyValueStore,
         "spin:redis/redis.connection": RedisConnectionV3,
         "spin:postgres/postgres.connection": PgConnection,
         "spin:postgres/postgres.connection-builder": PgConnectionBuilder,

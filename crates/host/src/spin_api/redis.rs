@@ -300,6 +300,8 @@ pub fn to_wit_error(e: RedisError) -> Error {
         "EXECABORT" => "ExecAbortError",
         "LOADING" => "BusyLoadingError",
         "TRYAGAIN" => "TryAgain",
+        "MOVED" => "Moved",
+        "ASK" => "Ask",
         "CLUSTERDOWN" => "ClusterDown",
         "CROSSSLOT" => "CrossSlot",
         "MASTERDOWN" => "MasterDown",

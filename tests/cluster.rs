@@ -1,0 +1,199 @@
+//! The shop on a real Redis Cluster (3 primaries on loopback), given one
+//! node's address: sign-in, a sale under concurrency with exact counts,
+//! the buyer's orders, a lottery period, and how many redirections the
+//! routing costs once the layout is known.
+
+use std::collections::{BTreeSet, HashSet};
+
+use flashspin_core::time::format_rfc3339;
+use flashspin_testkit::RedisCluster;
+use flashspin_testkit::api::{NewGoods, NewVoucher, Order, OrdersQuery};
+
+use crate::harness::{ADMIN_KEY, App, AppConfig, SmsSink, app_manifest};
+
+/// The shop on `cluster`, told it is one, its nodes admitted by one
+/// allowed-hosts pattern.
+async fn shop_on(cluster: &RedisCluster, sink: &SmsSink) -> App {
+    AppConfig::new(app_manifest())
+        .var("redis_address", cluster.seed_url())
+        .var("redis_cluster", "true")
+        .var("redis_cluster_hosts", "redis://127.0.0.1:*")
+        .var("sms_webhook_origin", sink.origin())
+        .var("admin_key", ADMIN_KEY)
+        .var("rate_limit_user", "1000/1")
+        .var("rate_limit_ip", "100000/1")
+        .var("rate_limit_global", "100000/1")
+        .var("code_hourly_limit_per_ip", "100000")
+        .start()
+        .await
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn voucher(stock: i64) -> NewVoucher {
+    let now = now_ms() / 1000 * 1000;
+    NewVoucher {
+        shop_id: "1".into(),
+        title: "50 off 100".into(),
+        sub_title: None,
+        rules: None,
+        pay_value: 5000,
+        actual_value: 10000,
+        stock,
+        begin_time: format_rfc3339(now - 5000),
+        end_time: format_rfc3339(now + 3_600_000),
+    }
+}
+
+/// The sum over the nodes of an `INFO` counter line `prefix<n>`.
+fn sum_info(cluster: &RedisCluster, section: &str, prefix: &str) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|node| {
+            let info: String = redis::cmd("INFO")
+                .arg(section)
+                .query(&mut node.conn())
+                .unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|rest| rest.split([',', '\r']).next()?.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// `MOVED` and `ASK` replies the nodes have sent.
+fn redirections(cluster: &RedisCluster) -> u64 {
+    sum_info(cluster, "errorstats", "errorstat_MOVED:count=")
+        + sum_info(cluster, "errorstats", "errorstat_ASK:count=")
+}
+
+#[tokio::test]
+async fn a_sale_on_a_cluster_sells_exactly_its_stock() {
+    let cluster = RedisCluster::start(3, 0);
+    let sink = SmsSink::start().await;
+    let app = shop_on(&cluster, &sink).await;
+    let phones: Vec<String> = (0..60).map(|i| format!("137{i:08}")).collect();
+    let tokens: Vec<String> = app
+        .api
+        .sign_in_all(&sink, &phones, 10)
+        .await
+        .into_iter()
+        .map(|s| s.token)
+        .collect();
+    let id = app
+        .api
+        .create_voucher(ADMIN_KEY, &voucher(20))
+        .await
+        .expect(201)
+        .voucher
+        .id;
+
+    // 240 purchases at once: each of 60 users tries four times.
+    let tasks: Vec<_> = (0..240)
+        .map(|i| tokio::spawn(app.api.buy_voucher(&tokens[i % 60], &id).into_future()))
+        .collect();
+    let mut created: Vec<Order> = Vec::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        match reply.status {
+            201 => created.push(reply.body().order),
+            409 => {}
+            status => panic!("{status}: {}\n{}", reply.text(), app.logs()),
+        }
+    }
+    assert_eq!(created.len(), 20);
+    let buyers: HashSet<&str> = created.iter().map(|o| o.user_id.as_str()).collect();
+    assert_eq!(buyers.len(), 20, "one order per user");
+    assert_eq!(app.api.voucher(&id).await.ok().voucher.remaining, 0);
+
+    // Each buyer sees their order, and only theirs.
+    let mut listed = 0;
+    for token in &tokens {
+        let page = app.api.my_orders(token, &OrdersQuery::default()).await.ok();
+        assert!(page.orders.len() <= 1);
+        listed += page.orders.len();
+    }
+    assert_eq!(listed, 20);
+}
+
+#[tokio::test]
+async fn a_lottery_period_on_a_cluster_gives_each_code_once() {
+    let cluster = RedisCluster::start(3, 0);
+    let sink = SmsSink::start().await;
+    let app = shop_on(&cluster, &sink).await;
+    let phones: Vec<String> = (0..10).map(|i| format!("136{i:08}")).collect();
+    let sessions = app.api.sign_in_all(&sink, &phones, 10).await;
+    let goods = NewGoods {
+        title: "Pen".into(),
+        total_shares: 30,
+        share_price: 100,
+        code_base: None,
+        max_periods: None,
+    };
+    let goods = app
+        .api
+        .create_goods(ADMIN_KEY, &goods)
+        .await
+        .expect(201)
+        .goods;
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            tokio::spawn(
+                app.api
+                    .buy_shares(&s.token, &goods.id, 3, None)
+                    .into_future(),
+            )
+        })
+        .collect();
+    let mut codes = BTreeSet::new();
+    for task in tasks {
+        let purchase = task.await.unwrap().expect(201).purchase;
+        assert_eq!(purchase.period, 1);
+        for code in purchase.codes {
+            assert!(codes.insert(code), "code {code} given twice");
+        }
+    }
+    assert_eq!(codes, (10000002..10000032).collect());
+}
+
+#[tokio::test]
+async fn once_the_layout_is_known_requests_go_straight_to_their_node() {
+    let cluster = RedisCluster::start(3, 0);
+    let sink = SmsSink::start().await;
+    let app = shop_on(&cluster, &sink).await;
+    let phones: Vec<String> = (0..20).map(|i| format!("135{i:08}")).collect();
+    let tokens: Vec<String> = app
+        .api
+        .sign_in_all(&sink, &phones, 5)
+        .await
+        .into_iter()
+        .map(|s| s.token)
+        .collect();
+    let id = app
+        .api
+        .create_voucher(ADMIN_KEY, &voucher(1000))
+        .await
+        .expect(201)
+        .voucher
+        .id;
+    let before = redirections(&cluster);
+    let requests = 200;
+    for i in 0..requests {
+        let reply = app.api.buy_voucher(&tokens[i % 20], &id).await;
+        assert!([201, 409].contains(&reply.status), "{}", reply.text());
+    }
+    let redirected = redirections(&cluster) - before;
+    assert!(
+        redirected * 10 <= requests as u64,
+        "{redirected} redirections for {requests} requests"
+    );
+}

@@ -197,3 +197,101 @@ async fn once_the_layout_is_known_requests_go_straight_to_their_node() {
         "{redirected} redirections for {requests} requests"
     );
 }
+
+/// Slots move while the sale runs: the voucher's slot and a third of the
+/// cluster go from one primary to another (`redis-cli --cluster reshard`,
+/// keys and all). Every purchase is answered (201, 409, or 503 while a
+/// key is mid-move); afterwards the stock adds up exactly, every
+/// acknowledged order is where its buyer finds it, and nobody holds two.
+#[tokio::test]
+async fn a_reshard_during_a_sale_loses_and_oversells_nothing() {
+    let cluster = std::sync::Arc::new(RedisCluster::start(3, 0));
+    let sink = SmsSink::start().await;
+    let app = shop_on(&cluster, &sink).await;
+    let phones: Vec<String> = (0..150).map(|i| format!("134{i:08}")).collect();
+    let tokens: Vec<String> = app
+        .api
+        .sign_in_all(&sink, &phones, 10)
+        .await
+        .into_iter()
+        .map(|s| s.token)
+        .collect();
+    let id = app
+        .api
+        .create_voucher(ADMIN_KEY, &voucher(100))
+        .await
+        .expect(201)
+        .voucher
+        .id;
+    let slot = flashspin_core::cluster::slot(format!("v:{id}").as_bytes());
+    let from = cluster.primary_of(slot);
+    let to = cluster
+        .primaries()
+        .into_iter()
+        .find(|&p| p != from)
+        .unwrap();
+    let moving = cluster.clone();
+    let reshard = tokio::task::spawn_blocking(move || moving.reshard(from, to, 5461));
+
+    let mut created: Vec<Order> = Vec::new();
+    let mut unavailable = 0;
+    let mut round = 0;
+    loop {
+        let done = reshard.is_finished();
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let token = &tokens[(round * 30 + i) % tokens.len()];
+                tokio::spawn(app.api.buy_voucher(token, &id).into_future())
+            })
+            .collect();
+        for task in tasks {
+            let reply = task.await.unwrap();
+            match reply.status {
+                201 => created.push(reply.body().order),
+                409 => {}
+                503 => unavailable += 1,
+                status => panic!("{status}: {}\n{}", reply.text(), app.logs()),
+            }
+        }
+        round += 1;
+        if done {
+            break;
+        }
+    }
+    reshard.await.unwrap();
+    assert_eq!(cluster.primary_of(slot), to, "the voucher's slot moved");
+    assert!(round > 2, "the sale ran through the reshard ({round} rounds)");
+    eprintln!(
+        "{round} rounds, {} purchases, {unavailable} answered 503, {} redirections",
+        created.len(),
+        redirections(&cluster)
+    );
+
+    // Everyone asks once more, now that the slots have settled.
+    for token in &tokens {
+        let reply = app.api.buy_voucher(token, &id).await;
+        match reply.status {
+            201 => created.push(reply.body().order),
+            409 => {}
+            status => panic!("{status} after the reshard: {}", reply.text()),
+        }
+    }
+    let buyers: HashSet<&str> = created.iter().map(|o| o.user_id.as_str()).collect();
+    assert_eq!(buyers.len(), created.len(), "one order per user");
+    let remaining = app.api.voucher(&id).await.ok().voucher.remaining;
+    let mut listed: Vec<String> = Vec::new();
+    for token in &tokens {
+        let page = app.api.my_orders(token, &OrdersQuery::default()).await.ok();
+        assert!(page.orders.len() <= 1);
+        listed.extend(page.orders.into_iter().map(|o| o.id));
+    }
+    // Sold exactly what the stock lost, and at most the stock.
+    assert_eq!(listed.len() as i64, 100 - remaining, "{unavailable} were 503");
+    assert!(listed.len() <= 100);
+    // The whole stock sold: 150 buyers asked after the move.
+    assert_eq!(remaining, 0);
+    // No acknowledged order lost.
+    for order in &created {
+        assert!(listed.contains(&order.id), "order {} lost", order.id);
+    }
+}

@@ -116,6 +116,11 @@ struct Args {
     /// the round trip time is the round trips it made.
     #[arg(long, conflicts_with = "url")]
     redis_delay_ms: Option<u64>,
+    /// Serves the app from a Redis Cluster of this many primaries (started
+    /// here, on loopback) instead of one Redis, and reports each node's
+    /// share of Redis's CPU.
+    #[arg(long, conflicts_with_all = ["url", "redis_delay_ms", "export"])]
+    redis_cluster: Option<usize>,
     /// Benchmark an app that is already running at this URL instead. It must
     /// send SMS to --sink-port and use the Redis at --redis and the admin
     /// key in FLASHSPIN_BENCH_ADMIN_KEY. The probe scenarios are skipped.
@@ -152,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
         host: args.host.clone(),
         manifest: args.manifest.clone(),
         redis_delay: args.redis_delay_ms.map(Duration::from_millis),
+        redis_cluster: args.redis_cluster,
     };
     let pg = args.export.then(PostgresServer::start);
     let pg_vars: Vec<(&'static str, String)> = match &pg {
@@ -286,6 +292,12 @@ async fn main() -> anyhow::Result<()> {
     table.push_str(&report::markdown(&results, args.concurrency, args.users));
     if let Some(delay) = serving.redis_delay {
         table.push_str(&report::round_trips_by_latency(&results, delay));
+    }
+    if let Some(primaries) = serving.redis_cluster {
+        table.insert_str(0, &format!("On a Redis Cluster of {primaries} primaries. "));
+        let shares = report::node_shares(&results);
+        println!("{shares}");
+        table.push_str(&shares);
     }
     let of = |wanted: Scenario| {
         let at = scenarios.iter().position(|s| *s == wanted)?;

@@ -22,6 +22,8 @@ pub struct Measured {
     pub cpu: CpuTimes,
     /// Connections Redis accepted.
     pub connections: u64,
+    /// Each Redis node's CPU (one entry for a single Redis).
+    pub node_cpu: Vec<Duration>,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -43,6 +45,7 @@ impl Measured {
             commands,
             cpu,
             connections,
+            node_cpu,
         } = counters;
         let mut micros: Vec<u64> = samples.iter().map(|s| s.micros).collect();
         micros.sort_unstable();
@@ -63,7 +66,20 @@ impl Measured {
             commands,
             cpu,
             connections,
+            node_cpu,
         }
+    }
+
+    /// Each node's share of Redis's CPU, busiest first, in percent.
+    pub fn node_shares(&self) -> Vec<f64> {
+        let total: f64 = self.node_cpu.iter().map(Duration::as_secs_f64).sum();
+        let mut shares: Vec<f64> = self
+            .node_cpu
+            .iter()
+            .map(|d| 100.0 * d.as_secs_f64() / total.max(f64::MIN_POSITIVE))
+            .collect();
+        shares.sort_by(|a, b| b.total_cmp(a));
+        shares
     }
 
     /// Redis connections opened per HTTP request.
@@ -230,4 +246,23 @@ mod tests {
         assert_eq!(percentile(&sorted, 100.0), 100.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
     }
+}
+
+/// How Redis's work spread over a cluster's nodes, per scenario: each
+/// node's share of Redis's CPU, busiest first.
+pub fn node_shares(results: &[Measured]) -> String {
+    let mut out = String::from(
+        "\nRedis CPU by node, busiest first:\n\n| scenario | busiest node | every node |\n| --- | ---: | --- |\n",
+    );
+    for m in results {
+        let shares = m.node_shares();
+        let every: Vec<String> = shares.iter().map(|s| format!("{s:.0}%")).collect();
+        out.push_str(&format!(
+            "| {} | {:.0}% | {} |\n",
+            m.name,
+            shares.first().copied().unwrap_or(0.0),
+            every.join(" / ")
+        ));
+    }
+    out
 }

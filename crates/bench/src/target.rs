@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use flashspin_testkit::api::{Client, NewGoods, NewVoucher};
-use flashspin_testkit::{RedisServer, SmsSink, free_port};
+use flashspin_testkit::{RedisCluster, RedisServer, SmsSink, free_port};
 
 pub struct Target {
     /// The app's API, over a client with a connection pool large enough
@@ -19,9 +19,18 @@ pub struct Target {
     pub api: Client,
     pub sink: Arc<SmsSink>,
     redis_url: String,
+    /// Every Redis node whose counters are read: the one Redis, or each
+    /// node of the cluster.
+    redis_nodes: Vec<String>,
     admin_key: String,
-    _redis: Option<RedisServer>,
+    _redis: Option<Redis>,
     app: Option<Child>,
+}
+
+/// The Redis this tool started for the app.
+enum Redis {
+    Single(#[allow(dead_code)] RedisServer),
+    Cluster(#[allow(dead_code)] RedisCluster),
 }
 
 impl Drop for Target {
@@ -61,6 +70,9 @@ pub struct Serving {
     pub manifest: String,
     /// Each way, between the app and Redis (see `link`).
     pub redis_delay: Option<Duration>,
+    /// Serve from a Redis Cluster of this many primaries instead of one
+    /// Redis.
+    pub redis_cluster: Option<usize>,
 }
 
 impl Serving {
@@ -113,23 +125,39 @@ impl Target {
                 bail!("building the host failed");
             }
         }
-        let redis = RedisServer::start();
+        let (redis, seed, redis_nodes) = match serving.redis_cluster {
+            Some(primaries) => {
+                let cluster = RedisCluster::start(primaries, 0);
+                let nodes = cluster.nodes.iter().map(|n| n.url()).collect();
+                let seed = cluster.seed_url();
+                (Redis::Cluster(cluster), seed, nodes)
+            }
+            None => {
+                let redis = RedisServer::start();
+                let url = redis.url();
+                (Redis::Single(redis), url.clone(), vec![url])
+            }
+        };
         let sink = Arc::new(SmsSink::start().await);
         // The app reaches Redis over the slow link, when there is one; this
         // tool reads Redis's counters directly.
         let app_redis = match serving.redis_delay {
             Some(delay) => {
-                let upstream = redis.url().trim_start_matches("redis://").to_string();
+                let upstream = seed.trim_start_matches("redis://").to_string();
                 let port = crate::link::start(upstream, delay).await?;
                 format!("redis://127.0.0.1:{port}")
             }
-            None => redis.url(),
+            None => seed.clone(),
         };
         let mut env = vec![
             ("REDIS_ADDRESS", app_redis),
             ("SMS_WEBHOOK_ORIGIN", sink.origin()),
             ("ADMIN_KEY", admin_key.to_string()),
         ];
+        if serving.redis_cluster.is_some() {
+            env.push(("REDIS_CLUSTER", "true".into()));
+            env.push(("REDIS_CLUSTER_HOSTS", "redis://127.0.0.1:*".into()));
+        }
         for (name, value) in VARIABLES {
             if !extra.iter().any(|(n, _)| *n == name) {
                 env.push((name, value.to_string()));
@@ -142,7 +170,8 @@ impl Target {
         let target = Target {
             api: client(format!("http://127.0.0.1:{port}")),
             sink,
-            redis_url: redis.url(),
+            redis_url: seed,
+            redis_nodes,
             admin_key: admin_key.to_string(),
             _redis: Some(redis),
             app: Some(app),
@@ -164,6 +193,7 @@ impl Target {
             api: client(format!("http://127.0.0.1:{port}")),
             sink: self.sink.clone(),
             redis_url: self.redis_url.clone(),
+            redis_nodes: self.redis_nodes.clone(),
             admin_key: String::new(),
             _redis: None,
             app: Some(app),
@@ -226,6 +256,7 @@ impl Target {
             api: client(url),
             sink,
             redis_url: redis.to_string(),
+            redis_nodes: vec![redis.to_string()],
             admin_key: admin_key.to_string(),
             _redis: None,
             app: None,
@@ -289,28 +320,30 @@ impl Target {
         Ok(created.goods.id)
     }
 
-    /// The counters so far: Redis's commands and CPU (one `INFO all`) and
-    /// the host's CPU.
+    /// The counters so far: Redis's commands and CPU (one `INFO all` on
+    /// each node, added up) and the host's CPU.
     pub fn counters(&self) -> anyhow::Result<Counters> {
-        let mut conn = redis::Client::open(self.redis_url.as_str())?.get_connection()?;
-        let info: String = redis::cmd("INFO").arg("all").query(&mut conn)?;
-        let seconds = |field: &str| -> Option<f64> {
-            info.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-                .trim()
-                .parse()
-                .ok()
-        };
-        let redis = seconds("used_cpu_sys")
-            .zip(seconds("used_cpu_user"))
-            .map(|(sys, user)| Duration::from_secs_f64(sys + user));
-        let host = self.app.as_ref().and_then(|app| process_cpu(app.id()));
-        let connections = seconds("total_connections_received").unwrap_or(0.0) as u64;
-        Ok(Counters {
-            commands: CommandStats::parse(&info),
-            cpu: CpuTimes { host, redis },
-            connections,
-        })
+        let mut counters = Counters::default();
+        for node in &self.redis_nodes {
+            let mut conn = redis::Client::open(node.as_str())?.get_connection()?;
+            let info: String = redis::cmd("INFO").arg("all").query(&mut conn)?;
+            let seconds = |field: &str| -> Option<f64> {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+                    .trim()
+                    .parse()
+                    .ok()
+            };
+            let redis = seconds("used_cpu_sys")
+                .zip(seconds("used_cpu_user"))
+                .map(|(sys, user)| Duration::from_secs_f64(sys + user));
+            counters.commands.add(&CommandStats::parse(&info));
+            counters.cpu.add(&CpuTimes { host: None, redis });
+            counters.connections += seconds("total_connections_received").unwrap_or(0.0) as u64;
+            counters.node_cpu.push(redis.unwrap_or_default());
+        }
+        counters.cpu.host = self.app.as_ref().and_then(|app| process_cpu(app.id()));
+        Ok(counters)
     }
 }
 
@@ -321,6 +354,8 @@ pub struct Counters {
     pub cpu: CpuTimes,
     /// Connections Redis has accepted (`total_connections_received`).
     pub connections: u64,
+    /// Each Redis node's CPU, in the order the tool reads the nodes.
+    pub node_cpu: Vec<Duration>,
 }
 
 impl Counters {
@@ -329,11 +364,17 @@ impl Counters {
         Counters {
             commands: self.commands.delta(&later.commands),
             cpu: self.cpu.delta(&later.cpu),
-            // Without the connection `later` was read on.
+            // Without the connections `later` was read on, one per node.
             connections: later
                 .connections
                 .saturating_sub(self.connections)
-                .saturating_sub(1),
+                .saturating_sub(later.node_cpu.len().max(1) as u64),
+            node_cpu: later
+                .node_cpu
+                .iter()
+                .enumerate()
+                .map(|(i, after)| after.saturating_sub(self.node_cpu.get(i).copied().unwrap_or_default()))
+                .collect(),
         }
     }
 
@@ -342,6 +383,10 @@ impl Counters {
         self.commands.add(&other.commands);
         self.cpu.add(&other.cpu);
         self.connections += other.connections;
+        self.node_cpu.resize(other.node_cpu.len().max(self.node_cpu.len()), Duration::ZERO);
+        for (mine, theirs) in self.node_cpu.iter_mut().zip(&other.node_cpu) {
+            *mine += *theirs;
+        }
     }
 }
 
@@ -441,8 +486,9 @@ fn client(base: impl Into<String>) -> Client {
     Client::with_http(base, http)
 }
 
-/// The commands the measured endpoints send themselves.
-const ROUND_TRIP_COMMANDS: [&str; 3] = ["evalsha", "eval", "ping"];
+/// The commands the measured endpoints send themselves; on a cluster also
+/// the router's layout reads and `ASKING`.
+const ROUND_TRIP_COMMANDS: [&str; 5] = ["evalsha", "eval", "ping", "cluster|nodes", "asking"];
 
 /// Redis command counts, and the time Redis spent running each command
 /// (a script's time includes the commands it runs).

@@ -14,6 +14,10 @@ use crate::harness::{ADMIN_KEY, App, AppConfig, SmsSink, app_manifest};
 /// The shop on `cluster`, told it is one, its nodes admitted by one
 /// allowed-hosts pattern.
 async fn shop_on(cluster: &RedisCluster, sink: &SmsSink) -> App {
+    config_on(cluster, sink).start().await
+}
+
+fn config_on(cluster: &RedisCluster, sink: &SmsSink) -> AppConfig {
     AppConfig::new(app_manifest())
         .var("redis_address", cluster.seed_url())
         .var("redis_cluster", "true")
@@ -24,8 +28,6 @@ async fn shop_on(cluster: &RedisCluster, sink: &SmsSink) -> App {
         .var("rate_limit_ip", "100000/1")
         .var("rate_limit_global", "100000/1")
         .var("code_hourly_limit_per_ip", "100000")
-        .start()
-        .await
 }
 
 fn now_ms() -> i64 {
@@ -260,7 +262,10 @@ async fn a_reshard_during_a_sale_loses_and_oversells_nothing() {
     }
     reshard.await.unwrap();
     assert_eq!(cluster.primary_of(slot), to, "the voucher's slot moved");
-    assert!(round > 2, "the sale ran through the reshard ({round} rounds)");
+    assert!(
+        round > 2,
+        "the sale ran through the reshard ({round} rounds)"
+    );
     eprintln!(
         "{round} rounds, {} purchases, {unavailable} answered 503, {} redirections",
         created.len(),
@@ -286,12 +291,111 @@ async fn a_reshard_during_a_sale_loses_and_oversells_nothing() {
         listed.extend(page.orders.into_iter().map(|o| o.id));
     }
     // Sold exactly what the stock lost, and at most the stock.
-    assert_eq!(listed.len() as i64, 100 - remaining, "{unavailable} were 503");
+    assert_eq!(
+        listed.len() as i64,
+        100 - remaining,
+        "{unavailable} were 503"
+    );
     assert!(listed.len() <= 100);
     // The whole stock sold: 150 buyers asked after the move.
     assert_eq!(remaining, 0);
     // No acknowledged order lost.
     for order in &created {
         assert!(listed.contains(&order.id), "order {} lost", order.id);
+    }
+}
+
+/// The voucher's primary is killed in the middle of a sale (SIGKILL, every
+/// node writing its append-only file with `fsync` always); its replica
+/// takes over after the node timeout. Purchases get 503 while no node
+/// serves the slot, and afterwards: exact stock, one order per user, and
+/// every order a buyer was told of is there, because each waited for its
+/// replica (`redis_wait_replicas`) before it was acknowledged.
+#[tokio::test]
+async fn a_failover_during_a_sale_keeps_every_acknowledged_order() {
+    let mut cluster = RedisCluster::start_durable(3, 1, "always");
+    let sink = SmsSink::start().await;
+    let app = config_on(&cluster, &sink)
+        .var("redis_wait_replicas", "1")
+        .start()
+        .await;
+    let phones: Vec<String> = (0..150).map(|i| format!("133{i:08}")).collect();
+    let tokens: Vec<String> = app
+        .api
+        .sign_in_all(&sink, &phones, 10)
+        .await
+        .into_iter()
+        .map(|s| s.token)
+        .collect();
+    let id = app
+        .api
+        .create_voucher(ADMIN_KEY, &voucher(100))
+        .await
+        .expect(201)
+        .voucher
+        .id;
+    let slot = flashspin_core::cluster::slot(format!("v:{id}").as_bytes());
+    let primary = cluster.primary_of(slot);
+
+    let mut created: Vec<Order> = Vec::new();
+    let mut unavailable = 0;
+    let mut killed = false;
+    for round in 0..40 {
+        if round == 3 {
+            cluster.kill(primary);
+            killed = true;
+        }
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let token = &tokens[(round * 30 + i) % tokens.len()];
+                tokio::spawn(app.api.buy_voucher(token, &id).into_future())
+            })
+            .collect();
+        for task in tasks {
+            let reply = task.await.unwrap();
+            match reply.status {
+                201 => created.push(reply.body().order),
+                409 => {}
+                503 => unavailable += 1,
+                status => panic!("{status}: {}\n{}", reply.text(), app.logs()),
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(killed);
+    cluster.wait_ok();
+    assert_ne!(cluster.primary_of(slot), primary, "the replica took over");
+    assert!(unavailable > 0, "no request met the failover");
+
+    // Everyone asks once more, now that the replica serves the slot.
+    for token in &tokens {
+        let reply = app.api.buy_voucher(token, &id).await;
+        match reply.status {
+            201 => created.push(reply.body().order),
+            409 => {}
+            status => panic!("{status} after the failover: {}", reply.text()),
+        }
+    }
+    let buyers: HashSet<&str> = created.iter().map(|o| o.user_id.as_str()).collect();
+    assert_eq!(buyers.len(), created.len(), "one order per user");
+    let remaining = app.api.voucher(&id).await.ok().voucher.remaining;
+    let mut listed: Vec<String> = Vec::new();
+    for token in &tokens {
+        let page = app.api.my_orders(token, &OrdersQuery::default()).await.ok();
+        assert!(page.orders.len() <= 1);
+        listed.extend(page.orders.into_iter().map(|o| o.id));
+    }
+    assert_eq!(
+        listed.len() as i64,
+        100 - remaining,
+        "{unavailable} were 503"
+    );
+    assert_eq!(remaining, 0);
+    for order in &created {
+        assert!(
+            listed.contains(&order.id),
+            "acknowledged order {} lost",
+            order.id
+        );
     }
 }

@@ -234,20 +234,6 @@ pub fn second_round_trip(one: &Measured, two: &Measured) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let sorted: Vec<u64> = (1..=100).map(|ms| ms * 1000).collect();
-        assert_eq!(percentile(&sorted, 50.0), 50.0);
-        assert_eq!(percentile(&sorted, 99.0), 99.0);
-        assert_eq!(percentile(&sorted, 100.0), 100.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-    }
-}
-
 /// How Redis's work spread over a cluster's nodes, per scenario: each
 /// node's share of Redis's CPU, busiest first.
 pub fn node_shares(results: &[Measured]) -> String {
@@ -265,4 +251,18 @@ pub fn node_shares(results: &[Measured]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let sorted: Vec<u64> = (1..=100).map(|ms| ms * 1000).collect();
+        assert_eq!(percentile(&sorted, 50.0), 50.0);
+        assert_eq!(percentile(&sorted, 99.0), 99.0);
+        assert_eq!(percentile(&sorted, 100.0), 100.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
 }

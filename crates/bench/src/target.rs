@@ -373,7 +373,9 @@ impl Counters {
                 .node_cpu
                 .iter()
                 .enumerate()
-                .map(|(i, after)| after.saturating_sub(self.node_cpu.get(i).copied().unwrap_or_default()))
+                .map(|(i, after)| {
+                    after.saturating_sub(self.node_cpu.get(i).copied().unwrap_or_default())
+                })
                 .collect(),
         }
     }
@@ -383,7 +385,10 @@ impl Counters {
         self.commands.add(&other.commands);
         self.cpu.add(&other.cpu);
         self.connections += other.connections;
-        self.node_cpu.resize(other.node_cpu.len().max(self.node_cpu.len()), Duration::ZERO);
+        self.node_cpu.resize(
+            other.node_cpu.len().max(self.node_cpu.len()),
+            Duration::ZERO,
+        );
         for (mine, theirs) in self.node_cpu.iter_mut().zip(&other.node_cpu) {
             *mine += *theirs;
         }

@@ -295,6 +295,10 @@ pub struct ClusterRedis<C: Connector, M: MapCache> {
     loaded: bool,
     /// Open connections, the seed's under [`Target::Seed`].
     connections: Vec<(Target, C::Connection)>,
+    /// Where the last command ran, for [`Redis::confirm_durable`].
+    last: Option<Target>,
+    /// Replicas a durable write waits for, and for how long at most.
+    replica_wait: Option<(u32, u32)>,
 }
 
 impl<C: Connector, M: MapCache> ClusterRedis<C, M> {
@@ -305,7 +309,23 @@ impl<C: Connector, M: MapCache> ClusterRedis<C, M> {
             map: None,
             loaded: false,
             connections: Vec::new(),
+            last: None,
+            replica_wait: None,
         }
+    }
+
+    /// Makes [`Redis::confirm_durable`] wait until `replicas` replicas of
+    /// the node that ran the last command have its writes, for at most
+    /// `timeout_ms`: then a failover, which promotes a replica, keeps
+    /// every write the client was told of. When the time runs out (a
+    /// replica down or far behind), the write is confirmed anyway: it is
+    /// on the primary and in its append-only file, and refusing would stop
+    /// the sale whenever a replica is down; a failover in that moment could
+    /// still lose it, a window this narrows to the timeout's but does not
+    /// close.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout_ms: u32) -> Self {
+        self.replica_wait = (replicas > 0).then_some((replicas, timeout_ms));
+        self
     }
 
     /// The slot map in use, if any: the cache's, read on first use.
@@ -451,7 +471,10 @@ impl<C: Connector, M: MapCache> ClusterRedis<C, M> {
                     self.forget(&target);
                     return Err(e);
                 }
-                other => return other,
+                other => {
+                    self.last = Some(target);
+                    return other;
+                }
             }
         }
         Err(last_error.unwrap_or_else(|| RedisError::Unreachable("no node answered".into())))
@@ -469,6 +492,27 @@ impl<C: Connector, M: MapCache> Redis for ClusterRedis<C, M> {
         args: &[Arg<'_>],
     ) -> Result<Vec<Reply>, RedisError> {
         self.route(command, args, true).await
+    }
+
+    async fn confirm_durable(&mut self) -> Result<(), RedisError> {
+        let (Some((replicas, timeout_ms)), Some(last)) = (self.replica_wait, self.last.clone())
+        else {
+            return Ok(());
+        };
+        let connection = self.connection(&last).await?;
+        let waited = connection
+            .execute(
+                "WAIT",
+                &[
+                    Arg::Int(i64::from(replicas)),
+                    Arg::Int(i64::from(timeout_ms)),
+                ],
+            )
+            .await;
+        if let Err(RedisError::Unreachable(_)) = &waited {
+            self.forget(&last);
+        }
+        waited.map(drop)
     }
 }
 

@@ -556,6 +556,7 @@ pub async fn buy(
     let mut codes_reader = reply.codes;
     match reply.outcome {
         Outcome::Bought => {
+            redis.confirm_durable().await?;
             let codes = (0..reply.allocated)
                 .map(|_| codes_reader.int().map(|c| c as u64))
                 .collect::<Result<_, _>>()?;

@@ -533,6 +533,11 @@ async fn run_change(
     // The script already reads a due order as expired.
     let order = Order::read(&mut rest, voucher_id, i64::MIN)?;
     rest.finish()?;
+    // A change the caller is told of (a payment, a refund) survives a
+    // failover; a replay changed nothing.
+    if !reply.replayed {
+        redis.confirm_durable().await?;
+    }
     Ok((reply.outcome, reply.replayed, order))
 }
 

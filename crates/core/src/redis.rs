@@ -106,6 +106,15 @@ pub trait Redis {
     ) -> Result<Vec<Reply>, RedisError> {
         self.execute(command, args).await
     }
+
+    /// Called after a write the client is about to be told of, which must
+    /// survive a failover (an order bought or changed, a lottery purchase):
+    /// returns once the node that ran the last command has passed its
+    /// writes to the replicas the adapter waits for (`WAIT`), or its time
+    /// is up. An adapter that waits for no replica does nothing.
+    async fn confirm_durable(&mut self) -> Result<(), RedisError> {
+        Ok(())
+    }
 }
 
 /// `scheme://host:port` with `password` as its user info

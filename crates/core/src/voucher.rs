@@ -320,6 +320,9 @@ pub async fn buy(
     )
     .await?;
     use buy_voucher::Outcome;
+    if matches!(reply.outcome, Outcome::Bought) {
+        redis.confirm_durable().await?;
+    }
     let mut rest = reply.order;
     let order = match reply.outcome {
         Outcome::Bought | Outcome::AlreadyBought => {

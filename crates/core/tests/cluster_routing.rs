@@ -213,3 +213,58 @@ fn a_plain_redis_is_used_as_before() {
         .unwrap();
     assert!(!info.contains("cmdstat_cluster"), "{info}");
 }
+
+/// `WAIT` calls the node on `port` served.
+fn waits_on(cluster: &RedisCluster, port: u16) -> u64 {
+    let node = cluster.nodes.iter().find(|n| n.port == port).unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut node.conn())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_durable_write_waits_for_its_replica_on_the_node_that_wrote_it() {
+    let cluster = RedisCluster::start(3, 1);
+    let cache = SharedCache::default();
+    let key = "{durable}:k";
+    let primary = cluster.primary_of(cluster::slot(key.as_bytes()));
+
+    // Without replicas to wait for, nothing is sent.
+    let mut plain = router(cluster.seed_url(), &cache);
+    set(&mut plain, key, "a");
+    block_on(plain.confirm_durable()).unwrap();
+    assert_eq!(calls(&cluster, "wait"), 0);
+
+    let mut waiting = router(cluster.seed_url(), &cache).wait_for_replicas(1, 1000);
+    set(&mut waiting, key, "b");
+    block_on(waiting.confirm_durable()).unwrap();
+    assert_eq!(waits_on(&cluster, primary), 1);
+    assert_eq!(calls(&cluster, "wait"), 1);
+    // The write is on the primary's replica once confirmed.
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut n.conn())
+                .unwrap();
+            info.contains(&format!("master_port:{primary}"))
+        })
+        .unwrap();
+    let mut conn = replica.conn();
+    let value: Option<String> = redis::pipe()
+        .cmd("READONLY")
+        .ignore()
+        .cmd("GET")
+        .arg(key)
+        .query::<(Option<String>,)>(&mut conn)
+        .unwrap()
+        .0;
+    assert_eq!(value.as_deref(), Some("b"));
+}

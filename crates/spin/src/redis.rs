@@ -25,6 +25,15 @@ pub const PASSWORD_VARIABLE: &str = "redis_password";
 /// `false` by default. A cluster is routed either way.
 pub const CLUSTER_VARIABLE: &str = "redis_cluster";
 
+/// The Spin variable holding how many replicas an acknowledged order or
+/// purchase waits for (`WAIT`) before the client is told; `0`, the
+/// default, waits for none.
+pub const WAIT_REPLICAS_VARIABLE: &str = "redis_wait_replicas";
+
+/// The longest a write waits for its replicas: the latency a purchase
+/// gains while a replica is down or far behind.
+const REPLICA_WAIT_MS: u32 = 100;
+
 fn variable(name: &str) -> Result<String, RedisError> {
     use flashspin_core::config::Variables;
     crate::variables::SpinVariables
@@ -72,8 +81,17 @@ impl SpinRedis {
         let address = Address::read()?;
         let cluster = variable(CLUSTER_VARIABLE).is_ok_and(|v| v.trim() == "true");
         let layout = imp::Layout::new(&address.seed, cluster);
+        let replicas = match variable(WAIT_REPLICAS_VARIABLE)?.trim() {
+            "" => 0,
+            n => n.parse::<u32>().map_err(|_| {
+                RedisError::Unreachable(format!(
+                    "variable {WAIT_REPLICAS_VARIABLE}: {n:?} is not a number of replicas"
+                ))
+            })?,
+        };
         Ok(Self {
-            routed: ClusterRedis::new(imp::SpinConnector { address }, layout),
+            routed: ClusterRedis::new(imp::SpinConnector { address }, layout)
+                .wait_for_replicas(replicas, REPLICA_WAIT_MS),
         })
     }
 }
@@ -89,6 +107,10 @@ impl Redis for SpinRedis {
         args: &[Arg<'_>],
     ) -> Result<Vec<Reply>, RedisError> {
         self.routed.execute_replayable(command, args).await
+    }
+
+    async fn confirm_durable(&mut self) -> Result<(), RedisError> {
+        self.routed.confirm_durable().await
     }
 }
 

@@ -63,7 +63,8 @@ impl RedisCluster {
     }
 
     /// Waits until every running node says the cluster is `ok`, with every
-    /// slot served, and all of them agree on who serves what.
+    /// slot served, all of them agree on who serves what, and every replica
+    /// is in step with its primary.
     pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -72,8 +73,17 @@ impl RedisCluster {
                 .map(|node| {
                     let mut conn = node.client().get_connection().ok()?;
                     let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).ok()?;
+                    let replication: String = redis::cmd("INFO")
+                        .arg("replication")
+                        .query(&mut conn)
+                        .ok()?;
+                    let in_step = !replication.contains("role:slave")
+                        || replication
+                            .lines()
+                            .any(|l| l.trim() == "master_link_status:up");
                     let ok = info.lines().any(|l| l.trim() == "cluster_state:ok")
-                        && info.lines().any(|l| l.trim() == "cluster_slots_ok:16384");
+                        && info.lines().any(|l| l.trim() == "cluster_slots_ok:16384")
+                        && in_step;
                     ok.then(|| self.layout_seen_by(node))?
                 })
                 .collect();

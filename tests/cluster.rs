@@ -271,6 +271,20 @@ async fn a_reshard_during_a_sale_loses_and_oversells_nothing() {
         created.len(),
         redirections(&cluster)
     );
+    let mut causes: Vec<String> = app
+        .logs()
+        .lines()
+        .filter(|l| l.contains("unavailable"))
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_ascii_digit())
+                .take(120)
+                .collect()
+        })
+        .collect();
+    causes.sort();
+    causes.dedup();
+    eprintln!("503 causes: {causes:#?}");
 
     // Everyone asks once more, now that the slots have settled.
     for token in &tokens {

@@ -19,6 +19,16 @@ pub const SLOTS: u16 = 16384;
 /// reshard moves a slot once (`ASK`, then `MOVED`), a failover once more.
 pub const MAX_REDIRECTS: usize = 5;
 
+/// How long the router waits before it sends again a command a node
+/// answered `TRYAGAIN` (a multi-key command whose keys are half-way
+/// through a slot's move): moving one slot's keys takes milliseconds.
+pub const TRYAGAIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether an error reply is `TRYAGAIN`, as Redis or Spin's client words it.
+fn is_try_again(message: &str) -> bool {
+    message.contains("TRYAGAIN") || message.contains("TryAgain")
+}
+
 /// CRC16-CCITT (XModem), the checksum Redis Cluster hashes keys with.
 fn crc16(bytes: &[u8]) -> u16 {
     let mut crc: u16 = 0;
@@ -250,6 +260,9 @@ pub trait Connector {
 
     /// A connection to the node at `node` (`host:port`).
     async fn open(&mut self, node: &str) -> Result<Self::Connection, RedisError>;
+
+    /// Waits `duration` without holding up the instance's other requests.
+    async fn pause(&mut self, duration: std::time::Duration);
 }
 
 /// Where a [`ClusterRedis`] keeps the slot map between requests: in the
@@ -285,9 +298,10 @@ enum Target {
 /// and later requests, go straight to their node. `MOVED` updates the map,
 /// `ASK` is followed for one command with `ASKING`, a node that cannot be
 /// reached makes it read the layout again from another, all within
-/// [`MAX_REDIRECTS`]. `CLUSTERDOWN` and `TRYAGAIN` are passed on: like
-/// any error reply that is not a bug ([`RedisError::is_outage`]), they
-/// answer 503.
+/// [`MAX_REDIRECTS`]. `TRYAGAIN` (the command did not run) is sent again
+/// after [`TRYAGAIN_PAUSE`], within the same bound. `CLUSTERDOWN`, and
+/// `TRYAGAIN` past the bound, are passed on: like any error reply that is
+/// not a bug ([`RedisError::is_outage`]), they answer 503.
 pub struct ClusterRedis<C: Connector, M: MapCache> {
     connector: C,
     cache: M,
@@ -463,6 +477,10 @@ impl<C: Connector, M: MapCache> ClusterRedis<C, M> {
                     Some(Redirect::Ask { node, .. }) => {
                         target = Target::Node(node);
                         asking = true;
+                        last_error = Some(RedisError::Server(message));
+                    }
+                    None if is_try_again(&message) => {
+                        self.connector.pause(TRYAGAIN_PAUSE).await;
                         last_error = Some(RedisError::Server(message));
                     }
                     None => return Err(RedisError::Server(message)),

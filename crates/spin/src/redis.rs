@@ -183,6 +183,10 @@ mod imp {
         async fn open(&mut self, node: &str) -> Result<SpinConnection, RedisError> {
             open(&self.address.node_url(node))
         }
+
+        async fn pause(&mut self, duration: std::time::Duration) {
+            crate::time::sleep(duration).await;
+        }
     }
 
     fn open(url: &str) -> Result<SpinConnection, RedisError> {
@@ -275,6 +279,10 @@ mod imp {
 
         async fn open(&mut self, node: &str) -> Result<SpinConnection, RedisError> {
             SpinConnection::take(node.to_string(), self.address.node_url(node)).await
+        }
+
+        async fn pause(&mut self, duration: std::time::Duration) {
+            crate::time::sleep(duration).await;
         }
     }
 

@@ -219,6 +219,10 @@ impl Connector for NativeConnector {
     async fn open(&mut self, node: &str) -> Result<NativeRedis, RedisError> {
         open(&format!("redis://{node}"))
     }
+
+    async fn pause(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 fn open(url: &str) -> Result<NativeRedis, RedisError> {

@@ -413,3 +413,101 @@ async fn a_failover_during_a_sale_keeps_every_acknowledged_order() {
         );
     }
 }
+
+/// Orders on a cluster reach PostgreSQL: two vouchers (on their own
+/// slots, so most likely on two primaries), bought and one of them paid;
+/// the exporter, its own app subscribed through the seed node, is woken by
+/// scripts on every primary (a cluster passes `PUBLISH` to all its nodes)
+/// and writes each order once, in its last state.
+#[tokio::test]
+async fn orders_on_a_cluster_reach_postgresql_once() {
+    use flashspin_testkit::PostgresServer;
+    use std::time::{Duration, Instant};
+
+    const SECRET: &str = "cluster-webhook-secret";
+    let cluster = RedisCluster::start(3, 0);
+    let sink = SmsSink::start().await;
+    let pg = PostgresServer::start();
+    let pg_host = format!("127.0.0.1:{}", pg.port);
+    let app = config_on(&cluster, &sink)
+        .var("payment_webhook_secret", SECRET)
+        .var("pg_address", pg.url())
+        .var("pg_host", &pg_host)
+        .start()
+        .await;
+    let _exporter = AppConfig::new(crate::harness::export_manifest())
+        .var("redis_address", cluster.seed_url())
+        .var("redis_cluster", "true")
+        .var("redis_cluster_hosts", "redis://127.0.0.1:*")
+        .var("pg_address", pg.url())
+        .var("pg_host", &pg_host)
+        .start()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, subscribers): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(flashspin_core::keys::ORDER_EXPORT_CHANNEL)
+            .query(&mut cluster.nodes[0].conn())
+            .unwrap();
+        if subscribers > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the exporter never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let phones: Vec<String> = (0..30).map(|i| format!("132{i:08}")).collect();
+    let tokens: Vec<String> = app
+        .api
+        .sign_in_all(&sink, &phones, 10)
+        .await
+        .into_iter()
+        .map(|s| s.token)
+        .collect();
+    let mut orders: Vec<Order> = Vec::new();
+    let mut vouchers = Vec::new();
+    for _ in 0..2 {
+        let id = app
+            .api
+            .create_voucher(ADMIN_KEY, &voucher(30))
+            .await
+            .expect(201)
+            .voucher
+            .id;
+        for token in &tokens {
+            orders.push(app.api.buy_voucher(token, &id).await.expect(201).order);
+        }
+        vouchers.push(id);
+    }
+    let now = (now_ms() / 1000) as u64;
+    for order in orders.iter().filter(|o| o.voucher_id == vouchers[0]) {
+        let event = serde_json::json!({
+            "event_id": format!("pay-{}", order.id),
+            "type": "payment.succeeded",
+            "order_id": order.id,
+            "amount": order.amount,
+            "pay_type": "card",
+        });
+        app.api
+            .payment_webhook(SECRET, now, &event)
+            .await
+            .expect(200);
+    }
+
+    let want = "30|unpaid\n30|paid";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        seen = pg
+            .try_psql("SELECT count(DISTINCT id), status FROM voucher_order GROUP BY status ORDER BY status DESC")
+            .unwrap_or_default();
+        if seen.trim() == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.trim(), want);
+    let total = pg.psql("SELECT count(*) FROM voucher_order");
+    assert_eq!(total.trim(), "60", "one row per order");
+}

@@ -286,37 +286,7 @@ async fn a_reshard_during_a_sale_loses_and_oversells_nothing() {
     causes.dedup();
     eprintln!("503 causes: {causes:#?}");
 
-    // Everyone asks once more, now that the slots have settled.
-    for token in &tokens {
-        let reply = app.api.buy_voucher(token, &id).await;
-        match reply.status {
-            201 => created.push(reply.body().order),
-            409 => {}
-            status => panic!("{status} after the reshard: {}", reply.text()),
-        }
-    }
-    let buyers: HashSet<&str> = created.iter().map(|o| o.user_id.as_str()).collect();
-    assert_eq!(buyers.len(), created.len(), "one order per user");
-    let remaining = app.api.voucher(&id).await.ok().voucher.remaining;
-    let mut listed: Vec<String> = Vec::new();
-    for token in &tokens {
-        let page = app.api.my_orders(token, &OrdersQuery::default()).await.ok();
-        assert!(page.orders.len() <= 1);
-        listed.extend(page.orders.into_iter().map(|o| o.id));
-    }
-    // Sold exactly what the stock lost, and at most the stock.
-    assert_eq!(
-        listed.len() as i64,
-        100 - remaining,
-        "{unavailable} were 503"
-    );
-    assert!(listed.len() <= 100);
-    // The whole stock sold: 150 buyers asked after the move.
-    assert_eq!(remaining, 0);
-    // No acknowledged order lost.
-    for order in &created {
-        assert!(listed.contains(&order.id), "order {} lost", order.id);
-    }
+    settle_and_count(&app, &tokens, &id, created, unavailable).await;
 }
 
 /// The voucher's primary is killed in the middle of a sale (SIGKILL, every
@@ -381,37 +351,7 @@ async fn a_failover_during_a_sale_keeps_every_acknowledged_order() {
     assert_ne!(cluster.primary_of(slot), primary, "the replica took over");
     assert!(unavailable > 0, "no request met the failover");
 
-    // Everyone asks once more, now that the replica serves the slot.
-    for token in &tokens {
-        let reply = app.api.buy_voucher(token, &id).await;
-        match reply.status {
-            201 => created.push(reply.body().order),
-            409 => {}
-            status => panic!("{status} after the failover: {}", reply.text()),
-        }
-    }
-    let buyers: HashSet<&str> = created.iter().map(|o| o.user_id.as_str()).collect();
-    assert_eq!(buyers.len(), created.len(), "one order per user");
-    let remaining = app.api.voucher(&id).await.ok().voucher.remaining;
-    let mut listed: Vec<String> = Vec::new();
-    for token in &tokens {
-        let page = app.api.my_orders(token, &OrdersQuery::default()).await.ok();
-        assert!(page.orders.len() <= 1);
-        listed.extend(page.orders.into_iter().map(|o| o.id));
-    }
-    assert_eq!(
-        listed.len() as i64,
-        100 - remaining,
-        "{unavailable} were 503"
-    );
-    assert_eq!(remaining, 0);
-    for order in &created {
-        assert!(
-            listed.contains(&order.id),
-            "acknowledged order {} lost",
-            order.id
-        );
-    }
+    settle_and_count(&app, &tokens, &id, created, unavailable).await;
 }
 
 /// Orders on a cluster reach PostgreSQL: two vouchers (on their own
@@ -510,4 +450,48 @@ async fn orders_on_a_cluster_reach_postgresql_once() {
     assert_eq!(seen.trim(), want);
     let total = pg.psql("SELECT count(*) FROM voucher_order");
     assert_eq!(total.trim(), "60", "one row per order");
+}
+
+/// After a sale that met trouble: every user asks once more, then the
+/// counts must be exact. One order per user, the orders listed are what
+/// the stock of 100 lost and all of it, and every order a buyer was told
+/// of (`created`) is listed.
+async fn settle_and_count(
+    app: &App,
+    tokens: &[String],
+    id: &str,
+    mut created: Vec<Order>,
+    unavailable: usize,
+) {
+    for token in tokens {
+        let reply = app.api.buy_voucher(token, id).await;
+        match reply.status {
+            201 => created.push(reply.body().order),
+            409 => {}
+            status => panic!("{status} once settled: {}", reply.text()),
+        }
+    }
+    let buyers: HashSet<&str> = created.iter().map(|o| o.user_id.as_str()).collect();
+    assert_eq!(buyers.len(), created.len(), "one order per user");
+    let remaining = app.api.voucher(id).await.ok().voucher.remaining;
+    let mut listed: Vec<String> = Vec::new();
+    for token in tokens {
+        let page = app.api.my_orders(token, &OrdersQuery::default()).await.ok();
+        assert!(page.orders.len() <= 1);
+        listed.extend(page.orders.into_iter().map(|o| o.id));
+    }
+    assert_eq!(
+        listed.len() as i64,
+        100 - remaining,
+        "{unavailable} were 503"
+    );
+    assert!(listed.len() <= 100, "never more than the stock");
+    assert_eq!(remaining, 0, "every buyer asked after the trouble");
+    for order in &created {
+        assert!(
+            listed.contains(&order.id),
+            "acknowledged order {} lost",
+            order.id
+        );
+    }
 }

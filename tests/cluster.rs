@@ -22,6 +22,7 @@ fn config_on(cluster: &RedisCluster, sink: &SmsSink) -> AppConfig {
         .var("redis_address", cluster.seed_url())
         .var("redis_cluster", "true")
         .var("redis_cluster_hosts", "redis://127.0.0.1:*")
+        .var("redis_shards", "16")
         .var("sms_webhook_origin", sink.origin())
         .var("admin_key", ADMIN_KEY)
         .var("rate_limit_user", "1000/1")

@@ -1,6 +1,7 @@
 //! Phone login over HTTP: send-code, login, refresh, /api/me, logout, with a
 //! local sink standing in for the SMS gateway.
 
+use flashspin_core::shard::Shards;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flashspin_core::session::SessionToken;
@@ -395,7 +396,7 @@ async fn sessions_slide_and_end_at_the_absolute_limit() {
         .start()
         .await;
     let token = app.api.sign_in(&sink, PHONE).await.token;
-    let key = SessionToken::parse(&token).unwrap().redis_key();
+    let key = SessionToken::parse(&token).unwrap().redis_key(Shards::ONE);
     let ttl_ms = || -> i64 {
         redis::cmd("PTTL")
             .arg(&key)

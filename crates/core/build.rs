@@ -37,6 +37,18 @@ mod ids {
     pub type VoucherId = u64;
 }
 
+/// `keys.rs` names the gate's keys by shard; here only the tag is needed.
+mod shard {
+    #[derive(Clone, Copy)]
+    pub struct Shard;
+
+    impl Shard {
+        pub fn tag(self) -> &'static str {
+            "{gate}"
+        }
+    }
+}
+
 fn main() {
     let source = Path::new("src/scripts");
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -529,6 +541,9 @@ impl Declaration {
             .map(|k| format!("keys.{}", k.name))
             .collect();
         match &self.rest_keys {
+            Some(rest) if self.keys.is_empty() => {
+                writeln!(out, "        let key_list: Vec<&str> = keys.{}.to_vec();", rest.name).unwrap()
+            }
             Some(rest) => writeln!(
                 out,
                 "        let mut key_list: Vec<&str> = Vec::with_capacity({} + keys.{}.len());\n        key_list.extend_from_slice(&[{}]);\n        key_list.extend_from_slice(keys.{});",
@@ -551,6 +566,9 @@ impl Declaration {
             })
             .collect();
         match &self.rest_args {
+            Some(rest) if self.args.is_empty() => {
+                writeln!(out, "        let arg_list: Vec<Arg<'_>> = args.{}.to_vec();", rest.name).unwrap()
+            }
             Some(rest) => writeln!(
                 out,
                 "        let mut arg_list: Vec<Arg<'_>> = Vec::with_capacity({} + args.{}.len());\n        arg_list.extend_from_slice(&[{}]);\n        arg_list.extend_from_slice(args.{});",

@@ -58,7 +58,8 @@ impl Route for Logout {
     }
 
     async fn run(call: &mut Call<'_, SignedIn>, token: SessionToken) -> Result<Reply, ApiError> {
-        logout(call.redis().await?, &token).await?;
+        let shards = call.shards()?;
+        logout(call.redis().await?, &token, shards).await?;
         Ok(Reply::no_content().header("set-cookie", clear_session_cookie()))
     }
 }
@@ -102,8 +103,10 @@ impl Route for Orders {
         (status, limit, after): Self::Input,
     ) -> Result<Reply, ApiError> {
         let (user_id, now_ms) = (call.caller.0.id, call.now_ms());
+        let shards = call.shards()?;
         let (orders, next) = voucher::orders_page(
             call.redis().await?,
+            shards,
             user_id,
             status,
             after.as_ref(),
@@ -154,9 +157,16 @@ impl Route for Lottery {
         (filter, limit, after): Self::Input,
     ) -> Result<Reply, ApiError> {
         let user_id = call.caller.0.id;
-        let (purchases, next) =
-            lottery::purchases_page(call.redis().await?, user_id, filter, after, limit.get())
-                .await?;
+        let shards = call.shards()?;
+        let (purchases, next) = lottery::purchases_page(
+            call.redis().await?,
+            shards,
+            user_id,
+            filter,
+            after,
+            limit.get(),
+        )
+        .await?;
         let purchases: Vec<_> = purchases.iter().map(|p| p.to_json()).collect();
         let mut body = json!({"purchases": purchases});
         if let Some(next) = next {
@@ -175,8 +185,9 @@ async fn own_order(
 ) -> Result<Reply, ApiError> {
     let user_id = call.caller.0.id;
     let export = OrderExport::from_vars(&SpinVariables)?;
+    let shards = call.shards()?;
     let redis = call.redis().await?;
-    let located = order::locate(redis, id)
+    let located = order::locate(redis, shards, id)
         .await?
         .0
         .filter(|l| l.user_id == user_id)

@@ -50,6 +50,7 @@ impl Route for BuyShares {
     async fn run(call: &mut Call<'_, Buyer>, order: Order) -> Result<Reply, ApiError> {
         let (user_id, purchase_id) = (call.caller.user.id, call.caller.order_id);
         let pseudonyms = PseudonymKey::from_vars(&SpinVariables)?;
+        let shards = call.shards()?;
         let redis = call.redis().await?;
         let purchase = lottery::buy(
             redis,
@@ -62,7 +63,7 @@ impl Route for BuyShares {
         )
         .await?;
         // The purchase stands even if listing it fails; the log says so.
-        if let Err(e) = lottery::record_goods(redis, user_id, order.goods_id).await {
+        if let Err(e) = lottery::record_goods(redis, shards, user_id, order.goods_id).await {
             eprintln!("goods {} not added to the user's list: {e}", order.goods_id);
         }
         Ok(Reply::created(json!({"purchase": purchase.to_json()})))

@@ -44,8 +44,11 @@ impl Route for BuyVoucher {
         let export = OrderExport::from_vars(&SpinVariables)?;
         let (user_id, order_id) = (call.caller.user.id, call.caller.order_id);
         let memory = REFUSALS.with(Rc::clone);
+        let shards = call.shards()?;
         let redis = call.redis().await?;
-        let buy = voucher::buy(redis, voucher_id, user_id, order_id, pay_secs, export);
+        let buy = voucher::buy(
+            redis, voucher_id, user_id, order_id, pay_secs, export, shards,
+        );
         let order = memory::purchase(&memory, voucher_id, bound, buy).await?;
         Ok(Reply::created(json!({"order": order.to_json()})))
     }

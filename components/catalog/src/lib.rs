@@ -133,12 +133,13 @@ impl Route for Period {
         call: &mut Call<'_, Anyone>,
         (id, n): (GoodsId, PeriodNumber),
     ) -> Result<Reply, ApiError> {
+        let shards = call.shards()?;
         let redis = call.redis().await?;
         let period = lottery::read(redis, id, n.get())
             .await?
             .ok_or(ApiError::NotFound)?;
         let winner = match &period.draw {
-            Some(draw) => lottery::winner(redis, draw.winner).await?,
+            Some(draw) => lottery::winner(redis, shards, draw.winner).await?,
             None => None,
         };
         Ok(Reply::ok(

@@ -40,6 +40,7 @@ impl Route for Login {
         let session = SessionSettings::from_vars(&vars)?;
         let limits = RateLimits::from_vars(&vars)?;
         let ip = call.client_ip()?;
+        let shards = call.shards()?;
         let signed_in = login(
             call.redis().await?,
             &phone,
@@ -48,6 +49,7 @@ impl Route for Login {
             &settings,
             &session,
             &limits,
+            shards,
         )
         .await?;
         let body = json!({

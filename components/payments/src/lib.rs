@@ -48,8 +48,9 @@ impl Route for Webhook {
         signed.signature.verify(&secret, &signed.body)?;
         let event = Event::parse(&signed.body)?;
         let export = OrderExport::from_vars(&SpinVariables)?;
+        let shards = call.shards()?;
         let redis = call.redis().await?;
-        let (located, now_secs) = order::locate(redis, event.order_id).await?;
+        let (located, now_secs) = order::locate(redis, shards, event.order_id).await?;
         if !signed.signature.is_fresh(now_secs) {
             return Err(ApiError::InvalidSignature);
         }

@@ -36,8 +36,9 @@ impl Route for UseOrder {
     async fn run(call: &mut Call<'_, Operator>, id: Option<OrderId>) -> Result<Reply, ApiError> {
         let id = id.ok_or(ApiError::NotFound)?;
         let export = OrderExport::from_vars(&SpinVariables)?;
+        let shards = call.shards()?;
         let redis = call.redis().await?;
-        let located = order::locate(redis, id)
+        let located = order::locate(redis, shards, id)
             .await?
             .0
             .ok_or(ApiError::NotFound)?;

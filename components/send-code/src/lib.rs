@@ -35,11 +35,12 @@ impl Route for SendCode {
         let limits = RateLimits::from_vars(&vars)?;
         let sms = SmsSender::from_vars(&vars)?;
         let ip = call.client_ip()?;
+        let shards = call.shards()?;
         let redis = call.redis().await?;
-        let sent = send_code(redis, &phone, ip.as_ref(), &settings, &limits).await?;
+        let sent = send_code(redis, &phone, ip.as_ref(), &settings, &limits, shards).await?;
         if let Err(reason) = sms.send(&phone, &sent.code, settings.ttl_secs).await {
             eprintln!("sms to {} failed: {reason}", phone.masked());
-            withdraw_code(redis, &phone).await?;
+            withdraw_code(redis, &phone, shards).await?;
             return Err(ApiError::SmsFailed);
         }
         let body = json!({"expires_in": settings.ttl_secs, "resend_after": settings.resend_secs});

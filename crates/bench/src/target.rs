@@ -157,6 +157,7 @@ impl Target {
         if serving.redis_cluster.is_some() {
             env.push(("REDIS_CLUSTER", "true".into()));
             env.push(("REDIS_CLUSTER_HOSTS", "redis://127.0.0.1:*".into()));
+            env.push(("REDIS_SHARDS", "16".into()));
         }
         for (name, value) in VARIABLES {
             if !extra.iter().any(|(n, _)| *n == name) {

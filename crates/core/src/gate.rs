@@ -7,6 +7,13 @@
 //! [`Anyone`], [`SignedIn`], [`Reader`] or [`Buyer`]. The gate admits a
 //! request as that type or refuses it, so a handler that takes a
 //! `SignedIn` has a user and never checks for one.
+//!
+//! The script runs in one of the gate's shards (`shard.rs`): the one the
+//! session token names, which is its user's, or without a token the
+//! client address's. So a request's limiters live in its shard: a
+//! client's per-IP limit is counted per shard (one address signed in as
+//! users of m shards gets m times the limit), and the global limit is
+//! split into one part per shard (`Limit::global`).
 
 use crate::client_ip::ClientIp;
 use crate::config::{RateLimits, Variables, read};
@@ -17,6 +24,7 @@ use crate::ratelimit::{Endpoint, Limit, Verdict};
 use crate::redis::Redis;
 use crate::scripts::gate;
 use crate::session::{SessionSettings, SessionToken};
+use crate::shard::{Shard, Shards};
 
 /// Who may call an endpoint, and what the gate does for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +58,8 @@ pub struct User {
     pub id: UserId,
     pub phone: String,
     pub nickname: String,
+    /// The user's shard, where their lists and limiters live.
+    pub home: Shard,
 }
 
 /// What the gate needs to know about a request.
@@ -60,6 +70,7 @@ pub struct GateRequest<'a> {
     pub ip: Option<ClientIp>,
     pub limits: RateLimits,
     pub session: SessionSettings,
+    pub shards: Shards,
 }
 
 impl GateRequest<'_> {
@@ -82,8 +93,9 @@ pub struct Passed {
     pub verdict: Verdict,
     /// Redis's clock when the gate ran, ms since the Unix epoch.
     pub now_ms: i64,
-    /// The order sequence number taken for a [`Buyer`].
+    /// The order sequence number taken for a [`Buyer`], in the user's shard.
     sequence: Option<u32>,
+    shards: Shards,
 }
 
 /// A request the gate admitted, with its caller as the route needs it.
@@ -166,7 +178,7 @@ impl Caller for Buyer {
         })?;
         let key = IdKey::from_secret(&read::<String>(vars, "id_secret")?);
         let unix_secs = passed.now_ms.max(0) as u64 / 1000;
-        let order_id = OrderId::new(unix_secs, sequence, &key)
+        let order_id = OrderId::new(unix_secs, sequence, user.home, passed.shards, &key)
             .map_err(|e| ApiError::Internal(format!("order id: {e:?}")))?;
         Ok(Buyer { user, order_id })
     }
@@ -207,21 +219,33 @@ pub async fn pass(
     req: &GateRequest<'_>,
 ) -> Result<Passed, ApiError> {
     require_token(access, req.token)?;
-    let mut shared = vec![Limit::global(req.endpoint, req.limits.global)];
+    let shards = req.shards;
+    let shard = match req.token {
+        Some(token) => token.shard(shards),
+        None => shards.of_client(req.ip.as_ref()),
+    };
+    let mut shared = vec![Limit::global(
+        req.endpoint,
+        shard,
+        shards,
+        req.limits.global,
+    )];
     if let Some(ip) = &req.ip {
-        shared.insert(0, Limit::per_ip(req.endpoint, ip, req.limits.ip));
+        shared.insert(0, Limit::per_ip(req.endpoint, shard, ip, req.limits.ip));
     }
     let session_key = req
         .token
-        .map(SessionToken::redis_key)
-        .unwrap_or_else(|| keys::session("none"));
+        .map(|t| t.redis_key(shards))
+        .unwrap_or_else(|| keys::session(shard, "none"));
     let limiter_keys: Vec<&str> = shared.iter().map(|l| l.key.as_str()).collect();
     let user_limiter = if access.limits_user() {
-        req.endpoint.limiter_key(Limit::USER_SUBJECT)
+        req.endpoint.limiter_key(shard, Limit::USER_SUBJECT)
     } else {
         String::new()
     };
     let limit_args = Limit::script_args(&shared);
+    let user_prefix = keys::user_prefix(shard);
+    let sequence_prefix = keys::order_sequence_prefix(shard);
     let reply = gate::run(
         redis,
         &gate::Keys {
@@ -232,10 +256,12 @@ pub async fn pass(
             has_token: req.token.is_some(),
             idle_ms: i64::from(req.session.idle_secs) * 1000,
             max_ms: i64::from(req.session.max_secs) * 1000,
+            user_prefix: &user_prefix,
             user_limiter: &user_limiter,
             user_quota: i64::from(req.limits.user.quota.get()),
             user_window_ms: i64::from(req.limits.user.window_secs.get()) * 1000,
             allocate_sequence: access == Access::Buyer,
+            sequence_prefix: &sequence_prefix,
             needs_user: access.needs_user(),
             limits: &limit_args,
         },
@@ -245,12 +271,18 @@ pub async fn pass(
         id,
         phone: reply.phone,
         nickname: reply.nickname,
+        home: shard,
     });
     let mut applied = Vec::with_capacity(shared.len() + 1);
     if let Some(user) = &user
         && access.limits_user()
     {
-        applied.push(Limit::per_user(req.endpoint, user.id, req.limits.user));
+        applied.push(Limit::per_user(
+            req.endpoint,
+            shard,
+            user.id,
+            req.limits.user,
+        ));
     }
     applied.extend(shared);
     if user.is_none() && access.needs_user() && applied.len() > 1 {
@@ -273,5 +305,6 @@ pub async fn pass(
         verdict,
         now_ms: reply.now_ms,
         sequence: u32::try_from(reply.sequence).ok().filter(|s| *s > 0),
+        shards,
     })
 }

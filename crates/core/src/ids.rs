@@ -6,17 +6,22 @@
 //! many orders there are.
 //!
 //! Layout, high bit first: `0 | 31 bits of seconds since 2026-01-01 UTC |
-//! 32 bits of permuted sequence`. The sequence counts orders per UTC day
-//! (Redis `INCR`, see `gate.lua`); a keyed permutation of it keeps
-//! neighbouring orders from having neighbouring ids, so an id does not tell
-//! how many orders came before it. Within a day the permutation is a
-//! bijection, so distinct sequence numbers give distinct ids whatever the
-//! seconds; across days the seconds differ. 31 bits of seconds last until
-//! 2094, and the id is always a positive `i64`.
+//! 32 - b bits of permuted sequence | b bits of shard`, where the gate has
+//! 2^b shards (`shard.rs`; b = 0 with one shard). The sequence counts orders
+//! per UTC day and shard (Redis `INCR`, see `gate.lua`); a keyed permutation
+//! of it keeps neighbouring orders from having neighbouring ids, so an id
+//! does not tell how many orders came before it. Within a day and shard the
+//! permutation is a bijection, so distinct sequence numbers give distinct
+//! ids whatever the seconds; shards differ in the low bits, days in the
+//! seconds. 31 bits of seconds last until 2094, and the id is always a
+//! positive `i64`. The low bits name the buyer's shard, where the order's
+//! index entry lives, so an id alone finds its order.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
+
+use crate::shard::{Shard, Shards};
 
 /// A number written as 1 to 20 decimal digits and nothing else (no sign,
 /// no spaces), up to `u64::MAX`. Rust's own `parse` would also take `+7`.
@@ -123,21 +128,41 @@ impl IdKey {
     /// The keyed permutation of 32-bit values: a balanced Feistel network on
     /// 16-bit halves, a bijection by construction.
     pub fn permute(&self, x: u32) -> u32 {
-        let (mut left, mut right) = ((x >> 16) as u16, x as u16);
-        for &k in &self.0 {
-            (left, right) = (right, left ^ round(right, k));
-        }
-        (u32::from(left) << 16) | u32::from(right)
+        self.permute_bits(x, 32)
     }
 
     /// The inverse of [`IdKey::permute`].
     pub fn unpermute(&self, y: u32) -> u32 {
-        let (mut left, mut right) = ((y >> 16) as u16, y as u16);
-        for &k in self.0.iter().rev() {
-            (left, right) = (right ^ round(left, k), left);
-        }
-        (u32::from(left) << 16) | u32::from(right)
+        self.unpermute_bits(y, 32)
     }
+
+    /// The keyed permutation of `bits`-bit values (an even number up to
+    /// 32): the same network on halves of `bits / 2`.
+    pub fn permute_bits(&self, x: u32, bits: u32) -> u32 {
+        let (half, mask) = halves(bits);
+        let (mut left, mut right) = ((x >> half) & mask, x & mask);
+        for &k in &self.0 {
+            (left, right) = (right, left ^ (u32::from(round(right as u16, k)) & mask));
+        }
+        (left << half) | right
+    }
+
+    /// The inverse of [`IdKey::permute_bits`].
+    pub fn unpermute_bits(&self, y: u32, bits: u32) -> u32 {
+        let (half, mask) = halves(bits);
+        let (mut left, mut right) = ((y >> half) & mask, y & mask);
+        for &k in self.0.iter().rev() {
+            (left, right) = (right ^ (u32::from(round(left as u16, k)) & mask), left);
+        }
+        (left << half) | right
+    }
+}
+
+/// Half the width and its mask, for a Feistel network on `bits` bits.
+fn halves(bits: u32) -> (u32, u32) {
+    debug_assert!(bits.is_multiple_of(2) && (2..=32).contains(&bits));
+    let half = bits / 2;
+    (half, (1u32 << half) - 1)
 }
 
 /// The round function: mixes a half with the round key.
@@ -159,16 +184,32 @@ pub struct OrderId(u64);
 pub enum IdError {
     /// Before the epoch or after 2094.
     TimeOutOfRange(u64),
+    /// More orders in a day and shard than the id has room for.
+    SequenceOutOfRange(u32),
 }
 
 impl OrderId {
-    /// The id of the `sequence`-th order of the day, created at `unix_secs`.
-    pub fn new(unix_secs: u64, sequence: u32, key: &IdKey) -> Result<Self, IdError> {
+    /// The id of the `sequence`-th order of the day in `shard`, created at
+    /// `unix_secs`. The sequence must fit in the bits the shards leave (32
+    /// with one shard, 26 with 64: 67 million orders a day per shard).
+    pub fn new(
+        unix_secs: u64,
+        sequence: u32,
+        shard: Shard,
+        shards: Shards,
+        key: &IdKey,
+    ) -> Result<Self, IdError> {
         let secs = unix_secs
             .checked_sub(EPOCH_UNIX_SECS)
             .filter(|s| *s < 1 << 31)
             .ok_or(IdError::TimeOutOfRange(unix_secs))?;
-        Ok(Self((secs << 32) | u64::from(key.permute(sequence))))
+        let bits = 32 - shards.bits();
+        if bits < 32 && sequence >> bits != 0 {
+            return Err(IdError::SequenceOutOfRange(sequence));
+        }
+        let low = (u64::from(key.permute_bits(sequence, bits)) << shards.bits())
+            | u64::from(shard.index());
+        Ok(Self((secs << 32) | low))
     }
 
     pub fn from_raw(raw: u64) -> Self {
@@ -184,9 +225,9 @@ impl OrderId {
         EPOCH_UNIX_SECS + (self.0 >> 32)
     }
 
-    /// The day's sequence number, given the key.
-    pub fn sequence(self, key: &IdKey) -> u32 {
-        key.unpermute(self.0 as u32)
+    /// The day's sequence number in its shard, given the key.
+    pub fn sequence(self, shards: Shards, key: &IdKey) -> u32 {
+        key.unpermute_bits(self.0 as u32 >> shards.bits(), 32 - shards.bits())
     }
 }
 
@@ -206,6 +247,8 @@ impl fmt::Display for OrderId {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    const ONE: Shard = Shards::ONE.first();
 
     #[test]
     fn ids_are_plain_positive_decimals() {
@@ -239,7 +282,7 @@ mod tests {
         let key = IdKey::from_secret("test");
         let secs = EPOCH_UNIX_SECS + 86_400 * 300;
         let ids: HashSet<OrderId> = (1..=1_000_000u32)
-            .map(|seq| OrderId::new(secs, seq, &key).unwrap())
+            .map(|seq| OrderId::new(secs, seq, ONE, Shards::ONE, &key).unwrap())
             .collect();
         assert_eq!(ids.len(), 1_000_000);
     }
@@ -257,21 +300,63 @@ mod tests {
     fn bit_layout() {
         let key = IdKey::from_secret("test");
         let secs = EPOCH_UNIX_SECS + 12_345;
-        let id = OrderId::new(secs, 42, &key).unwrap();
+        let id = OrderId::new(secs, 42, ONE, Shards::ONE, &key).unwrap();
         assert_eq!(id.raw() >> 63, 0, "the top bit stays clear");
         assert_eq!(id.raw() >> 32, 12_345);
         assert_eq!(id.raw() as u32, key.permute(42));
         assert_eq!(id.unix_secs(), secs);
-        assert_eq!(id.sequence(&key), 42);
+        assert_eq!(id.sequence(Shards::ONE, &key), 42);
         assert!(i64::try_from(id.raw()).is_ok());
-        let last = OrderId::new(EPOCH_UNIX_SECS + (1 << 31) - 1, u32::MAX, &key).unwrap();
+        let last = OrderId::new(
+            EPOCH_UNIX_SECS + (1 << 31) - 1,
+            u32::MAX,
+            ONE,
+            Shards::ONE,
+            &key,
+        )
+        .unwrap();
         assert!(i64::try_from(last.raw()).is_ok());
+    }
+
+    #[test]
+    fn a_sharded_id_ends_in_its_shard_and_ids_differ_across_shards() {
+        let key = IdKey::from_secret("test");
+        let shards = Shards::new(16).unwrap();
+        let secs = EPOCH_UNIX_SECS + 99;
+        let mut ids = HashSet::new();
+        for shard in shards.all() {
+            for seq in 1..=5_000u32 {
+                let id = OrderId::new(secs, seq, shard, shards, &key).unwrap();
+                assert_eq!(shards.of_order(id), shard);
+                assert_eq!(id.sequence(shards, &key), seq);
+                assert!(ids.insert(id));
+            }
+        }
+        let first = shards.shard(0);
+        assert_eq!(
+            OrderId::new(secs, 1 << 28, first, shards, &key),
+            Err(IdError::SequenceOutOfRange(1 << 28))
+        );
+        assert!(OrderId::new(secs, (1 << 28) - 1, first, shards, &key).is_ok());
+    }
+
+    #[test]
+    fn narrower_permutations_are_bijections() {
+        let key = IdKey::from_secret("test");
+        for bits in [26u32, 28, 30] {
+            let seen: HashSet<u32> = (0..1u32 << 12).map(|x| key.permute_bits(x, bits)).collect();
+            assert_eq!(seen.len(), 1 << 12);
+            assert!(seen.iter().all(|y| y >> bits == 0));
+            for x in [0, 1, 77, (1 << bits) - 1] {
+                assert_eq!(key.unpermute_bits(key.permute_bits(x, bits), bits), x);
+            }
+        }
     }
 
     #[test]
     fn times_outside_the_range_are_refused() {
         let key = IdKey::from_secret("test");
-        assert!(OrderId::new(EPOCH_UNIX_SECS - 1, 1, &key).is_err());
-        assert!(OrderId::new(EPOCH_UNIX_SECS + (1 << 31), 1, &key).is_err());
+        assert!(OrderId::new(EPOCH_UNIX_SECS - 1, 1, ONE, Shards::ONE, &key).is_err());
+        assert!(OrderId::new(EPOCH_UNIX_SECS + (1 << 31), 1, ONE, Shards::ONE, &key).is_err());
     }
 }

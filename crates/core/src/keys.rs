@@ -1,49 +1,46 @@
 //! Every Redis key the app uses, in one place.
 //!
 //! Keys that one script touches share a hash tag (the part in braces), so a
-//! Redis Cluster proxy can shard the data without breaking a script.
+//! Redis Cluster can shard the data without breaking a script.
 //!
-//! `{gate}` holds what a request passes through before its action: rate
-//! limiters and, with login, codes and sessions. The global per-endpoint
-//! limiter is one key that every request touches anyway, so keeping the
-//! rest of the gate in its slot adds no new hot spot, and lets one script
-//! authenticate a request and apply all its limits in one round trip.
+//! The gate's keys (what a request passes through before its action: rate
+//! limiters, sessions, users, login codes, the order index) live in the
+//! gate's shards, each one tag (see `shard.rs`): `{gate}` while there is one
+//! shard. A voucher's keys share `{v:<id>}`, a lottery goods' `{g:<id>}`,
+//! the catalogue's `{catalog}`.
 
 use crate::ids::{GoodsId, OrderId, ShopId, UserId, VoucherId};
+use crate::shard::Shard;
 
-/// Tag of the request gate.
-pub const GATE: &str = "{gate}";
-
-/// Key name fragments that scripts join to numbers only they know (a user
-/// id read from a session, a period number, today's day number), and the
-/// channel they publish on. A script or library that mentions one of these
-/// names gets it as a Lua constant (see `build.rs`), so the names are still
-/// written only here.
+/// Key name fragments that scripts join to numbers only they know (a
+/// period number), and the channel they publish on. A script or library
+/// that mentions one of these names gets it as a Lua constant (see
+/// `build.rs`), so the names are still written only here.
 pub const SCRIPT_CONSTANTS: &[(&str, &str)] = &[
-    ("USER_PREFIX", USER_PREFIX),
-    ("ORDER_SEQUENCE_PREFIX", ORDER_SEQUENCE_PREFIX),
     ("PERIOD_PURCHASES_SUFFIX", PERIOD_PURCHASES_SUFFIX),
     ("PERIOD_BUYERS_SUFFIX", PERIOD_BUYERS_SUFFIX),
     ("ORDER_EXPORT_CHANNEL", ORDER_EXPORT_CHANNEL),
 ];
 
-/// A rate limiter: `{gate}:rl:<endpoint>:<subject>`, where subject is
-/// `all`, `ip:<address>` or `u:<user id>`.
-pub fn rate_limit(endpoint: &str, subject: &str) -> String {
-    format!("{GATE}:rl:{endpoint}:{subject}")
+/// A rate limiter: `<shard>:rl:<endpoint>:<subject>`, where subject is
+/// `all`, `ip:<address>` or `u:<user id>`. The shard is the request's: its
+/// session's, or its client's without one.
+pub fn rate_limit(shard: Shard, endpoint: &str, subject: &str) -> String {
+    format!("{}:rl:{endpoint}:{subject}", shard.tag())
 }
 
-/// A session, by the SHA-256 (hex) of its token: `{gate}:sess:<hash>`.
-pub fn session(token_hash: &str) -> String {
-    format!("{GATE}:sess:{token_hash}")
+/// A session, by the SHA-256 (hex) of its token, in its user's shard:
+/// `<shard>:sess:<hash>`.
+pub fn session(shard: Shard, token_hash: &str) -> String {
+    format!("{}:sess:{token_hash}", shard.tag())
 }
 
-/// The current login code of a phone: hash {digest, attempts} plus, for
-/// each client that gave a wrong code, a field named by
+/// The current login code of a phone, in the phone's shard: hash {digest,
+/// attempts} plus, for each client that gave a wrong code, a field named by
 /// [`login_code_client_field`]. `attempts` counts wrong codes from everyone.
 /// The counts live and die with the code.
-pub fn login_code(phone: &str) -> String {
-    format!("{GATE}:code:{phone}")
+pub fn login_code(shard: Shard, phone: &str) -> String {
+    format!("{}:code:{phone}", shard.tag())
 }
 
 /// The field of a login code's hash counting one client's wrong codes:
@@ -54,51 +51,60 @@ pub fn login_code_client_field(client: &str) -> String {
 }
 
 /// Present while a new code for the phone would be too early.
-pub fn login_code_gap(phone: &str) -> String {
-    format!("{GATE}:code-gap:{phone}")
+pub fn login_code_gap(shard: Shard, phone: &str) -> String {
+    format!("{}:code-gap:{phone}", shard.tag())
 }
 
 /// Present after too many wrong codes, until a new code is requested.
-pub fn login_lock(phone: &str) -> String {
-    format!("{GATE}:code-locked:{phone}")
+pub fn login_lock(shard: Shard, phone: &str) -> String {
+    format!("{}:code-locked:{phone}", shard.tag())
 }
 
-/// The user id of a phone.
-pub fn user_id_by_phone(phone: &str) -> String {
-    format!("{GATE}:uid:{phone}")
+/// The user id of a phone, in the phone's shard.
+pub fn user_id_by_phone(shard: Shard, phone: &str) -> String {
+    format!("{}:uid:{phone}", shard.tag())
 }
 
-/// The last user id handed out.
-pub const USER_SEQUENCE: &str = "{gate}:user-seq";
-
-/// A user: hash {phone, nickname, created}. Scripts build this name from
-/// the id they read (see `login.lua`, `gate.lua`).
-pub fn user(id: UserId) -> String {
-    format!("{USER_PREFIX}{id}")
+/// The last number handed out for new users of the shard: a new user's id
+/// is that number times the shard count plus the shard's index, so it
+/// names the shard (with one shard, the number is the id).
+pub fn user_sequence(shard: Shard) -> String {
+    format!("{}:user-seq", shard.tag())
 }
 
-/// What precedes a user id in [`user`].
-pub const USER_PREFIX: &str = "{gate}:user:";
+/// A user, in shard `user id mod K`: hash {phone, nickname, created}.
+pub fn user(shard: Shard, id: UserId) -> String {
+    format!("{}{id}", user_prefix(shard))
+}
 
-/// Today's order sequence: `{gate}:order-seq:<days since the epoch>`,
-/// counted by the gate (see `ids.rs`) and expiring two days after its day.
-pub const ORDER_SEQUENCE_PREFIX: &str = "{gate}:order-seq:";
+/// What precedes a user id in [`user`]: scripts that read a user id (from a
+/// session, from the phone index) are given it.
+pub fn user_prefix(shard: Shard) -> String {
+    format!("{}:user:", shard.tag())
+}
+
+/// What precedes the day number in a shard's order sequence
+/// (`<shard>:order-seq:<days since the epoch>`), counted by the gate (see
+/// `ids.rs`) and expiring two days after its day.
+pub fn order_sequence_prefix(shard: Shard) -> String {
+    format!("{}:order-seq:", shard.tag())
+}
 
 /// A user's voucher orders: sorted set, member = "<voucher id>:<order id>"
 /// (a bare voucher id for orders placed before orders had ids of their own
 /// in the list), score = the order's creation time (ms), so it lists newest
 /// first. Written only after a purchase succeeded. (Earlier versions kept a
 /// plain set `{gate}:user:<id>:vouchers`; nothing reads it any more.)
-pub fn user_voucher_orders(id: UserId) -> String {
-    format!("{USER_PREFIX}{id}:voucher-orders")
+pub fn user_voucher_orders(shard: Shard, id: UserId) -> String {
+    format!("{}{id}:voucher-orders", user_prefix(shard))
 }
 
 /// The lottery goods a user has bought shares of: sorted set, member and
 /// score = goods id, so it lists the newest goods first and does not
 /// reorder while someone pages through it. Written only after a purchase
 /// succeeded (formerly a set `{gate}:user:<id>:lottery`).
-pub fn user_lottery_goods(id: UserId) -> String {
-    format!("{USER_PREFIX}{id}:lottery-goods")
+pub fn user_lottery_goods(shard: Shard, id: UserId) -> String {
+    format!("{}{id}:lottery-goods", user_prefix(shard))
 }
 
 /// The last voucher id handed out.
@@ -182,10 +188,11 @@ pub fn voucher_payment_attention(id: VoucherId) -> String {
 }
 
 /// Which voucher an order belongs to and who bought it: "<voucher id>:<user
-/// id>". An order id does not name its voucher, so routes that only have
-/// the id (the payment webhook, cancel, redeem) look here first.
-pub fn order_index(order: OrderId) -> String {
-    format!("{GATE}:order:{order}")
+/// id>", in the order's shard (`Shards::of_order`). An order id does not
+/// name its voucher, so routes that only have the id (the payment webhook,
+/// cancel, redeem) look here first.
+pub fn order_index(shard: Shard, order: OrderId) -> String {
+    format!("{}:order:{order}", shard.tag())
 }
 
 /// The last lottery goods id handed out.
@@ -247,9 +254,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_keys_share_the_gate_tag() {
-        assert_eq!(rate_limit("catalog", "all"), "{gate}:rl:catalog:all");
-        assert!(rate_limit("login", "ip:127.0.0.1").starts_with(GATE));
+    fn one_shard_keeps_the_gate_tag() {
+        let gate = crate::shard::Shards::ONE.shard(0);
+        assert_eq!(rate_limit(gate, "catalog", "all"), "{gate}:rl:catalog:all");
+        assert_eq!(user(gate, UserId::new(7).unwrap()), "{gate}:user:7");
+        assert_eq!(user_sequence(gate), "{gate}:user-seq");
     }
 
     #[test]
@@ -265,6 +274,5 @@ mod tests {
             voucher_outbox_parked(VoucherId::new(42).unwrap()),
             "{v:42}:outbox:parked"
         );
-        assert_eq!(user(UserId::new(7).unwrap()), "{gate}:user:7");
     }
 }

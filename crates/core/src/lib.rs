@@ -34,6 +34,7 @@ pub mod scripts {
 }
 pub mod session;
 pub mod sha1;
+pub mod shard;
 pub mod time;
 pub mod voucher;
 

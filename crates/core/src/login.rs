@@ -5,6 +5,13 @@
 //! resend gap; a new code replaces the old one. Every check is one script
 //! (`send_code.lua`, `login.lua`), so concurrent requests cannot race past
 //! a limit.
+//!
+//! A phone's code and user id live in the phone's shard, the client's
+//! limiters in the client's (`shard.rs`). When the two differ, the client's
+//! limits are applied first, in a round trip of their own (`limit.lua`):
+//! the per-IP limits then stay exact however many phones a client tries. A
+//! request they allow and the phone's script then refuses (a resend too
+//! early, a wrong code) has still been counted against the client.
 
 use std::fmt;
 
@@ -17,10 +24,12 @@ use crate::error::ApiError;
 use crate::ids::UserId;
 use crate::keys;
 use crate::phone::Phone;
+use crate::ratelimit;
 use crate::ratelimit::{Endpoint, Limit, Rate, Scope, Verdict};
 use crate::redis::{Arg, Redis, RedisError};
-use crate::scripts::{login as login_script, send_code as send_code_script};
+use crate::scripts::{login as login_script, open_session, send_code as send_code_script};
 use crate::session::{SessionSettings, SessionToken, hex};
+use crate::shard::{Shard, Shards};
 
 /// A six-digit login code.
 #[derive(Clone, PartialEq, Eq)]
@@ -130,13 +139,46 @@ pub fn code_key(secret: &str) -> [u8; 32] {
 /// code is requested first.
 const LOCK_MS: i64 = 24 * 3600 * 1000;
 
-fn shared_limits(endpoint: Endpoint, ip: Option<&ClientIp>, limits: &RateLimits) -> Vec<Limit> {
+fn shared_limits(
+    endpoint: Endpoint,
+    shard: Shard,
+    shards: Shards,
+    ip: Option<&ClientIp>,
+    limits: &RateLimits,
+) -> Vec<Limit> {
     let mut out = Vec::with_capacity(2);
     if let Some(ip) = ip {
-        out.push(Limit::per_ip(endpoint, ip, limits.ip));
+        out.push(Limit::per_ip(endpoint, shard, ip, limits.ip));
     }
-    out.push(Limit::global(endpoint, limits.global));
+    out.push(Limit::global(endpoint, shard, shards, limits.global));
     out
+}
+
+/// Where the client's limits are applied: in the phone's script, when the
+/// client's shard is the phone's (`Ok` with the limits to give it), or
+/// first, on their own (`Ok` with none, once they allowed the request).
+/// Returns the verdict of the first step, if there was one.
+async fn client_limits_first(
+    redis: &mut impl Redis,
+    client_limits: Vec<Limit>,
+    same_shard: bool,
+) -> Result<(Vec<Limit>, Option<Verdict>), ApiError> {
+    if same_shard {
+        return Ok((client_limits, None));
+    }
+    let verdict = ratelimit::check(redis, &client_limits).await?;
+    if !verdict.allowed {
+        return Err(ApiError::RateLimited(verdict));
+    }
+    Ok((Vec::new(), Some(verdict)))
+}
+
+/// A script's verdict with the states of the limits applied before it.
+fn with_first(mut verdict: Verdict, first: Option<Verdict>) -> Verdict {
+    if let Some(first) = first {
+        verdict.states.extend(first.states);
+    }
+    verdict
 }
 
 /// A code stored and ready to send.
@@ -154,27 +196,33 @@ pub async fn send_code(
     ip: Option<&ClientIp>,
     settings: &CodeSettings,
     limits: &RateLimits,
+    shards: Shards,
 ) -> Result<CodeSent, ApiError> {
     let code = LoginCode::generate();
     let p = phone.as_str();
     let endpoint = Endpoint::SendCode;
-    let mut all = vec![Limit {
-        scope: Scope::PhoneDay,
-        key: endpoint.limiter_key(&format!("phone-day:{p}")),
-        rate: Rate::new(settings.daily_per_phone, 86_400).expect("checked non-zero"),
-    }];
+    let home = shards.of_phone(phone);
+    let client = shards.of_client(ip);
+    let mut client_limits = Vec::with_capacity(3);
     if let Some(ip) = ip {
-        all.push(Limit {
+        client_limits.push(Limit {
             scope: Scope::IpHour,
-            key: endpoint.limiter_key(&format!("ip-hour:{}", ip.limit_key())),
+            key: endpoint.limiter_key(client, &format!("ip-hour:{}", ip.limit_key())),
             rate: Rate::new(settings.hourly_per_ip, 3_600).expect("checked non-zero"),
         });
     }
-    all.extend(shared_limits(endpoint, ip, limits));
+    client_limits.extend(shared_limits(endpoint, client, shards, ip, limits));
+    let (client_limits, first) = client_limits_first(redis, client_limits, client == home).await?;
+    let mut all = vec![Limit {
+        scope: Scope::PhoneDay,
+        key: endpoint.limiter_key(home, &format!("phone-day:{p}")),
+        rate: Rate::new(settings.daily_per_phone, 86_400).expect("checked non-zero"),
+    }];
+    all.extend(client_limits);
 
-    let code_key = keys::login_code(p);
-    let gap_key = keys::login_code_gap(p);
-    let lock_key = keys::login_lock(p);
+    let code_key = keys::login_code(home, p);
+    let gap_key = keys::login_code_gap(home, p);
+    let lock_key = keys::login_lock(home, p);
     let limiter_keys: Vec<&str> = all.iter().map(|l| l.key.as_str()).collect();
     let digest = code.digest(phone, &settings.key);
     let limit_args = Limit::script_args(&all);
@@ -198,8 +246,11 @@ pub async fn send_code(
     let stored = reply.outcome == Outcome::Stored;
     let verdict = Verdict::from_reply(stored, reply.retry_after_ms, reply.states, &all)?;
     match reply.outcome {
-        Outcome::Stored => Ok(CodeSent { code, verdict }),
-        Outcome::Limited => Err(ApiError::RateLimited(verdict)),
+        Outcome::Stored => Ok(CodeSent {
+            code,
+            verdict: with_first(verdict, first),
+        }),
+        Outcome::Limited => Err(ApiError::RateLimited(with_first(verdict, first))),
         // The resend gap is not one of the limits and the script did not
         // look at them: reporting their states would claim them spent.
         // `retry-after` alone says when the gap ends.
@@ -212,9 +263,14 @@ pub async fn send_code(
 
 /// Removes the code for `phone` (and its resend gap), after the SMS could
 /// not be sent, so the user can ask again at once.
-pub async fn withdraw_code(redis: &mut impl Redis, phone: &Phone) -> Result<(), RedisError> {
-    let code = keys::login_code(phone.as_str());
-    let gap = keys::login_code_gap(phone.as_str());
+pub async fn withdraw_code(
+    redis: &mut impl Redis,
+    phone: &Phone,
+    shards: Shards,
+) -> Result<(), RedisError> {
+    let home = shards.of_phone(phone);
+    let code = keys::login_code(home, phone.as_str());
+    let gap = keys::login_code_gap(home, phone.as_str());
     redis
         .execute("DEL", &[Arg::from(code.as_str()), Arg::from(gap.as_str())])
         .await?;
@@ -239,6 +295,11 @@ pub struct SignedIn {
 /// for everyone else; after `max_attempts_per_phone` wrong codes from all
 /// clients together the code is voided and the phone refused until a new
 /// code is sent. Clients without a known address share one count.
+///
+/// One round trip when the client's shard is the phone's, one more when
+/// not; one more again for a user who lives in another shard than their
+/// phone (created before the shard count changed).
+#[allow(clippy::too_many_arguments)]
 pub async fn login(
     redis: &mut impl Redis,
     phone: &Phone,
@@ -247,21 +308,27 @@ pub async fn login(
     settings: &CodeSettings,
     session: &SessionSettings,
     limits: &RateLimits,
+    shards: Shards,
 ) -> Result<SignedIn, ApiError> {
     // A malformed code is checked like a wrong one, so it counts as an attempt.
     let digest = match LoginCode::parse(code) {
         Some(code) => code.digest(phone, &settings.key),
         None => String::from("-"),
     };
-    let token = SessionToken::generate();
     let p = phone.as_str();
-    let shared = shared_limits(Endpoint::Login, ip, limits);
-    let code_key = keys::login_code(p);
-    let lock_key = keys::login_lock(p);
-    let uid_key = keys::user_id_by_phone(p);
-    let session_key = token.redis_key();
-    let client = ip.map_or_else(|| "unknown".to_string(), ClientIp::limit_key);
-    let client_field = keys::login_code_client_field(&client);
+    let home = shards.of_phone(phone);
+    let client = shards.of_client(ip);
+    let client_limits = shared_limits(Endpoint::Login, client, shards, ip, limits);
+    let (shared, first) = client_limits_first(redis, client_limits, client == home).await?;
+    let token = SessionToken::generate_in(home, shards);
+    let code_key = keys::login_code(home, p);
+    let lock_key = keys::login_lock(home, p);
+    let uid_key = keys::user_id_by_phone(home, p);
+    let sequence_key = keys::user_sequence(home);
+    let session_key = token.redis_key(shards);
+    let user_prefix = keys::user_prefix(home);
+    let client_name = ip.map_or_else(|| "unknown".to_string(), ClientIp::limit_key);
+    let client_field = keys::login_code_client_field(&client_name);
     let limiter_keys: Vec<&str> = shared.iter().map(|l| l.key.as_str()).collect();
     let nickname = format!("user{}", &p[7..]);
     let limit_args = Limit::script_args(&shared);
@@ -271,7 +338,7 @@ pub async fn login(
             code: &code_key,
             lock: &lock_key,
             user_id: &uid_key,
-            user_sequence: keys::USER_SEQUENCE,
+            user_sequence: &sequence_key,
             session: &session_key,
             limiters: &limiter_keys,
         },
@@ -283,23 +350,40 @@ pub async fn login(
             lock_ms: LOCK_MS,
             phone: p,
             new_nickname: &nickname,
+            user_prefix: &user_prefix,
+            shard_count: i64::from(shards.count()),
+            shard_index: i64::from(home.index()),
             idle_ms: i64::from(session.idle_secs) * 1000,
             limits: &limit_args,
         },
     )
     .await?;
     use login_script::Outcome;
-    let signed_in = reply.outcome == Outcome::SignedIn;
+    let signed_in = matches!(reply.outcome, Outcome::SignedIn | Outcome::Elsewhere);
     let verdict = Verdict::from_reply(signed_in, reply.retry_after_ms, reply.states, &shared)?;
+    let verdict = with_first(verdict, first);
+    let user_id = || {
+        UserId::new(reply.user_id.max(0) as u64)
+            .ok_or_else(|| ApiError::Internal("script login: signed in without a user id".into()))
+    };
     match reply.outcome {
         Outcome::SignedIn => Ok(SignedIn {
             token,
-            user_id: UserId::new(reply.user_id.max(0) as u64).ok_or_else(|| {
-                ApiError::Internal("script login: signed in without a user id".into())
-            })?,
+            user_id: user_id()?,
             nickname: reply.nickname,
             verdict,
         }),
+        Outcome::Elsewhere => {
+            let user_id = user_id()?;
+            let (token, nickname) =
+                open_session_elsewhere(redis, user_id, phone, &nickname, session, shards).await?;
+            Ok(SignedIn {
+                token,
+                user_id,
+                nickname,
+                verdict,
+            })
+        }
         Outcome::WrongCode => Err(ApiError::InvalidCode),
         Outcome::Limited | Outcome::Locked | Outcome::ClientLocked => {
             Err(ApiError::RateLimited(verdict))
@@ -307,9 +391,45 @@ pub async fn login(
     }
 }
 
+/// Opens a session in the shard of a user who does not live in their
+/// phone's; the code was already consumed, so a failure here means asking
+/// for a new one.
+async fn open_session_elsewhere(
+    redis: &mut impl Redis,
+    user_id: UserId,
+    phone: &Phone,
+    new_nickname: &str,
+    session: &SessionSettings,
+    shards: Shards,
+) -> Result<(SessionToken, String), ApiError> {
+    let home = shards.of_user(user_id);
+    let token = SessionToken::generate_in(home, shards);
+    let user_key = keys::user(home, user_id);
+    let session_key = token.redis_key(shards);
+    let reply = open_session::run(
+        redis,
+        &open_session::Keys {
+            user: &user_key,
+            session: &session_key,
+        },
+        &open_session::Args {
+            user_id: user_id.get() as i64,
+            phone: phone.as_str(),
+            new_nickname,
+            idle_ms: i64::from(session.idle_secs) * 1000,
+        },
+    )
+    .await?;
+    Ok((token, reply.nickname))
+}
+
 /// Ends the session of `token`; it stops working at once, everywhere.
-pub async fn logout(redis: &mut impl Redis, token: &SessionToken) -> Result<(), RedisError> {
-    let key = token.redis_key();
+pub async fn logout(
+    redis: &mut impl Redis,
+    token: &SessionToken,
+    shards: Shards,
+) -> Result<(), RedisError> {
+    let key = token.redis_key(shards);
     redis.execute("DEL", &[Arg::from(key.as_str())]).await?;
     Ok(())
 }

@@ -25,6 +25,7 @@ use crate::phone::mask;
 use crate::redis::{Arg, Redis, RedisError, Reply};
 use crate::scripts::{buy_lottery, lottery_create, lottery_mine, lottery_purchases, lottery_read};
 use crate::session::hex;
+use crate::shard::Shards;
 use crate::time::format_rfc3339;
 
 /// Most shares a period may have: keeps the permutation's arithmetic
@@ -430,8 +431,12 @@ impl GoodsPeriod {
 }
 
 /// Reads the user record of a winner.
-pub async fn winner(redis: &mut impl Redis, user_id: UserId) -> Result<Option<Winner>, RedisError> {
-    let key = keys::user(user_id);
+pub async fn winner(
+    redis: &mut impl Redis,
+    shards: Shards,
+    user_id: UserId,
+) -> Result<Option<Winner>, RedisError> {
+    let key = keys::user(shards.of_user(user_id), user_id);
     let reply = redis
         .execute(
             "HMGET",
@@ -613,10 +618,11 @@ impl MyPurchase {
 /// `voucher::record_order`); repeating it is harmless.
 pub async fn record_goods(
     redis: &mut impl Redis,
+    shards: Shards,
     user_id: UserId,
     goods_id: GoodsId,
 ) -> Result<(), RedisError> {
-    let key = keys::user_lottery_goods(user_id);
+    let key = keys::user_lottery_goods(shards.of_user(user_id), user_id);
     let member = goods_id.to_string();
     crate::page::record(redis, &key, goods_id.get() as i64, &member).await
 }
@@ -685,6 +691,7 @@ pub struct PurchaseFilter {
 /// with a goods filter) and one per goods visited.
 pub async fn purchases_page(
     redis: &mut impl Redis,
+    shards: Shards,
     user_id: UserId,
     filter: PurchaseFilter,
     after: Option<PurchasesCursor>,
@@ -697,7 +704,7 @@ pub async fn purchases_page(
             }
             vec![goods]
         }
-        None => my_goods(redis, user_id, after.map(|c| c.goods)).await?,
+        None => my_goods(redis, shards, user_id, after.map(|c| c.goods)).await?,
     };
     let mut page = Vec::new();
     let mut codes = 0;
@@ -736,10 +743,11 @@ pub async fn purchases_page(
 /// most one more than a page visits, so the page knows where to go on.
 async fn my_goods(
     redis: &mut impl Redis,
+    shards: Shards,
     user_id: UserId,
     from: Option<GoodsId>,
 ) -> Result<Vec<GoodsId>, RedisError> {
-    let key = keys::user_lottery_goods(user_id);
+    let key = keys::user_lottery_goods(shards.of_user(user_id), user_id);
     let from = from.map(GoodsId::get);
     let reply = crate::page::newest_first(redis, &key, from, MAX_GOODS_PER_PAGE + 1, false).await?;
     Ok(reply

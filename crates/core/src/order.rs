@@ -15,9 +15,10 @@ use crate::config::{Variables, missing};
 use crate::error::{ApiError, Conflict};
 use crate::ids::{OrderId, UserId, VoucherId};
 use crate::keys;
-use crate::redis::{Redis, RedisError};
+use crate::redis::{Arg, Redis, RedisError};
 use crate::script::ReplyReader;
 use crate::scripts::{order_change, order_locate, record_order};
+use crate::shard::Shards;
 use crate::time::format_rfc3339;
 
 /// The most expired orders one script puts back on sale: bounded work per
@@ -273,9 +274,10 @@ pub struct Located {
 /// Redis's clock in seconds.
 pub async fn locate(
     redis: &mut impl Redis,
+    shards: Shards,
     id: OrderId,
 ) -> Result<(Option<Located>, u64), RedisError> {
-    let index = keys::order_index(id);
+    let index = keys::order_index(shards.of_order(id), id);
     let reply = order_locate::run(
         redis,
         &order_locate::Keys { index: &index },
@@ -543,12 +545,29 @@ async fn run_change(
 
 /// Files a placed order under its buyer: in their list (newest first) and
 /// in the index [`locate`] reads. A round trip after the purchase: these
-/// live in the gate's slot.
-pub async fn record(redis: &mut impl Redis, order: &Order) -> Result<(), RedisError> {
-    let list = keys::user_voucher_orders(order.user_id);
-    let index = keys::order_index(order.id);
+/// live in the buyer's shard, the order in its voucher's slot. An order
+/// placed before the shard count changed has its index entry in another
+/// shard than its buyer: then two commands, each idempotent.
+pub async fn record(
+    redis: &mut impl Redis,
+    shards: Shards,
+    order: &Order,
+) -> Result<(), RedisError> {
+    let home = shards.of_user(order.user_id);
+    let list = keys::user_voucher_orders(home, order.user_id);
+    let index = keys::order_index(shards.of_order(order.id), order.id);
     let member = format!("{}:{}", order.voucher_id, order.id);
     let entry = format!("{}:{}", order.voucher_id, order.user_id);
+    if shards.of_order(order.id) != home {
+        crate::page::record(redis, &list, order.create_ms, &member).await?;
+        redis
+            .execute(
+                "SET",
+                &[Arg::from(index.as_str()), Arg::from(entry.as_str())],
+            )
+            .await?;
+        return Ok(());
+    }
     record_order::run(
         redis,
         &record_order::Keys {

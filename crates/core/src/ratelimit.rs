@@ -17,6 +17,7 @@ use crate::ids::UserId;
 use crate::keys;
 use crate::redis::RedisError;
 use crate::script::ReplyReader;
+use crate::shard::{Shard, Shards};
 
 /// The endpoints, as their limits are counted: each has its own per-IP and
 /// global budget (and per-user one where it has one). Also the limiter's
@@ -54,10 +55,10 @@ impl Endpoint {
         }
     }
 
-    /// The key of one of this endpoint's limiters; `subject` is `all`,
-    /// `ip:<address>`, `u:<user id>`...
-    pub fn limiter_key(self, subject: &str) -> String {
-        keys::rate_limit(self.name(), subject)
+    /// The key of one of this endpoint's limiters in `shard`; `subject` is
+    /// `all`, `ip:<address>`, `u:<user id>`...
+    pub fn limiter_key(self, shard: Shard, subject: &str) -> String {
+        keys::rate_limit(shard, self.name(), subject)
     }
 }
 
@@ -142,26 +143,38 @@ pub struct Limit {
 }
 
 impl Limit {
-    pub fn per_ip(endpoint: Endpoint, ip: &crate::client_ip::ClientIp, rate: Rate) -> Self {
+    pub fn per_ip(
+        endpoint: Endpoint,
+        shard: Shard,
+        ip: &crate::client_ip::ClientIp,
+        rate: Rate,
+    ) -> Self {
         Self {
             scope: Scope::Ip,
-            key: endpoint.limiter_key(&format!("ip:{}", ip.limit_key())),
+            key: endpoint.limiter_key(shard, &format!("ip:{}", ip.limit_key())),
             rate,
         }
     }
 
-    pub fn global(endpoint: Endpoint, rate: Rate) -> Self {
+    /// Shard `shard`'s part of the endpoint's global limit: each of the K
+    /// shards holds 1/K of the quota (rounded up, so never none) over the
+    /// same window. Together they admit at most quota + K - 1 requests per
+    /// window; when the requests are spread unevenly over the shards, the
+    /// shards in use refuse once their parts are spent, so a load that
+    /// reaches only m of the K shards gets about m/K of the quota.
+    pub fn global(endpoint: Endpoint, shard: Shard, shards: Shards, rate: Rate) -> Self {
+        let part = rate.quota.get().div_ceil(u32::from(shards.count()));
         Self {
             scope: Scope::Global,
-            key: endpoint.limiter_key("all"),
-            rate,
+            key: endpoint.limiter_key(shard, "all"),
+            rate: Rate::new(part, rate.window_secs.get()).expect("a quota of 1 or more"),
         }
     }
 
-    pub fn per_user(endpoint: Endpoint, user_id: UserId, rate: Rate) -> Self {
+    pub fn per_user(endpoint: Endpoint, shard: Shard, user_id: UserId, rate: Rate) -> Self {
         Self {
             scope: Scope::User,
-            key: endpoint.limiter_key(&format!("{}{user_id}", Self::USER_SUBJECT)),
+            key: endpoint.limiter_key(shard, &format!("{}{user_id}", Self::USER_SUBJECT)),
             rate,
         }
     }
@@ -269,6 +282,24 @@ impl Verdict {
             states: read_states(states, limits)?,
         })
     }
+}
+
+/// Applies `limits` (all in one shard) on their own, in one round trip:
+/// for a request whose action runs in another shard (`scripts/limit.lua`).
+pub async fn check(
+    redis: &mut impl crate::redis::Redis,
+    limits: &[Limit],
+) -> Result<Verdict, RedisError> {
+    use crate::scripts::limit;
+    let keys: Vec<&str> = limits.iter().map(|l| l.key.as_str()).collect();
+    let args = Limit::script_args(limits);
+    let reply = limit::run(
+        redis,
+        &limit::Keys { limiters: &keys },
+        &limit::Args { limits: &args },
+    )
+    .await?;
+    Verdict::from_reply(reply.allowed, reply.retry_after_ms, reply.states, limits)
 }
 
 /// Reads `(remaining, reset_ms)` for each of `limits`.

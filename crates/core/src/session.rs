@@ -1,12 +1,14 @@
 //! Session tokens: 256 random bits, given to the client as 64 hex digits and
 //! stored in Redis only as the SHA-256 of the token, so a copy of the
-//! database does not let anyone sign in.
+//! database does not let anyone sign in. The first byte's low bits name the
+//! user's shard (`shard.rs`), which leaves at least 250 random bits.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 
 use crate::keys;
+use crate::shard::{Shard, Shards};
 
 /// A well-formed session token (whether it is valid is Redis's business).
 #[derive(Clone, PartialEq, Eq)]
@@ -15,11 +17,19 @@ pub struct SessionToken(String);
 const TOKEN_HEX_LEN: usize = 64;
 
 impl SessionToken {
-    /// A fresh token from the operating system's CSPRNG.
-    pub fn generate() -> Self {
+    /// A fresh token from the operating system's CSPRNG, naming `shard`.
+    pub fn generate_in(shard: Shard, shards: Shards) -> Self {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the CSPRNG is available");
+        // Counts are powers of two up to 64: the low bits hold the index.
+        bytes[0] = (bytes[0] & !(shards.count() - 1)) | shard.index();
         Self(hex(&bytes))
+    }
+
+    /// The shard this token's session lives in.
+    pub fn shard(&self, shards: Shards) -> Shard {
+        let first = u8::from_str_radix(&self.0[..2], 16).expect("parsed as hex");
+        shards.of_token_byte(first)
     }
 
     /// Accepts exactly 64 lower-case hex digits.
@@ -50,9 +60,9 @@ impl SessionToken {
         &self.0
     }
 
-    /// The Redis key of this token's session: `{gate}:sess:<sha256 hex>`.
-    pub fn redis_key(&self) -> String {
-        keys::session(&hex(&Sha256::digest(self.0.as_bytes())))
+    /// The Redis key of this token's session: `<shard>:sess:<sha256 hex>`.
+    pub fn redis_key(&self, shards: Shards) -> String {
+        keys::session(self.shard(shards), &hex(&Sha256::digest(self.0.as_bytes())))
     }
 }
 
@@ -101,8 +111,8 @@ mod tests {
 
     #[test]
     fn generated_tokens_are_unique_and_parse() {
-        let a = SessionToken::generate();
-        let b = SessionToken::generate();
+        let a = SessionToken::generate_in(Shards::ONE.first(), Shards::ONE);
+        let b = SessionToken::generate_in(Shards::ONE.first(), Shards::ONE);
         assert_ne!(a, b);
         assert_eq!(SessionToken::parse(a.as_str()), Some(a.clone()));
         assert_eq!(a.as_str().len(), 64);
@@ -131,9 +141,27 @@ mod tests {
 
     #[test]
     fn the_redis_key_hides_the_token() {
-        let t = SessionToken::generate();
-        let key = t.redis_key();
+        let t = SessionToken::generate_in(Shards::ONE.first(), Shards::ONE);
+        let key = t.redis_key(Shards::ONE);
         assert!(key.starts_with("{gate}:sess:"));
         assert!(!key.contains(t.as_str()));
+    }
+
+    #[test]
+    fn a_token_names_the_shard_it_was_made_for() {
+        for count in [4, 16, 64] {
+            let shards = Shards::new(count).unwrap();
+            for shard in shards.all() {
+                for _ in 0..4 {
+                    let t = SessionToken::generate_in(shard, shards);
+                    assert_eq!(t.shard(shards), shard);
+                    assert!(t.redis_key(shards).starts_with(&shard.tag()));
+                }
+            }
+        }
+        // Any well-formed token names some shard: a forged one is looked
+        // for there and not found.
+        let forged = SessionToken::parse(&"f".repeat(64)).unwrap();
+        assert_eq!(forged.shard(Shards::new(16).unwrap()).index(), 15);
     }
 }

@@ -16,6 +16,7 @@ use crate::order::{Order, OrderExport, OrderStatus, RECLAIM_LIMIT};
 use crate::redis::{Arg, Redis, RedisError, Reply};
 use crate::script::ReplyReader;
 use crate::scripts::{buy_voucher, voucher_read};
+use crate::shard::Shards;
 use crate::time::{format_rfc3339, parse_rfc3339};
 
 /// Largest money amount accepted, in cents (one billion yuan).
@@ -292,6 +293,7 @@ pub async fn buy(
     order_id: OrderId,
     pay_secs: u32,
     export: OrderExport,
+    shards: Shards,
 ) -> Result<Order, ApiError> {
     let info = keys::voucher_info(voucher_id);
     let buyers = keys::voucher_buyers(voucher_id);
@@ -333,13 +335,13 @@ pub async fn buy(
     rest.finish()?;
     match (reply.outcome, order) {
         (Outcome::Bought, Some(order)) => {
-            crate::order::record(redis, &order).await?;
+            crate::order::record(redis, shards, &order).await?;
             Ok(order)
         }
         // Filed again: if filing failed the first time (the buyer was told
         // 503), the retry mends it; filing is idempotent.
         (Outcome::AlreadyBought, Some(order)) => {
-            crate::order::record(redis, &order).await?;
+            crate::order::record(redis, shards, &order).await?;
             Err(ApiError::AlreadyPurchased(order.to_json()))
         }
         (Outcome::NotFound, _) => Err(ApiError::NotFound),
@@ -409,13 +411,14 @@ const ORDER_FIELDS: [&str; 10] = [
 /// Redis's clock, by which an unpaid order past its deadline reads expired.
 pub async fn orders_page(
     redis: &mut impl Redis,
+    shards: Shards,
     user_id: UserId,
     status: Option<OrderStatus>,
     after: Option<&OrdersCursor>,
     limit: usize,
     now_ms: i64,
 ) -> Result<(Vec<Order>, Option<OrdersCursor>), RedisError> {
-    let key = keys::user_voucher_orders(user_id);
+    let key = keys::user_voucher_orders(shards.of_user(user_id), user_id);
     let fetch = limit + 1 + if after.is_some() { TIES } else { 0 };
     let max = after.map(|c| c.create_ms);
     let reply = crate::page::newest_first(redis, &key, max, fetch, true).await?;

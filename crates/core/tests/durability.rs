@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use flashspin_core::ApiError;
 use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId, ShopId, UserId};
 use flashspin_core::order::{self, Change, OrderExport, OrderStatus};
+use flashspin_core::shard::Shards;
 use flashspin_core::voucher::{self, NewVoucher};
 use flashspin_testkit::RedisServer;
 
@@ -58,7 +59,14 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
                 for n in 0.. {
                     let user = UserId::new(u64::from(worker) * 1_000_000 + n + 1).unwrap();
                     let sequence = worker * 1_000_000 + n as u32 + 1;
-                    let id = OrderId::new(EPOCH_UNIX_SECS + 1000, sequence, &key).unwrap();
+                    let id = OrderId::new(
+                        EPOCH_UNIX_SECS + 1000,
+                        sequence,
+                        Shards::ONE.first(),
+                        Shards::ONE,
+                        &key,
+                    )
+                    .unwrap();
                     match block_on(voucher::buy(
                         &mut redis,
                         voucher,
@@ -66,6 +74,7 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
                         id,
                         900,
                         OrderExport::Off,
+                        Shards::ONE,
                     )) {
                         Ok(order) => acknowledged.lock().unwrap().push(order),
                         // The crash: the connection is gone for good.

@@ -14,6 +14,7 @@ use flashspin_core::login::{CodeSettings, login, logout, send_code};
 use flashspin_core::phone::Phone;
 use flashspin_core::ratelimit::{Endpoint, Rate};
 use flashspin_core::session::{SessionSettings, SessionToken};
+use flashspin_core::shard::Shards;
 use flashspin_testkit::{NativeRedis, RedisServer};
 
 const SETTINGS: CodeSettings = CodeSettings {
@@ -44,7 +45,15 @@ fn phone(n: u32) -> Phone {
 }
 
 fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> (SessionToken, UserId) {
-    let sent = block_on(send_code(redis, phone, None, &SETTINGS, &limits("1/5"))).unwrap();
+    let sent = block_on(send_code(
+        redis,
+        phone,
+        None,
+        &SETTINGS,
+        &limits("1/5"),
+        Shards::ONE,
+    ))
+    .unwrap();
     let signed = block_on(login(
         redis,
         phone,
@@ -53,6 +62,7 @@ fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> (SessionToken, UserId) {
         &SETTINGS,
         &SESSION,
         &limits("1/5"),
+        Shards::ONE,
     ))
     .unwrap();
     (signed.token, signed.user_id)
@@ -74,6 +84,7 @@ fn gate(
             ip: None,
             limits,
             session: SESSION,
+            shards: Shards::ONE,
         },
     ))
 }
@@ -117,7 +128,7 @@ fn the_gate_reads_the_profile_from_the_session_or_else_the_user() {
     let mut redis = server.native();
     let (token, id) = sign_in(&mut redis, &phone(3));
     let mut conn = server.conn();
-    let session = token.redis_key();
+    let session = token.redis_key(Shards::ONE);
     let stored: Vec<Option<String>> = redis::cmd("HMGET")
         .arg(&session)
         .arg("uid")
@@ -148,9 +159,16 @@ fn concurrent_logins_with_one_code_open_exactly_one_session() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let p = phone(3);
-    let code = block_on(send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5")))
-        .unwrap()
-        .code;
+    let code = block_on(send_code(
+        &mut redis,
+        &p,
+        None,
+        &SETTINGS,
+        &limits("1/5"),
+        Shards::ONE,
+    ))
+    .unwrap()
+    .code;
     let barrier = Arc::new(Barrier::new(20));
     let handles: Vec<_> = (0..20)
         .map(|_| {
@@ -168,6 +186,7 @@ fn concurrent_logins_with_one_code_open_exactly_one_session() {
                     &SETTINGS,
                     &SESSION,
                     &limits("1/5"),
+                    Shards::ONE,
                 ))
                 .is_ok()
             })
@@ -249,7 +268,7 @@ fn the_gate_refuses_missing_and_ended_sessions() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let l = limits("1/5");
-    let stranger = SessionToken::generate();
+    let stranger = SessionToken::generate_in(Shards::ONE.first(), Shards::ONE);
     assert_eq!(
         gate(&mut redis, Endpoint::Account, Access::User, None, l),
         Err(ApiError::Unauthorized)
@@ -276,7 +295,7 @@ fn the_gate_refuses_missing_and_ended_sessions() {
 
     let (token, _) = sign_in(&mut redis, &phone(6));
     assert!(gate(&mut redis, Endpoint::Account, Access::User, Some(&token), l).is_ok());
-    block_on(logout(&mut redis, &token)).unwrap();
+    block_on(logout(&mut redis, &token, Shards::ONE)).unwrap();
     assert_eq!(
         gate(&mut redis, Endpoint::Account, Access::User, Some(&token), l),
         Err(ApiError::Unauthorized)
@@ -288,7 +307,7 @@ fn the_session_slides_but_not_past_its_absolute_lifetime() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let (token, _) = sign_in(&mut redis, &phone(7));
-    let key = token.redis_key();
+    let key = token.redis_key(Shards::ONE);
     let pttl = |server: &RedisServer| -> i64 {
         redis::cmd("PTTL")
             .arg(&key)
@@ -351,6 +370,7 @@ fn attempt(
         settings,
         &SESSION,
         &limits("1/5"),
+        Shards::ONE,
     ))
     .map(|_| ())
 }
@@ -377,9 +397,16 @@ fn wrong_codes_from_one_client_lock_out_that_client_only() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let p = phone(10);
-    let code = block_on(send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5")))
-        .unwrap()
-        .code;
+    let code = block_on(send_code(
+        &mut redis,
+        &p,
+        None,
+        &SETTINGS,
+        &limits("1/5"),
+        Shards::ONE,
+    ))
+    .unwrap()
+    .code;
     let code = code.reveal();
     let attacker = Some("10.6.6.6");
 
@@ -430,9 +457,16 @@ fn clients_are_counted_as_the_ip_limits_count_them() {
         ..SETTINGS
     };
     let p = phone(11);
-    let code = block_on(send_code(&mut redis, &p, None, &settings, &limits("1/5")))
-        .unwrap()
-        .code;
+    let code = block_on(send_code(
+        &mut redis,
+        &p,
+        None,
+        &settings,
+        &limits("1/5"),
+        Shards::ONE,
+    ))
+    .unwrap()
+    .code;
     let code = code.reveal();
     // One IPv6 /64 is one client, whichever of its addresses it uses.
     let first = attempt(
@@ -487,9 +521,16 @@ fn the_phone_cap_voids_the_code_for_everyone_until_a_new_one() {
         ..SETTINGS
     };
     let p = phone(12);
-    let code = block_on(send_code(&mut redis, &p, None, &settings, &limits("1/5")))
-        .unwrap()
-        .code;
+    let code = block_on(send_code(
+        &mut redis,
+        &p,
+        None,
+        &settings,
+        &limits("1/5"),
+        Shards::ONE,
+    ))
+    .unwrap()
+    .code;
     let code = code.reveal().to_string();
 
     // Two clients use up their two tries: four wrong codes in all.
@@ -531,9 +572,16 @@ fn the_phone_cap_voids_the_code_for_everyone_until_a_new_one() {
         .arg(format!("{{gate}}:code-gap:{}", p.as_str()))
         .exec(&mut server.conn())
         .unwrap();
-    let fresh = block_on(send_code(&mut redis, &p, None, &settings, &limits("1/5")))
-        .unwrap()
-        .code;
+    let fresh = block_on(send_code(
+        &mut redis,
+        &p,
+        None,
+        &settings,
+        &limits("1/5"),
+        Shards::ONE,
+    ))
+    .unwrap()
+    .code;
     let fresh = fresh.reveal();
     assert_eq!(
         attempt(&mut redis, &settings, &p, Some("10.6.6.1"), wrong(fresh)),
@@ -589,9 +637,16 @@ fn concurrent_wrong_codes_never_pass_either_cap() {
     // One client, 30 tries at once: four wrong answers, the fifth try
     // counted refuses the client, the rest are refused uncounted.
     let p = phone(13);
-    let code = block_on(send_code(&mut redis, &p, None, &SETTINGS, &limits("1/5")))
-        .unwrap()
-        .code;
+    let code = block_on(send_code(
+        &mut redis,
+        &p,
+        None,
+        &SETTINGS,
+        &limits("1/5"),
+        Shards::ONE,
+    ))
+    .unwrap()
+    .code;
     let results = concurrent_wrong_codes(&server, &SETTINGS, &p, code.reveal(), 30, |_| {
         "10.7.0.1".to_string()
     });
@@ -605,9 +660,16 @@ fn concurrent_wrong_codes_never_pass_either_cap() {
         ..SETTINGS
     };
     let p = phone(14);
-    let code = block_on(send_code(&mut redis, &p, None, &settings, &limits("1/5")))
-        .unwrap()
-        .code;
+    let code = block_on(send_code(
+        &mut redis,
+        &p,
+        None,
+        &settings,
+        &limits("1/5"),
+        Shards::ONE,
+    ))
+    .unwrap()
+    .code;
     let results = concurrent_wrong_codes(&server, &settings, &p, code.reveal(), 30, |i| {
         format!("10.8.0.{i}")
     });

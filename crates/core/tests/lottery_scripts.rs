@@ -12,6 +12,7 @@ use flashspin_core::lottery::{
     PurchaseFilter, PurchasesCursor, RecordsCursor, create, next_digest, period_records,
     purchases_page, read, winning_code,
 };
+use flashspin_core::shard::Shards;
 use flashspin_testkit::{NativeRedis, RedisServer};
 
 fn goods(total: i64, base: i64, max_periods: Option<i64>) -> NewGoods {
@@ -25,7 +26,14 @@ fn goods(total: i64, base: i64, max_periods: Option<i64>) -> NewGoods {
 }
 
 fn pid(n: u32) -> OrderId {
-    OrderId::new(EPOCH_UNIX_SECS + 10, n, &IdKey::from_secret("t")).unwrap()
+    OrderId::new(
+        EPOCH_UNIX_SECS + 10,
+        n,
+        Shards::ONE.first(),
+        Shards::ONE,
+        &IdKey::from_secret("t"),
+    )
+    .unwrap()
 }
 
 fn user(n: u64) -> UserId {
@@ -107,8 +115,15 @@ fn the_draw_matches_the_published_formula_and_the_next_period_opens() {
         goods: Some(id),
         period: Some(1),
     };
-    let (page, next) =
-        block_on(purchases_page(&mut redis, draw.winner, filter, None, 100)).unwrap();
+    let (page, next) = block_on(purchases_page(
+        &mut redis,
+        Shards::ONE,
+        draw.winner,
+        filter,
+        None,
+        100,
+    ))
+    .unwrap();
     assert_eq!(next, None);
     let winner_codes: Vec<u64> = page.into_iter().flat_map(|p| p.codes).collect();
     assert!(winner_codes.contains(&draw.winning_code));
@@ -162,7 +177,15 @@ fn all_pages(
     let mut pages = 0;
     let mut cursor: Option<PurchasesCursor> = None;
     loop {
-        let (page, next) = block_on(purchases_page(redis, user, filter, cursor, limit)).unwrap();
+        let (page, next) = block_on(purchases_page(
+            redis,
+            Shards::ONE,
+            user,
+            filter,
+            cursor,
+            limit,
+        ))
+        .unwrap();
         pages += 1;
         assert!(page.len() <= limit);
         assert!(page.iter().map(|p| p.codes.len()).sum::<usize>() <= MAX_CODES_PER_PAGE);
@@ -208,6 +231,7 @@ fn pages_of_purchases_hold_every_code_once_and_stay_bounded() {
     let forged = PurchasesCursor::parse(&format!("{id}.30.9999")).unwrap();
     let (page, _) = block_on(purchases_page(
         &mut redis,
+        Shards::ONE,
         user(7),
         filter,
         Some(forged),
@@ -511,7 +535,15 @@ fn my_purchases_show_my_pseudonym() {
         goods: Some(id),
         period: None,
     };
-    let (page, _) = block_on(purchases_page(&mut redis, user(5), filter, None, 20)).unwrap();
+    let (page, _) = block_on(purchases_page(
+        &mut redis,
+        Shards::ONE,
+        user(5),
+        filter,
+        None,
+        20,
+    ))
+    .unwrap();
     let mine = pseudonyms().pseudonym(user(5), id, 1);
     assert_eq!(page[0].pseudonym, mine);
     assert_eq!(p.record.split('|').nth(1), Some(mine.as_str()));

@@ -33,6 +33,7 @@ use flashspin_core::order::{self, Change, Order, OrderExport, PayType};
 use flashspin_core::order_export::{
     self, BATCH, Batch, CLAIM_IDLE_MS, ExportError, Exported, GROUP, MIGRATIONS, Runner, Step,
 };
+use flashspin_core::shard::Shards;
 use flashspin_core::voucher::{self};
 use flashspin_testkit::{NativePostgres, NativeRedis, PostgresServer, RedisServer};
 
@@ -51,6 +52,7 @@ fn buy(redis: &mut NativeRedis, v: VoucherId, n: u32) -> Order {
         order_id(n),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap()
 }

@@ -18,6 +18,7 @@ use flashspin_core::keys;
 use flashspin_core::order::{
     self, Change, EventId, Money, Order, OrderExport, OrderStatus, PayType,
 };
+use flashspin_core::shard::Shards;
 use flashspin_core::voucher::{self};
 use flashspin_testkit::{NativeRedis, RedisServer};
 
@@ -164,6 +165,7 @@ fn every_change_appends_one_event_with_the_order_after_it() {
         order_id(1),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     outbox.expect_one(&mut redis, v, a.id, 1);
@@ -187,6 +189,7 @@ fn every_change_appends_one_event_with_the_order_after_it() {
         order_id(2),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     outbox.expect_one(&mut redis, v, b.id, 1);
@@ -203,6 +206,7 @@ fn every_change_appends_one_event_with_the_order_after_it() {
         order_id(3),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     outbox.expect_one(&mut redis, v, c.id, 1);
@@ -278,6 +282,7 @@ fn an_expiry_appends_its_event_wherever_it_is_found() {
             order_id(i as u32 + 1),
             1,
             ON,
+            Shards::ONE,
         ))
         .unwrap();
         outboxes[i].expect_one(&mut redis, v, o.id, 1);
@@ -333,6 +338,7 @@ fn an_expiry_appends_its_event_wherever_it_is_found() {
         order_id(9),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     assert_eq!(
@@ -360,6 +366,7 @@ fn a_buyers_own_due_order_expires_with_its_event_when_they_buy_again() {
             order_id(1 + i as u32),
             1,
             ON,
+            Shards::ONE,
         ))
         .unwrap();
     }
@@ -371,6 +378,7 @@ fn a_buyers_own_due_order_expires_with_its_event_when_they_buy_again() {
         order_id(1000),
         1,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     let mut outbox = Outbox::of(&server, v);
@@ -383,6 +391,7 @@ fn a_buyers_own_due_order_expires_with_its_event_when_they_buy_again() {
         order_id(1001),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     let events = outbox.new_events();
@@ -415,6 +424,7 @@ fn a_refused_change_or_a_read_appends_nothing() {
         order_id(1),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     let b = block_on(voucher::buy(
@@ -424,6 +434,7 @@ fn a_refused_change_or_a_read_appends_nothing() {
         order_id(2),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     assert_eq!(outbox.new_events().len(), 2);
@@ -437,7 +448,8 @@ fn a_refused_change_or_a_read_appends_nothing() {
             user(3),
             order_id(3),
             PAY_SECS,
-            ON
+            ON,
+            Shards::ONE
         )),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
@@ -448,7 +460,8 @@ fn a_refused_change_or_a_read_appends_nothing() {
             user(1),
             order_id(4),
             PAY_SECS,
-            ON
+            ON,
+            Shards::ONE
         )),
         Err(ApiError::AlreadyPurchased(_))
     ));
@@ -468,7 +481,8 @@ fn a_refused_change_or_a_read_appends_nothing() {
                 user(1),
                 order_id(5),
                 PAY_SECS,
-                ON
+                ON,
+                Shards::ONE
             )),
             Err(error)
         );
@@ -566,6 +580,7 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
         order_id(1),
         PAY_SECS,
         OFF,
+        Shards::ONE,
     ))
     .unwrap();
     assert_eq!(version_of(&server, v, a.id), 1);
@@ -588,6 +603,7 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
         order_id(2),
         PAY_SECS,
         OFF,
+        Shards::ONE,
     ))
     .unwrap();
     block_on(order::change(
@@ -601,7 +617,16 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
     .unwrap();
     assert_eq!(version_of(&server, v, b.id), 2);
     // Expired by a read.
-    let c = block_on(voucher::buy(&mut redis, v, user(3), order_id(3), 1, OFF)).unwrap();
+    let c = block_on(voucher::buy(
+        &mut redis,
+        v,
+        user(3),
+        order_id(3),
+        1,
+        OFF,
+        Shards::ONE,
+    ))
+    .unwrap();
     sleep_past(c.pay_deadline_ms.unwrap());
     assert_eq!(
         block_on(voucher::get(&mut redis, v, OFF))
@@ -629,6 +654,7 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
         order_id(4),
         PAY_SECS,
         OFF,
+        Shards::ONE,
     ))
     .unwrap();
     block_on(order::change(&mut redis, v, d.id, pay(PAY_VALUE), None, ON)).unwrap();
@@ -677,6 +703,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         order_id(1),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     assert_eq!(next_message(&mut pubsub), v.to_string());
@@ -701,6 +728,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         order_id(2),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     let m = marker(1);
@@ -713,6 +741,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         order_id(3),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     assert_eq!(next_message(&mut pubsub), other.to_string());
@@ -736,6 +765,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         order_id(4),
         PAY_SECS,
         ON,
+        Shards::ONE,
     ))
     .unwrap();
     assert_eq!(next_message(&mut pubsub), v.to_string());
@@ -752,6 +782,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         order_id(5),
         PAY_SECS,
         OFF,
+        Shards::ONE,
     ))
     .unwrap();
     let m = marker(2);

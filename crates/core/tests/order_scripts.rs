@@ -27,6 +27,7 @@ use flashspin_core::order::{
     self, Change, EVENT_TTL_MS, EventId, Located, Money, Order, OrderExport, OrderStatus, PayType,
     RECLAIM_LIMIT, Settlement,
 };
+use flashspin_core::shard::Shards;
 use flashspin_core::voucher::{OrdersCursor, buy, get, orders_page};
 use flashspin_testkit::{NativeRedis, RedisServer};
 
@@ -108,7 +109,7 @@ fn sleep_past(deadline_ms: i64) {
 /// Buys and checks everything the new order says about itself.
 fn buy_ok(redis: &mut NativeRedis, v: VoucherId, u: UserId, id: OrderId, pay_secs: u32) -> Order {
     let before = now_ms();
-    let order = block_on(buy(redis, v, u, id, pay_secs, EXPORT)).unwrap();
+    let order = block_on(buy(redis, v, u, id, pay_secs, EXPORT, Shards::ONE)).unwrap();
     let after = now_ms();
     assert!(
         (before..=after).contains(&order.create_ms),
@@ -427,13 +428,27 @@ fn a_second_purchase_shows_the_order_held() {
     let v = on_sale(&mut redis, 5);
     let o = buy_ok(&mut redis, v, user(1), order_id(1), PAY_SECS);
     assert_eq!(
-        block_on(buy(&mut redis, v, user(1), order_id(2), PAY_SECS, EXPORT)),
+        block_on(buy(
+            &mut redis,
+            v,
+            user(1),
+            order_id(2),
+            PAY_SECS,
+            EXPORT,
+            Shards::ONE
+        )),
         Err(ApiError::AlreadyPurchased(o.to_json()))
     );
     let paid = change_ok(&mut redis, v, o.id, pay(PAY_VALUE, PayType::Alipay), None);
-    let Err(ApiError::AlreadyPurchased(held)) =
-        block_on(buy(&mut redis, v, user(1), order_id(3), PAY_SECS, EXPORT))
-    else {
+    let Err(ApiError::AlreadyPurchased(held)) = block_on(buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(3),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    )) else {
         panic!("a paid order is still held");
     };
     assert_eq!(held, paid.to_json());
@@ -441,7 +456,15 @@ fn a_second_purchase_shows_the_order_held() {
     // A refunded order is still the user's one order of the voucher.
     change_ok(&mut redis, v, o.id, Change::Refund, None);
     assert!(matches!(
-        block_on(buy(&mut redis, v, user(1), order_id(4), PAY_SECS, EXPORT)),
+        block_on(buy(
+            &mut redis,
+            v,
+            user(1),
+            order_id(4),
+            PAY_SECS,
+            EXPORT,
+            Shards::ONE
+        )),
         Err(ApiError::AlreadyPurchased(_))
     ));
     assert_eq!(remaining(&mut redis, v), 4);
@@ -468,7 +491,8 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
                 user(2),
                 order_id(10 + v.get() as u32),
                 1,
-                EXPORT
+                EXPORT,
+                Shards::ONE
             )),
             Err(ApiError::Conflict(Conflict::SoldOut))
         );
@@ -554,7 +578,8 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
             user(1),
             order_id(6),
             PAY_SECS,
-            EXPORT
+            EXPORT,
+            Shards::ONE
         )),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
@@ -568,7 +593,15 @@ fn cancelling_gives_the_unit_back_at_once_and_only_the_buyer_may() {
     let v = on_sale(&mut redis, 1);
     let o = buy_ok(&mut redis, v, user(1), order_id(1), PAY_SECS);
     assert_eq!(
-        block_on(buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT)),
+        block_on(buy(
+            &mut redis,
+            v,
+            user(2),
+            order_id(2),
+            PAY_SECS,
+            EXPORT,
+            Shards::ONE
+        )),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
     // Another user cannot cancel it, nor even see it.
@@ -829,7 +862,15 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
             thread::spawn(move || {
                 let u = user(1000 + u64::from(i));
                 barrier.wait();
-                let bought = block_on(buy(&mut redis, v, u, order_id(i + 1), 1, EXPORT));
+                let bought = block_on(buy(
+                    &mut redis,
+                    v,
+                    u,
+                    order_id(i + 1),
+                    1,
+                    EXPORT,
+                    Shards::ONE,
+                ));
                 let mut paid = false;
                 if let Ok(o) = &bought
                     && payers.fetch_add(1, Ordering::SeqCst) < PAYERS
@@ -900,6 +941,7 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
                     order_id(1000 + i),
                     PAY_SECS,
                     EXPORT,
+                    Shards::ONE,
                 ))
             })
         })
@@ -959,6 +1001,7 @@ fn reclaiming_is_bounded_per_call() {
             order_id(1 + i as u32),
             1,
             EXPORT,
+            Shards::ONE,
         ))
         .unwrap();
         last = o.pay_deadline_ms.unwrap();
@@ -987,15 +1030,33 @@ fn a_buyer_whose_due_order_is_past_the_reclaim_limit_may_buy_again() {
             order_id(1 + i as u32),
             1,
             EXPORT,
+            Shards::ONE,
         ))
         .unwrap();
     }
     // Due last of all, so the first reclaim leaves it.
     thread::sleep(Duration::from_millis(5));
     let late = user(1000);
-    let o = block_on(buy(&mut redis, v, late, order_id(1000), 1, EXPORT)).unwrap();
+    let o = block_on(buy(
+        &mut redis,
+        v,
+        late,
+        order_id(1000),
+        1,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
     sleep_past(o.pay_deadline_ms.unwrap());
-    let again = block_on(buy(&mut redis, v, late, order_id(1001), PAY_SECS, EXPORT));
+    let again = block_on(buy(
+        &mut redis,
+        v,
+        late,
+        order_id(1001),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ));
     assert!(
         matches!(&again, Ok(order) if order.id == order_id(1001)),
         "{again:?}"
@@ -1014,7 +1075,9 @@ fn a_bought_order_is_filed_and_a_retry_mends_a_lost_filing() {
         user_id: user(7),
     });
     assert_eq!(
-        block_on(order::locate(&mut redis, o.id)).unwrap().0,
+        block_on(order::locate(&mut redis, Shards::ONE, o.id))
+            .unwrap()
+            .0,
         filed,
         "filed"
     );
@@ -1022,29 +1085,44 @@ fn a_bought_order_is_filed_and_a_retry_mends_a_lost_filing() {
     // Filing is its own round trip; when it is lost (Redis went away in
     // between, and the buyer was answered 503), the buyer's retry files it.
     let _: () = redis::cmd("DEL")
-        .arg(keys::order_index(o.id))
-        .arg(keys::user_voucher_orders(user(7)))
+        .arg(keys::order_index(Shards::ONE.first(), o.id))
+        .arg(keys::user_voucher_orders(Shards::ONE.first(), user(7)))
         .query(&mut server.conn())
         .unwrap();
-    assert_eq!(block_on(order::locate(&mut redis, o.id)).unwrap().0, None);
-    let retry = block_on(buy(&mut redis, v, user(7), order_id(2), PAY_SECS, EXPORT));
+    assert_eq!(
+        block_on(order::locate(&mut redis, Shards::ONE, o.id))
+            .unwrap()
+            .0,
+        None
+    );
+    let retry = block_on(buy(
+        &mut redis,
+        v,
+        user(7),
+        order_id(2),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ));
     assert!(
         matches!(retry, Err(ApiError::AlreadyPurchased(_))),
         "{retry:?}"
     );
-    block_on(order::record(&mut redis, &o)).unwrap();
-    let (located, unix_secs) = block_on(order::locate(&mut redis, o.id)).unwrap();
+    block_on(order::record(&mut redis, Shards::ONE, &o)).unwrap();
+    let (located, unix_secs) = block_on(order::locate(&mut redis, Shards::ONE, o.id)).unwrap();
     assert_eq!(located, filed);
     let after = now_ms() as u64 / 1000;
     assert!((before..=after).contains(&unix_secs), "{unix_secs}");
     assert_eq!(
-        block_on(order::locate(&mut redis, order_id(2))).unwrap().0,
+        block_on(order::locate(&mut redis, Shards::ONE, order_id(2)))
+            .unwrap()
+            .0,
         None
     );
 
     // Filed once in the buyer's list, by creation time.
     let listed: Vec<(String, i64)> = redis::cmd("ZRANGE")
-        .arg(keys::user_voucher_orders(user(7)))
+        .arg(keys::user_voucher_orders(Shards::ONE.first(), user(7)))
         .arg(0)
         .arg(-1)
         .arg("WITHSCORES")
@@ -1065,7 +1143,7 @@ fn order_pages_filter_by_status() {
         thread::sleep(Duration::from_millis(2));
         seq += 1;
         let o = buy_ok(redis, v, u, order_id(seq), PAY_SECS);
-        block_on(order::record(redis, &o)).unwrap();
+        block_on(order::record(redis, Shards::ONE, &o)).unwrap();
         o
     };
     let paid = place(&mut redis, vs[0], me);
@@ -1091,13 +1169,23 @@ fn order_pages_filter_by_status() {
     );
     let used = change_ok(&mut redis, vs[3], used.id, Change::Use, None);
     assert_eq!(
-        block_on(orders_page(&mut redis, user(2), None, None, 20, now_ms())).unwrap(),
+        block_on(orders_page(
+            &mut redis,
+            Shards::ONE,
+            user(2),
+            None,
+            None,
+            20,
+            now_ms()
+        ))
+        .unwrap(),
         (vec![someone_elses], None)
     );
 
     let now = now_ms();
     let page = |redis: &mut NativeRedis, status: Option<OrderStatus>, now: i64| {
-        let (orders, next) = block_on(orders_page(redis, me, status, None, 20, now)).unwrap();
+        let (orders, next) =
+            block_on(orders_page(redis, Shards::ONE, me, status, None, 20, now)).unwrap();
         assert_eq!(next, None);
         orders
     };
@@ -1140,6 +1228,7 @@ fn order_pages_filter_by_status() {
     loop {
         let (orders, next) = block_on(orders_page(
             &mut redis,
+            Shards::ONE,
             me,
             Some(OrderStatus::Unpaid),
             cursor.as_ref(),

@@ -10,6 +10,7 @@ use flashspin_core::order::{
 };
 use flashspin_core::page::PageSize;
 use flashspin_core::payment;
+use flashspin_core::shard::Shards;
 use flashspin_core::voucher::buy;
 use flashspin_testkit::block_on;
 use flashspin_testkit::{NativeRedis, RedisServer};
@@ -96,7 +97,16 @@ fn a_refund_that_arrives_before_its_payment_is_applied_when_the_payment_comes() 
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 10);
-    let a = block_on(buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT)).unwrap();
+    let a = block_on(buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
     let exported = outbox_len(&server, v);
 
     // Early: kept, not final. Its retries are looked at afresh and change
@@ -159,10 +169,46 @@ fn money_the_shop_must_return_is_answered_handled_and_listed_once() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 10);
-    let mismatched = block_on(buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT)).unwrap();
-    let twice = block_on(buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT)).unwrap();
-    let cancelled = block_on(buy(&mut redis, v, user(3), order_id(3), PAY_SECS, EXPORT)).unwrap();
-    let used = block_on(buy(&mut redis, v, user(4), order_id(4), PAY_SECS, EXPORT)).unwrap();
+    let mismatched = block_on(buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
+    let twice = block_on(buy(
+        &mut redis,
+        v,
+        user(2),
+        order_id(2),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
+    let cancelled = block_on(buy(
+        &mut redis,
+        v,
+        user(3),
+        order_id(3),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
+    let used = block_on(buy(
+        &mut redis,
+        v,
+        user(4),
+        order_id(4),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
 
     // Another amount: the order stays unpaid; final, so a retry replays it
     // and is not listed again.
@@ -260,8 +306,26 @@ fn a_late_payment_whose_refund_came_first_needs_nothing() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 10);
-    let a = block_on(buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT)).unwrap();
-    let b = block_on(buy(&mut redis, v, user(2), order_id(2), PAY_SECS, EXPORT)).unwrap();
+    let a = block_on(buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
+    let b = block_on(buy(
+        &mut redis,
+        v,
+        user(2),
+        order_id(2),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
 
     // Refund pending, then the buyer cancels before the payment arrives.
     assert_eq!(
@@ -318,7 +382,16 @@ fn without_an_event_a_refund_of_an_unpaid_order_is_refused_and_noted_nowhere() {
     let server = RedisServer::start();
     let mut redis = server.native();
     let v = on_sale(&mut redis, 10);
-    let a = block_on(buy(&mut redis, v, user(1), order_id(1), PAY_SECS, EXPORT)).unwrap();
+    let a = block_on(buy(
+        &mut redis,
+        v,
+        user(1),
+        order_id(1),
+        PAY_SECS,
+        EXPORT,
+        Shards::ONE,
+    ))
+    .unwrap();
     assert!(
         block_on(order::change(
             &mut redis,

@@ -1,6 +1,7 @@
 //! GCRA (`scripts/gcra.lua`) as the gate applies it, run directly against a
 //! real Redis: exact bursts, refill, all-or-nothing, expiry.
 
+use flashspin_core::shard::Shards;
 use flashspin_testkit::block_on;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -36,6 +37,7 @@ fn check(
             idle_secs: 60,
             max_secs: 60,
         },
+        shards: Shards::ONE,
     };
     match block_on(pass(redis, Access::Public, &request)) {
         Ok(passed) => passed.verdict,

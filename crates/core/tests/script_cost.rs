@@ -52,6 +52,7 @@ use flashspin_core::phone::Phone;
 use flashspin_core::ratelimit::{Endpoint, Rate};
 use flashspin_core::redis::{Arg, Redis};
 use flashspin_core::session::{SessionSettings, SessionToken};
+use flashspin_core::shard::Shards;
 use flashspin_core::voucher::{self, NewVoucher};
 use flashspin_testkit::{NativeRedis, free_port};
 
@@ -169,6 +170,7 @@ fn gate_purchase(redis: &mut NativeRedis) -> OneCall {
             ip: Some(client_ip()),
             limits: roomy_limits(),
             session: SESSION,
+            shards: Shards::ONE,
         };
         let vars = HashMap::from([("id_secret", "cost")]);
         let admitted = block_on(gate::admit::<Buyer>(redis, &request, &vars)).unwrap();
@@ -185,6 +187,7 @@ fn gate_public() -> OneCall {
             ip: Some(client_ip()),
             limits: roomy_limits(),
             session: SESSION,
+            shards: Shards::ONE,
         };
         let passed = block_on(gate::pass(redis, Access::Public, &request)).unwrap();
         assert!(passed.user.is_none());
@@ -204,6 +207,7 @@ fn voucher_bought(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
             order_id(i + 1),
             PAY_SECS,
             export,
+            Shards::ONE,
         ))
         .unwrap();
     })
@@ -233,6 +237,7 @@ fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
         order_id(1),
         PAY_SECS,
         OrderExport::Off,
+        Shards::ONE,
     ))
     .unwrap();
     Box::new(move |redis, i| {
@@ -243,6 +248,7 @@ fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
             order_id(i + 2),
             PAY_SECS,
             OrderExport::Off,
+            Shards::ONE,
         ));
         assert_eq!(refused, Err(ApiError::Conflict(Conflict::SoldOut)));
     })
@@ -258,6 +264,7 @@ fn voucher_read(redis: &mut NativeRedis) -> OneCall {
         order_id(1),
         PAY_SECS,
         OrderExport::Off,
+        Shards::ONE,
     ))
     .unwrap();
     Box::new(move |redis, _| {
@@ -284,6 +291,7 @@ fn order_paid(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
                 order_id(i + 1),
                 PAY_SECS,
                 OrderExport::Off,
+                Shards::ONE,
             ));
             bought.unwrap().id
         })
@@ -319,6 +327,7 @@ fn voucher_already_bought(redis: &mut NativeRedis) -> OneCall {
         order_id(1),
         PAY_SECS,
         OrderExport::Off,
+        Shards::ONE,
     ))
     .unwrap();
     Box::new(move |redis, i| {
@@ -329,6 +338,7 @@ fn voucher_already_bought(redis: &mut NativeRedis) -> OneCall {
             order_id(i + 2),
             PAY_SECS,
             OrderExport::Off,
+            Shards::ONE,
         ));
         assert!(
             matches!(refused, Err(ApiError::AlreadyPurchased(_))),
@@ -378,6 +388,7 @@ fn lottery_mine(redis: &mut NativeRedis) -> OneCall {
     Box::new(move |redis, _| {
         let (page, next) = block_on(lottery::purchases_page(
             redis,
+            Shards::ONE,
             user(LOTTERY_BUYER),
             filter,
             None,
@@ -398,6 +409,7 @@ fn login_wrong_code(redis: &mut NativeRedis) -> OneCall {
         Some(&ip),
         &CODES,
         &roomy_limits(),
+        Shards::ONE,
     ))
     .unwrap();
     let wrong = if sent.code.reveal() == "000000" {
@@ -414,6 +426,7 @@ fn login_wrong_code(redis: &mut NativeRedis) -> OneCall {
             &CODES,
             &SESSION,
             &roomy_limits(),
+            Shards::ONE,
         ));
         assert!(matches!(refused, Err(ApiError::InvalidCode)), "{refused:?}");
     })
@@ -429,6 +442,7 @@ fn send_code_new_phone() -> OneCall {
             Some(&client_ip()),
             &CODES,
             &roomy_limits(),
+            Shards::ONE,
         ))
         .unwrap();
     })
@@ -483,6 +497,7 @@ fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> SessionToken {
         None,
         &CODES,
         &roomy_limits(),
+        Shards::ONE,
     ))
     .unwrap();
     let code = sent.code.reveal();
@@ -494,6 +509,7 @@ fn sign_in(redis: &mut NativeRedis, phone: &Phone) -> SessionToken {
         &CODES,
         &SESSION,
         &roomy_limits(),
+        Shards::ONE,
     ))
     .unwrap()
     .token
@@ -510,6 +526,8 @@ fn order_id(sequence: u32) -> OrderId {
     OrderId::new(
         EPOCH_UNIX_SECS + 1000,
         sequence,
+        Shards::ONE.first(),
+        Shards::ONE,
         &IdKey::from_secret("cost"),
     )
     .unwrap()

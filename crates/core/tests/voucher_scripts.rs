@@ -9,6 +9,7 @@ use flashspin_core::ApiError;
 use flashspin_core::error::Conflict;
 use flashspin_core::ids::{IdKey, OrderId, ShopId, UserId, VoucherId};
 use flashspin_core::order::OrderExport;
+use flashspin_core::shard::Shards;
 use flashspin_core::voucher::{NewVoucher, buy, create, get, list_by_shop};
 use flashspin_testkit::RedisServer;
 
@@ -44,6 +45,8 @@ fn order_id(seq: u32) -> OrderId {
     OrderId::new(
         flashspin_core::ids::EPOCH_UNIX_SECS + 1000,
         seq,
+        Shards::ONE.first(),
+        Shards::ONE,
         &IdKey::from_secret("t"),
     )
     .unwrap()
@@ -73,6 +76,7 @@ fn concurrent_buyers_take_exactly_the_stock() {
                     order_id(i + 1),
                     PAY_SECS,
                     OrderExport::Off,
+                    Shards::ONE,
                 ))
             })
         })
@@ -118,7 +122,8 @@ fn the_window_is_checked_against_redis_time() {
             user(1),
             order_id(1),
             PAY_SECS,
-            OrderExport::Off
+            OrderExport::Off,
+            Shards::ONE
         )),
         Err(ApiError::Conflict(Conflict::SaleNotStarted))
     );
@@ -129,7 +134,8 @@ fn the_window_is_checked_against_redis_time() {
             user(1),
             order_id(2),
             PAY_SECS,
-            OrderExport::Off
+            OrderExport::Off,
+            Shards::ONE
         )),
         Err(ApiError::Conflict(Conflict::SaleEnded))
     );
@@ -140,7 +146,8 @@ fn the_window_is_checked_against_redis_time() {
             user(1),
             order_id(3),
             PAY_SECS,
-            OrderExport::Off
+            OrderExport::Off,
+            Shards::ONE
         )),
         Err(ApiError::NotFound)
     );
@@ -175,7 +182,7 @@ fn a_listed_id_without_a_voucher_is_skipped() {
 fn a_purchase_is_recorded_once_in_the_users_list() {
     let server = RedisServer::start();
     let mut redis = server.native();
-    let key = flashspin_core::keys::user_voucher_orders(user(7));
+    let key = flashspin_core::keys::user_voucher_orders(Shards::ONE.first(), user(7));
     for (score, member) in [(1000, "3"), (2000, "4"), (1000, "3")] {
         block_on(flashspin_core::page::record(
             &mut redis, &key, score, member,
@@ -213,6 +220,7 @@ fn a_purchase_replayed_answers_as_it_did_and_takes_one_unit() {
             order_id(id),
             PAY_SECS,
             OrderExport::Off,
+            Shards::ONE,
         ))
     };
     let first = run(&mut redis, 1).unwrap();

@@ -22,6 +22,7 @@ use flashspin_core::config::{read, trusted_proxies};
 use flashspin_core::gate::{self, Admitted, Anyone, Buyer, Caller, GateRequest, Reader, SignedIn};
 use flashspin_core::ratelimit::{Endpoint, Verdict};
 use flashspin_core::session::{SessionSettings, SessionToken};
+use flashspin_core::shard::Shards;
 use serde_json::Value;
 
 use crate::http::{Response, add_ratelimit_headers, error, json};
@@ -85,6 +86,11 @@ impl<C> Call<'_, C> {
     /// The client's address, as the per-IP limits count it.
     pub fn client_ip(&self) -> Result<Option<ClientIp>, ApiError> {
         Ok(self.req.client_ip(trusted_proxies(&SpinVariables)?))
+    }
+
+    /// How many shards the gate's keys are split over (`redis_shards`).
+    pub fn shards(&self) -> Result<Shards, ApiError> {
+        Shards::from_vars(&SpinVariables)
     }
 }
 
@@ -226,6 +232,7 @@ async fn gate_with<C: Caller>(
         ip: req.client_ip(trusted_proxies(&vars)?),
         limits: GateRequest::limits_for(C::ACCESS, &vars)?,
         session: SessionSettings::from_vars(&vars)?,
+        shards: Shards::from_vars(&vars)?,
     };
     let connection = redis.insert(SpinRedis::connect().await?);
     let Admitted {

@@ -5,18 +5,22 @@
 --@ uses gcra
 --@ replayable a replay counts the request twice against its limits and
 --     skips an order sequence number; nothing else changes
---> key session              {gate}:sess:<sha256 of token>; not read without a token
+--> key session              <shard>:sess:<sha256 of token>; not read without a token
 --> keys limiters            applied to every request: per IP (when the client's
 --                               address is known), then global
 --> arg has_token flag        whether the request carries a token
 --> arg idle_ms int           session idle timeout
 --> arg max_ms int            session absolute lifetime
+--> arg user_prefix str       what precedes a user id in a user's key, in
+--                               this shard
 --> arg user_limiter str      per-user limiter key without the user id, which
 --                               the script appends (the key lives in this slot);
 --                               '' for none
 --> arg user_quota int        quota of the per-user limit
 --> arg user_window_ms int    window of the per-user limit
 --> arg allocate_sequence flag take a number from today's order sequence
+--> arg sequence_prefix str   what precedes the day number in this shard's
+--                               order sequence key
 --> arg needs_user flag       the endpoint needs a user: a token that finds no
 --                               session is then counted per IP only, never
 --                               against the global limit (the last limiter),
@@ -37,13 +41,15 @@
 --                               needs_user dropped it)
 --
 -- The sequence is only touched for a signed-in user whose request every
--- limit allowed; its key (ORDER_SEQUENCE_PREFIX and the day number) expires
+-- limit allowed; its key (sequence_prefix and the day number) expires
 -- two days after its day. The gate records nothing about the action to
 -- come: what a user bought is recorded after the purchase succeeded (see
 -- voucher.rs, lottery.rs), so refused or bogus attempts leave no trace.
 --
 -- Sessions are hashes {uid, created (ms), phone, nickname}; users are
--- hashes {phone, nickname, created} named USER_PREFIX .. id. The per-user
+-- hashes {phone, nickname, created} named user_prefix .. id. Every key
+-- here is in one of the gate's shards: the session token's (its user's),
+-- or without a token the client's (see shard.rs). The per-user
 -- limit only counts signed-in users; the other limits count every request,
 -- signed in or not.
 
@@ -65,7 +71,7 @@ if has_token == '1' then
         phone, nickname = session[3], session[4] or ''
       else
         -- A session opened before sessions carried the profile.
-        local user = redis.call('HMGET', USER_PREFIX .. session[1], 'phone', 'nickname')
+        local user = redis.call('HMGET', user_prefix .. session[1], 'phone', 'nickname')
         phone, nickname = user[1] or '', user[2] or ''
       end
     end
@@ -88,7 +94,7 @@ local sequence = 0
 if allowed and uid ~= 0 then
   if allocate_sequence == '1' then
     local day = math.floor(now_secs / 86400)
-    local seq_key = ORDER_SEQUENCE_PREFIX .. string.format('%d', day)
+    local seq_key = sequence_prefix .. string.format('%d', day)
     sequence = redis.call('INCR', seq_key)
     if sequence == 1 then
       redis.call('EXPIREAT', seq_key, (day + 2) * 86400)

@@ -6,9 +6,11 @@
 --                               ip:<client> per client that gave a wrong code}
 --> key lock                 present while the phone is locked
 --> key user_id              the phone's user id
---> key user_sequence        the last user id handed out
---> key session              the new session, {gate}:sess:<sha256 of token>
---> keys limiters            per IP (when known), global
+--> key user_sequence        the phone's shard's sequence of new users
+--> key session              the new session, in the phone's shard
+--> keys limiters            per IP (when known), global, when they share the
+--                               phone's shard; none when `limit.lua` applied
+--                               them first in the client's
 --> arg digest str           digest of the code given
 --> arg client_field str     this client's field in the code's hash
 --> arg max_per_client int   wrong codes one client may give before it is
@@ -18,10 +20,17 @@
 --> arg lock_ms int          how long the lock lasts
 --> arg phone str            stored on a new user and in the session
 --> arg new_nickname str     a new user's nickname
+--> arg user_prefix str      what precedes a user id in a user's key, in the
+--                               phone's shard
+--> arg shard_count int      the number of the gate's shards
+--> arg shard_index int      the phone's shard
 --> arg idle_ms int          session idle timeout
 --> args limits              quota and window (ms) of each limiter
 --
 --< outcome signed_in
+--< outcome elsewhere        the code was right and consumed, and the user
+--                               lives in another shard: no session was
+--                               opened here (see open_session.lua)
 --< outcome wrong_code       wrong, expired or never-sent code
 --< outcome limited          a limiter refused
 --< outcome locked           locked after too many wrong codes
@@ -33,8 +42,10 @@
 --< field nickname str
 --< rest states              remaining and reset_ms per limiter
 --
--- The user record (USER_PREFIX .. id) is named from the id found or
--- created, in this same slot. The per-client counts are fields of the
+-- The user record (user_prefix .. id) is named from the id found or
+-- created, in this same slot: a new user's id is the shard's next number
+-- times shard_count plus shard_index, so it names the phone's shard, where
+-- the user then lives (shard.rs). The per-client counts are fields of the
 -- code's hash, so they share its lifetime: a new code or the code's
 -- expiry clears them.
 
@@ -93,12 +104,16 @@ redis.call('DEL', code_key)
 local uid = redis.call('GET', user_id_key)
 local nickname
 if uid then
-  nickname = redis.call('HGET', USER_PREFIX .. uid, 'nickname') or ''
+  if (uid + 0) % shard_count ~= shard_index + 0 then
+    return reply(ELSEWHERE, 0, uid + 0, '', states)
+  end
+  nickname = redis.call('HGET', user_prefix .. uid, 'nickname') or ''
 else
-  uid = tostring(redis.call('INCR', user_sequence_key))
+  local n = redis.call('INCR', user_sequence_key)
+  uid = string.format('%d', n * shard_count + shard_index)
   nickname = new_nickname
   redis.call('SET', user_id_key, uid)
-  redis.call('HSET', USER_PREFIX .. uid, 'phone', phone, 'nickname', nickname, 'created', now_ms)
+  redis.call('HSET', user_prefix .. uid, 'phone', phone, 'nickname', nickname, 'created', now_ms)
 end
 -- The session carries the (immutable) phone and nickname, so the gate
 -- needs no second read to know who is calling.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use flashspin_core::ids::{EPOCH_UNIX_SECS, IdKey, OrderId, ShopId, UserId, VoucherId};
+use flashspin_core::shard::Shards;
 use flashspin_core::voucher::{self, NewVoucher};
 use flashspin_testkit::NativeRedis;
 use flashspin_testkit::block_on;
@@ -43,5 +44,12 @@ pub fn user(n: u64) -> UserId {
 }
 
 pub fn order_id(seq: u32) -> OrderId {
-    OrderId::new(EPOCH_UNIX_SECS + 1000, seq, &IdKey::from_secret("t")).unwrap()
+    OrderId::new(
+        EPOCH_UNIX_SECS + 1000,
+        seq,
+        Shards::ONE.first(),
+        Shards::ONE,
+        &IdKey::from_secret("t"),
+    )
+    .unwrap()
 }

@@ -36,6 +36,7 @@ pub mod session;
 pub mod sha1;
 pub mod shard;
 pub mod time;
+pub mod upgrade;
 pub mod voucher;
 
 pub use error::ApiError;

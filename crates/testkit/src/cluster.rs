@@ -6,10 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flashspin_core::cluster::Connector;
-use flashspin_core::redis::RedisError;
-
-use crate::{NativeRedis, RedisServer};
+use crate::RedisServer;
 
 /// How long a silent node counts as alive; short, so that a failover in a
 /// test takes a second or two rather than Redis's default 15.
@@ -201,34 +198,4 @@ impl RedisCluster {
             })
             .collect()
     }
-}
-
-/// Opens native connections to a cluster's nodes, for the core's
-/// [`flashspin_core::cluster::ClusterRedis`] in the tests.
-pub struct NativeConnector {
-    pub seed: String,
-}
-
-impl Connector for NativeConnector {
-    type Connection = NativeRedis;
-
-    async fn open_seed(&mut self) -> Result<NativeRedis, RedisError> {
-        open(&self.seed)
-    }
-
-    async fn open(&mut self, node: &str) -> Result<NativeRedis, RedisError> {
-        open(&format!("redis://{node}"))
-    }
-
-    async fn pause(&mut self, duration: Duration) {
-        std::thread::sleep(duration);
-    }
-}
-
-fn open(url: &str) -> Result<NativeRedis, RedisError> {
-    let client = redis::Client::open(url).map_err(|e| RedisError::Unreachable(e.to_string()))?;
-    let connection = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .map_err(|e| RedisError::Unreachable(e.to_string()))?;
-    Ok(NativeRedis(connection))
 }

@@ -10,15 +10,15 @@ pub mod api;
 mod cluster;
 mod postgres;
 mod sms;
-pub use cluster::{NativeConnector, RedisCluster};
+pub use cluster::RedisCluster;
+/// The core's Redis seam over native connections, shared with the tools.
+pub use flashspin_native::{NativeConnector, NativeRedis, block_on};
 pub use postgres::{HeldSession, NativePostgres, PostgresServer};
 pub use sms::{SinkMode, Sms, SmsSink};
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use flashspin_core::redis::{Arg, Redis, RedisError, Reply};
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -217,55 +217,4 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The core's [`Redis`] seam over the native client, with the same reply
-/// flattening Spin's `execute` does.
-pub struct NativeRedis(pub redis::Connection);
-
-impl Redis for NativeRedis {
-    /// Blocks on the native client: the future is ready when polled.
-    async fn execute(&mut self, command: &str, args: &[Arg<'_>]) -> Result<Vec<Reply>, RedisError> {
-        let mut cmd = redis::cmd(command);
-        for arg in args {
-            match *arg {
-                Arg::Int(i) => cmd.arg(i),
-                Arg::Bytes(b) => cmd.arg(b),
-            };
-        }
-        let value: redis::Value = cmd.query(&mut self.0).map_err(|e| match e.code() {
-            Some(code) => RedisError::Server(format!("{code} {}", e.detail().unwrap_or_default())),
-            None => RedisError::Unreachable(e.to_string()),
-        })?;
-        let mut out = Vec::new();
-        flatten(value, &mut out)?;
-        Ok(out)
-    }
-}
-
-fn flatten(value: redis::Value, out: &mut Vec<Reply>) -> Result<(), RedisError> {
-    use redis::Value;
-    match value {
-        Value::Nil => out.push(Reply::Nil),
-        Value::Int(i) => out.push(Reply::Int(i)),
-        Value::BulkString(b) => out.push(Reply::Bytes(b)),
-        Value::SimpleString(s) => out.push(Reply::Status(s)),
-        Value::Okay => out.push(Reply::Status("OK".into())),
-        Value::Array(items) | Value::Set(items) => {
-            for item in items {
-                flatten(item, out)?;
-            }
-        }
-        other => {
-            return Err(RedisError::UnexpectedReply(format!("{other:?}")));
-        }
-    }
-    Ok(())
-}
-
-/// Runs one of the core's futures to its end on this thread: the core is
-/// async for the WASI 0.3 build, and the tests' native adapters answer at
-/// once, so a simple executor is all a test needs.
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    futures::executor::block_on(future)
 }

@@ -50,6 +50,7 @@ fn voucher(stock: i64) -> NewVoucher {
         stock,
         begin_time: format_rfc3339(now - 5000),
         end_time: format_rfc3339(now + 3_600_000),
+        parts: None,
     }
 }
 
@@ -125,6 +126,74 @@ async fn a_sale_on_a_cluster_sells_exactly_its_stock() {
         listed += page.orders.len();
     }
     assert_eq!(listed, 20);
+}
+
+#[tokio::test]
+async fn a_hot_voucher_split_over_the_primaries_sells_exactly_its_stock() {
+    let cluster = RedisCluster::start(3, 0);
+    let sink = SmsSink::start().await;
+    let app = shop_on(&cluster, &sink).await;
+    let phones: Vec<String> = (0..90).map(|i| format!("135{i:08}")).collect();
+    let tokens: Vec<String> = app
+        .api
+        .sign_in_all(&sink, &phones, 10)
+        .await
+        .into_iter()
+        .map(|s| s.token)
+        .collect();
+    let hot = NewVoucher {
+        parts: Some(3),
+        ..voucher(30)
+    };
+    let id = app
+        .api
+        .create_voucher(ADMIN_KEY, &hot)
+        .await
+        .expect(201)
+        .voucher
+        .id;
+
+    // 270 purchases at once: each of 90 users tries three times. Buyers
+    // whose part runs out borrow from the others.
+    let tasks: Vec<_> = (0..270)
+        .map(|i| tokio::spawn(app.api.buy_voucher(&tokens[i % 90], &id).into_future()))
+        .collect();
+    let mut created: Vec<(usize, Order)> = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let reply = task.await.unwrap();
+        match reply.status {
+            201 => created.push((i % 90, reply.body().order)),
+            409 => {}
+            status => panic!("{status}: {}\n{}", reply.text(), app.logs()),
+        }
+    }
+    assert_eq!(created.len(), 30);
+    let buyers: HashSet<&str> = created.iter().map(|(_, o)| o.user_id.as_str()).collect();
+    assert_eq!(buyers.len(), 30, "one order per user");
+    assert_eq!(app.api.voucher(&id).await.ok().voucher.remaining, 0);
+
+    // A cancelled unit goes back on sale, counted in `remaining`, and a
+    // buyer of any part gets it: at once, or within the second a part
+    // waits after finding every part empty.
+    let (holder, order) = &created[0];
+    app.api
+        .cancel_order(&tokens[*holder], &order.id)
+        .await
+        .expect(200);
+    assert_eq!(app.api.voucher(&id).await.ok().voucher.remaining, 1);
+    let had: HashSet<usize> = created.iter().map(|(i, _)| *i).collect();
+    let others: Vec<usize> = (0..90).filter(|i| !had.contains(i)).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut bought = 0;
+    for i in &others {
+        match app.api.buy_voucher(&tokens[*i], &id).await.status {
+            201 => bought += 1,
+            409 => {}
+            status => panic!("{status}\n{}", app.logs()),
+        }
+    }
+    assert_eq!(bought, 1);
+    assert_eq!(app.api.voucher(&id).await.ok().voucher.remaining, 0);
 }
 
 #[tokio::test]
@@ -312,9 +381,15 @@ async fn a_failover_during_a_sale_keeps_every_acknowledged_order() {
         .into_iter()
         .map(|s| s.token)
         .collect();
+    // Split over three parts, one on each primary: the killed primary
+    // holds one part, whose buyers get 503s while the others borrow.
+    let split = NewVoucher {
+        parts: Some(3),
+        ..voucher(100)
+    };
     let id = app
         .api
-        .create_voucher(ADMIN_KEY, &voucher(100))
+        .create_voucher(ADMIN_KEY, &split)
         .await
         .expect(201)
         .voucher
@@ -408,10 +483,18 @@ async fn orders_on_a_cluster_reach_postgresql_once() {
         .collect();
     let mut orders: Vec<Order> = Vec::new();
     let mut vouchers = Vec::new();
-    for _ in 0..2 {
+    // The first voucher's stock is split over three parts: its orders come
+    // from three outboxes, each waking the exporter.
+    for parts in [Some(3), None] {
         let id = app
             .api
-            .create_voucher(ADMIN_KEY, &voucher(30))
+            .create_voucher(
+                ADMIN_KEY,
+                &NewVoucher {
+                    parts,
+                    ..voucher(30)
+                },
+            )
             .await
             .expect(201)
             .voucher

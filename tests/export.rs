@@ -79,6 +79,7 @@ async fn create_voucher(app: &App, stock: i64) -> String {
         stock,
         begin_time: format_rfc3339((now - 5) * 1000),
         end_time: format_rfc3339((now + 3600) * 1000),
+        parts: None,
     };
     let reply = app.api.create_voucher(ADMIN_KEY, &voucher).await;
     reply.expect(201).voucher.id

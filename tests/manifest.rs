@@ -195,6 +195,7 @@ async fn every_component_is_given_every_variable_it_reads() {
         stock: 5,
         begin_time: "2020-01-01T00:00:00Z".into(),
         end_time: "2099-01-01T00:00:00Z".into(),
+        parts: None,
     };
     let voucher = api.create_voucher(ADMIN_KEY, &voucher).await;
     note("admin vouchers", voucher.status);

@@ -96,6 +96,7 @@ fn new_voucher(stock: i64) -> NewVoucher {
         stock,
         begin_time: format_rfc3339((now_ms() / 1000 - 5) * 1000),
         end_time: format_rfc3339((now_ms() / 1000 + 3600) * 1000),
+        parts: None,
     }
 }
 

@@ -61,6 +61,7 @@ fn voucher_body(stock: i64, begin_in: i64, end_in: i64) -> NewVoucher {
         stock,
         begin_time: rfc3339_in(begin_in),
         end_time: rfc3339_in(end_in),
+        parts: None,
     }
 }
 

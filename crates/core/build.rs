@@ -34,7 +34,18 @@ mod ids {
     pub type OrderId = u64;
     pub type ShopId = u64;
     pub type UserId = u64;
-    pub type VoucherId = u64;
+}
+
+/// `keys.rs` names a voucher's keys by part; here only the tag is needed.
+mod part {
+    #[derive(Clone, Copy)]
+    pub struct VoucherPart;
+
+    impl VoucherPart {
+        pub fn tag(self) -> &'static str {
+            "{v}"
+        }
+    }
 }
 
 /// `keys.rs` names the gate's keys by shard; here only the tag is needed.

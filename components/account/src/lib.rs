@@ -192,7 +192,7 @@ async fn own_order(
         .0
         .filter(|l| l.user_id == user_id)
         .ok_or(ApiError::NotFound)?;
-    let order = order::change(redis, located.voucher_id, id, change, Some(user_id), export).await?;
+    let order = order::change(redis, located.part, id, change, Some(user_id), export).await?;
     Ok(Reply::ok(json!({"order": order.to_json()})))
 }
 

@@ -16,7 +16,7 @@ use flashspin_core::ApiError;
 use flashspin_core::config::read;
 use flashspin_core::gate::Buyer;
 use flashspin_core::ids::VoucherId;
-use flashspin_core::memory::{self, Refusals};
+use flashspin_core::memory::{self, PartCounts, Refusals};
 use flashspin_core::order::OrderExport;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
@@ -46,10 +46,13 @@ impl Route for BuyVoucher {
         let memory = REFUSALS.with(Rc::clone);
         let shards = call.shards()?;
         let redis = call.redis().await?;
+        let mut parts = PARTS.with(|known| known.borrow().of(voucher_id));
         let buy = voucher::buy(
-            redis, voucher_id, user_id, order_id, pay_secs, export, shards,
+            redis, voucher_id, user_id, order_id, pay_secs, export, shards, &mut parts,
         );
-        let order = memory::purchase(&memory, voucher_id, bound, buy).await?;
+        let result = memory::purchase(&memory, voucher_id, bound, buy).await;
+        PARTS.with(|known| known.borrow_mut().learn(voucher_id, parts));
+        let order = result?;
         Ok(Reply::created(json!({"order": order.to_json()})))
     }
 }
@@ -58,6 +61,8 @@ thread_local! {
     /// The instance's memory of refusals, across the requests it serves
     /// (a WASI 0.2 instance serves one).
     static REFUSALS: Rc<RefCell<Refusals>> = Rc::new(RefCell::new(Refusals::new()));
+    /// The parts of the vouchers this instance sold, likewise.
+    static PARTS: RefCell<PartCounts> = const { RefCell::new(PartCounts::new()) };
 }
 
 flashspin_spin::component!(BuyVoucher);

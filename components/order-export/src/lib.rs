@@ -28,6 +28,7 @@ use flashspin_core::ids::VoucherId;
 use flashspin_core::order::OrderExport;
 use flashspin_core::order_export::{self, ParkedCursor, Report, Retry, Runner};
 use flashspin_core::page::PageSize;
+use flashspin_core::part::VoucherPart;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
 use flashspin_spin::pg::{self, SpinPostgres};
@@ -85,8 +86,8 @@ impl Retry for RetryUntil {
 async fn on_message(message: Vec<u8>) -> Result<(), String> {
     let voucher = std::str::from_utf8(&message)
         .ok()
-        .and_then(VoucherId::parse)
-        .ok_or_else(|| format!("order-export: not a voucher id: {message:?}"))?;
+        .and_then(VoucherPart::parse_reference)
+        .ok_or_else(|| format!("order-export: not a voucher: {message:?}"))?;
     let Some(address) = pg_address()? else {
         return Ok(());
     };
@@ -179,9 +180,10 @@ impl Route for ExportAll {
         for &voucher in &vouchers {
             voucher::get(redis, voucher, OrderExport::On).await?;
         }
+        let parts = order_export::parts_of(redis, &vouchers).await?;
         let mut db = database(&address);
         let report =
-            order_export::export(redis, &mut db, &vouchers, Runner::Operator, || false).await?;
+            order_export::export(redis, &mut db, &parts, Runner::Operator, || false).await?;
         log_parked(&report);
         Ok(Reply::ok(report_json(vouchers.len(), &report)))
     }
@@ -255,7 +257,7 @@ impl Route for RetryParked {
             None => order_export::all_vouchers(redis).await?,
         };
         let (mut moved, mut retried) = (0, Vec::new());
-        for &voucher in &vouchers {
+        for voucher in order_export::parts_of(redis, &vouchers).await? {
             let n = order_export::unpark(redis, voucher).await?;
             if n > 0 {
                 moved += n;

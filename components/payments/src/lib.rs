@@ -57,7 +57,7 @@ impl Route for Webhook {
         let located = located.ok_or(ApiError::NotFound)?;
         let settled = order::settle(
             redis,
-            located.voucher_id,
+            located.part,
             event.order_id,
             &event.id,
             event.money,
@@ -72,7 +72,7 @@ impl Route for Webhook {
                 "payment event {} for order {} of voucher {}: {}, act on it by hand",
                 event.id.as_str(),
                 event.order_id,
-                located.voucher_id,
+                located.part.voucher(),
                 settlement.name(),
             );
         }

@@ -10,7 +10,7 @@
 use flashspin_core::ApiError;
 use flashspin_core::ids::OrderId;
 use flashspin_core::order::{self, Change, OrderExport};
-use flashspin_core::order_export::all_vouchers;
+use flashspin_core::order_export::{all_vouchers, parts_of};
 use flashspin_core::page::PageSize;
 use flashspin_core::payment;
 use flashspin_core::ratelimit::Endpoint;
@@ -42,7 +42,7 @@ impl Route for UseOrder {
             .await?
             .0
             .ok_or(ApiError::NotFound)?;
-        let order = order::change(redis, located.voucher_id, id, Change::Use, None, export).await?;
+        let order = order::change(redis, located.part, id, Change::Use, None, export).await?;
         Ok(Reply::ok(json!({"order": order.to_json()})))
     }
 }
@@ -65,7 +65,8 @@ impl Route for PaymentAttention {
     async fn run(call: &mut Call<'_, Operator>, limit: PageSize) -> Result<Reply, ApiError> {
         let redis = call.redis().await?;
         let vouchers = all_vouchers(redis).await?;
-        let found = payment::attention(redis, &vouchers, limit).await?;
+        let parts = parts_of(redis, &vouchers).await?;
+        let found = payment::attention(redis, &parts, limit).await?;
         let events: Vec<_> = found.events.iter().map(|e| e.to_json()).collect();
         Ok(Reply::ok(json!({"count": found.count, "events": events})))
     }

@@ -302,6 +302,7 @@ impl Target {
             stock,
             begin_time: "2026-01-01T00:00:00Z".into(),
             end_time: "2093-01-01T00:00:00Z".into(),
+            parts: None,
         };
         let created = self.api.create_voucher(&self.admin_key, &body).try_send();
         let created = created.await?.try_ok().context("creating a voucher")?;

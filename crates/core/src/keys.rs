@@ -9,7 +9,8 @@
 //! shard. A voucher's keys share `{v:<id>}`, a lottery goods' `{g:<id>}`,
 //! the catalogue's `{catalog}`.
 
-use crate::ids::{GoodsId, OrderId, ShopId, UserId, VoucherId};
+use crate::ids::{GoodsId, OrderId, ShopId, UserId};
+use crate::part::VoucherPart;
 use crate::shard::Shard;
 
 /// Key name fragments that scripts join to numbers only they know (a
@@ -110,85 +111,114 @@ pub fn user_lottery_goods(shard: Shard, id: UserId) -> String {
 /// The last voucher id handed out.
 pub const VOUCHER_SEQUENCE: &str = "{catalog}:voucher-seq";
 
+/// The vouchers whose stock is split (`part.rs`): hash voucher id -> parts,
+/// written before the parts are, for what goes through every voucher's
+/// parts (the exporter's drain, the parked events' pages).
+pub const SPLIT_VOUCHERS: &str = "{catalog}:voucher-parts";
+
 /// A shop's voucher ids (sorted set, score = id).
 pub fn shop_vouchers(shop_id: ShopId) -> String {
     format!("{{catalog}}:shop:{shop_id}:vouchers")
 }
 
-/// A voucher: hash {shop_id, title, ..., stock, remaining, begin, end}.
-pub fn voucher_info(id: VoucherId) -> String {
-    format!("{{v:{id}}}:info")
+/// A voucher, or a part of one (`part.rs`): hash {shop_id, title, ...,
+/// stock, remaining, begin, end}, and for a split voucher `parts` (the
+/// count) in every part; `stock` is the voucher's in part 0, the part's
+/// share in the others, `remaining` always the part's own. Every key below
+/// is per part.
+pub fn voucher_info(part: impl Into<VoucherPart>) -> String {
+    format!("{}:info", part.into().tag())
 }
 
 /// A voucher's active orders by buyer: hash user id -> "<order id>:<created
 /// ms>". A cancelled or expired order leaves it, so its buyer may buy again.
-pub fn voucher_buyers(id: VoucherId) -> String {
-    format!("{{v:{id}}}:buyers")
+pub fn voucher_buyers(part: impl Into<VoucherPart>) -> String {
+    format!("{}:buyers", part.into().tag())
 }
 
 /// A voucher's unpaid orders: sorted set "<order id>:<user id>" scored by
 /// pay deadline (ms).
-pub fn voucher_unpaid(id: VoucherId) -> String {
-    format!("{{v:{id}}}:unpaid")
+pub fn voucher_unpaid(part: impl Into<VoucherPart>) -> String {
+    format!("{}:unpaid", part.into().tag())
 }
 
 /// What precedes an order id in [`voucher_order`].
-pub fn voucher_order_prefix(id: VoucherId) -> String {
-    format!("{{v:{id}}}:order:")
+pub fn voucher_order_prefix(part: impl Into<VoucherPart>) -> String {
+    format!("{}:order:", part.into().tag())
 }
 
 /// An order of a voucher: hash {user_id, status, amount, pay_type, created,
 /// deadline, pay_time, use_time, refund_time, updated, version}, where
 /// `version` counts its changes (1 when created). It lives in its voucher's
 /// slot, so that the order and the stock change together.
-pub fn voucher_order(id: VoucherId, order: OrderId) -> String {
-    format!("{}{order}", voucher_order_prefix(id))
+pub fn voucher_order(part: impl Into<VoucherPart>, order: OrderId) -> String {
+    format!("{}{order}", voucher_order_prefix(part))
 }
 
 /// A voucher's order outbox: a stream with one entry per change of one of
 /// its orders, written by the script that makes the change, with the
 /// order's whole state after it (docs/ORDERS.md, "The outbox"). Only while
 /// orders are exported; nothing trims it but the exporter.
-pub fn voucher_outbox(id: VoucherId) -> String {
-    format!("{{v:{id}}}:outbox")
+pub fn voucher_outbox(part: impl Into<VoucherPart>) -> String {
+    format!("{}:outbox", part.into().tag())
 }
 
 /// Present for a second after a script woke the exporter for the voucher's
 /// outbox: while it is, further changes do not publish again. The exporter
 /// deletes it when it wakes.
-pub fn voucher_export_wake(id: VoucherId) -> String {
-    format!("{{v:{id}}}:outbox:wake")
+pub fn voucher_export_wake(part: impl Into<VoucherPart>) -> String {
+    format!("{}:outbox:wake", part.into().tag())
 }
 
 /// A voucher's parked order events: a stream of the outbox's events that
 /// PostgreSQL refused for their data (a constraint, a trigger), each with
 /// the error, taken out of the outbox so that the events after them are
 /// exported, until the operator moves them back (docs/EXPORT.md).
-pub fn voucher_outbox_parked(id: VoucherId) -> String {
-    format!("{{v:{id}}}:outbox:parked")
+pub fn voucher_outbox_parked(part: impl Into<VoucherPart>) -> String {
+    format!("{}:outbox:parked", part.into().tag())
 }
 
 /// The pub/sub channel on which a script that appended to an outbox wakes
-/// the exporter; the message is the voucher id.
+/// the exporter; the message names the voucher's part (`VoucherPart::reference`:
+/// the voucher id for a voucher not split).
 pub const ORDER_EXPORT_CHANNEL: &str = "flashspin:order-export";
 
 /// The outcome of payment webhook event `event_id` (a payment or a
 /// refund, `kind`) about an order of the voucher, kept for a week so that a
 /// repeat is answered alike.
-pub fn voucher_payment_event(id: VoucherId, order: OrderId, kind: &str, event_id: &str) -> String {
-    format!("{{v:{id}}}:event:{order}:{kind}:{event_id}")
+pub fn voucher_payment_event(
+    part: impl Into<VoucherPart>,
+    order: OrderId,
+    kind: &str,
+    event_id: &str,
+) -> String {
+    format!("{}:event:{order}:{kind}:{event_id}", part.into().tag())
 }
 
 /// The voucher's money events the shop must act on by hand (a late or a
 /// second payment, one of another amount, a refund of a used order): a
 /// stream, one entry per event, read by the operator
 /// (`GET /api/admin/payments/attention`).
-pub fn voucher_payment_attention(id: VoucherId) -> String {
-    format!("{{v:{id}}}:payments:attention")
+pub fn voucher_payment_attention(part: impl Into<VoucherPart>) -> String {
+    format!("{}:payments:attention", part.into().tag())
 }
 
-/// Which voucher an order belongs to and who bought it: "<voucher id>:<user
-/// id>", in the order's shard (`Shards::of_order`). An order id does not
+/// Units a part of a split voucher lent to another part and that the other
+/// has not yet been seen to receive: hash transfer id -> "<to part>|<units>|<ms>"
+/// (see `voucher::buy`).
+pub fn voucher_lent(part: VoucherPart) -> String {
+    format!("{}:lent", part.tag())
+}
+
+/// The transfers a part of a split voucher has received, by id: a set, so
+/// that receiving again adds nothing.
+pub fn voucher_received(part: VoucherPart) -> String {
+    format!("{}:received", part.tag())
+}
+
+/// Which voucher (and part) an order belongs to and who bought it: "<part
+/// reference>:<user id>" (the reference is the voucher id for a voucher not
+/// split), in the order's shard (`Shards::of_order`). An order id does not
 /// name its voucher, so routes that only have the id (the payment webhook,
 /// cancel, redeem) look here first.
 pub fn order_index(shard: Shard, order: OrderId) -> String {
@@ -263,6 +293,7 @@ mod tests {
 
     #[test]
     fn a_vouchers_keys_share_its_tag() {
+        use crate::ids::VoucherId;
         assert_eq!(voucher_info(VoucherId::new(42).unwrap()), "{v:42}:info");
         assert_eq!(voucher_buyers(VoucherId::new(42).unwrap()), "{v:42}:buyers");
         assert_eq!(voucher_outbox(VoucherId::new(42).unwrap()), "{v:42}:outbox");

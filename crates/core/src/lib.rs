@@ -21,6 +21,7 @@ pub mod memory;
 pub mod order;
 pub mod order_export;
 pub mod page;
+pub mod part;
 pub mod payment;
 pub mod phone;
 pub mod ratelimit;

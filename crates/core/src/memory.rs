@@ -7,6 +7,10 @@
 //! Redis; what memory costs is that a unit back on sale (an order expired
 //! or cancelled) is seen up to the bound later by an instance that
 //! remembers the voucher sold out.
+//!
+//! It also remembers how many parts a voucher's stock is split into
+//! (`part.rs`), a fact that never changes, so that a purchase goes straight
+//! to the buyer's home part.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -65,6 +69,39 @@ impl Refusals {
             self.entries.swap_remove(first);
         }
         self.entries.push((voucher, refusal, now + bound));
+    }
+}
+
+/// The number of parts of the vouchers purchases met, at most
+/// `CAPACITY * 4` of them; an unsplit voucher is not noted.
+#[derive(Debug, Default)]
+pub struct PartCounts {
+    known: Vec<(VoucherId, u8)>,
+}
+
+impl PartCounts {
+    pub const fn new() -> Self {
+        Self { known: Vec::new() }
+    }
+
+    /// What is known of `voucher`'s parts: 1 when nothing is.
+    pub fn of(&self, voucher: VoucherId) -> u8 {
+        self.known
+            .iter()
+            .find(|(id, _)| *id == voucher)
+            .map_or(1, |(_, n)| *n)
+    }
+
+    /// Notes that `voucher` has `parts` parts.
+    pub fn learn(&mut self, voucher: VoucherId, parts: u8) {
+        if parts <= 1 || self.of(voucher) == parts {
+            return;
+        }
+        self.known.retain(|(id, _)| *id != voucher);
+        if self.known.len() >= CAPACITY * 4 {
+            self.known.remove(0);
+        }
+        self.known.push((voucher, parts));
     }
 }
 

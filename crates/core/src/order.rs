@@ -15,6 +15,7 @@ use crate::config::{Variables, missing};
 use crate::error::{ApiError, Conflict};
 use crate::ids::{OrderId, UserId, VoucherId};
 use crate::keys;
+use crate::part::VoucherPart;
 use crate::redis::{Arg, Redis, RedisError};
 use crate::script::ReplyReader;
 use crate::scripts::{order_change, order_locate, record_order};
@@ -136,6 +137,8 @@ impl PayType {
 pub struct Order {
     pub id: OrderId,
     pub voucher_id: VoucherId,
+    /// The part of the voucher's stock it was bought from (`part.rs`).
+    pub part: VoucherPart,
     pub user_id: UserId,
     pub status: OrderStatus,
     /// What the buyer pays, cents: the voucher's `pay_value` when bought.
@@ -157,9 +160,10 @@ impl Order {
     /// `now_ms` reads expired, updated at its deadline.
     pub(crate) fn read(
         reader: &mut ReplyReader,
-        voucher_id: VoucherId,
+        part: VoucherPart,
         now_ms: i64,
     ) -> Result<Self, RedisError> {
+        let voucher_id = part.voucher();
         let id = OrderId::from_raw(reader.id()?);
         let user_id = UserId::new(reader.id()?)
             .ok_or_else(|| RedisError::UnexpectedReply(format!("order {id}: no user")))?;
@@ -184,6 +188,7 @@ impl Order {
         Ok(Order {
             id,
             voucher_id,
+            part,
             user_id,
             status: if expired {
                 OrderStatus::Expired
@@ -266,7 +271,7 @@ impl Change {
 /// Where an order lives and whose it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Located {
-    pub voucher_id: VoucherId,
+    pub part: VoucherPart,
     pub user_id: UserId,
 }
 
@@ -284,12 +289,12 @@ pub async fn locate(
         &order_locate::Args::NONE,
     )
     .await?;
-    let located = VoucherId::new(reply.voucher_id)
-        .zip(UserId::new(reply.user_id))
-        .map(|(voucher_id, user_id)| Located {
-            voucher_id,
-            user_id,
-        });
+    let located = reply.entry.split_once(':').and_then(|(part, user)| {
+        Some(Located {
+            part: VoucherPart::parse_reference(part)?,
+            user_id: UserId::parse(user)?,
+        })
+    });
     Ok((located, reply.unix_secs.max(0) as u64))
 }
 
@@ -300,7 +305,7 @@ pub async fn locate(
 /// provider's events go through [`settle`] instead, which refuses nothing.
 pub async fn change(
     redis: &mut impl Redis,
-    voucher_id: VoucherId,
+    part: impl Into<VoucherPart>,
     id: OrderId,
     change: Change,
     owner: Option<UserId>,
@@ -308,7 +313,7 @@ pub async fn change(
 ) -> Result<Order, ApiError> {
     use order_change::Outcome;
     let (outcome, _, order) =
-        run_change(redis, voucher_id, id, change, owner, None, export).await?;
+        run_change(redis, part.into(), id, change, owner, None, export).await?;
     match outcome {
         Outcome::Done | Outcome::PaidAndRefunded => Ok(order),
         Outcome::AmountMismatch => Err(ApiError::Conflict(Conflict::AmountMismatch)),
@@ -420,7 +425,7 @@ pub struct Settled {
 /// any expiry it finds due go to the outbox.
 pub async fn settle(
     redis: &mut impl Redis,
-    voucher_id: VoucherId,
+    part: impl Into<VoucherPart>,
     id: OrderId,
     event: &EventId,
     money: Money,
@@ -432,7 +437,7 @@ pub async fn settle(
         Money::Refunded => Change::Refund,
     };
     let (outcome, replayed, order) =
-        run_change(redis, voucher_id, id, change, None, Some(event), export).await?;
+        run_change(redis, part.into(), id, change, None, Some(event), export).await?;
     let settlement = match (outcome, money) {
         (Outcome::Done, Money::Paid { .. }) => Settlement::Paid,
         (Outcome::Done, Money::Refunded) => Settlement::Refunded,
@@ -464,22 +469,23 @@ pub async fn settle(
 /// outcomes are the caller's to read.
 async fn run_change(
     redis: &mut impl Redis,
-    voucher_id: VoucherId,
+    part: VoucherPart,
     id: OrderId,
     change: Change,
     owner: Option<UserId>,
     event: Option<&EventId>,
     export: OrderExport,
 ) -> Result<(order_change::Outcome, bool, Order), ApiError> {
-    let info = keys::voucher_info(voucher_id);
-    let buyers = keys::voucher_buyers(voucher_id);
-    let unpaid = keys::voucher_unpaid(voucher_id);
-    let outbox = keys::voucher_outbox(voucher_id);
-    let export_wake = keys::voucher_export_wake(voucher_id);
-    let attention = keys::voucher_payment_attention(voucher_id);
-    let order_prefix = keys::voucher_order_prefix(voucher_id);
+    let info = keys::voucher_info(part);
+    let buyers = keys::voucher_buyers(part);
+    let unpaid = keys::voucher_unpaid(part);
+    let outbox = keys::voucher_outbox(part);
+    let export_wake = keys::voucher_export_wake(part);
+    let attention = keys::voucher_payment_attention(part);
+    let order_prefix = keys::voucher_order_prefix(part);
+    let part_ref = part.reference();
     let event_key = keys::voucher_payment_event(
-        voucher_id,
+        part,
         id,
         change.action(),
         event.map_or("-", EventId::as_str),
@@ -511,7 +517,7 @@ async fn run_change(
             event_ttl_ms: EVENT_TTL_MS,
             order_prefix: &order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
-            voucher_id: voucher_id.get() as i64,
+            part_ref: &part_ref,
             export: export.is_on(),
         },
     )
@@ -533,7 +539,7 @@ async fn run_change(
         _ => {}
     }
     // The script already reads a due order as expired.
-    let order = Order::read(&mut rest, voucher_id, i64::MIN)?;
+    let order = Order::read(&mut rest, part, i64::MIN)?;
     rest.finish()?;
     // A change the caller is told of (a payment, a refund) survives a
     // failover; a replay changed nothing.
@@ -556,8 +562,8 @@ pub async fn record(
     let home = shards.of_user(order.user_id);
     let list = keys::user_voucher_orders(home, order.user_id);
     let index = keys::order_index(shards.of_order(order.id), order.id);
-    let member = format!("{}:{}", order.voucher_id, order.id);
-    let entry = format!("{}:{}", order.voucher_id, order.user_id);
+    let member = format!("{}:{}", order.part, order.id);
+    let entry = format!("{}:{}", order.part, order.user_id);
     if shards.of_order(order.id) != home {
         crate::page::record(redis, &list, order.create_ms, &member).await?;
         redis

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use crate::database::{Database, DatabaseError, SqlValue};
 use crate::ids::VoucherId;
 use crate::keys;
+use crate::part::VoucherPart;
 use crate::redis::{Redis, RedisError};
 use crate::script::ReplyReader;
 use crate::scripts::{outbox_done, outbox_park, outbox_parked, outbox_take, outbox_unpark};
@@ -270,11 +271,12 @@ fn read_row(events: &mut ReplyReader, voucher: VoucherId) -> Result<OrderRow, Re
 /// of its run.
 pub async fn take(
     redis: &mut impl Redis,
-    voucher: VoucherId,
+    voucher: impl Into<VoucherPart>,
     consumer: &str,
     runner: Runner,
     step: &Step,
 ) -> Result<Batch, RedisError> {
+    let voucher = voucher.into();
     let outbox = keys::voucher_outbox(voucher);
     let wake = keys::voucher_export_wake(voucher);
     let claim_from = match step {
@@ -312,7 +314,7 @@ pub async fn take(
     let mut latest: HashMap<u64, usize> = HashMap::new();
     while !events.at_end() {
         let entry_id = events.string()?;
-        let row = read_row(&mut events, voucher)?;
+        let row = read_row(&mut events, voucher.voucher())?;
         let entry = batch.entry_ids.len();
         batch.entry_ids.push(entry_id);
         // One row per order in a statement (PostgreSQL refuses to update a
@@ -337,10 +339,10 @@ pub async fn take(
 /// Acknowledges entries that reached PostgreSQL, and drops them.
 pub async fn done(
     redis: &mut impl Redis,
-    voucher: VoucherId,
+    voucher: impl Into<VoucherPart>,
     entry_ids: &[String],
 ) -> Result<i64, RedisError> {
-    let outbox = keys::voucher_outbox(voucher);
+    let outbox = keys::voucher_outbox(voucher.into());
     let ids: Vec<crate::redis::Arg<'_>> = entry_ids.iter().map(|id| id.as_str().into()).collect();
     let reply = outbox_done::run(
         redis,
@@ -360,7 +362,7 @@ pub async fn done(
 /// (another run, having taken it over, acknowledged or parked it first).
 pub async fn park(
     redis: &mut impl Redis,
-    voucher: VoucherId,
+    voucher: impl Into<VoucherPart>,
     entry_id: &str,
     error: &DatabaseError,
 ) -> Result<bool, RedisError> {
@@ -368,6 +370,7 @@ pub async fn park(
         DatabaseError::Refused { code, message } => (code.as_str(), message.clone()),
         other => ("", other.to_string()),
     };
+    let voucher = voucher.into();
     let reply = outbox_park::run(
         redis,
         &outbox_park::Keys {
@@ -389,6 +392,8 @@ pub async fn park(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParkedEvent {
     pub voucher: VoucherId,
+    /// The part of a split voucher whose outbox it came from.
+    pub part: VoucherPart,
     /// Its stream id in the parked stream: `<ms when parked>-<n>`.
     pub id: String,
     /// The SQLSTATE and message PostgreSQL refused it with.
@@ -421,23 +426,29 @@ impl ParkedEvent {
     }
 }
 
-/// Where a page of parked events starts: at the first of `voucher`'s, or
-/// after its event `after` (a stream id, as two numbers). Clients see it
-/// as dotted numbers: `<voucher>` or `<voucher>.<ms>.<n>`.
+/// Where a page of parked events starts: at the first of a voucher's part,
+/// or after its event `after` (a stream id, as two numbers). Clients see it
+/// as `<part>` or `<part>.<ms>.<n>`, where part is the voucher id, or for a
+/// split voucher `<id>/<part>/<parts>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParkedCursor {
-    pub voucher: VoucherId,
+    pub part: VoucherPart,
     after: Option<(u64, u64)>,
 }
 
 impl ParkedCursor {
     pub fn parse(raw: &str) -> Result<Self, crate::ApiError> {
-        let n = crate::page::cursor_numbers(raw, &[1, 3])?;
-        let voucher = VoucherId::new(n[0])
-            .ok_or_else(|| crate::ApiError::invalid("cursor is not one this API handed out"))?;
+        let invalid = || crate::ApiError::invalid("cursor is not one this API handed out");
+        let fields: Vec<&str> = raw.split('.').collect();
+        let number = |s: &str| crate::ids::digits(s).ok_or_else(invalid);
+        let (part, after) = match fields[..] {
+            [part] => (part, None),
+            [part, ms, n] => (part, Some((number(ms)?, number(n)?))),
+            _ => return Err(invalid()),
+        };
         Ok(Self {
-            voucher,
-            after: (n.len() == 3).then(|| (n[1], n[2])),
+            part: VoucherPart::parse_reference(part).ok_or_else(invalid)?,
+            after,
         })
     }
 
@@ -449,8 +460,8 @@ impl ParkedCursor {
 impl std::fmt::Display for ParkedCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.after {
-            Some((ms, n)) => write!(f, "{}.{ms}.{n}", self.voucher),
-            None => write!(f, "{}", self.voucher),
+            Some((ms, n)) => write!(f, "{}.{ms}.{n}", self.part),
+            None => write!(f, "{}", self.part),
         }
     }
 }
@@ -461,9 +472,10 @@ impl std::fmt::Display for ParkedCursor {
 /// says where to go on.
 pub const PARKED_VOUCHERS_PER_PAGE: u64 = 1_000;
 
-/// A page of parked events: of `only` or of every voucher in id order,
-/// oldest first within a voucher, from `from` on, at most `limit`; and where
-/// the next page starts, if anything may be left.
+/// A page of parked events: of `only` or of every voucher in id order
+/// (a split voucher's parts in order), oldest first within a part, from
+/// `from` on, at most `limit`; and where the next page starts, if anything
+/// may be left.
 pub async fn parked_page(
     redis: &mut impl Redis,
     only: Option<VoucherId>,
@@ -474,61 +486,96 @@ pub async fn parked_page(
         Some(v) => (v.get(), v.get()),
         None => (1, last_voucher(redis).await?),
     };
-    let start = from.map_or(first, |c| c.voucher.get());
+    let start = from.map_or(first, |c| c.part.voucher().get());
     if start < first || (start > last && only.is_some()) {
         return Err(crate::ApiError::invalid(
             "cursor is not one this API handed out",
         ));
     }
+    let split = split_vouchers(redis).await?;
     let mut page = Vec::new();
     let end = last.min(start.saturating_add(PARKED_VOUCHERS_PER_PAGE - 1));
-    for id in start..=end {
+    let parts = (start..=end).flat_map(|id| {
         let voucher = VoucherId::new(id).expect("ids from 1 up");
+        VoucherPart::all(voucher, split.get(&id).copied().unwrap_or(1))
+    });
+    let parts: Vec<VoucherPart> = parts
+        .filter(|p| from.is_none_or(|c| c.part.voucher() != p.voucher() || *p >= c.part))
+        .collect();
+    for (i, &part) in parts.iter().enumerate() {
         let after = from
-            .filter(|c| c.voucher == voucher)
+            .filter(|c| c.part == part)
             .and_then(|c| c.after_entry());
-        let (events, more) = parked(redis, voucher, after.as_deref(), limit - page.len()).await?;
+        let (events, more) = parked(redis, part, after.as_deref(), limit - page.len()).await?;
         page.extend(events);
         if page.len() == limit {
             let next = if more {
                 let last_id = &page.last().expect("a full page").id;
                 let (ms, n) = last_id.split_once('-').unwrap_or((last_id, "0"));
                 Some(ParkedCursor {
-                    voucher,
+                    part,
                     after: Some((ms.parse().unwrap_or(0), n.parse().unwrap_or(0))),
                 })
             } else {
-                VoucherId::new(id + 1)
-                    .filter(|_| id < last)
-                    .map(|voucher| ParkedCursor {
-                        voucher,
-                        after: None,
-                    })
+                next_start(&parts[i + 1..], end, last)
             };
             return Ok((page, next));
         }
     }
-    let next = VoucherId::new(end + 1)
-        .filter(|_| end < last)
-        .map(|voucher| ParkedCursor {
-            voucher,
-            after: None,
-        });
-    Ok((page, next))
+    Ok((page, next_start(&[], end, last)))
+}
+
+/// Where the next page starts after a page that looked at every part up to
+/// voucher `end`, with `rest` of them still to look at.
+fn next_start(rest: &[VoucherPart], end: u64, last: u64) -> Option<ParkedCursor> {
+    rest.first()
+        .copied()
+        .or_else(|| {
+            VoucherId::new(end + 1)
+                .filter(|_| end < last)
+                .map(Into::into)
+        })
+        .map(|part| ParkedCursor { part, after: None })
+}
+
+/// Every split voucher and its number of parts.
+pub async fn split_vouchers(
+    redis: &mut impl Redis,
+) -> Result<std::collections::HashMap<u64, u8>, RedisError> {
+    let reply = redis
+        .execute("HGETALL", &[keys::SPLIT_VOUCHERS.into()])
+        .await?;
+    let mut split = std::collections::HashMap::new();
+    for pair in reply.chunks(2) {
+        if let [
+            crate::redis::Reply::Bytes(id),
+            crate::redis::Reply::Bytes(n),
+        ] = pair
+        {
+            let id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok());
+            let n = std::str::from_utf8(n).ok().and_then(|s| s.parse().ok());
+            if let (Some(id), Some(n)) = (id, n) {
+                split.insert(id, n);
+            }
+        }
+    }
+    Ok(split)
 }
 
 /// Up to `count` of `voucher`'s parked events after the stream id `after`
 /// (from the first when `None`), oldest first, and whether more follow.
 pub async fn parked(
     redis: &mut impl Redis,
-    voucher: VoucherId,
+    part: impl Into<VoucherPart>,
     after: Option<&str>,
     count: usize,
 ) -> Result<(Vec<ParkedEvent>, bool), RedisError> {
+    let part = part.into();
+    let voucher = part.voucher();
     let reply = outbox_parked::run(
         redis,
         &outbox_parked::Keys {
-            parked: &keys::voucher_outbox_parked(voucher),
+            parked: &keys::voucher_outbox_parked(part),
         },
         &outbox_parked::Args {
             after: after.unwrap_or(""),
@@ -541,6 +588,7 @@ pub async fn parked(
     while !events.at_end() {
         list.push(ParkedEvent {
             voucher,
+            part,
             id: events.string()?,
             code: events.string()?,
             message: events.string()?,
@@ -553,7 +601,11 @@ pub async fn parked(
 
 /// Moves all of `voucher`'s parked events back into its outbox, where the
 /// next run takes them as new ones; returns how many.
-pub async fn unpark(redis: &mut impl Redis, voucher: VoucherId) -> Result<u64, RedisError> {
+pub async fn unpark(
+    redis: &mut impl Redis,
+    voucher: impl Into<VoucherPart>,
+) -> Result<u64, RedisError> {
+    let voucher = voucher.into();
     let (parked, outbox) = (
         keys::voucher_outbox_parked(voucher),
         keys::voucher_outbox(voucher),
@@ -713,7 +765,7 @@ impl<F: FnMut() -> bool> Retry for F {
 pub async fn export_voucher(
     redis: &mut impl Redis,
     db: &mut impl Database,
-    voucher: VoucherId,
+    voucher: impl Into<VoucherPart>,
     consumer: &str,
     runner: Runner,
     try_again: &mut impl Retry,
@@ -722,7 +774,7 @@ pub async fn export_voucher(
     export_voucher_into(
         redis,
         db,
-        voucher,
+        voucher.into(),
         consumer,
         runner,
         try_again,
@@ -737,7 +789,7 @@ pub async fn export_voucher(
 async fn export_voucher_into(
     redis: &mut impl Redis,
     db: &mut impl Database,
-    voucher: VoucherId,
+    voucher: VoucherPart,
     consumer: &str,
     runner: Runner,
     try_again: &mut impl Retry,
@@ -795,7 +847,7 @@ pub struct Report {
     /// The vouchers whose export stopped at a statement PostgreSQL refused
     /// for another reason than an event's data (a privilege taken away, a
     /// table changed under the exporter): their batch stays pending.
-    pub failed: Vec<(VoucherId, DatabaseError)>,
+    pub failed: Vec<(VoucherPart, DatabaseError)>,
 }
 
 /// One run over `vouchers`, one after the other, under a fresh consumer
@@ -807,7 +859,7 @@ pub struct Report {
 pub async fn export(
     redis: &mut impl Redis,
     db: &mut impl Database,
-    vouchers: &[VoucherId],
+    vouchers: &[VoucherPart],
     runner: Runner,
     mut try_again: impl Retry,
 ) -> Result<Report, ExportError> {
@@ -838,6 +890,18 @@ pub async fn export(
 pub async fn all_vouchers(redis: &mut impl Redis) -> Result<Vec<VoucherId>, RedisError> {
     Ok((1..=last_voucher(redis).await?)
         .filter_map(VoucherId::new)
+        .collect())
+}
+
+/// Every part of `vouchers` (one part each but for the split ones).
+pub async fn parts_of(
+    redis: &mut impl Redis,
+    vouchers: &[VoucherId],
+) -> Result<Vec<VoucherPart>, RedisError> {
+    let split = split_vouchers(redis).await?;
+    Ok(vouchers
+        .iter()
+        .flat_map(|v| VoucherPart::all(*v, split.get(&v.get()).copied().unwrap_or(1)))
         .collect())
 }
 

@@ -16,6 +16,7 @@ use crate::ids::{DecimalId, OrderId};
 use crate::keys;
 use crate::order::{EventId, Money, PayType};
 use crate::page::PageSize;
+use crate::part::VoucherPart;
 use crate::redis::{Redis, RedisError};
 use crate::script::ReplyReader;
 
@@ -190,17 +191,19 @@ pub struct Attention {
     pub events: Vec<AttentionEntry>,
 }
 
-/// Reads the attention streams of `vouchers`: the length of each, and the
-/// newest entries of those that have any; for the operator only.
+/// Reads the attention streams of `parts` (every part of the vouchers
+/// looked at): the length of each, and the newest entries of those that
+/// have any; for the operator only.
 pub async fn attention(
     redis: &mut impl Redis,
-    vouchers: &[VoucherId],
+    parts: &[VoucherPart],
     limit: PageSize,
 ) -> Result<Attention, RedisError> {
     let mut count = 0;
     let mut events = Vec::new();
-    for &voucher_id in vouchers {
-        let key = keys::voucher_payment_attention(voucher_id);
+    for &part in parts {
+        let voucher_id = part.voucher();
+        let key = keys::voucher_payment_attention(part);
         let len = redis
             .execute_replayable("XLEN", &[key.as_str().into()])
             .await?;

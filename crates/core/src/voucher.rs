@@ -13,9 +13,10 @@ use crate::error::{ApiError, Conflict};
 use crate::ids::{OrderId, ShopId, UserId, VoucherId};
 use crate::keys;
 use crate::order::{Order, OrderExport, OrderStatus, RECLAIM_LIMIT};
+use crate::part::{MAX_PARTS, VoucherPart};
 use crate::redis::{Arg, Redis, RedisError, Reply};
 use crate::script::ReplyReader;
-use crate::scripts::{buy_voucher, voucher_read};
+use crate::scripts::{buy_voucher, lend, part_drained, receive, voucher_read};
 use crate::shard::Shards;
 use crate::time::{format_rfc3339, parse_rfc3339};
 
@@ -38,6 +39,9 @@ pub struct NewVoucher {
     pub stock: i64,
     pub begin_ms: i64,
     pub end_ms: i64,
+    /// How many parts the stock is split into, each its own hash slot
+    /// (`part.rs`): 1, the default, for all but the hottest vouchers.
+    pub parts: u8,
 }
 
 impl NewVoucher {
@@ -53,6 +57,7 @@ impl NewVoucher {
         let stock = b.integer("stock")?;
         let begin_time = b.string("begin_time")?;
         let end_time = b.string("end_time")?;
+        let parts = b.optional_integer("parts")?.unwrap_or(1);
         b.finish()?;
 
         let shop_id = ShopId::parse(&shop_id)
@@ -80,6 +85,11 @@ impl NewVoucher {
         if !(1..=MAX_STOCK).contains(&stock) {
             return Err(ApiError::invalid(format!("stock must be 1 to {MAX_STOCK}")));
         }
+        if !(1..=i64::from(MAX_PARTS)).contains(&parts) || parts > stock {
+            return Err(ApiError::invalid(format!(
+                "parts must be 1 to {MAX_PARTS}, and at most the stock"
+            )));
+        }
         let begin_ms = parse_rfc3339(&begin_time)
             .ok_or_else(|| ApiError::invalid("begin_time must be an RFC 3339 time"))?;
         let end_ms = parse_rfc3339(&end_time)
@@ -97,6 +107,7 @@ impl NewVoucher {
             stock,
             begin_ms,
             end_ms,
+            parts: parts as u8,
         })
     }
 }
@@ -143,45 +154,72 @@ impl Voucher {
     }
 }
 
-/// Creates a voucher: lists a new id under the shop, then writes the
-/// voucher in one command. Returns the stored voucher.
+/// Creates a voucher: lists a new id under the shop, then writes each part
+/// of its stock (one command each), part 0 last: a voucher exists once its
+/// part 0 does. The stock is shared out evenly, the first parts taking one
+/// more when it does not divide. Returns the stored voucher.
 pub async fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, ApiError> {
     let shop_key = keys::shop_vouchers(new.shop_id);
     let id = VoucherId::new(allocate_listed_id(redis, keys::VOUCHER_SEQUENCE, &shop_key).await?)
         .ok_or_else(|| ApiError::Internal("voucher sequence gave 0".into()))?;
-    let info_key = keys::voucher_info(id);
-    let numbers = [
-        new.shop_id.get().to_string(),
-        new.pay_value.to_string(),
-        new.actual_value.to_string(),
-        new.stock.to_string(),
-        new.begin_ms.to_string(),
-        new.end_ms.to_string(),
-    ];
-    let args: Vec<Arg<'_>> = vec![
-        Arg::from(info_key.as_str()),
-        Arg::from("shop_id"),
-        Arg::from(numbers[0].as_str()),
-        Arg::from("title"),
-        Arg::from(new.title.as_str()),
-        Arg::from("sub_title"),
-        Arg::from(new.sub_title.as_str()),
-        Arg::from("rules"),
-        Arg::from(new.rules.as_str()),
-        Arg::from("pay_value"),
-        Arg::from(numbers[1].as_str()),
-        Arg::from("actual_value"),
-        Arg::from(numbers[2].as_str()),
-        Arg::from("stock"),
-        Arg::from(numbers[3].as_str()),
-        Arg::from("remaining"),
-        Arg::from(numbers[3].as_str()),
-        Arg::from("begin"),
-        Arg::from(numbers[4].as_str()),
-        Arg::from("end"),
-        Arg::from(numbers[5].as_str()),
-    ];
-    redis.execute("HSET", &args).await?;
+    let count = new.parts.clamp(1, MAX_PARTS);
+    if count > 1 {
+        let (id_text, count_text) = (id.to_string(), count.to_string());
+        redis
+            .execute(
+                "HSET",
+                &[
+                    Arg::from(keys::SPLIT_VOUCHERS),
+                    Arg::from(id_text.as_str()),
+                    Arg::from(count_text.as_str()),
+                ],
+            )
+            .await?;
+    }
+    let parts: Vec<VoucherPart> = VoucherPart::all(id, count).collect();
+    for part in parts.iter().rev() {
+        let share = new.stock / i64::from(count)
+            + i64::from(i64::from(part.index()) < new.stock % i64::from(count));
+        let info_key = keys::voucher_info(*part);
+        let numbers = [
+            new.shop_id.get().to_string(),
+            new.pay_value.to_string(),
+            new.actual_value.to_string(),
+            new.stock.to_string(),
+            share.to_string(),
+            new.begin_ms.to_string(),
+            new.end_ms.to_string(),
+            count.to_string(),
+        ];
+        let mut args: Vec<Arg<'_>> = vec![
+            Arg::from(info_key.as_str()),
+            Arg::from("shop_id"),
+            Arg::from(numbers[0].as_str()),
+            Arg::from("title"),
+            Arg::from(new.title.as_str()),
+            Arg::from("sub_title"),
+            Arg::from(new.sub_title.as_str()),
+            Arg::from("rules"),
+            Arg::from(new.rules.as_str()),
+            Arg::from("pay_value"),
+            Arg::from(numbers[1].as_str()),
+            Arg::from("actual_value"),
+            Arg::from(numbers[2].as_str()),
+            Arg::from("stock"),
+            Arg::from(numbers[3].as_str()),
+            Arg::from("remaining"),
+            Arg::from(numbers[4].as_str()),
+            Arg::from("begin"),
+            Arg::from(numbers[5].as_str()),
+            Arg::from("end"),
+            Arg::from(numbers[6].as_str()),
+        ];
+        // An unsplit voucher's record is as it always was.
+        if count > 1 {
+            args.extend([Arg::from("parts"), Arg::from(numbers[7].as_str())]);
+        }
+        redis.execute("HSET", &args).await?;
+    }
     let remaining = new.stock;
     Ok(Voucher { id, new, remaining })
 }
@@ -189,37 +227,23 @@ pub async fn create(redis: &mut impl Redis, new: NewVoucher) -> Result<Voucher, 
 /// Reads one voucher; `None` when there is no such voucher. Units of
 /// orders whose pay deadline has passed are put back on sale first, so
 /// `remaining` counts them as soon as they are due; each order expired so
-/// goes to the outbox when `export` is on.
+/// goes to the outbox when `export` is on. A split voucher's `remaining`
+/// is the sum over its parts, units in transfer between them included: one
+/// round trip per part.
 pub async fn get(
     redis: &mut impl Redis,
     id: VoucherId,
     export: OrderExport,
 ) -> Result<Option<Voucher>, RedisError> {
-    let info = keys::voucher_info(id);
-    let buyers = keys::voucher_buyers(id);
-    let unpaid = keys::voucher_unpaid(id);
-    let outbox = keys::voucher_outbox(id);
-    let export_wake = keys::voucher_export_wake(id);
-    let order_prefix = keys::voucher_order_prefix(id);
-    let v = voucher_read::run(
-        redis,
-        &voucher_read::Keys {
-            info: &info,
-            buyers: &buyers,
-            unpaid: &unpaid,
-            outbox: &outbox,
-            export_wake: &export_wake,
-        },
-        &voucher_read::Args {
-            order_prefix: &order_prefix,
-            reclaim_limit: RECLAIM_LIMIT,
-            voucher_id: id.get() as i64,
-            export: export.is_on(),
-        },
-    )
-    .await?;
-    if v.outcome == voucher_read::Outcome::NotFound {
+    let Some(v) = read_part(redis, id.into(), export).await? else {
         return Ok(None);
+    };
+    let count = u8::try_from(v.parts).unwrap_or(1).clamp(1, MAX_PARTS);
+    let mut remaining = v.remaining + v.lent;
+    for part in VoucherPart::all(id, count).skip(1) {
+        if let Some(other) = read_part(redis, part, export).await? {
+            remaining += other.remaining + other.lent;
+        }
     }
     let shop_id = ShopId::new(v.shop_id)
         .ok_or_else(|| RedisError::UnexpectedReply(format!("voucher {id}: no shop")))?;
@@ -235,9 +259,46 @@ pub async fn get(
             stock: v.stock,
             begin_ms: v.begin,
             end_ms: v.end,
+            parts: count,
         },
-        remaining: v.remaining,
+        remaining,
     }))
+}
+
+/// Reads one part of a voucher (`voucher_read.lua`); `None` when it has no
+/// record.
+async fn read_part(
+    redis: &mut impl Redis,
+    part: VoucherPart,
+    export: OrderExport,
+) -> Result<Option<voucher_read::Reply>, RedisError> {
+    let info = keys::voucher_info(part);
+    let buyers = keys::voucher_buyers(part);
+    let unpaid = keys::voucher_unpaid(part);
+    let outbox = keys::voucher_outbox(part);
+    let export_wake = keys::voucher_export_wake(part);
+    let lent = keys::voucher_lent(part);
+    let order_prefix = keys::voucher_order_prefix(part);
+    let part_ref = part.reference();
+    let v = voucher_read::run(
+        redis,
+        &voucher_read::Keys {
+            info: &info,
+            buyers: &buyers,
+            unpaid: &unpaid,
+            outbox: &outbox,
+            export_wake: &export_wake,
+            lent: &lent,
+        },
+        &voucher_read::Args {
+            order_prefix: &order_prefix,
+            reclaim_limit: RECLAIM_LIMIT,
+            part_ref: &part_ref,
+            export: export.is_on(),
+        },
+    )
+    .await?;
+    Ok((v.outcome == voucher_read::Outcome::Found).then_some(v))
 }
 
 /// A shop's vouchers, newest first (at most `limit`), each read as [`get`]
@@ -281,11 +342,18 @@ pub async fn list_by_shop(
 /// in the same script, so their units can be bought again at once. With
 /// `export` on, the new order and each one expired go to the outbox.
 ///
+/// A split voucher is bought in the buyer's home part (`part.rs`).
+/// `parts` is what the caller knows of the voucher's parts (1 when it
+/// knows nothing); a wrong guess costs a round trip, and `parts` is then
+/// set to the count, for the caller to remember: it never changes. A home
+/// part that ran out borrows from the others ([`borrow`]) and sells again.
+///
 /// The order is then filed under its buyer (`order::record`, a second
 /// round trip: another slot). Only a filed order is reported bought, since
 /// an unfiled one cannot be read or paid by its id; when filing fails the
 /// error is returned, and the buyer's retry, answered `AlreadyPurchased`,
 /// files it.
+#[allow(clippy::too_many_arguments)]
 pub async fn buy(
     redis: &mut impl Redis,
     voucher_id: VoucherId,
@@ -294,13 +362,83 @@ pub async fn buy(
     pay_secs: u32,
     export: OrderExport,
     shards: Shards,
+    parts: &mut u8,
 ) -> Result<Order, ApiError> {
-    let info = keys::voucher_info(voucher_id);
-    let buyers = keys::voucher_buyers(voucher_id);
-    let unpaid = keys::voucher_unpaid(voucher_id);
-    let outbox = keys::voucher_outbox(voucher_id);
-    let export_wake = keys::voucher_export_wake(voucher_id);
-    let order_prefix = keys::voucher_order_prefix(voucher_id);
+    use buy_voucher::Outcome;
+    let mut borrowed = false;
+    // A guess, a correction, a borrowing: never more than this.
+    for _ in 0..4 {
+        let count = (*parts).clamp(1, MAX_PARTS);
+        let home = VoucherPart::home(voucher_id, count, user_id);
+        let (outcome, detail, order) =
+            buy_in(redis, home, user_id, order_id, pay_secs, export).await?;
+        match (outcome, order) {
+            (Outcome::WrongParts, _) => {
+                *parts = u8::try_from(detail)
+                    .ok()
+                    .filter(|n| (1..=MAX_PARTS).contains(n) && *n != count)
+                    .ok_or_else(|| {
+                        RedisError::UnexpectedReply(format!(
+                            "voucher {voucher_id}: has {detail} parts"
+                        ))
+                    })?;
+            }
+            // A stale guess named a part that does not exist: ask part 0.
+            (Outcome::NotFound, _) if count > 1 => *parts = 1,
+            (Outcome::SoldOut, _) if detail == 1 && !borrowed => {
+                if !borrow(redis, home, order_id, export).await? {
+                    return Err(ApiError::Conflict(Conflict::SoldOut));
+                }
+                borrowed = true;
+            }
+            (Outcome::Bought, Some(order)) => {
+                redis.confirm_durable().await?;
+                crate::order::record(redis, shards, &order).await?;
+                return Ok(order);
+            }
+            // Filed again: if filing failed the first time (the buyer was
+            // told 503), the retry mends it; filing is idempotent.
+            (Outcome::AlreadyBought, Some(order)) => {
+                crate::order::record(redis, shards, &order).await?;
+                return Err(ApiError::AlreadyPurchased(order.to_json()));
+            }
+            (Outcome::NotFound, _) => return Err(ApiError::NotFound),
+            (Outcome::NotStarted, _) => return Err(ApiError::Conflict(Conflict::SaleNotStarted)),
+            (Outcome::Ended, _) => return Err(ApiError::Conflict(Conflict::SaleEnded)),
+            (Outcome::SoldOut, _) => return Err(ApiError::Conflict(Conflict::SoldOut)),
+            (outcome, None) => {
+                return Err(RedisError::UnexpectedReply(format!(
+                    "script buy_voucher: {outcome:?} without its order"
+                ))
+                .into());
+            }
+        }
+    }
+    Err(
+        RedisError::UnexpectedReply(format!("voucher {voucher_id}: its parts kept changing"))
+            .into(),
+    )
+}
+
+/// One try of `buy_voucher.lua` in `part`: its outcome, its detail and the
+/// order it answered with.
+async fn buy_in(
+    redis: &mut impl Redis,
+    part: VoucherPart,
+    user_id: UserId,
+    order_id: OrderId,
+    pay_secs: u32,
+    export: OrderExport,
+) -> Result<(buy_voucher::Outcome, i64, Option<Order>), ApiError> {
+    use buy_voucher::Outcome;
+    let info = keys::voucher_info(part);
+    let buyers = keys::voucher_buyers(part);
+    let unpaid = keys::voucher_unpaid(part);
+    let outbox = keys::voucher_outbox(part);
+    let export_wake = keys::voucher_export_wake(part);
+    let order_prefix = keys::voucher_order_prefix(part);
+    let part_ref = part.reference();
+    let count = part.count().to_string();
     let reply = buy_voucher::run(
         redis,
         &buy_voucher::Keys {
@@ -316,49 +454,172 @@ pub async fn buy(
             pay_ms: i64::from(pay_secs) * 1000,
             order_prefix: &order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
-            voucher_id: voucher_id.get() as i64,
+            part_ref: &part_ref,
             export: export.is_on(),
+            parts: &count,
         },
     )
     .await?;
-    use buy_voucher::Outcome;
-    if matches!(reply.outcome, Outcome::Bought) {
-        redis.confirm_durable().await?;
-    }
     let mut rest = reply.order;
     let order = match reply.outcome {
-        Outcome::Bought | Outcome::AlreadyBought => {
-            Some(Order::read(&mut rest, voucher_id, i64::MIN)?)
-        }
+        Outcome::Bought | Outcome::AlreadyBought => Some(Order::read(&mut rest, part, i64::MIN)?),
         _ => None,
     };
     rest.finish()?;
-    match (reply.outcome, order) {
-        (Outcome::Bought, Some(order)) => {
-            crate::order::record(redis, shards, &order).await?;
-            Ok(order)
+    Ok((reply.outcome, reply.detail, order))
+}
+
+/// How long a part that found every other part empty refuses without
+/// searching again (`part_drained.lua`): the longest a buyer can be told
+/// "sold out" while a unit that came back is waiting in another part.
+pub const DRAINED_MS: i64 = 1_000;
+
+/// How old a noted transfer must be before a borrower completes it for
+/// the part that lent it: far longer than a transfer takes.
+const STALE_TRANSFER_MS: i64 = 5_000;
+
+/// Borrows units for `home`, which ran out, from the other parts in turn:
+/// the first that has any lends half of them (`lend.lua`), `home` receives
+/// them (`receive.lua`), and the lender's note is cleared. Each step is
+/// made durable before the next (`Redis::confirm_durable`), and each can
+/// be repeated: a crash between them leaves the units noted at the lender,
+/// where the next borrower from it finds the note stale and completes it.
+/// So units move, they are never made or lost. `false` when every other
+/// part was empty: `home` then refuses for [`DRAINED_MS`] without asking.
+pub async fn borrow(
+    redis: &mut impl Redis,
+    home: VoucherPart,
+    order_id: OrderId,
+    export: OrderExport,
+) -> Result<bool, ApiError> {
+    // A second pass only when the first completed stale transfers, whose
+    // units are now in a part already passed.
+    let mut completed = false;
+    for _pass in 0..2 {
+        for lender in home.others() {
+            // Unique to this try: a replay of the same lend finds its note.
+            let mut nonce = [0u8; 4];
+            getrandom::fill(&mut nonce).expect("the CSPRNG is available");
+            let transfer = format!(
+                "{order_id}.{}.{}",
+                lender.index(),
+                u32::from_le_bytes(nonce)
+            );
+            let (units, stale) = lend(redis, lender, home, &transfer, export).await?;
+            for (id, to, units) in stale {
+                complete(redis, lender, to, &id, units).await?;
+                completed = true;
+            }
+            if units > 0 {
+                complete(redis, lender, home, &transfer, units).await?;
+                return Ok(true);
+            }
         }
-        // Filed again: if filing failed the first time (the buyer was told
-        // 503), the retry mends it; filing is idempotent.
-        (Outcome::AlreadyBought, Some(order)) => {
-            crate::order::record(redis, shards, &order).await?;
-            Err(ApiError::AlreadyPurchased(order.to_json()))
+        if !std::mem::take(&mut completed) {
+            break;
         }
-        (Outcome::NotFound, _) => Err(ApiError::NotFound),
-        (Outcome::NotStarted, _) => Err(ApiError::Conflict(Conflict::SaleNotStarted)),
-        (Outcome::Ended, _) => Err(ApiError::Conflict(Conflict::SaleEnded)),
-        (Outcome::SoldOut, _) => Err(ApiError::Conflict(Conflict::SoldOut)),
-        (outcome, None) => Err(RedisError::UnexpectedReply(format!(
-            "script buy_voucher: {outcome:?} without its order"
-        ))
-        .into()),
     }
+    let info = keys::voucher_info(home);
+    part_drained::run(
+        redis,
+        &part_drained::Keys { info: &info },
+        &part_drained::Args { for_ms: DRAINED_MS },
+    )
+    .await?;
+    Ok(false)
+}
+
+/// A stale transfer a lender answered: its id, receiving part and units.
+type Transfer = (String, VoucherPart, i64);
+
+async fn lend(
+    redis: &mut impl Redis,
+    lender: VoucherPart,
+    to: VoucherPart,
+    transfer: &str,
+    export: OrderExport,
+) -> Result<(i64, Vec<Transfer>), ApiError> {
+    let info = keys::voucher_info(lender);
+    let buyers = keys::voucher_buyers(lender);
+    let unpaid = keys::voucher_unpaid(lender);
+    let outbox = keys::voucher_outbox(lender);
+    let export_wake = keys::voucher_export_wake(lender);
+    let lent = keys::voucher_lent(lender);
+    let order_prefix = keys::voucher_order_prefix(lender);
+    let part_ref = lender.reference();
+    let to = to.reference();
+    let reply = lend::run(
+        redis,
+        &lend::Keys {
+            info: &info,
+            buyers: &buyers,
+            unpaid: &unpaid,
+            outbox: &outbox,
+            export_wake: &export_wake,
+            lent: &lent,
+        },
+        &lend::Args {
+            order_prefix: &order_prefix,
+            reclaim_limit: RECLAIM_LIMIT,
+            part_ref: &part_ref,
+            export: export.is_on(),
+            transfer_id: transfer,
+            to: &to,
+            stale_ms: STALE_TRANSFER_MS,
+        },
+    )
+    .await?;
+    let mut stale = Vec::new();
+    let mut rest = reply.stale;
+    while !rest.at_end() {
+        let id = rest.string()?;
+        let to = rest.string()?;
+        let units = rest.int()?;
+        let to = VoucherPart::parse_reference(&to)
+            .ok_or_else(|| RedisError::UnexpectedReply(format!("lent to {to:?}")))?;
+        stale.push((id, to, units));
+    }
+    Ok((reply.units, stale))
+}
+
+/// Completes transfer `id` of `units` from `lender` to `to`: durable at
+/// the lender, received (once) by `to`, durable there, then the lender's
+/// note cleared.
+async fn complete(
+    redis: &mut impl Redis,
+    lender: VoucherPart,
+    to: VoucherPart,
+    id: &str,
+    units: i64,
+) -> Result<(), ApiError> {
+    redis.confirm_durable().await?;
+    let info = keys::voucher_info(to);
+    let received = keys::voucher_received(to);
+    receive::run(
+        redis,
+        &receive::Keys {
+            info: &info,
+            received: &received,
+        },
+        &receive::Args {
+            transfer_id: id,
+            units,
+        },
+    )
+    .await?;
+    redis.confirm_durable().await?;
+    let lent = keys::voucher_lent(lender);
+    redis
+        .execute("HDEL", &[Arg::from(lent.as_str()), Arg::from(id)])
+        .await?;
+    Ok(())
 }
 
 /// Where a page of a user's orders ends: the last order's creation time
-/// and its entry in the list, "<voucher id>:<order id>" (a bare voucher id
-/// for an order filed before orders had ids in the list). Written
-/// `<ms>.<voucher id>.<order id>` (or `<ms>.<voucher id>`).
+/// and its entry in the list, "<part>:<order id>", where part is the
+/// voucher id or for a split voucher its part (`VoucherPart::reference`),
+/// or a bare voucher id for an order filed before orders had ids in the
+/// list. Written `<ms>.<part>.<order id>` (or `<ms>.<voucher id>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrdersCursor {
     pub create_ms: u64,
@@ -367,15 +628,24 @@ pub struct OrdersCursor {
 
 impl OrdersCursor {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let n = crate::page::cursor_numbers(raw, &[2, 3])?;
-        let member = match n[..] {
-            [_, voucher, order] => format!("{voucher}:{order}"),
-            _ => n[1].to_string(),
+        let invalid = || ApiError::invalid("cursor is not one this API handed out");
+        let fields: Vec<&str> = raw.split('.').collect();
+        let (ms, part, order) = match fields[..] {
+            [ms, part] => (ms, part, None),
+            [ms, part, order] => (ms, part, Some(order)),
+            _ => return Err(invalid()),
         };
-        Ok(Self {
-            create_ms: n[0],
-            member,
-        })
+        let create_ms = crate::ids::digits(ms).ok_or_else(invalid)?;
+        let part = VoucherPart::parse_reference(part).ok_or_else(invalid)?;
+        let member = match order {
+            Some(order) => {
+                let order = crate::ids::digits(order).ok_or_else(invalid)?;
+                format!("{part}:{order}")
+            }
+            None if part.count() == 1 => part.to_string(),
+            None => return Err(invalid()),
+        };
+        Ok(Self { create_ms, member })
     }
 }
 
@@ -449,18 +719,18 @@ pub async fn orders_page(
     };
     let mut orders = Vec::with_capacity(entries.len());
     for (_, member) in &entries {
-        let (voucher, order) = member.split_once(':').unwrap_or((member, ""));
-        let Some(voucher_id) = VoucherId::parse(voucher) else {
+        let (part, order) = member.split_once(':').unwrap_or((member, ""));
+        let Some(part) = VoucherPart::parse_reference(part) else {
             continue;
         };
         let order_id = match order.parse() {
             Ok(raw) => OrderId::from_raw(raw),
-            Err(_) => match legacy_order_id(redis, voucher_id, user_id).await? {
+            Err(_) => match legacy_order_id(redis, part.voucher(), user_id).await? {
                 Some(id) => id,
                 None => continue,
             },
         };
-        if let Some(order) = read_order(redis, voucher_id, order_id, now_ms).await?
+        if let Some(order) = read_order(redis, part, order_id, now_ms).await?
             && status.is_none_or(|s| s == order.status)
         {
             orders.push(order);
@@ -497,11 +767,11 @@ async fn legacy_order_id(
 /// Reads one order's record with a plain `HMGET`; `None` when it has none.
 async fn read_order(
     redis: &mut impl Redis,
-    voucher_id: VoucherId,
+    part: VoucherPart,
     order_id: OrderId,
     now_ms: i64,
 ) -> Result<Option<Order>, RedisError> {
-    let key = keys::voucher_order(voucher_id, order_id);
+    let key = keys::voucher_order(part, order_id);
     let mut args = vec![Arg::from(key.as_str())];
     args.extend(ORDER_FIELDS.iter().map(|f| Arg::from(*f)));
     let fields = redis.execute_replayable("HMGET", &args).await?;
@@ -514,7 +784,7 @@ async fn read_order(
         other => other,
     }));
     let mut reader = ReplyReader::named("HMGET of an order", items);
-    let order = Order::read(&mut reader, voucher_id, now_ms)?;
+    let order = Order::read(&mut reader, part, now_ms)?;
     reader.finish()?;
     Ok(Some(order))
 }

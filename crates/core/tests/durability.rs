@@ -40,6 +40,7 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
             stock: STOCK,
             begin_ms: now_ms() - 60_000,
             end_ms: now_ms() + 3_600_000,
+            parts: 1,
         };
         block_on(voucher::create(&mut redis, new)).unwrap().id
     };
@@ -75,6 +76,7 @@ fn every_acknowledged_purchase_survives_a_crash_with_fsync_always() {
                         900,
                         OrderExport::Off,
                         Shards::ONE,
+                        &mut 1,
                     )) {
                         Ok(order) => acknowledged.lock().unwrap().push(order),
                         // The crash: the connection is gone for good.

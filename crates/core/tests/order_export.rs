@@ -53,6 +53,7 @@ fn buy(redis: &mut NativeRedis, v: VoucherId, n: u32) -> Order {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap()
 }
@@ -740,10 +741,11 @@ fn drain(
     pg: &mut NativePostgres,
     vouchers: &[VoucherId],
 ) -> order_export::Report {
+    let parts: Vec<_> = vouchers.iter().map(|v| (*v).into()).collect();
     block_on(order_export::export(
         redis,
         pg,
-        vouchers,
+        &parts,
         Runner::Operator,
         || false,
     ))
@@ -883,7 +885,7 @@ fn a_refusal_of_another_kind_stops_its_voucher_only_with_its_batch_pending() {
     assert_eq!(report.exported, exported(3, 0));
     assert_eq!(report.failed.len(), 1);
     let (voucher, e) = &report.failed[0];
-    assert_eq!(*voucher, v1);
+    assert_eq!(*voucher, v1.into());
     assert!(
         matches!(e, DatabaseError::Refused { code, .. } if code == "42501"),
         "{e:?}"
@@ -931,7 +933,7 @@ fn the_operators_drain_takes_over_everything_pending_not_one_batch() {
     let drained = block_on(order_export::export(
         &mut redis,
         &mut pg,
-        &[v],
+        &[v.into()],
         Runner::Operator,
         || false,
     ))

@@ -166,6 +166,7 @@ fn every_change_appends_one_event_with_the_order_after_it() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     outbox.expect_one(&mut redis, v, a.id, 1);
@@ -190,6 +191,7 @@ fn every_change_appends_one_event_with_the_order_after_it() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     outbox.expect_one(&mut redis, v, b.id, 1);
@@ -207,6 +209,7 @@ fn every_change_appends_one_event_with_the_order_after_it() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     outbox.expect_one(&mut redis, v, c.id, 1);
@@ -283,6 +286,7 @@ fn an_expiry_appends_its_event_wherever_it_is_found() {
             1,
             ON,
             Shards::ONE,
+            &mut 1,
         ))
         .unwrap();
         outboxes[i].expect_one(&mut redis, v, o.id, 1);
@@ -339,6 +343,7 @@ fn an_expiry_appends_its_event_wherever_it_is_found() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     assert_eq!(
@@ -367,6 +372,7 @@ fn a_buyers_own_due_order_expires_with_its_event_when_they_buy_again() {
             1,
             ON,
             Shards::ONE,
+            &mut 1,
         ))
         .unwrap();
     }
@@ -379,6 +385,7 @@ fn a_buyers_own_due_order_expires_with_its_event_when_they_buy_again() {
         1,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let mut outbox = Outbox::of(&server, v);
@@ -392,6 +399,7 @@ fn a_buyers_own_due_order_expires_with_its_event_when_they_buy_again() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let events = outbox.new_events();
@@ -425,6 +433,7 @@ fn a_refused_change_or_a_read_appends_nothing() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let b = block_on(voucher::buy(
@@ -435,6 +444,7 @@ fn a_refused_change_or_a_read_appends_nothing() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     assert_eq!(outbox.new_events().len(), 2);
@@ -449,7 +459,8 @@ fn a_refused_change_or_a_read_appends_nothing() {
             order_id(3),
             PAY_SECS,
             ON,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
@@ -461,7 +472,8 @@ fn a_refused_change_or_a_read_appends_nothing() {
             order_id(4),
             PAY_SECS,
             ON,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::AlreadyPurchased(_))
     ));
@@ -482,7 +494,8 @@ fn a_refused_change_or_a_read_appends_nothing() {
                 order_id(5),
                 PAY_SECS,
                 ON,
-                Shards::ONE
+                Shards::ONE,
+                &mut 1
             )),
             Err(error)
         );
@@ -581,6 +594,7 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
         PAY_SECS,
         OFF,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     assert_eq!(version_of(&server, v, a.id), 1);
@@ -604,6 +618,7 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
         PAY_SECS,
         OFF,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     block_on(order::change(
@@ -625,6 +640,7 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
         1,
         OFF,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     sleep_past(c.pay_deadline_ms.unwrap());
@@ -655,6 +671,7 @@ fn with_export_off_no_outbox_is_written_and_versions_still_count() {
         PAY_SECS,
         OFF,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     block_on(order::change(&mut redis, v, d.id, pay(PAY_VALUE), None, ON)).unwrap();
@@ -704,6 +721,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     assert_eq!(next_message(&mut pubsub), v.to_string());
@@ -729,6 +747,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let m = marker(1);
@@ -742,6 +761,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     assert_eq!(next_message(&mut pubsub), other.to_string());
@@ -766,6 +786,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         PAY_SECS,
         ON,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     assert_eq!(next_message(&mut pubsub), v.to_string());
@@ -783,6 +804,7 @@ fn the_exporter_is_woken_once_while_its_flag_lives() {
         PAY_SECS,
         OFF,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let m = marker(2);

@@ -109,7 +109,7 @@ fn sleep_past(deadline_ms: i64) {
 /// Buys and checks everything the new order says about itself.
 fn buy_ok(redis: &mut NativeRedis, v: VoucherId, u: UserId, id: OrderId, pay_secs: u32) -> Order {
     let before = now_ms();
-    let order = block_on(buy(redis, v, u, id, pay_secs, EXPORT, Shards::ONE)).unwrap();
+    let order = block_on(buy(redis, v, u, id, pay_secs, EXPORT, Shards::ONE, &mut 1)).unwrap();
     let after = now_ms();
     assert!(
         (before..=after).contains(&order.create_ms),
@@ -120,6 +120,7 @@ fn buy_ok(redis: &mut NativeRedis, v: VoucherId, u: UserId, id: OrderId, pay_sec
         Order {
             id,
             voucher_id: v,
+            part: v.into(),
             user_id: u,
             status: OrderStatus::Unpaid,
             amount: PAY_VALUE,
@@ -435,7 +436,8 @@ fn a_second_purchase_shows_the_order_held() {
             order_id(2),
             PAY_SECS,
             EXPORT,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::AlreadyPurchased(o.to_json()))
     );
@@ -448,6 +450,7 @@ fn a_second_purchase_shows_the_order_held() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     )) else {
         panic!("a paid order is still held");
     };
@@ -463,7 +466,8 @@ fn a_second_purchase_shows_the_order_held() {
             order_id(4),
             PAY_SECS,
             EXPORT,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::AlreadyPurchased(_))
     ));
@@ -492,7 +496,8 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
                 order_id(10 + v.get() as u32),
                 1,
                 EXPORT,
-                Shards::ONE
+                Shards::ONE,
+                &mut 1
             )),
             Err(ApiError::Conflict(Conflict::SoldOut))
         );
@@ -579,7 +584,8 @@ fn an_unpaid_order_expires_at_its_deadline_and_its_unit_comes_back() {
             order_id(6),
             PAY_SECS,
             EXPORT,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
@@ -600,7 +606,8 @@ fn cancelling_gives_the_unit_back_at_once_and_only_the_buyer_may() {
             order_id(2),
             PAY_SECS,
             EXPORT,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::Conflict(Conflict::SoldOut))
     );
@@ -870,6 +877,7 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
                     1,
                     EXPORT,
                     Shards::ONE,
+                    &mut 1,
                 ));
                 let mut paid = false;
                 if let Ok(o) = &bought
@@ -942,6 +950,7 @@ fn stock_is_conserved_while_buyers_race_pay_and_expire() {
                     PAY_SECS,
                     EXPORT,
                     Shards::ONE,
+                    &mut 1,
                 ))
             })
         })
@@ -1002,6 +1011,7 @@ fn reclaiming_is_bounded_per_call() {
             1,
             EXPORT,
             Shards::ONE,
+            &mut 1,
         ))
         .unwrap();
         last = o.pay_deadline_ms.unwrap();
@@ -1031,6 +1041,7 @@ fn a_buyer_whose_due_order_is_past_the_reclaim_limit_may_buy_again() {
             1,
             EXPORT,
             Shards::ONE,
+            &mut 1,
         ))
         .unwrap();
     }
@@ -1045,6 +1056,7 @@ fn a_buyer_whose_due_order_is_past_the_reclaim_limit_may_buy_again() {
         1,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     sleep_past(o.pay_deadline_ms.unwrap());
@@ -1056,6 +1068,7 @@ fn a_buyer_whose_due_order_is_past_the_reclaim_limit_may_buy_again() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ));
     assert!(
         matches!(&again, Ok(order) if order.id == order_id(1001)),
@@ -1071,7 +1084,7 @@ fn a_bought_order_is_filed_and_a_retry_mends_a_lost_filing() {
     let before = now_ms() as u64 / 1000;
     let o = buy_ok(&mut redis, v, user(7), order_id(1), PAY_SECS);
     let filed = Some(Located {
-        voucher_id: v,
+        part: v.into(),
         user_id: user(7),
     });
     assert_eq!(
@@ -1103,6 +1116,7 @@ fn a_bought_order_is_filed_and_a_retry_mends_a_lost_filing() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ));
     assert!(
         matches!(retry, Err(ApiError::AlreadyPurchased(_))),

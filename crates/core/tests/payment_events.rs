@@ -73,7 +73,7 @@ fn remaining(redis: &mut NativeRedis, v: VoucherId) -> i64 {
 fn attention(redis: &mut NativeRedis, v: VoucherId) -> (u64, Vec<(String, String, String)>) {
     let found = block_on(payment::attention(
         redis,
-        &[v],
+        &[v.into()],
         PageSize::parse(None).unwrap(),
     ))
     .unwrap();
@@ -105,6 +105,7 @@ fn a_refund_that_arrives_before_its_payment_is_applied_when_the_payment_comes() 
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let exported = outbox_len(&server, v);
@@ -177,6 +178,7 @@ fn money_the_shop_must_return_is_answered_handled_and_listed_once() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let twice = block_on(buy(
@@ -187,6 +189,7 @@ fn money_the_shop_must_return_is_answered_handled_and_listed_once() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let cancelled = block_on(buy(
@@ -197,6 +200,7 @@ fn money_the_shop_must_return_is_answered_handled_and_listed_once() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let used = block_on(buy(
@@ -207,6 +211,7 @@ fn money_the_shop_must_return_is_answered_handled_and_listed_once() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
 
@@ -314,6 +319,7 @@ fn a_late_payment_whose_refund_came_first_needs_nothing() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     let b = block_on(buy(
@@ -324,6 +330,7 @@ fn a_late_payment_whose_refund_came_first_needs_nothing() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
 
@@ -390,6 +397,7 @@ fn without_an_event_a_refund_of_an_unpaid_order_is_refused_and_noted_nowhere() {
         PAY_SECS,
         EXPORT,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     assert!(

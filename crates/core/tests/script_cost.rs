@@ -208,6 +208,7 @@ fn voucher_bought(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
             PAY_SECS,
             export,
             Shards::ONE,
+            &mut 1,
         ))
         .unwrap();
     })
@@ -238,6 +239,7 @@ fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
         PAY_SECS,
         OrderExport::Off,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     Box::new(move |redis, i| {
@@ -249,6 +251,7 @@ fn voucher_sold_out(redis: &mut NativeRedis) -> OneCall {
             PAY_SECS,
             OrderExport::Off,
             Shards::ONE,
+            &mut 1,
         ));
         assert_eq!(refused, Err(ApiError::Conflict(Conflict::SoldOut)));
     })
@@ -265,6 +268,7 @@ fn voucher_read(redis: &mut NativeRedis) -> OneCall {
         PAY_SECS,
         OrderExport::Off,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     Box::new(move |redis, _| {
@@ -292,6 +296,7 @@ fn order_paid(redis: &mut NativeRedis, export: OrderExport) -> OneCall {
                 PAY_SECS,
                 OrderExport::Off,
                 Shards::ONE,
+                &mut 1,
             ));
             bought.unwrap().id
         })
@@ -328,6 +333,7 @@ fn voucher_already_bought(redis: &mut NativeRedis) -> OneCall {
         PAY_SECS,
         OrderExport::Off,
         Shards::ONE,
+        &mut 1,
     ))
     .unwrap();
     Box::new(move |redis, i| {
@@ -339,6 +345,7 @@ fn voucher_already_bought(redis: &mut NativeRedis) -> OneCall {
             PAY_SECS,
             OrderExport::Off,
             Shards::ONE,
+            &mut 1,
         ));
         assert!(
             matches!(refused, Err(ApiError::AlreadyPurchased(_))),
@@ -549,6 +556,7 @@ fn on_sale_voucher(redis: &mut NativeRedis, stock: i64) -> VoucherId {
         stock,
         begin_ms: now_ms - 60_000,
         end_ms: now_ms + 24 * 3_600_000,
+        parts: 1,
     };
     block_on(voucher::create(redis, new)).unwrap().id
 }

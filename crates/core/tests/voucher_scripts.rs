@@ -31,6 +31,7 @@ fn voucher(shop_id: u64, stock: i64, begin_ms: i64, end_ms: i64) -> NewVoucher {
         stock,
         begin_ms,
         end_ms,
+        parts: 1,
     }
 }
 
@@ -77,6 +78,7 @@ fn concurrent_buyers_take_exactly_the_stock() {
                     PAY_SECS,
                     OrderExport::Off,
                     Shards::ONE,
+                    &mut 1,
                 ))
             })
         })
@@ -123,7 +125,8 @@ fn the_window_is_checked_against_redis_time() {
             order_id(1),
             PAY_SECS,
             OrderExport::Off,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::Conflict(Conflict::SaleNotStarted))
     );
@@ -135,7 +138,8 @@ fn the_window_is_checked_against_redis_time() {
             order_id(2),
             PAY_SECS,
             OrderExport::Off,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::Conflict(Conflict::SaleEnded))
     );
@@ -147,7 +151,8 @@ fn the_window_is_checked_against_redis_time() {
             order_id(3),
             PAY_SECS,
             OrderExport::Off,
-            Shards::ONE
+            Shards::ONE,
+            &mut 1
         )),
         Err(ApiError::NotFound)
     );
@@ -221,6 +226,7 @@ fn a_purchase_replayed_answers_as_it_did_and_takes_one_unit() {
             PAY_SECS,
             OrderExport::Off,
             Shards::ONE,
+            &mut 1,
         ))
     };
     let first = run(&mut redis, 1).unwrap();

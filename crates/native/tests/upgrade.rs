@@ -99,6 +99,7 @@ fn buy(redis: &mut impl Redis, token: &SessionToken, v: VoucherId, shards: Shard
         900,
         OrderExport::Off,
         shards,
+        &mut 1,
     ))
     .unwrap();
     order.id
@@ -115,6 +116,7 @@ fn new_voucher(redis: &mut impl Redis, stock: i64) -> VoucherId {
         stock,
         begin_ms: now_ms() - 1000,
         end_ms: now_ms() + 3_600_000,
+        parts: 1,
     };
     block_on(voucher::create(redis, new)).unwrap().id
 }

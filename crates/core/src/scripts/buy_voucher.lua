@@ -22,17 +22,26 @@
 --> arg pay_ms int           how long the buyer has to pay
 --> arg order_prefix str     the key of an order of this voucher, without the id
 --> arg reclaim_limit int    the most expired orders to put back on sale
---> arg voucher_id int       the voucher, as a wake-up of the exporter names it
+--> arg part_ref str        the voucher's part, as a wake-up of the exporter names
+--                               it (the voucher id when it is not split)
 --> arg export flag          append each change of an order to the outbox
+--> arg parts str            the parts the caller believes the voucher has;
+--                               a purchase only runs in the buyer's home part
 --
 --< outcome bought           the order was placed
 --< outcome not_found        no such voucher
 --< outcome not_started      the sale has not begun
 --< outcome ended            the sale is over
---< outcome sold_out         no stock left
+--< outcome sold_out         no stock left in this part
+--< outcome wrong_parts      the voucher has another number of parts: detail
+--                               says how many, and nothing was done
 --< outcome already_bought   the user holds an active order for it (one
 --                               with another id: a replay of the purchase
 --                               that placed it is answered `bought`)
+--< field detail int         wrong_parts: the voucher's parts; sold_out: 1 when
+--                               the other parts should be searched for a unit
+--                               (the part has not found them all empty in the
+--                               last second), else 0; 0 otherwise
 --< rest order               the order placed or held already, as
 --                               orders_append writes it; nothing for the
 --                               other outcomes
@@ -43,15 +52,19 @@
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 
-local info = redis.call('HMGET', info_key, 'begin', 'end', 'remaining', 'pay_value', 'next_deadline')
+local info = redis.call('HMGET', info_key, 'begin', 'end', 'remaining', 'pay_value', 'next_deadline',
+  'parts', 'drained_until')
 if not info[1] then
-  return { NOT_FOUND }
+  return { NOT_FOUND, 0 }
+end
+if (info[6] or '1') ~= parts then
+  return { WRONG_PARTS, (info[6] or 1) + 0 }
 end
 -- Checked here before calling: a refusal when nothing is due pays no call.
 -- The outbox (orders.lua) too is made only once an order changes.
 local back, next_deadline, outbox = 0, info[5], false
 if next_deadline and now_ms >= next_deadline + 0 then
-  outbox = { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+  outbox = { stream = outbox_key, wake = export_wake_key, voucher = part_ref,
     on = export == '1' }
   back, next_deadline = orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix,
     next_deadline, now_ms, reclaim_limit, outbox)
@@ -61,13 +74,15 @@ local existing = redis.call('HGET', buyers_key, user_id)
 if existing then
   local sep = string.find(existing, ':', 1, true)
   local oid = sep and string.sub(existing, 1, sep - 1) or existing
-  local reply = orders_append({ ALREADY_BOUGHT }, order_prefix, oid, now_ms)
+  local reply = orders_append({ ALREADY_BOUGHT, 0 }, order_prefix, oid, now_ms)
   if not reply then
     -- An order from before orders had a record of their own.
-    return { ALREADY_BOUGHT, oid, user_id, 'unpaid', info[4], '',
+    return { ALREADY_BOUGHT, 0, oid, user_id, 'unpaid', info[4], '',
       sep and string.sub(existing, sep + 1) or '', '', '', '', '', '' }
   end
-  if reply[4] ~= 'expired' then
+  -- The order's fields start at the third element: status is the fifth,
+  -- the deadline the ninth.
+  if reply[5] ~= 'expired' then
     if oid == order_id then
       -- This very purchase, run again (a replay): answered as it was.
       reply[1] = BOUGHT
@@ -76,21 +91,21 @@ if existing then
   end
   -- Due, but beyond what the reclaim above could take: expire it now, and
   -- the buyer may buy again.
-  outbox = outbox or { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+  outbox = outbox or { stream = outbox_key, wake = export_wake_key, voucher = part_ref,
     on = export == '1' }
-  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, user_id, reply[8], outbox)
+  orders_expire(info_key, buyers_key, unpaid_key, order_prefix, oid, user_id, reply[9], outbox)
   next_deadline = orders_next_deadline(info_key, unpaid_key)
   back = back + 1
 end
 
 if now_ms < info[1] + 0 then
-  return { NOT_STARTED }
+  return { NOT_STARTED, 0 }
 end
 if now_ms >= info[2] + 0 then
-  return { ENDED }
+  return { ENDED, 0 }
 end
 if info[3] + back <= 0 then
-  return { SOLD_OUT }
+  return { SOLD_OUT, (parts ~= '1' and now_ms >= (info[7] or 0) + 0) and 1 or 0 }
 end
 
 local created = string.format('%d', now_ms)
@@ -105,12 +120,12 @@ redis.call('HSET', buyers_key, user_id, order_id .. ':' .. created)
 redis.call('HSET', order_prefix .. order_id, 'user_id', user_id, 'status', 'unpaid',
   'amount', info[4], 'created', created, 'deadline', deadline, 'updated', created, 'version', '1')
 redis.call('ZADD', unpaid_key, deadline, order_id .. ':' .. user_id)
-local reply = { BOUGHT, order_id, user_id, 'unpaid', info[4], '', created, deadline, '', '', '',
+local reply = { BOUGHT, 0, order_id, user_id, 'unpaid', info[4], '', created, deadline, '', '', '',
   created }
--- The reply has the new order's fields from its third element: nothing to
+-- The reply has the new order's fields from its fourth element: nothing to
 -- read back.
 if export == '1' then
-  orders_changed(outbox or { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
-    on = true }, order_prefix, order_id, reply, 3)
+  orders_changed(outbox or { stream = outbox_key, wake = export_wake_key, voucher = part_ref,
+    on = true }, order_prefix, order_id, reply, 4)
 end
 return reply

@@ -43,7 +43,8 @@
 --> arg event_ttl_ms int     how long an event's outcome is kept
 --> arg order_prefix str     the key of an order of this voucher, without the id
 --> arg reclaim_limit int    the most expired orders to put back on sale
---> arg voucher_id int       the voucher, as a wake-up of the exporter names it
+--> arg part_ref str        the voucher's part, as a wake-up of the exporter names
+--                               it (the voucher id when it is not split)
 --> arg export flag          append each change of an order to the outbox
 --
 --< outcome done             read, or changed as asked: paid, refunded
@@ -69,7 +70,7 @@ local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = string.format('%d', now_ms)
 
-local outbox = { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+local outbox = { stream = outbox_key, wake = export_wake_key, voucher = part_ref,
   on = export == '1' }
 local next_deadline = redis.call('HGET', info_key, 'next_deadline')
 orders_reclaim(info_key, buyers_key, unpaid_key, order_prefix, next_deadline, now_ms, reclaim_limit,

@@ -4,15 +4,11 @@
 -- against before anything changes.
 --
 --@ replayable it only reads
---> key index                the order's entry: "<voucher id>:<user id>"
---< field voucher_id id      0 when there is no such order
---< field user_id id
+--> key index                the order's entry: "<part>:<user id>", where part
+--                               is the voucher id, or its part for a split
+--                               voucher (VoucherPart::reference)
+--< field entry str          '' when there is no such order
 --< field unix_secs int      Redis's clock
 
 local t = redis.call('TIME')
-local entry = redis.call('GET', index_key)
-if not entry then
-  return { '', '', t[1] + 0 }
-end
-local sep = string.find(entry, ':', 1, true)
-return { string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1), t[1] + 0 }
+return { redis.call('GET', index_key) or '', t[1] + 0 }

@@ -24,7 +24,7 @@
 -- changes (a constructor in the script rather than a function here, which
 -- every run would pay for):
 --
---   { stream = outbox_key, wake = export_wake_key, voucher = voucher_id,
+--   { stream = outbox_key, wake = export_wake_key, voucher = part_ref,
 --     on = export == '1' }
 --
 --   stream    the voucher's outbox, a stream

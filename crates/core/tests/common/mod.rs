@@ -30,6 +30,7 @@ pub fn sale(redis: &mut NativeRedis, stock: i64, begin_ms: i64, end_ms: i64) -> 
         stock,
         begin_ms,
         end_ms,
+        parts: 1,
     };
     block_on(voucher::create(redis, new)).unwrap().id
 }

@@ -71,6 +71,9 @@ pub struct NewVoucher {
     pub stock: i64,
     pub begin_time: String,
     pub end_time: String,
+    /// How many parts the stock is split into; left out: 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u8>,
 }
 
 /// A voucher, as the admin route and the catalogue show it.

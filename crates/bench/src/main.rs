@@ -142,6 +142,11 @@ struct Args {
     /// pays for exporting. No lag is reported.
     #[arg(long, requires = "export")]
     outbox_only: bool,
+    /// Split the stock of the scarce scenario's one voucher into this many
+    /// parts (`parts` of `POST /api/admin/vouchers`): the hot voucher on a
+    /// Redis Cluster.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+    hot_voucher_parts: Option<u8>,
     #[arg(
         long,
         env = "FLASHSPIN_BENCH_ADMIN_KEY",
@@ -169,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let pg_vars: Vec<(&'static str, &str)> =
         pg_vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let target = match &args.url {
+    let mut target = match &args.url {
         Some(url) => {
             Target::existing(
                 url,
@@ -181,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Target::start(&serving, &args.admin_key, &pg_vars).await?,
     };
+    target.hot_voucher_parts = args.hot_voucher_parts;
     let _exporter = match &pg {
         Some(pg) if !args.outbox_only => {
             let pg_host = format!("127.0.0.1:{}", pg.port);
@@ -355,7 +361,9 @@ async fn prepare(
             vec![Box::new(|api: &Client, _: &[u8]| api.health().into_builder()) as Step]
         }),
         Scenario::BuyVoucherScarce => {
-            let voucher = target.create_voucher(100).await?;
+            let voucher = target
+                .create_voucher_in_parts(100, target.hot_voucher_parts)
+                .await?;
             Arc::new(move |i| {
                 let (token, voucher) = (token(i), voucher.clone());
                 vec![Box::new(move |api: &Client, _: &[u8]| {

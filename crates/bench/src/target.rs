@@ -25,6 +25,8 @@ pub struct Target {
     admin_key: String,
     _redis: Option<Redis>,
     app: Option<Child>,
+    /// The parts of the scarce scenario's voucher (`--hot-voucher-parts`).
+    pub hot_voucher_parts: Option<u8>,
 }
 
 /// The Redis this tool started for the app.
@@ -176,6 +178,7 @@ impl Target {
             admin_key: admin_key.to_string(),
             _redis: Some(redis),
             app: Some(app),
+            hot_voucher_parts: None,
         };
         target.wait_ready().await?;
         Ok(target)
@@ -198,6 +201,7 @@ impl Target {
             admin_key: String::new(),
             _redis: None,
             app: Some(app),
+            hot_voucher_parts: None,
         };
         target.wait_ready().await?;
         Ok(target)
@@ -261,6 +265,7 @@ impl Target {
             admin_key: admin_key.to_string(),
             _redis: None,
             app: None,
+            hot_voucher_parts: None,
         };
         target.wait_ready().await?;
         Ok(target)
@@ -292,6 +297,16 @@ impl Target {
 
     /// A voucher whose sale is open for the whole run.
     pub async fn create_voucher(&self, stock: i64) -> anyhow::Result<String> {
+        self.create_voucher_in_parts(stock, None).await
+    }
+
+    /// A voucher whose sale is open for the whole run, its stock split
+    /// into `parts`.
+    pub async fn create_voucher_in_parts(
+        &self,
+        stock: i64,
+        parts: Option<u8>,
+    ) -> anyhow::Result<String> {
         let body = NewVoucher {
             shop_id: "1".into(),
             title: "bench".into(),
@@ -302,7 +317,7 @@ impl Target {
             stock,
             begin_time: "2026-01-01T00:00:00Z".into(),
             end_time: "2093-01-01T00:00:00Z".into(),
-            parts: None,
+            parts,
         };
         let created = self.api.create_voucher(&self.admin_key, &body).try_send();
         let created = created.await?.try_ok().context("creating a voucher")?;

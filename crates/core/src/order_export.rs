@@ -497,7 +497,7 @@ pub async fn parked_page(
     let end = last.min(start.saturating_add(PARKED_VOUCHERS_PER_PAGE - 1));
     let parts = (start..=end).flat_map(|id| {
         let voucher = VoucherId::new(id).expect("ids from 1 up");
-        VoucherPart::all(voucher, split.get(&id).copied().unwrap_or(1))
+        VoucherPart::all(voucher, split.count(id))
     });
     let parts: Vec<VoucherPart> = parts
         .filter(|p| from.is_none_or(|c| c.part.voucher() != p.voucher() || *p >= c.part))
@@ -538,28 +538,35 @@ fn next_start(rest: &[VoucherPart], end: u64, last: u64) -> Option<ParkedCursor>
         .map(|part| ParkedCursor { part, after: None })
 }
 
-/// Every split voucher and its number of parts.
-pub async fn split_vouchers(
-    redis: &mut impl Redis,
-) -> Result<std::collections::HashMap<u64, u8>, RedisError> {
+/// Every split voucher and its number of parts, by voucher id.
+pub struct SplitVouchers(Vec<(u64, u8)>);
+
+impl SplitVouchers {
+    /// The parts of voucher `id`: 1 unless it is split.
+    pub fn count(&self, id: u64) -> u8 {
+        self.0
+            .binary_search_by_key(&id, |(v, _)| *v)
+            .map_or(1, |i| self.0[i].1)
+    }
+}
+
+/// Reads [`SplitVouchers`] (one round trip).
+pub async fn split_vouchers(redis: &mut impl Redis) -> Result<SplitVouchers, RedisError> {
     let reply = redis
         .execute("HGETALL", &[keys::SPLIT_VOUCHERS.into()])
         .await?;
-    let mut split = std::collections::HashMap::new();
+    let mut split = Vec::new();
     for pair in reply.chunks(2) {
-        if let [
-            crate::redis::Reply::Bytes(id),
-            crate::redis::Reply::Bytes(n),
-        ] = pair
-        {
+        if let [crate::redis::Reply::Bytes(id), crate::redis::Reply::Bytes(n)] = pair {
             let id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok());
             let n = std::str::from_utf8(n).ok().and_then(|s| s.parse().ok());
             if let (Some(id), Some(n)) = (id, n) {
-                split.insert(id, n);
+                split.push((id, n));
             }
         }
     }
-    Ok(split)
+    split.sort_unstable();
+    Ok(SplitVouchers(split))
 }
 
 /// Up to `count` of `voucher`'s parked events after the stream id `after`
@@ -901,7 +908,7 @@ pub async fn parts_of(
     let split = split_vouchers(redis).await?;
     Ok(vouchers
         .iter()
-        .flat_map(|v| VoucherPart::all(*v, split.get(&v.get()).copied().unwrap_or(1)))
+        .flat_map(|v| VoucherPart::all(*v, split.count(v.get())))
         .collect())
 }
 

@@ -42,8 +42,8 @@ mod part {
     pub struct VoucherPart;
 
     impl VoucherPart {
-        pub fn tag(self) -> &'static str {
-            "{v}"
+        pub fn tag(self) -> String {
+            String::from("{v}")
         }
     }
 }

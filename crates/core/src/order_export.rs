@@ -557,7 +557,11 @@ pub async fn split_vouchers(redis: &mut impl Redis) -> Result<SplitVouchers, Red
         .await?;
     let mut split = Vec::new();
     for pair in reply.chunks(2) {
-        if let [crate::redis::Reply::Bytes(id), crate::redis::Reply::Bytes(n)] = pair {
+        if let [
+            crate::redis::Reply::Bytes(id),
+            crate::redis::Reply::Bytes(n),
+        ] = pair
+        {
             let id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok());
             let n = std::str::from_utf8(n).ok().and_then(|s| s.parse().ok());
             if let (Some(id), Some(n)) = (id, n) {

@@ -59,11 +59,11 @@ impl Setup {
         let end = local_input(&self.browser, 3_600_000).await;
         b.set_value("#v-begin", &begin).await;
         b.set_value("#v-end", &end).await;
-        let before = b.find("#voucher-form-message").await.text().await.unwrap();
+        let before = b.text("#voucher-form-message").await;
         b.click("#voucher-form button[type=submit]").await;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let now = b.find("#voucher-form-message").await.text().await.unwrap();
+            let now = b.text("#voucher-form-message").await;
             if !now.is_empty() && now != before {
                 return now;
             }
@@ -176,12 +176,7 @@ async fn a_shopper_logs_in_buys_a_voucher_and_cancels_the_order() {
         deadline.len() >= 20 && deadline.contains('T') && deadline.ends_with('Z'),
         "an RFC 3339 pay deadline, not {deadline:?}"
     );
-    let shown = b
-        .find(&format!("{row} .deadline"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let shown = b.text(&format!("{row} .deadline")).await;
     assert!(
         !shown.is_empty() && shown != "—",
         "deadline shown: {shown:?}"
@@ -269,11 +264,8 @@ async fn a_drawn_period_verifies_until_its_published_seed_is_changed() {
     b.wait_text(&format!("{period} .winner"), "139****5678")
         .await;
     let code: u64 = b
-        .find(&format!("{period} .winning-code"))
+        .text(&format!("{period} .winning-code"))
         .await
-        .text()
-        .await
-        .unwrap()
         .trim()
         .parse()
         .expect("a winning code");
@@ -287,7 +279,7 @@ async fn a_drawn_period_verifies_until_its_published_seed_is_changed() {
     b.click(&format!("{period} button.verify")).await;
     let result = format!("{period} .verify-result");
     b.wait_attr(&result, "data-verified", "true").await;
-    let text = b.find(&result).await.text().await.unwrap();
+    let text = b.text(&result).await;
     assert!(text.starts_with("verified"), "{text:?}");
     b.client
         .execute(
@@ -323,7 +315,7 @@ async fn a_drawn_period_verifies_until_its_published_seed_is_changed() {
     b.wait_attr("#nav-lottery", "aria-pressed", "true").await;
     b.click(&format!("{period} button.verify")).await;
     b.wait_attr(&result, "data-verified", "false").await;
-    let text = b.find(&result).await.text().await.unwrap();
+    let text = b.text(&result).await;
     assert!(text.starts_with("does not verify"), "{text:?}");
     s.close().await;
 }

@@ -139,9 +139,35 @@ impl Browser {
         self.find(css).await;
     }
 
-    /// The value of `attr` of the first element matching `css`.
+    /// The value of `attr` of the first element matching `css`. Read again
+    /// when the page replaced the element between finding and reading it
+    /// (a stale element), until there is one to read.
     pub async fn attr(&self, css: &str, attr: &str) -> Option<String> {
-        self.find(css).await.attr(attr).await.unwrap()
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(value) = el.attr(attr).await
+            {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "no {css} to read {attr} of");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The text of the first element matching `css`, read again when the
+    /// page replaced the element between finding and reading it.
+    pub async fn text(&self, css: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = el.text().await
+            {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "no {css} to read");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until the first element matching `css` has `attr` = `value`.

@@ -16,10 +16,11 @@ use flashspin_core::ApiError;
 use flashspin_core::config::read;
 use flashspin_core::gate::Buyer;
 use flashspin_core::ids::VoucherId;
-use flashspin_core::memory::{self, PartCounts, Refusals};
+use flashspin_core::memory::{self, Refusals};
 use flashspin_core::order::OrderExport;
 use flashspin_core::ratelimit::Endpoint;
 use flashspin_core::voucher;
+use flashspin_spin::parts;
 use flashspin_spin::request::ApiRequest;
 use flashspin_spin::route::{Call, Reply, Route};
 use flashspin_spin::variables::SpinVariables;
@@ -46,12 +47,22 @@ impl Route for BuyVoucher {
         let memory = REFUSALS.with(Rc::clone);
         let shards = call.shards()?;
         let redis = call.redis().await?;
-        let mut parts = PARTS.with(|known| known.borrow().of(voucher_id));
+        let known = parts::recall(voucher_id);
+        let mut learnt = known;
         let buy = voucher::buy(
-            redis, voucher_id, user_id, order_id, pay_secs, export, shards, &mut parts,
+            redis,
+            voucher_id,
+            user_id,
+            order_id,
+            pay_secs,
+            export,
+            shards,
+            &mut learnt,
         );
         let result = memory::purchase(&memory, voucher_id, bound, buy).await;
-        PARTS.with(|known| known.borrow_mut().learn(voucher_id, parts));
+        if learnt != known {
+            parts::remember(voucher_id, learnt);
+        }
         let order = result?;
         Ok(Reply::created(json!({"order": order.to_json()})))
     }
@@ -61,8 +72,6 @@ thread_local! {
     /// The instance's memory of refusals, across the requests it serves
     /// (a WASI 0.2 instance serves one).
     static REFUSALS: Rc<RefCell<Refusals>> = Rc::new(RefCell::new(Refusals::new()));
-    /// The parts of the vouchers this instance sold, likewise.
-    static PARTS: RefCell<PartCounts> = const { RefCell::new(PartCounts::new()) };
 }
 
 flashspin_spin::component!(BuyVoucher);

@@ -31,7 +31,11 @@ fn is_try_again(message: &str) -> bool {
 
 /// CRC16-CCITT (XModem), the checksum Redis Cluster hashes keys with.
 fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
+    crc16_extend(0, bytes)
+}
+
+/// `crc16` of some bytes followed by `bytes`, given `crc16` of the first.
+fn crc16_extend(mut crc: u16, bytes: &[u8]) -> u16 {
     for &byte in bytes {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
@@ -62,6 +66,31 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 /// The hash slot of `key`.
 pub fn slot(key: &[u8]) -> u16 {
     crc16(hash_tag(key)) % SLOTS
+}
+
+/// The hash tag `{<prefix><n>}` (braces included) with the smallest n
+/// whose slot `wanted` accepts. The prefix's checksum is computed once and
+/// each n's digits are added to it, so a search of hundreds of tries costs
+/// microseconds (tags are found again on every request that needs them).
+pub fn find_tag(prefix: &str, wanted: impl Fn(u16) -> bool) -> String {
+    let base = crc16(prefix.as_bytes());
+    let mut digits = [0u8; 10];
+    for n in 0..u32::MAX {
+        let mut rest = n;
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if wanted(crc16_extend(base, &digits[start..]) % SLOTS) {
+            return format!("{{{prefix}{n}}}");
+        }
+    }
+    unreachable!("a 16-bit checksum takes every value long before")
 }
 
 /// The slot a command is routed by: its first key. `None` for commands

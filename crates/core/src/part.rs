@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use crate::cluster::{SLOTS, slot};
+use crate::cluster::{SLOTS, find_tag, slot};
 use crate::ids::{UserId, VoucherId};
 
 /// The most parts a voucher's stock can be split into.
@@ -114,15 +114,10 @@ impl VoucherPart {
         let slots = u32::from(SLOTS);
         let start = u32::from(slot(base.as_bytes()))
             + u32::from(self.index) * (slots / u32::from(self.count));
-        // About SLOTS / TAG_WINDOW tries (a few microseconds).
-        (0u32..1 << 20)
-            .map(|n| format!("{base}/{}.{n}", self.index))
-            .find(|text| {
-                let offset = (u32::from(slot(text.as_bytes())) + slots - start % slots) % slots;
-                offset < TAG_WINDOW
-            })
-            .map(|text| format!("{{{text}}}"))
-            .expect("a tag for every part")
+        // About SLOTS / TAG_WINDOW tries.
+        find_tag(&format!("{base}/{}.", self.index), |slot| {
+            (u32::from(slot) + slots - start % slots) % slots < TAG_WINDOW
+        })
     }
 
     /// How messages and index entries name the part: the voucher id for an

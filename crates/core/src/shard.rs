@@ -27,7 +27,7 @@
 use std::fmt;
 
 use crate::client_ip::ClientIp;
-use crate::cluster::{SLOTS, slot};
+use crate::cluster::{SLOTS, find_tag, slot};
 use crate::config::{Variables, read};
 use crate::error::ApiError;
 use crate::ids::{OrderId, UserId};
@@ -151,13 +151,10 @@ impl Shard {
         }
         let width = u32::from(SLOTS) / u32::from(self.count);
         let range = u32::from(self.index) * width..(u32::from(self.index) + 1) * width;
-        // About `count` tries; a CRC reaches every residue long before the
-        // bound (checked for every shard by the tests below).
-        (0u32..1 << 16)
-            .map(|n| format!("gate-{}-{n}", self.index))
-            .find(|text| range.contains(&u32::from(slot(text.as_bytes()))))
-            .map(|text| format!("{{{text}}}"))
-            .expect("a tag for every shard")
+        // About `count` tries.
+        find_tag(&format!("gate-{}-", self.index), |slot| {
+            range.contains(&u32::from(slot))
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! the core's traits, reads requests and builds JSON responses.
 
 pub mod http;
+pub mod parts;
 pub mod pg;
 pub mod redis;
 pub mod request;

@@ -45,6 +45,10 @@ mod part {
         pub fn tag(self) -> String {
             String::from("{v}")
         }
+
+        pub fn reference(self) -> String {
+            String::new()
+        }
     }
 }
 

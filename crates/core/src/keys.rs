@@ -178,6 +178,40 @@ pub fn voucher_outbox_parked(part: impl Into<VoucherPart>) -> String {
     voucher_key(part.into(), "outbox:parked")
 }
 
+/// The keys of one voucher part that the scripts selling, reading,
+/// lending and changing its orders take, named from one tag: a split
+/// part's tag is searched for, so it is found once per script, not once
+/// per key.
+pub struct VoucherKeys {
+    pub info: String,
+    pub buyers: String,
+    pub unpaid: String,
+    pub outbox: String,
+    pub export_wake: String,
+    pub lent: String,
+    pub order_prefix: String,
+    /// The part as a wake-up of the exporter names it.
+    pub part_ref: String,
+}
+
+impl VoucherKeys {
+    pub fn of(part: impl Into<VoucherPart>) -> Self {
+        let part = part.into();
+        let tag = part.tag();
+        let key = |suffix: &str| format!("{tag}:{suffix}");
+        Self {
+            info: key("info"),
+            buyers: key("buyers"),
+            unpaid: key("unpaid"),
+            outbox: key("outbox"),
+            export_wake: key("outbox:wake"),
+            lent: key("lent"),
+            order_prefix: key("order:"),
+            part_ref: part.reference(),
+        }
+    }
+}
+
 /// One of a voucher part's keys: its tag, then `suffix`. Not generic, so
 /// that the formatting is compiled once for all the functions above.
 fn voucher_key(part: VoucherPart, suffix: &str) -> String {

@@ -476,14 +476,8 @@ async fn run_change(
     event: Option<&EventId>,
     export: OrderExport,
 ) -> Result<(order_change::Outcome, bool, Order), ApiError> {
-    let info = keys::voucher_info(part);
-    let buyers = keys::voucher_buyers(part);
-    let unpaid = keys::voucher_unpaid(part);
-    let outbox = keys::voucher_outbox(part);
-    let export_wake = keys::voucher_export_wake(part);
+    let k = keys::VoucherKeys::of(part);
     let attention = keys::voucher_payment_attention(part);
-    let order_prefix = keys::voucher_order_prefix(part);
-    let part_ref = part.reference();
     let event_key = keys::voucher_payment_event(
         part,
         id,
@@ -499,12 +493,12 @@ async fn run_change(
     let reply = order_change::run(
         redis,
         &order_change::Keys {
-            info: &info,
-            buyers: &buyers,
-            unpaid: &unpaid,
+            info: &k.info,
+            buyers: &k.buyers,
+            unpaid: &k.unpaid,
             event: &event_key,
-            outbox: &outbox,
-            export_wake: &export_wake,
+            outbox: &k.outbox,
+            export_wake: &k.export_wake,
             attention: &attention,
         },
         &order_change::Args {
@@ -515,9 +509,9 @@ async fn run_change(
             pay_type,
             event_id: event.map_or("", EventId::as_str),
             event_ttl_ms: EVENT_TTL_MS,
-            order_prefix: &order_prefix,
+            order_prefix: &k.order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
-            part_ref: &part_ref,
+            part_ref: &k.part_ref,
             export: export.is_on(),
         },
     )

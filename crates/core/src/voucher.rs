@@ -272,28 +272,21 @@ async fn read_part(
     part: VoucherPart,
     export: OrderExport,
 ) -> Result<Option<voucher_read::Reply>, RedisError> {
-    let info = keys::voucher_info(part);
-    let buyers = keys::voucher_buyers(part);
-    let unpaid = keys::voucher_unpaid(part);
-    let outbox = keys::voucher_outbox(part);
-    let export_wake = keys::voucher_export_wake(part);
-    let lent = keys::voucher_lent(part);
-    let order_prefix = keys::voucher_order_prefix(part);
-    let part_ref = part.reference();
+    let k = keys::VoucherKeys::of(part);
     let v = voucher_read::run(
         redis,
         &voucher_read::Keys {
-            info: &info,
-            buyers: &buyers,
-            unpaid: &unpaid,
-            outbox: &outbox,
-            export_wake: &export_wake,
-            lent: &lent,
+            info: &k.info,
+            buyers: &k.buyers,
+            unpaid: &k.unpaid,
+            outbox: &k.outbox,
+            export_wake: &k.export_wake,
+            lent: &k.lent,
         },
         &voucher_read::Args {
-            order_prefix: &order_prefix,
+            order_prefix: &k.order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
-            part_ref: &part_ref,
+            part_ref: &k.part_ref,
             export: export.is_on(),
         },
     )
@@ -431,30 +424,24 @@ async fn buy_in(
     export: OrderExport,
 ) -> Result<(buy_voucher::Outcome, i64, Option<Order>), ApiError> {
     use buy_voucher::Outcome;
-    let info = keys::voucher_info(part);
-    let buyers = keys::voucher_buyers(part);
-    let unpaid = keys::voucher_unpaid(part);
-    let outbox = keys::voucher_outbox(part);
-    let export_wake = keys::voucher_export_wake(part);
-    let order_prefix = keys::voucher_order_prefix(part);
-    let part_ref = part.reference();
+    let k = keys::VoucherKeys::of(part);
     let count = part.count().to_string();
     let reply = buy_voucher::run(
         redis,
         &buy_voucher::Keys {
-            info: &info,
-            buyers: &buyers,
-            unpaid: &unpaid,
-            outbox: &outbox,
-            export_wake: &export_wake,
+            info: &k.info,
+            buyers: &k.buyers,
+            unpaid: &k.unpaid,
+            outbox: &k.outbox,
+            export_wake: &k.export_wake,
         },
         &buy_voucher::Args {
             user_id: user_id.get() as i64,
             order_id: order_id.raw() as i64,
             pay_ms: i64::from(pay_secs) * 1000,
-            order_prefix: &order_prefix,
+            order_prefix: &k.order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
-            part_ref: &part_ref,
+            part_ref: &k.part_ref,
             export: export.is_on(),
             parts: &count,
         },
@@ -539,29 +526,22 @@ async fn lend(
     transfer: &str,
     export: OrderExport,
 ) -> Result<(i64, Vec<Transfer>), ApiError> {
-    let info = keys::voucher_info(lender);
-    let buyers = keys::voucher_buyers(lender);
-    let unpaid = keys::voucher_unpaid(lender);
-    let outbox = keys::voucher_outbox(lender);
-    let export_wake = keys::voucher_export_wake(lender);
-    let lent = keys::voucher_lent(lender);
-    let order_prefix = keys::voucher_order_prefix(lender);
-    let part_ref = lender.reference();
+    let k = keys::VoucherKeys::of(lender);
     let to = to.reference();
     let reply = lend::run(
         redis,
         &lend::Keys {
-            info: &info,
-            buyers: &buyers,
-            unpaid: &unpaid,
-            outbox: &outbox,
-            export_wake: &export_wake,
-            lent: &lent,
+            info: &k.info,
+            buyers: &k.buyers,
+            unpaid: &k.unpaid,
+            outbox: &k.outbox,
+            export_wake: &k.export_wake,
+            lent: &k.lent,
         },
         &lend::Args {
-            order_prefix: &order_prefix,
+            order_prefix: &k.order_prefix,
             reclaim_limit: RECLAIM_LIMIT,
-            part_ref: &part_ref,
+            part_ref: &k.part_ref,
             export: export.is_on(),
             transfer_id: transfer,
             to: &to,
